@@ -1,0 +1,91 @@
+# socks5d build. `make` builds bin/socks5d; `make run` runs it on its defaults;
+# `make test` installs what the tests need and runs the whole suite.
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+CPPFLAGS += -D_GNU_SOURCE -Isrc
+XFLAGS   := -std=c11 -Wall -Wextra -Werror -pthread
+LDLIBS   += -lcares -lcrypt -pthread
+BUILD    ?= build/release
+BIN      ?= bin/socks5d
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+
+SRC     := $(wildcard src/*.c)
+OBJ     := $(SRC:src/%.c=$(BUILD)/%.o)
+LIBOBJ  := $(filter-out $(BUILD)/main.o,$(OBJ))
+UNIT    := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))
+FUZZ    := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+
+ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+
+.PHONY: all run test unit integration asan fuzz fuzz-build bench deps install uninstall clean format
+
+all: $(BIN)
+
+$(BIN): $(OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(XFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/%.o: src/%.c $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(XFLAGS) -c -o $@ $<
+
+$(BUILD)/unit/%: tests/unit/%.c $(LIBOBJ) $(wildcard tests/unit/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(XFLAGS) -o $@ $< $(LIBOBJ) $(LDFLAGS) $(LDLIBS) -lcmocka
+
+deps:
+	scripts/install-deps.sh build
+
+run: deps
+	$(MAKE) $(BIN)
+	$(BIN)
+
+unit: $(UNIT)
+	scripts/run-unit.sh $(UNIT)
+
+integration: $(BIN)
+	SOCKS5D_BIN=$(abspath $(BIN)) /usr/bin/python3 -m pytest -q tests/integration
+
+# The whole suite: release build (unit + integration), then the same under
+# ASan+UBSan with clang, then every fuzz target for a bounded time.
+test:
+	scripts/test.sh
+
+asan:
+	$(MAKE) CC=clang CFLAGS="$(ASAN_FLAGS)" BUILD=build/asan BIN=build/asan/socks5d build/asan/socks5d
+
+build/fuzz/%: tests/fuzz/%.c $(filter-out src/main.c,$(SRC)) $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) -g -O1 -std=c11 -Wall -Wextra -Werror -pthread \
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -o $@ $< $(filter-out src/main.c,$(SRC)) $(LDLIBS)
+
+fuzz-build: $(FUZZ)
+
+fuzz: fuzz-build
+	scripts/run-fuzz.sh $${FUZZ_SECONDS:-60} $(FUZZ)
+
+bench:
+	scripts/install-deps.sh bench
+	$(MAKE) $(BIN)
+	$(MAKE) -C bench
+	/usr/bin/python3 bench/run.py
+
+install: $(BIN)
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/sbin/socks5d
+	install -D -m 0644 docs/socks5d.8 $(DESTDIR)$(PREFIX)/share/man/man8/socks5d.8
+	test ! -f docs/socks5d.conf.5 || install -D -m 0644 docs/socks5d.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/socks5d.conf.5
+	test ! -f packaging/socks5d.service || install -D -m 0644 packaging/socks5d.service $(DESTDIR)$(PREFIX)/lib/systemd/system/socks5d.service
+	test ! -f docs/socks5d.conf.example || install -D -m 0644 docs/socks5d.conf.example $(DESTDIR)/etc/socks5d/socks5d.conf.example
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/sbin/socks5d $(DESTDIR)$(PREFIX)/share/man/man8/socks5d.8 \
+	  $(DESTDIR)$(PREFIX)/share/man/man5/socks5d.conf.5 \
+	  $(DESTDIR)$(PREFIX)/lib/systemd/system/socks5d.service $(DESTDIR)/etc/socks5d/socks5d.conf.example
+
+format:
+	clang-format -i src/*.c src/*.h tests/unit/*.c tests/fuzz/*.c
+
+clean:
+	rm -rf build bin

@@ -1,0 +1,131 @@
+#include "addr.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int parse_port(const char *s, uint16_t *port)
+{
+    char *end;
+    long v;
+    if (*s < '0' || *s > '9')
+        return -1;
+    v = strtol(s, &end, 10);
+    if (*end || v < 1 || v > 65535)
+        return -1;
+    *port = (uint16_t)v;
+    return 0;
+}
+
+int addr_parse(const char *text, union addr_any *out)
+{
+    char host[INET6_ADDRSTRLEN + 2];
+    const char *colon;
+    uint16_t port;
+    size_t hl;
+
+    memset(out, 0, sizeof *out);
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (!close || close[1] != ':')
+            return -1;
+        hl = (size_t)(close - text - 1);
+        colon = close + 1;
+        text++;
+    } else {
+        colon = strrchr(text, ':');
+        if (!colon)
+            return -1;
+        hl = (size_t)(colon - text);
+    }
+    if (hl == 0 || hl >= sizeof host || parse_port(colon + 1, &port) < 0)
+        return -1;
+    memcpy(host, text, hl);
+    host[hl] = '\0';
+    if (inet_pton(AF_INET, host, &out->in4.sin_addr) == 1) {
+        out->in4.sin_family = AF_INET;
+        out->in4.sin_port = htons(port);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &out->in6.sin6_addr) == 1) {
+        out->in6.sin6_family = AF_INET6;
+        out->in6.sin6_port = htons(port);
+        return 0;
+    }
+    return -1;
+}
+
+const char *addr_str(const struct sockaddr *sa, char *buf, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN];
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &s->sin_addr, ip, sizeof ip);
+        snprintf(buf, len, "%s:%u", ip, ntohs(s->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &s->sin6_addr, ip, sizeof ip);
+        snprintf(buf, len, "[%s]:%u", ip, ntohs(s->sin6_port));
+    } else {
+        snprintf(buf, len, "-");
+    }
+    return buf;
+}
+
+socklen_t addr_len(const struct sockaddr *sa)
+{
+    return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+uint16_t addr_port(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    if (sa->sa_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    return 0;
+}
+
+void addr_normalize(const struct sockaddr *sa, union addr_any *out)
+{
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+    memset(out, 0, sizeof *out);
+    if (sa->sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+        out->in4.sin_family = AF_INET;
+        out->in4.sin_port = s6->sin6_port;
+        memcpy(&out->in4.sin_addr, s6->sin6_addr.s6_addr + 12, 4);
+    } else if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
+        memcpy(out, sa, addr_len(sa));
+    }
+}
+
+int addr_is_loopback(const struct sockaddr *sa)
+{
+    union addr_any a;
+    addr_normalize(sa, &a);
+    if (a.sa.sa_family == AF_INET)
+        return (ntohl(a.in4.sin_addr.s_addr) >> 24) == 127;
+    return a.sa.sa_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&a.in6.sin6_addr);
+}
+
+int addr_is_unspecified(const struct sockaddr *sa)
+{
+    union addr_any a;
+    addr_normalize(sa, &a);
+    if (a.sa.sa_family == AF_INET)
+        return a.in4.sin_addr.s_addr == htonl(INADDR_ANY);
+    return a.sa.sa_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&a.in6.sin6_addr);
+}
+
+int addr_same_ip(const struct sockaddr *x, const struct sockaddr *y)
+{
+    union addr_any a, b;
+    addr_normalize(x, &a);
+    addr_normalize(y, &b);
+    if (a.sa.sa_family != b.sa.sa_family)
+        return 0;
+    if (a.sa.sa_family == AF_INET)
+        return a.in4.sin_addr.s_addr == b.in4.sin_addr.s_addr;
+    return memcmp(&a.in6.sin6_addr, &b.in6.sin6_addr, 16) == 0;
+}

@@ -1,0 +1,32 @@
+/* Socket address helpers: parse "host:port", format for logs, classify. */
+#ifndef SOCKS5D_ADDR_H
+#define SOCKS5D_ADDR_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+/* Large enough for every address a session handles, far smaller than
+ * sockaddr_storage: sessions keep several of these. */
+union addr_any {
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+};
+
+/* "[ipv6]:port", "ipv4:port". Returns 0, or -1 when the text is not an IP
+ * literal with a port in 1..65535. */
+int addr_parse(const char *text, union addr_any *out);
+/* Formats sa as "1.2.3.4:80" or "[::1]:80" into buf (at least ADDR_STRLEN). */
+#define ADDR_STRLEN (INET6_ADDRSTRLEN + 8)
+const char *addr_str(const struct sockaddr *sa, char *buf, size_t len);
+socklen_t addr_len(const struct sockaddr *sa);
+uint16_t addr_port(const struct sockaddr *sa);
+int addr_is_loopback(const struct sockaddr *sa);
+int addr_is_unspecified(const struct sockaddr *sa);
+/* 1 when both carry the same IP (ports ignored; v4-mapped v6 equals v4). */
+int addr_same_ip(const struct sockaddr *a, const struct sockaddr *b);
+/* Copies sa into out, turning an IPv4-mapped IPv6 address into IPv4. */
+void addr_normalize(const struct sockaddr *sa, union addr_any *out);
+
+#endif

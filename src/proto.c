@@ -1,0 +1,323 @@
+/* RFC 1928 / RFC 1929 parsers and encoders. See proto.h for the contract. */
+#include "proto.h"
+
+#include <netinet/in.h>
+#include <string.h>
+
+/* Bounds-checked cursor over untrusted bytes: every getter fails instead of
+ * reading past the end, so a parser never sees a byte it was not given. */
+struct cursor {
+    const uint8_t *p;
+    size_t len, off;
+};
+
+static int get_u8(struct cursor *c, uint8_t *v)
+{
+    if (c->off >= c->len)
+        return 0;
+    *v = c->p[c->off++];
+    return 1;
+}
+
+static int get_bytes(struct cursor *c, void *dst, size_t n)
+{
+    if (c->len - c->off < n)
+        return 0;
+    memcpy(dst, c->p + c->off, n);
+    c->off += n;
+    return 1;
+}
+
+static int get_u16(struct cursor *c, uint16_t *v)
+{
+    uint8_t b[2];
+    if (!get_bytes(c, b, 2))
+        return 0;
+    *v = (uint16_t)(b[0] << 8 | b[1]);
+    return 1;
+}
+
+static int fail(enum proto_err *err, enum proto_err why)
+{
+    *err = why;
+    return PROTO_ERROR;
+}
+
+int proto_parse_greeting(const uint8_t *buf, size_t len, struct proto_greeting *out,
+                         size_t *consumed, enum proto_err *err)
+{
+    struct cursor c = {buf, len, 0};
+    uint8_t ver;
+
+    if (!get_u8(&c, &ver))
+        return PROTO_NEED_MORE;
+    if (ver != SOCKS5_VERSION)
+        return fail(err, PROTO_E_VERSION);
+    if (!get_u8(&c, &out->nmethods))
+        return PROTO_NEED_MORE;
+    if (out->nmethods == 0)
+        return fail(err, PROTO_E_NMETHODS);
+    if (!get_bytes(&c, out->methods, out->nmethods))
+        return PROTO_NEED_MORE;
+    *consumed = c.off;
+    return PROTO_DONE;
+}
+
+/* Reads a length-prefixed string into dst (256 bytes), NUL-terminated. */
+static int get_lstring(struct cursor *c, uint8_t *n, char *dst)
+{
+    size_t start = c->off;
+    if (!get_u8(c, n) || !get_bytes(c, dst, *n)) {
+        c->off = start;
+        return 0;
+    }
+    dst[*n] = '\0';
+    return 1;
+}
+
+int proto_parse_userpass(const uint8_t *buf, size_t len, struct proto_userpass *out,
+                         size_t *consumed, enum proto_err *err)
+{
+    struct cursor c = {buf, len, 0};
+    uint8_t ver;
+
+    if (!get_u8(&c, &ver))
+        return PROTO_NEED_MORE;
+    if (ver != SOCKS5_USERPASS_VERSION)
+        return fail(err, PROTO_E_AUTH_VERSION);
+    if (c.off < len && buf[c.off] == 0)
+        return fail(err, PROTO_E_AUTH_EMPTY);
+    if (!get_lstring(&c, &out->ulen, out->user))
+        return PROTO_NEED_MORE;
+    if (c.off < len && buf[c.off] == 0)
+        return fail(err, PROTO_E_AUTH_EMPTY);
+    if (!get_lstring(&c, &out->plen, out->pass))
+        return PROTO_NEED_MORE;
+    *consumed = c.off;
+    return PROTO_DONE;
+}
+
+/* ATYP, address and port. Returns PROTO_DONE, PROTO_NEED_MORE or PROTO_ERROR. */
+static int get_addr(struct cursor *c, struct proto_addr *a, enum proto_err *err)
+{
+    if (!get_u8(c, &a->atyp))
+        return PROTO_NEED_MORE;
+    switch (a->atyp) {
+    case SOCKS5_ATYP_IPV4:
+        if (!get_bytes(c, a->u.ip4, 4))
+            return PROTO_NEED_MORE;
+        break;
+    case SOCKS5_ATYP_IPV6:
+        if (!get_bytes(c, a->u.ip6, 16))
+            return PROTO_NEED_MORE;
+        break;
+    case SOCKS5_ATYP_DOMAIN:
+        if (c->off < c->len && c->p[c->off] == 0)
+            return fail(err, PROTO_E_DOMAIN_EMPTY);
+        if (!get_lstring(c, &a->name_len, a->u.name))
+            return PROTO_NEED_MORE;
+        break;
+    default:
+        return fail(err, PROTO_E_ATYP);
+    }
+    if (!get_u16(c, &a->port))
+        return PROTO_NEED_MORE;
+    return PROTO_DONE;
+}
+
+int proto_parse_request(const uint8_t *buf, size_t len, struct proto_request *out,
+                        size_t *consumed, enum proto_err *err)
+{
+    struct cursor c = {buf, len, 0};
+    uint8_t ver, rsv;
+    int rc;
+
+    if (!get_u8(&c, &ver))
+        return PROTO_NEED_MORE;
+    if (ver != SOCKS5_VERSION)
+        return fail(err, PROTO_E_VERSION);
+    if (!get_u8(&c, &out->cmd))
+        return PROTO_NEED_MORE;
+    if (out->cmd < SOCKS5_CMD_CONNECT || out->cmd > SOCKS5_CMD_UDP)
+        return fail(err, PROTO_E_CMD);
+    /* RSV is ignored, as most servers do: being strict here only breaks clients. */
+    if (!get_u8(&c, &rsv))
+        return PROTO_NEED_MORE;
+    rc = get_addr(&c, &out->dst, err);
+    if (rc != PROTO_DONE)
+        return rc;
+    *consumed = c.off;
+    return PROTO_DONE;
+}
+
+int proto_parse_udp_header(const uint8_t *buf, size_t len, struct proto_addr *out,
+                           size_t *hdr_len, enum proto_err *err)
+{
+    struct cursor c = {buf, len, 0};
+    uint16_t rsv;
+    uint8_t frag;
+    int rc;
+
+    if (!get_u16(&c, &rsv) || !get_u8(&c, &frag))
+        return fail(err, PROTO_E_TRUNCATED);
+    if (frag != 0)
+        return fail(err, PROTO_E_FRAG);
+    rc = get_addr(&c, out, err);
+    if (rc == PROTO_NEED_MORE)
+        return fail(err, PROTO_E_TRUNCATED);
+    if (rc != PROTO_DONE)
+        return rc;
+    *hdr_len = c.off;
+    return PROTO_DONE;
+}
+
+uint8_t proto_select_method(const struct proto_greeting *g, const uint8_t *prefs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (memchr(g->methods, prefs[i], g->nmethods))
+            return prefs[i];
+    return SOCKS5_METHOD_UNACCEPTABLE;
+}
+
+int proto_err_rep(enum proto_err err)
+{
+    switch (err) {
+    case PROTO_E_CMD:
+        return SOCKS5_REP_CMD_UNSUPPORTED;
+    case PROTO_E_ATYP:
+        return SOCKS5_REP_ATYP_UNSUPPORTED;
+    case PROTO_E_VERSION:
+    case PROTO_E_DOMAIN_EMPTY:
+        return SOCKS5_REP_GENERAL_FAILURE;
+    default:
+        return -1;
+    }
+}
+
+const char *proto_err_str(enum proto_err err)
+{
+    switch (err) {
+    case PROTO_E_NONE:
+        return "no error";
+    case PROTO_E_VERSION:
+        return "bad protocol version";
+    case PROTO_E_NMETHODS:
+        return "no methods offered";
+    case PROTO_E_AUTH_VERSION:
+        return "bad username/password version";
+    case PROTO_E_AUTH_EMPTY:
+        return "empty username or password";
+    case PROTO_E_CMD:
+        return "unknown command";
+    case PROTO_E_ATYP:
+        return "unknown address type";
+    case PROTO_E_DOMAIN_EMPTY:
+        return "empty domain name";
+    case PROTO_E_TRUNCATED:
+        return "truncated datagram header";
+    case PROTO_E_FRAG:
+        return "fragmented datagram";
+    }
+    return "unknown error";
+}
+
+const char *proto_rep_str(uint8_t rep)
+{
+    static const char *const names[] = {
+        "succeeded",          "general failure",      "not allowed by ruleset",
+        "network unreachable", "host unreachable",    "connection refused",
+        "TTL expired",        "command not supported", "address type not supported",
+    };
+    return rep < sizeof names / sizeof names[0] ? names[rep] : "unassigned";
+}
+
+size_t proto_encode_method(uint8_t *out, size_t cap, uint8_t method)
+{
+    if (cap < 2)
+        return 0;
+    out[0] = SOCKS5_VERSION;
+    out[1] = method;
+    return 2;
+}
+
+size_t proto_encode_userpass_reply(uint8_t *out, size_t cap, uint8_t status)
+{
+    if (cap < 2)
+        return 0;
+    out[0] = SOCKS5_USERPASS_VERSION;
+    out[1] = status;
+    return 2;
+}
+
+/* ATYP, address and port of `sa` (or 0.0.0.0:0 when NULL). */
+static size_t put_addr(uint8_t *out, size_t cap, const struct sockaddr *sa)
+{
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    const uint8_t *ip = NULL, *port = NULL;
+    uint8_t atyp = SOCKS5_ATYP_IPV4, zero[4] = {0};
+    size_t iplen = 4;
+
+    if (sa && sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        ip = (const uint8_t *)&s4->sin_addr;
+        port = (const uint8_t *)&s4->sin_port;
+    } else if (sa && sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        ip = s6->sin6_addr.s6_addr;
+        port = (const uint8_t *)&s6->sin6_port;
+        if (memcmp(ip, mapped, 12) == 0) {
+            ip += 12;
+        } else {
+            atyp = SOCKS5_ATYP_IPV6;
+            iplen = 16;
+        }
+    }
+    if (cap < 1 + iplen + 2)
+        return 0;
+    out[0] = atyp;
+    memcpy(out + 1, ip ? ip : zero, iplen);
+    memcpy(out + 1 + iplen, port ? port : zero, 2);
+    return 1 + iplen + 2;
+}
+
+size_t proto_encode_reply(uint8_t *out, size_t cap, uint8_t rep, const struct sockaddr *bnd)
+{
+    size_t n;
+    if (cap < 3)
+        return 0;
+    out[0] = SOCKS5_VERSION;
+    out[1] = rep;
+    out[2] = 0;
+    n = put_addr(out + 3, cap - 3, bnd);
+    return n ? 3 + n : 0;
+}
+
+size_t proto_encode_udp_header(uint8_t *out, size_t cap, const struct sockaddr *src)
+{
+    size_t n;
+    if (cap < 3)
+        return 0;
+    out[0] = out[1] = out[2] = 0;
+    n = put_addr(out + 3, cap - 3, src);
+    return n ? 3 + n : 0;
+}
+
+socklen_t proto_addr_to_sockaddr(const struct proto_addr *a, struct sockaddr_storage *sa)
+{
+    memset(sa, 0, sizeof *sa);
+    if (a->atyp == SOCKS5_ATYP_IPV4) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+        s4->sin_family = AF_INET;
+        memcpy(&s4->sin_addr, a->u.ip4, 4);
+        s4->sin_port = htons(a->port);
+        return sizeof *s4;
+    }
+    if (a->atyp == SOCKS5_ATYP_IPV6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
+        s6->sin6_family = AF_INET6;
+        memcpy(&s6->sin6_addr, a->u.ip6, 16);
+        s6->sin6_port = htons(a->port);
+        return sizeof *s6;
+    }
+    return 0;
+}

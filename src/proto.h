@@ -1,0 +1,128 @@
+/* RFC 1928 / RFC 1929 wire format, sans I/O.
+ *
+ * Every parser takes the bytes received so far and answers one of:
+ *   PROTO_NEED_MORE  the bytes are a valid prefix; call again with more;
+ *   PROTO_DONE       a whole message was decoded; *consumed bytes belong to it;
+ *   PROTO_ERROR      the bytes can never form a valid message; *err says why
+ *                    and proto_err_rep() gives the reply code to send (if any).
+ * Nothing is read past `len`, nothing is allocated, strings from the wire are
+ * copied with their length and NUL-terminated in the output struct. */
+#ifndef SOCKS5D_PROTO_H
+#define SOCKS5D_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define SOCKS5_VERSION 0x05
+#define SOCKS5_USERPASS_VERSION 0x01
+
+enum proto_status { PROTO_ERROR = -1, PROTO_NEED_MORE = 0, PROTO_DONE = 1 };
+
+enum socks5_method {
+    SOCKS5_METHOD_NONE = 0x00,
+    SOCKS5_METHOD_GSSAPI = 0x01,
+    SOCKS5_METHOD_USERPASS = 0x02,
+    SOCKS5_METHOD_UNACCEPTABLE = 0xFF,
+};
+
+enum socks5_cmd { SOCKS5_CMD_CONNECT = 0x01, SOCKS5_CMD_BIND = 0x02, SOCKS5_CMD_UDP = 0x03 };
+
+enum socks5_atyp { SOCKS5_ATYP_IPV4 = 0x01, SOCKS5_ATYP_DOMAIN = 0x03, SOCKS5_ATYP_IPV6 = 0x04 };
+
+enum socks5_rep {
+    SOCKS5_REP_SUCCEEDED = 0x00,
+    SOCKS5_REP_GENERAL_FAILURE = 0x01,
+    SOCKS5_REP_NOT_ALLOWED = 0x02,
+    SOCKS5_REP_NET_UNREACHABLE = 0x03,
+    SOCKS5_REP_HOST_UNREACHABLE = 0x04,
+    SOCKS5_REP_CONN_REFUSED = 0x05,
+    SOCKS5_REP_TTL_EXPIRED = 0x06,
+    SOCKS5_REP_CMD_UNSUPPORTED = 0x07,
+    SOCKS5_REP_ATYP_UNSUPPORTED = 0x08,
+};
+
+/* Why a message was rejected. */
+enum proto_err {
+    PROTO_E_NONE = 0,
+    PROTO_E_VERSION,       /* VER is not 5 */
+    PROTO_E_NMETHODS,      /* NMETHODS is 0 */
+    PROTO_E_AUTH_VERSION,  /* RFC 1929 VER is not 1 */
+    PROTO_E_AUTH_EMPTY,    /* RFC 1929 ULEN or PLEN is 0 */
+    PROTO_E_CMD,           /* unknown CMD */
+    PROTO_E_ATYP,          /* unknown ATYP */
+    PROTO_E_DOMAIN_EMPTY,  /* domain of length 0 */
+    PROTO_E_TRUNCATED,     /* datagram shorter than its header */
+    PROTO_E_FRAG,          /* UDP FRAG is not 0: fragments are not supported */
+};
+
+/* A SOCKS address as it appears on the wire. */
+struct proto_addr {
+    uint8_t atyp;     /* enum socks5_atyp */
+    uint8_t name_len; /* domain length when atyp is DOMAIN */
+    uint16_t port;    /* host byte order */
+    union {
+        uint8_t ip4[4];
+        uint8_t ip6[16];
+        char name[256]; /* NUL-terminated copy of the domain */
+    } u;
+};
+
+struct proto_greeting {
+    uint8_t nmethods;
+    uint8_t methods[255];
+};
+
+struct proto_userpass {
+    uint8_t ulen, plen;
+    char user[256]; /* NUL-terminated */
+    char pass[256]; /* NUL-terminated; callers wipe it after use */
+};
+
+struct proto_request {
+    uint8_t cmd;
+    struct proto_addr dst;
+};
+
+int proto_parse_greeting(const uint8_t *buf, size_t len, struct proto_greeting *out,
+                         size_t *consumed, enum proto_err *err);
+int proto_parse_userpass(const uint8_t *buf, size_t len, struct proto_userpass *out,
+                         size_t *consumed, enum proto_err *err);
+int proto_parse_request(const uint8_t *buf, size_t len, struct proto_request *out,
+                        size_t *consumed, enum proto_err *err);
+
+/* Parses the header of a whole UDP datagram (RFC 1928 section 7). Datagrams
+ * are never incomplete, so the answer is PROTO_DONE with *hdr_len, the offset
+ * of the payload, or PROTO_ERROR. */
+int proto_parse_udp_header(const uint8_t *buf, size_t len, struct proto_addr *out,
+                           size_t *hdr_len, enum proto_err *err);
+
+/* Returns the method the server uses: the first of `prefs` (server
+ * preference order, n entries) that the client offered, or
+ * SOCKS5_METHOD_UNACCEPTABLE. */
+uint8_t proto_select_method(const struct proto_greeting *g, const uint8_t *prefs, size_t n);
+
+/* The reply code to send for a parse error, or -1 when the RFC gives no
+ * reply for it and the connection is simply closed. */
+int proto_err_rep(enum proto_err err);
+const char *proto_err_str(enum proto_err err);
+const char *proto_rep_str(uint8_t rep);
+
+/* Encoders write into `out` (capacity `cap`) and return the bytes written,
+ * or 0 when `cap` is too small. */
+size_t proto_encode_method(uint8_t *out, size_t cap, uint8_t method);
+size_t proto_encode_userpass_reply(uint8_t *out, size_t cap, uint8_t status);
+/* `bnd` may be NULL (then 0.0.0.0:0); AF_INET and AF_INET6 are encoded as
+ * such, an IPv4-mapped IPv6 address as IPv4. */
+size_t proto_encode_reply(uint8_t *out, size_t cap, uint8_t rep, const struct sockaddr *bnd);
+/* UDP header for a datagram from `src` (RSV, FRAG=0, address). */
+size_t proto_encode_udp_header(uint8_t *out, size_t cap, const struct sockaddr *src);
+
+/* Largest encodings, for buffer sizing. */
+#define PROTO_REPLY_MAX (4 + 16 + 2)
+#define PROTO_UDP_HEADER_MAX (4 + 16 + 2)
+
+/* Fills `sa` from an IP address (not a domain); returns its length or 0. */
+socklen_t proto_addr_to_sockaddr(const struct proto_addr *a, struct sockaddr_storage *sa);
+
+#endif

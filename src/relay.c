@@ -1,0 +1,123 @@
+#include "relay.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+void relay_note(struct relay_side *s, unsigned events)
+{
+    if (events & LOOP_READ)
+        s->readable = 1;
+    if (events & LOOP_RDHUP)
+        s->rdhup = 1;
+    if (events & LOOP_WRITE)
+        s->writable = 1;
+}
+
+/* Writes what is buffered. Returns 1 when the buffer is empty, 0 when the
+ * destination is full, -1 on error. */
+static int flush(struct relay_dir *d, struct relay_side *dst, int *err)
+{
+    while (d->off < d->len) {
+        ssize_t n = send(dst->io.fd, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                dst->writable = 0;
+                return 0;
+            }
+            *err = errno;
+            return -1;
+        }
+        d->off += (uint32_t)n;
+        d->bytes += (uint64_t)n;
+    }
+    return 1;
+}
+
+/* Reads into the (empty) buffer. Returns 1 when bytes arrived, 0 when there
+ * is nothing to read now or EOF was seen, -1 on error. */
+static int fill(struct relay_dir *d, struct relay_side *src, struct bufpool *pool, int *err)
+{
+    if (!d->buf && !(d->buf = bufpool_get(pool))) {
+        *err = ENOMEM;
+        return -1;
+    }
+    for (;;) {
+        ssize_t n = read(src->io.fd, d->buf, BUFPOOL_SIZE);
+        if (n > 0) {
+            /* A short read drained the socket; a later arrival raises a new
+             * edge. After a FIN keep reading: the EOF has no edge of its own. */
+            if ((size_t)n < BUFPOOL_SIZE && !src->rdhup)
+                src->readable = 0;
+            d->off = 0;
+            d->len = (uint32_t)n;
+            return 1;
+        }
+        if (n == 0) {
+            src->eof = 1;
+            src->readable = 0;
+            return 0;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN) {
+            src->readable = 0;
+            return 0;
+        }
+        *err = errno;
+        return -1;
+    }
+}
+
+/* One direction. Returns -1 on error, else RELAY_MOVED / RELAY_MORE bits. */
+static int pump_dir(struct relay_dir *d, struct relay_side *src, struct relay_side *dst,
+                    struct bufpool *pool, int *err)
+{
+    int moved = 0;
+    for (int budget = RELAY_BUDGET;; budget--) {
+        if (d->buf && d->off < d->len) {
+            int rc = flush(d, dst, err);
+            if (rc <= 0)
+                return rc < 0 ? -1 : moved;
+        }
+        if (budget == 0 && src->readable && !src->eof)
+            return moved | RELAY_MORE;
+        if (src->eof || !src->readable) {
+            bufpool_put(pool, d->buf);
+            d->buf = NULL;
+            d->off = d->len = 0;
+            if (src->eof && !d->shut) {
+                d->shut = 1;
+                /* The peer may already be gone; the other direction decides. */
+                shutdown(dst->io.fd, SHUT_WR);
+            }
+            return moved;
+        }
+        int rc = fill(d, src, pool, err);
+        if (rc < 0)
+            return -1;
+        if (rc > 0)
+            moved = RELAY_MOVED;
+    }
+}
+
+int relay_pump(struct relay *r, struct bufpool *pool, unsigned *flags, int *err)
+{
+    int up = pump_dir(&r->up, &r->client, &r->target, pool, err);
+    if (up < 0)
+        return RELAY_ERROR;
+    int down = pump_dir(&r->down, &r->target, &r->client, pool, err);
+    if (down < 0)
+        return RELAY_ERROR;
+    *flags = (unsigned)(up | down);
+    return (r->up.shut && r->down.shut) ? RELAY_DONE : RELAY_AGAIN;
+}
+
+void relay_release(struct relay *r, struct bufpool *pool)
+{
+    bufpool_put(pool, r->up.buf);
+    bufpool_put(pool, r->down.buf);
+    r->up.buf = r->down.buf = NULL;
+}

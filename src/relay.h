@@ -1,0 +1,52 @@
+/* TCP relay between two connected sockets, edge-triggered.
+ *
+ * Each direction has at most one buffer, taken from the worker's pool when
+ * bytes arrive and returned when they have all been written: a side is read
+ * only when its peer has taken everything before (backpressure, flat
+ * memory). EOF one way becomes shutdown(SHUT_WR) on the other while the
+ * reverse direction keeps flowing. */
+#ifndef SOCKS5D_RELAY_H
+#define SOCKS5D_RELAY_H
+
+#include <stdint.h>
+
+#include "bufpool.h"
+#include "loop.h"
+
+struct relay_side {
+    struct loop_io io;
+    uint8_t readable; /* may have bytes (or EOF) we have not read */
+    uint8_t writable; /* may take bytes */
+    uint8_t rdhup;    /* peer sent FIN: read until 0 */
+    uint8_t eof;      /* read returned 0 */
+};
+
+struct relay_dir {
+    uint8_t *buf;
+    uint32_t off, len;
+    uint8_t shut; /* EOF passed on with shutdown(SHUT_WR) */
+    uint64_t bytes;
+};
+
+struct relay {
+    struct relay_side client, target;
+    struct relay_dir up;   /* client -> target */
+    struct relay_dir down; /* target -> client */
+};
+
+enum relay_status { RELAY_AGAIN = 0, RELAY_DONE = 1, RELAY_ERROR = -1 };
+/* Reported through *flags: bytes were read; the read budget ran out while a
+ * side was still readable (call again later: no new edge will come). */
+enum { RELAY_MOVED = 1, RELAY_MORE = 2 };
+#define RELAY_BUDGET 16 /* reads per direction per call */
+
+/* Records the events of one side (LOOP_* bits). */
+void relay_note(struct relay_side *s, unsigned events);
+/* Moves what can be moved in both directions, up to RELAY_BUDGET reads
+ * each. Returns RELAY_DONE when both directions have ended, RELAY_ERROR on a
+ * socket error (errno in *err), RELAY_AGAIN otherwise; *flags as above. */
+int relay_pump(struct relay *r, struct bufpool *pool, unsigned *flags, int *err);
+/* Returns the buffers to the pool. */
+void relay_release(struct relay *r, struct bufpool *pool);
+
+#endif

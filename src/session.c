@@ -1,0 +1,559 @@
+/* The SOCKS5 session state machine (see session.h). */
+#include "session.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "config.h"
+#include "dial.h"
+#include "log.h"
+#include "proto.h"
+#include "resolve.h"
+#include "worker.h"
+
+static void on_client(struct loop_io *io, unsigned events);
+static void on_target(struct loop_io *io, unsigned events);
+static void handshake_continue(struct session *s);
+
+/* What a handshake step did. After HS_GONE the session must not be touched:
+ * it was closed, or handed on to a callback that owns it now. */
+enum { HS_GONE = -1, HS_MORE = 0, HS_NEXT = 1, HS_WAIT = 2 };
+
+/* The one place an errno becomes a reply code. */
+static uint8_t rep_from_errno(int err)
+{
+    switch (err) {
+    case ENETUNREACH:
+    case ENETDOWN:
+        return SOCKS5_REP_NET_UNREACHABLE;
+    case EHOSTUNREACH:
+    case EHOSTDOWN:
+        return SOCKS5_REP_HOST_UNREACHABLE;
+    case ECONNREFUSED:
+        return SOCKS5_REP_CONN_REFUSED;
+    case ETIMEDOUT:
+        return SOCKS5_REP_TTL_EXPIRED;
+    default:
+        return SOCKS5_REP_GENERAL_FAILURE;
+    }
+}
+
+static const char *cmd_name(uint8_t cmd)
+{
+    switch (cmd) {
+    case SOCKS5_CMD_CONNECT:
+        return "connect";
+    case SOCKS5_CMD_BIND:
+        return "bind";
+    case SOCKS5_CMD_UDP:
+        return "udp";
+    default:
+        return "-";
+    }
+}
+
+/* "host:port" as the client asked for it. */
+static const char *dst_str(const struct session *s, char *buf, size_t len)
+{
+    if (s->dst_name) {
+        snprintf(buf, len, "%s:%u", s->dst_name, addr_port(&s->dst.sa));
+        return buf;
+    }
+    return addr_str(&s->dst.sa, buf, len);
+}
+
+static void access_log(const struct session *s)
+{
+    char c[ADDR_STRLEN], d[300], p[ADDR_STRLEN], rep[4] = "-";
+    /* A connection closed without a byte is a probe (a load balancer's
+     * health check), not a session. */
+    if (!log_access_enabled() || (s->state == S_GREETING && s->hlen == 0 && !s->why))
+        return;
+    if (s->rep != 0xff)
+        snprintf(rep, sizeof rep, "%u", s->rep);
+    log_access("client=%s user=%s cmd=%s dst=%s addr=%s rep=%s up=%llu down=%llu ms=%llu%s%s%s",
+               addr_str(&s->client.sa, c, sizeof c), s->user ? s->user : "-", cmd_name(s->cmd),
+               s->state >= S_RESOLVE ? dst_str(s, d, sizeof d) : "-",
+               addr_str(&s->peer.sa, p, sizeof p), rep, (unsigned long long)s->relay.up.bytes,
+               (unsigned long long)s->relay.down.bytes,
+               (unsigned long long)(loop_now(s->w->loop) - s->started_ms),
+               s->why ? " error=\"" : "", s->why ? s->why : "", s->why ? "\"" : "");
+}
+
+static void cancel_pending(struct session *s)
+{
+    if (!s->pending)
+        return;
+    if (s->state == S_AUTH_WAIT)
+        auth_cancel(s->pending);
+    else if (s->state == S_RESOLVE)
+        resolve_cancel(s->pending);
+    else if (s->state == S_DIAL)
+        dial_cancel(s->pending);
+    s->pending = NULL;
+}
+
+static void close_side(struct session *s, struct relay_side *side)
+{
+    int fd = side->io.fd;
+    if (fd < 0)
+        return;
+    loop_io_del(s->w->loop, &side->io);
+    close(fd);
+}
+
+void session_close(struct session *s)
+{
+    struct worker *w = s->w;
+    cancel_pending(s);
+    access_log(s);
+    loop_timer_cancel(w->loop, &s->timer);
+    loop_defer_cancel(w->loop, &s->more);
+    close_side(s, &s->relay.client);
+    close_side(s, &s->relay.target);
+    relay_release(&s->relay, &w->pool);
+    bufpool_put(&w->pool, s->hbuf);
+    worker_unlink(w, s);
+    config_unref(s->cfg);
+    free(s->user);
+    free(s->dst_name);
+    free(s);
+    atomic_fetch_sub_explicit(&g_sessions, 1, memory_order_relaxed);
+}
+
+/* Sends a short handshake message. The socket is fresh and the messages are
+ * tiny, so a send that does not take all of it means a broken client. */
+static int send_small(struct session *s, const uint8_t *msg, size_t len)
+{
+    ssize_t n = send(s->relay.client.io.fd, msg, len, MSG_NOSIGNAL);
+    return n == (ssize_t)len ? 0 : -1;
+}
+
+static void fail(struct session *s, const char *why)
+{
+    s->why = why;
+    session_close(s);
+}
+
+/* Sends reply `rep` (with BND = bnd or zeros) and, unless it is success,
+ * closes. Returns 0 when the session goes on. */
+static int reply(struct session *s, uint8_t rep, const struct sockaddr *bnd, const char *why)
+{
+    uint8_t msg[PROTO_REPLY_MAX];
+    size_t n = proto_encode_reply(msg, sizeof msg, rep, bnd);
+    s->rep = rep;
+    if (send_small(s, msg, n) < 0) {
+        fail(s, "client gone before reply");
+        return -1;
+    }
+    if (rep != SOCKS5_REP_SUCCEEDED) {
+        fail(s, why);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------------- timers ---------------- */
+
+static void on_timeout(struct loop_timer *t)
+{
+    struct session *s = container_of(t, struct session, timer);
+    uint32_t idle = s->cfg->timeout_idle_ms;
+    if (s->state == S_RELAY) {
+        /* Idle time is checked lazily: activity only stamps active_ms. */
+        uint64_t quiet = loop_now(s->w->loop) - s->active_ms;
+        if (quiet < idle) {
+            loop_timer_arm(s->w->loop, t, idle - quiet, on_timeout);
+            return;
+        }
+        fail(s, "idle timeout");
+        return;
+    }
+    if (s->state == S_RESOLVE || s->state == S_DIAL) {
+        cancel_pending(s);
+        reply(s, s->state == S_RESOLVE ? SOCKS5_REP_HOST_UNREACHABLE : SOCKS5_REP_TTL_EXPIRED,
+              NULL, s->state == S_RESOLVE ? "resolve timeout" : "connect timeout");
+        return;
+    }
+    fail(s, "handshake timeout");
+}
+
+static void arm(struct session *s, uint32_t ms)
+{
+    if (loop_timer_arm(s->w->loop, &s->timer, ms, on_timeout) < 0)
+        log_error("session: cannot arm timer: out of memory");
+}
+
+/* ---------------- relay ---------------- */
+
+static void pump(struct session *s);
+
+static void on_more(struct loop_defer *d)
+{
+    pump(container_of(d, struct session, more));
+}
+
+static void pump(struct session *s)
+{
+    unsigned flags = 0;
+    int err = 0;
+    int rc = relay_pump(&s->relay, &s->w->pool, &flags, &err);
+    if (rc == RELAY_ERROR) {
+        /* A reset is how many peers end a connection: not worth an error. */
+        fail(s, err == ECONNRESET || err == EPIPE ? NULL : strerror(err));
+        return;
+    }
+    if (rc == RELAY_DONE) {
+        fail(s, NULL);
+        return;
+    }
+    if (flags & RELAY_MOVED)
+        s->active_ms = loop_now(s->w->loop);
+    if (flags & RELAY_MORE)
+        loop_defer(s->w->loop, &s->more, on_more);
+}
+
+static void on_target(struct loop_io *io, unsigned events)
+{
+    struct session *s = container_of(io, struct session, relay.target.io);
+    relay_note(&s->relay.target, events);
+    pump(s);
+}
+
+static void start_relay(struct session *s)
+{
+    int one = 1;
+    s->state = S_RELAY;
+    setsockopt(s->relay.client.io.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(s->relay.target.io.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* Bytes the client sent after its request are the first to relay. */
+    s->relay.up.buf = s->hbuf;
+    s->relay.up.len = s->hlen;
+    s->hbuf = NULL;
+    s->hlen = 0;
+    if (s->relay.up.off >= s->relay.up.len) {
+        bufpool_put(&s->w->pool, s->relay.up.buf);
+        s->relay.up.buf = NULL;
+        s->relay.up.off = s->relay.up.len = 0;
+    }
+    s->active_ms = loop_now(s->w->loop);
+    arm(s, s->cfg->timeout_idle_ms);
+    pump(s);
+}
+
+/* ---------------- CONNECT ---------------- */
+
+static void on_dialed(void *owner, int fd, struct loop_io *io, int err,
+                      const union addr_any *peer)
+{
+    struct session *s = owner;
+    union addr_any local;
+    socklen_t len = sizeof local;
+    s->pending = NULL;
+    if (fd < 0) {
+        reply(s, rep_from_errno(err), NULL, strerror(err));
+        return;
+    }
+    s->peer = *peer;
+    if (loop_io_move(s->w->loop, io, &s->relay.target.io, LOOP_READ | LOOP_WRITE, on_target) <
+        0) {
+        close(fd);
+        reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "epoll_ctl failed");
+        return;
+    }
+    s->relay.target.writable = 1;
+    if (getsockname(fd, &local.sa, &len) < 0)
+        memset(&local, 0, sizeof local);
+    if (reply(s, SOCKS5_REP_SUCCEEDED, &local.sa, NULL) == 0)
+        start_relay(s);
+}
+
+static void dial_addrs(struct session *s, const union addr_any *addrs, size_t n)
+{
+    int err;
+    s->state = S_DIAL;
+    s->pending = dial_start(s->w->loop, addrs, n, s->cfg->timeout_connect_ms, on_dialed, s, &err);
+    if (!s->pending)
+        reply(s, rep_from_errno(err), NULL, strerror(err));
+}
+
+static void on_resolved(void *owner, int status, const union addr_any *addrs, size_t n)
+{
+    struct session *s = owner;
+    s->pending = NULL;
+    if (status != RESOLVE_OK) {
+        reply(s, SOCKS5_REP_HOST_UNREACHABLE, NULL,
+              status == RESOLVE_NOTFOUND ? "name not found" : "resolver failed");
+        return;
+    }
+    dial_addrs(s, addrs, n);
+}
+
+static void do_connect(struct session *s)
+{
+    union addr_any addrs[RESOLVE_MAX_ADDRS];
+    size_t n = 0;
+    arm(s, s->cfg->timeout_connect_ms);
+    if (!s->dst_name) {
+        dial_addrs(s, &s->dst, 1);
+        return;
+    }
+    if (resolve_literal(s->dst_name, addr_port(&s->dst.sa), addrs, &n)) {
+        dial_addrs(s, addrs, n);
+        return;
+    }
+    s->state = S_RESOLVE;
+    s->pending = resolve_start(s->w->resolver, s->dst_name, addr_port(&s->dst.sa), on_resolved, s);
+    if (!s->pending)
+        reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
+}
+
+/* ---------------- handshake ---------------- */
+
+/* Drops the first n bytes of the handshake buffer. */
+static void consume(struct session *s, size_t n)
+{
+    memmove(s->hbuf, s->hbuf + n, s->hlen - n);
+    s->hlen -= (uint32_t)n;
+}
+
+static int on_greeting(struct session *s)
+{
+    struct proto_greeting g;
+    enum proto_err err;
+    size_t used;
+    uint8_t msg[2];
+    int rc = proto_parse_greeting(s->hbuf, s->hlen, &g, &used, &err);
+    if (rc == PROTO_NEED_MORE)
+        return HS_MORE;
+    if (rc == PROTO_ERROR) {
+        fail(s, proto_err_str(err));
+        return HS_GONE;
+    }
+    consume(s, used);
+    s->method = proto_select_method(&g, s->cfg->methods, s->cfg->nmethods);
+    if (send_small(s, msg, proto_encode_method(msg, sizeof msg, s->method)) < 0 ||
+        s->method == SOCKS5_METHOD_UNACCEPTABLE) {
+        fail(s, "no acceptable authentication method");
+        return HS_GONE;
+    }
+    s->state = s->method == SOCKS5_METHOD_USERPASS ? S_AUTH : S_REQUEST;
+    return HS_NEXT;
+}
+
+static void auth_result(struct session *s, int ok)
+{
+    uint8_t msg[2];
+    if (send_small(s, msg, proto_encode_userpass_reply(msg, sizeof msg, ok ? 0 : 1)) < 0) {
+        fail(s, "client gone during authentication");
+        return;
+    }
+    if (!ok) {
+        fail(s, "authentication failed");
+        return;
+    }
+    s->state = S_REQUEST;
+    handshake_continue(s);
+}
+
+static void on_verified(void *owner, int ok)
+{
+    struct session *s = owner;
+    s->pending = NULL;
+    auth_result(s, ok);
+}
+
+static int on_auth(struct session *s)
+{
+    struct proto_userpass up;
+    enum proto_err err;
+    size_t used;
+    int rc = proto_parse_userpass(s->hbuf, s->hlen, &up, &used, &err);
+    if (rc == PROTO_NEED_MORE)
+        return HS_MORE;
+    if (rc == PROTO_ERROR) {
+        uint8_t msg[2];
+        send_small(s, msg, proto_encode_userpass_reply(msg, sizeof msg, 1));
+        fail(s, proto_err_str(err));
+        return HS_GONE;
+    }
+    auth_wipe(s->hbuf, used);
+    consume(s, used);
+    s->user = strdup(up.user);
+    const char *hash = users_find(s->cfg->users, up.user);
+    if (!s->user) {
+        auth_wipe(up.pass, sizeof up.pass);
+        fail(s, "out of memory");
+        return HS_GONE;
+    }
+    if (hash && auth_cache_hit(s->w->auth_cache, up.user, hash, up.pass)) {
+        auth_wipe(up.pass, sizeof up.pass);
+        auth_result(s, 1);
+        return HS_GONE; /* auth_result continued (or ended) the handshake itself */
+    }
+    s->state = S_AUTH_WAIT;
+    s->pending = auth_verify(s->cfg->users, up.user, up.pass, s->w->auth_cache, &s->w->mbox,
+                             on_verified, s);
+    auth_wipe(up.pass, sizeof up.pass);
+    if (!s->pending) {
+        fail(s, "out of memory");
+        return HS_GONE;
+    }
+    return HS_WAIT;
+}
+
+/* Fills dst/dst_name from the request. Returns 0 or -1 (out of memory). */
+static int take_destination(struct session *s, const struct proto_addr *a)
+{
+    struct sockaddr_storage ss;
+    memset(&s->dst, 0, sizeof s->dst);
+    if (a->atyp == SOCKS5_ATYP_DOMAIN) {
+        s->dst.in4.sin_family = AF_INET; /* carries the port only */
+        s->dst.in4.sin_port = htons(a->port);
+        s->dst_name = strndup(a->u.name, a->name_len);
+        return s->dst_name ? 0 : -1;
+    }
+    proto_addr_to_sockaddr(a, &ss);
+    memcpy(&s->dst, &ss, addr_len((struct sockaddr *)&ss));
+    return 0;
+}
+
+static int on_request(struct session *s)
+{
+    struct proto_request req;
+    enum proto_err err;
+    size_t used;
+    int rc = proto_parse_request(s->hbuf, s->hlen, &req, &used, &err);
+    if (rc == PROTO_NEED_MORE)
+        return HS_MORE;
+    if (rc == PROTO_ERROR) {
+        int rep = proto_err_rep(err);
+        if (rep < 0)
+            fail(s, proto_err_str(err));
+        else
+            reply(s, (uint8_t)rep, NULL, proto_err_str(err));
+        return HS_GONE;
+    }
+    /* What stays in hbuf after the request is early data for the target. */
+    s->relay.up.off = (uint32_t)used;
+    s->cmd = req.cmd;
+    if (take_destination(s, &req.dst) < 0) {
+        reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
+        return HS_GONE;
+    }
+    s->state = S_RESOLVE; /* the destination is known from here on (for the log) */
+    if (req.cmd != SOCKS5_CMD_CONNECT) {
+        reply(s, SOCKS5_REP_CMD_UNSUPPORTED, NULL, "command not supported");
+        return HS_GONE;
+    }
+    do_connect(s);
+    return HS_GONE; /* the handshake is over either way */
+}
+
+/* Parses whatever the handshake buffer holds, as far as it goes. */
+static int handshake_step(struct session *s)
+{
+    int rc;
+    do {
+        switch (s->state) {
+        case S_GREETING:
+            rc = on_greeting(s);
+            break;
+        case S_AUTH:
+            rc = on_auth(s);
+            break;
+        case S_REQUEST:
+            rc = on_request(s);
+            break;
+        default:
+            return HS_WAIT;
+        }
+    } while (rc == HS_NEXT);
+    return rc;
+}
+
+/* Reads handshake bytes. Returns 0, or -1 when the session was closed. */
+static int handshake_read(struct session *s)
+{
+    while (s->hlen < BUFPOOL_SIZE) {
+        ssize_t n = read(s->relay.client.io.fd, s->hbuf + s->hlen, BUFPOOL_SIZE - s->hlen);
+        if (n > 0) {
+            s->hlen += (uint32_t)n;
+            continue;
+        }
+        if (n == 0) {
+            s->relay.client.eof = 1;
+            break;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN) {
+            fail(s, strerror(errno));
+            return -1;
+        }
+        break;
+    }
+    s->relay.client.readable = s->hlen == BUFPOOL_SIZE;
+    return 0;
+}
+
+static void on_client(struct loop_io *io, unsigned events)
+{
+    struct session *s = container_of(io, struct session, relay.client.io);
+    relay_note(&s->relay.client, events);
+    if (s->state == S_RELAY) {
+        pump(s);
+        return;
+    }
+    if (events & LOOP_HUP) {
+        fail(s, s->state < S_RESOLVE ? "client reset during handshake" : "client gone");
+        return;
+    }
+    if (s->state > S_REQUEST || s->state == S_AUTH_WAIT)
+        return; /* the bytes wait in the socket until the relay starts */
+    handshake_continue(s);
+}
+
+/* Reads what the client sent and parses it. */
+static void handshake_continue(struct session *s)
+{
+    if (s->relay.client.readable && !s->relay.client.eof && handshake_read(s) < 0)
+        return;
+    int eof = s->relay.client.eof;
+    /* A client that closed mid-handshake will never complete it. Checked
+     * after parsing: a whole request followed by FIN is still served. */
+    if (handshake_step(s) == HS_MORE && eof)
+        fail(s, s->hlen || s->state != S_GREETING ? "truncated handshake" : NULL);
+}
+
+void session_start(struct worker *w, int fd, const union addr_any *client)
+{
+    struct session *s = calloc(1, sizeof *s);
+    if (!s || !(s->hbuf = bufpool_get(&w->pool))) {
+        free(s);
+        close(fd);
+        atomic_fetch_sub_explicit(&g_sessions, 1, memory_order_relaxed);
+        return;
+    }
+    s->w = w;
+    s->cfg = config_ref(w->cfg);
+    s->client = *client;
+    s->rep = 0xff;
+    s->relay.target.io.fd = -1;
+    s->started_ms = loop_now(w->loop);
+    worker_link(w, s);
+    if (loop_io_add(w->loop, &s->relay.client.io, fd, LOOP_READ | LOOP_WRITE, on_client) < 0) {
+        close(fd);
+        s->relay.client.io.fd = -1;
+        fail(s, "epoll_ctl failed");
+        return;
+    }
+    /* No read here: registering reports data that is already waiting. */
+    arm(s, s->cfg->timeout_handshake_ms);
+}

@@ -1,0 +1,54 @@
+/* One client connection: handshake, request, then the relay.
+ *
+ *   GREETING -> [AUTH -> AUTH_WAIT] -> REQUEST -> [RESOLVE] -> DIAL -> RELAY
+ *
+ * Every failure sends the reply the RFC gives for it (if any) and closes;
+ * the access log gets one line per session when it ends. */
+#ifndef SOCKS5D_SESSION_H
+#define SOCKS5D_SESSION_H
+
+#include <stdint.h>
+
+#include "addr.h"
+#include "loop.h"
+#include "relay.h"
+
+struct worker;
+struct config;
+
+enum session_state {
+    S_GREETING,
+    S_AUTH,
+    S_AUTH_WAIT,
+    S_REQUEST,
+    S_RESOLVE,
+    S_DIAL,
+    S_RELAY,
+};
+
+struct session {
+    struct session *prev, *next; /* worker's list */
+    struct worker *w;
+    struct config *cfg; /* the snapshot this session was accepted under */
+    struct relay relay; /* client and target sockets, buffers */
+    struct loop_timer timer; /* handshake, connect or idle deadline */
+    struct loop_defer more;  /* relay budget ran out: continue next round */
+    uint8_t *hbuf;           /* handshake bytes; becomes relay.up's buffer */
+    uint32_t hlen;
+    uint8_t state, method, cmd, rep;
+    const char *why;   /* for the access log when something failed */
+    void *pending;     /* the auth job, resolve query or dial in flight */
+    char *user;        /* authenticated user name, or NULL */
+    char *dst_name;    /* requested domain, or NULL */
+    union addr_any client;
+    union addr_any dst;  /* requested address (port valid for names too) */
+    union addr_any peer; /* the target actually connected */
+    uint64_t started_ms, active_ms;
+};
+
+/* Takes ownership of an accepted, non-blocking client socket. */
+void session_start(struct worker *w, int fd, const union addr_any *client);
+/* Ends a session at once (shutdown after the grace period). */
+void session_close(struct session *s);
+
+#endif

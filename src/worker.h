@@ -1,0 +1,69 @@
+/* A worker thread: its own loop, listening sockets, resolver, buffer pool,
+ * auth cache and sessions. Nothing here is shared with other workers except
+ * through the mailbox and the atomic session count. */
+#ifndef SOCKS5D_WORKER_H
+#define SOCKS5D_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "bufpool.h"
+#include "config.h"
+#include "loop.h"
+#include "mailbox.h"
+
+struct session;
+struct worker;
+
+struct listener {
+    struct loop_io io;
+    struct worker *w;
+    union addr_any addr;
+};
+
+struct worker {
+    int id;
+    pthread_t thread;
+    struct loop *loop;
+    struct mailbox mbox;
+    struct config *cfg; /* snapshot new sessions start with (one reference) */
+    struct resolver *resolver;
+    struct auth_cache *auth_cache;
+    struct bufpool pool;
+    struct listener *listeners;
+    size_t nlisteners;
+    struct session *sessions; /* doubly linked via session->prev/next */
+    size_t nsessions;
+    struct loop_timer accept_pause; /* out of fds: retry accept later */
+    struct loop_timer drain_deadline;
+    int draining;
+    int emfile_logged;
+};
+
+/* Sessions alive in all workers; bounds --max-sessions. */
+extern atomic_ulong g_sessions;
+/* Worker threads whose loop has not ended yet. */
+extern atomic_int g_workers_running;
+
+/* Creates a worker around listening sockets fds[0..n) (ownership taken) and
+ * a config reference. Returns NULL with a reason in err. */
+struct worker *worker_new(int id, struct config *cfg, const int *fds, size_t n, char *err,
+                          size_t errlen);
+int worker_start(struct worker *w);
+/* Asks the worker to stop accepting and end once its sessions are done or
+ * grace_ms has passed. Thread-safe. */
+void worker_drain(struct worker *w);
+/* Waits for the thread to end (after draining). */
+void worker_wait(struct worker *w);
+/* Frees everything; the thread must have ended (or never started). Runs
+ * what is still queued for the worker first, so call it after the password
+ * pool has stopped posting. */
+void worker_free(struct worker *w);
+
+/* For sessions. */
+void worker_link(struct worker *w, struct session *s);
+void worker_unlink(struct worker *w, struct session *s);
+
+#endif
