@@ -10,16 +10,19 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "bind.h"
 #include "config.h"
 #include "dial.h"
 #include "log.h"
 #include "proto.h"
 #include "resolve.h"
+#include "udp.h"
 #include "worker.h"
 
 static void on_client(struct loop_io *io, unsigned events);
 static void on_target(struct loop_io *io, unsigned events);
 static void handshake_continue(struct session *s);
+static void control_read(struct session *s);
 
 /* What a handshake step did. After HS_GONE the session must not be touched:
  * it was closed, or handed on to a callback that owns it now. */
@@ -77,11 +80,18 @@ static void access_log(const struct session *s)
         return;
     if (s->rep != 0xff)
         snprintf(rep, sizeof rep, "%u", s->rep);
-    log_access("client=%s user=%s cmd=%s dst=%s addr=%s rep=%s up=%llu down=%llu ms=%llu%s%s%s",
+    char udp[96] = "";
+    if (s->udp) {
+        const struct udp_counts *u = udp_counts(s->udp);
+        snprintf(udp, sizeof udp, " dgrams_up=%llu dgrams_down=%llu dropped=%llu",
+                 (unsigned long long)u->dgrams_up, (unsigned long long)u->dgrams_down,
+                 (unsigned long long)u->dropped);
+    }
+    log_access("client=%s user=%s cmd=%s dst=%s addr=%s rep=%s up=%llu down=%llu%s ms=%llu%s%s%s",
                addr_str(&s->client.sa, c, sizeof c), s->user ? s->user : "-", cmd_name(s->cmd),
                s->state >= S_RESOLVE ? dst_str(s, d, sizeof d) : "-",
                addr_str(&s->peer.sa, p, sizeof p), rep, (unsigned long long)s->relay.up.bytes,
-               (unsigned long long)s->relay.down.bytes,
+               (unsigned long long)s->relay.down.bytes, udp,
                (unsigned long long)(loop_now(s->w->loop) - s->started_ms),
                s->why ? " error=\"" : "", s->why ? s->why : "", s->why ? "\"" : "");
 }
@@ -113,6 +123,8 @@ void session_close(struct session *s)
     struct worker *w = s->w;
     cancel_pending(s);
     access_log(s);
+    if (s->udp)
+        udp_close(s->udp);
     loop_timer_cancel(w->loop, &s->timer);
     loop_defer_cancel(w->loop, &s->more);
     close_side(s, &s->relay.client);
@@ -135,7 +147,7 @@ static int send_small(struct session *s, const uint8_t *msg, size_t len)
     return n == (ssize_t)len ? 0 : -1;
 }
 
-static void fail(struct session *s, const char *why)
+void session_fail(struct session *s, const char *why)
 {
     s->why = why;
     session_close(s);
@@ -143,17 +155,17 @@ static void fail(struct session *s, const char *why)
 
 /* Sends reply `rep` (with BND = bnd or zeros) and, unless it is success,
  * closes. Returns 0 when the session goes on. */
-static int reply(struct session *s, uint8_t rep, const struct sockaddr *bnd, const char *why)
+int session_reply(struct session *s, uint8_t rep, const struct sockaddr *bnd, const char *why)
 {
     uint8_t msg[PROTO_REPLY_MAX];
     size_t n = proto_encode_reply(msg, sizeof msg, rep, bnd);
     s->rep = rep;
     if (send_small(s, msg, n) < 0) {
-        fail(s, "client gone before reply");
+        session_fail(s, "client gone before reply");
         return -1;
     }
     if (rep != SOCKS5_REP_SUCCEEDED) {
-        fail(s, why);
+        session_fail(s, why);
         return -1;
     }
     return 0;
@@ -164,27 +176,31 @@ static int reply(struct session *s, uint8_t rep, const struct sockaddr *bnd, con
 static void on_timeout(struct loop_timer *t)
 {
     struct session *s = container_of(t, struct session, timer);
-    uint32_t idle = s->cfg->timeout_idle_ms;
-    if (s->state == S_RELAY) {
+    uint32_t idle = s->state == S_UDP ? s->cfg->timeout_udp_ms : s->cfg->timeout_idle_ms;
+    if (s->state == S_RELAY || s->state == S_UDP) {
         /* Idle time is checked lazily: activity only stamps active_ms. */
         uint64_t quiet = loop_now(s->w->loop) - s->active_ms;
         if (quiet < idle) {
             loop_timer_arm(s->w->loop, t, idle - quiet, on_timeout);
             return;
         }
-        fail(s, "idle timeout");
+        session_fail(s, "idle timeout");
+        return;
+    }
+    if (s->state == S_BIND_WAIT) {
+        session_reply(s, SOCKS5_REP_TTL_EXPIRED, NULL, "no connection to the BIND port in time");
         return;
     }
     if (s->state == S_RESOLVE || s->state == S_DIAL) {
         cancel_pending(s);
-        reply(s, s->state == S_RESOLVE ? SOCKS5_REP_HOST_UNREACHABLE : SOCKS5_REP_TTL_EXPIRED,
+        session_reply(s, s->state == S_RESOLVE ? SOCKS5_REP_HOST_UNREACHABLE : SOCKS5_REP_TTL_EXPIRED,
               NULL, s->state == S_RESOLVE ? "resolve timeout" : "connect timeout");
         return;
     }
-    fail(s, "handshake timeout");
+    session_fail(s, "handshake timeout");
 }
 
-static void arm(struct session *s, uint32_t ms)
+void session_arm(struct session *s, uint32_t ms)
 {
     if (loop_timer_arm(s->w->loop, &s->timer, ms, on_timeout) < 0)
         log_error("session: cannot arm timer: out of memory");
@@ -206,11 +222,11 @@ static void pump(struct session *s)
     int rc = relay_pump(&s->relay, &s->w->pool, &flags, &err);
     if (rc == RELAY_ERROR) {
         /* A reset is how many peers end a connection: not worth an error. */
-        fail(s, err == ECONNRESET || err == EPIPE ? NULL : strerror(err));
+        session_fail(s, err == ECONNRESET || err == EPIPE ? NULL : strerror(err));
         return;
     }
     if (rc == RELAY_DONE) {
-        fail(s, NULL);
+        session_fail(s, NULL);
         return;
     }
     if (flags & RELAY_MOVED)
@@ -226,7 +242,16 @@ static void on_target(struct loop_io *io, unsigned events)
     pump(s);
 }
 
-static void start_relay(struct session *s)
+int session_attach_target(struct session *s, int fd)
+{
+    if (loop_io_add(s->w->loop, &s->relay.target.io, fd, LOOP_READ | LOOP_WRITE, on_target) < 0) {
+        close(fd);
+        return -1;
+    }
+    return 0;
+}
+
+void session_relay(struct session *s)
 {
     int one = 1;
     s->state = S_RELAY;
@@ -243,7 +268,7 @@ static void start_relay(struct session *s)
         s->relay.up.off = s->relay.up.len = 0;
     }
     s->active_ms = loop_now(s->w->loop);
-    arm(s, s->cfg->timeout_idle_ms);
+    session_arm(s, s->cfg->timeout_idle_ms);
     pump(s);
 }
 
@@ -257,21 +282,21 @@ static void on_dialed(void *owner, int fd, struct loop_io *io, int err,
     socklen_t len = sizeof local;
     s->pending = NULL;
     if (fd < 0) {
-        reply(s, rep_from_errno(err), NULL, strerror(err));
+        session_reply(s, rep_from_errno(err), NULL, strerror(err));
         return;
     }
     s->peer = *peer;
     if (loop_io_move(s->w->loop, io, &s->relay.target.io, LOOP_READ | LOOP_WRITE, on_target) <
         0) {
         close(fd);
-        reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "epoll_ctl failed");
+        session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "epoll_ctl failed");
         return;
     }
     s->relay.target.writable = 1;
     if (getsockname(fd, &local.sa, &len) < 0)
         memset(&local, 0, sizeof local);
-    if (reply(s, SOCKS5_REP_SUCCEEDED, &local.sa, NULL) == 0)
-        start_relay(s);
+    if (session_reply(s, SOCKS5_REP_SUCCEEDED, &local.sa, NULL) == 0)
+        session_relay(s);
 }
 
 static void dial_addrs(struct session *s, const union addr_any *addrs, size_t n)
@@ -280,7 +305,7 @@ static void dial_addrs(struct session *s, const union addr_any *addrs, size_t n)
     s->state = S_DIAL;
     s->pending = dial_start(s->w->loop, addrs, n, s->cfg->timeout_connect_ms, on_dialed, s, &err);
     if (!s->pending)
-        reply(s, rep_from_errno(err), NULL, strerror(err));
+        session_reply(s, rep_from_errno(err), NULL, strerror(err));
 }
 
 static void on_resolved(void *owner, int status, const union addr_any *addrs, size_t n)
@@ -288,7 +313,7 @@ static void on_resolved(void *owner, int status, const union addr_any *addrs, si
     struct session *s = owner;
     s->pending = NULL;
     if (status != RESOLVE_OK) {
-        reply(s, SOCKS5_REP_HOST_UNREACHABLE, NULL,
+        session_reply(s, SOCKS5_REP_HOST_UNREACHABLE, NULL,
               status == RESOLVE_NOTFOUND ? "name not found" : "resolver failed");
         return;
     }
@@ -299,7 +324,7 @@ static void do_connect(struct session *s)
 {
     union addr_any addrs[RESOLVE_MAX_ADDRS];
     size_t n = 0;
-    arm(s, s->cfg->timeout_connect_ms);
+    session_arm(s, s->cfg->timeout_connect_ms);
     if (!s->dst_name) {
         dial_addrs(s, &s->dst, 1);
         return;
@@ -311,7 +336,7 @@ static void do_connect(struct session *s)
     s->state = S_RESOLVE;
     s->pending = resolve_start(s->w->resolver, s->dst_name, addr_port(&s->dst.sa), on_resolved, s);
     if (!s->pending)
-        reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
+        session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
 }
 
 /* ---------------- handshake ---------------- */
@@ -333,14 +358,14 @@ static int on_greeting(struct session *s)
     if (rc == PROTO_NEED_MORE)
         return HS_MORE;
     if (rc == PROTO_ERROR) {
-        fail(s, proto_err_str(err));
+        session_fail(s, proto_err_str(err));
         return HS_GONE;
     }
     consume(s, used);
     s->method = proto_select_method(&g, s->cfg->methods, s->cfg->nmethods);
     if (send_small(s, msg, proto_encode_method(msg, sizeof msg, s->method)) < 0 ||
         s->method == SOCKS5_METHOD_UNACCEPTABLE) {
-        fail(s, "no acceptable authentication method");
+        session_fail(s, "no acceptable authentication method");
         return HS_GONE;
     }
     s->state = s->method == SOCKS5_METHOD_USERPASS ? S_AUTH : S_REQUEST;
@@ -351,11 +376,11 @@ static void auth_result(struct session *s, int ok)
 {
     uint8_t msg[2];
     if (send_small(s, msg, proto_encode_userpass_reply(msg, sizeof msg, ok ? 0 : 1)) < 0) {
-        fail(s, "client gone during authentication");
+        session_fail(s, "client gone during authentication");
         return;
     }
     if (!ok) {
-        fail(s, "authentication failed");
+        session_fail(s, "authentication failed");
         return;
     }
     s->state = S_REQUEST;
@@ -380,7 +405,7 @@ static int on_auth(struct session *s)
     if (rc == PROTO_ERROR) {
         uint8_t msg[2];
         send_small(s, msg, proto_encode_userpass_reply(msg, sizeof msg, 1));
-        fail(s, proto_err_str(err));
+        session_fail(s, proto_err_str(err));
         return HS_GONE;
     }
     auth_wipe(s->hbuf, used);
@@ -389,7 +414,7 @@ static int on_auth(struct session *s)
     const char *hash = users_find(s->cfg->users, up.user);
     if (!s->user) {
         auth_wipe(up.pass, sizeof up.pass);
-        fail(s, "out of memory");
+        session_fail(s, "out of memory");
         return HS_GONE;
     }
     if (hash && auth_cache_hit(s->w->auth_cache, up.user, hash, up.pass)) {
@@ -402,10 +427,37 @@ static int on_auth(struct session *s)
                              on_verified, s);
     auth_wipe(up.pass, sizeof up.pass);
     if (!s->pending) {
-        fail(s, "out of memory");
+        session_fail(s, "out of memory");
         return HS_GONE;
     }
     return HS_WAIT;
+}
+
+/* The policy point every request passes: commands the operator turned off. */
+static int permitted(const struct session *s)
+{
+    if (s->cmd == SOCKS5_CMD_BIND)
+        return !s->cfg->no_bind;
+    if (s->cmd == SOCKS5_CMD_UDP)
+        return !s->cfg->no_udp;
+    return 1;
+}
+
+static void start_udp(struct session *s, const struct proto_addr *hint)
+{
+    union addr_any bnd;
+    uint8_t rep;
+    const char *why;
+    s->udp = udp_open(s, hint, &bnd, &rep, &why);
+    if (!s->udp) {
+        session_reply(s, rep, NULL, why);
+        return;
+    }
+    s->state = S_UDP;
+    if (session_reply(s, SOCKS5_REP_SUCCEEDED, &bnd.sa, NULL) == 0) {
+        s->active_ms = loop_now(s->w->loop);
+        session_arm(s, s->cfg->timeout_udp_ms);
+    }
 }
 
 /* Fills dst/dst_name from the request. Returns 0 or -1 (out of memory). */
@@ -435,24 +487,29 @@ static int on_request(struct session *s)
     if (rc == PROTO_ERROR) {
         int rep = proto_err_rep(err);
         if (rep < 0)
-            fail(s, proto_err_str(err));
+            session_fail(s, proto_err_str(err));
         else
-            reply(s, (uint8_t)rep, NULL, proto_err_str(err));
+            session_reply(s, (uint8_t)rep, NULL, proto_err_str(err));
         return HS_GONE;
     }
     /* What stays in hbuf after the request is early data for the target. */
     s->relay.up.off = (uint32_t)used;
     s->cmd = req.cmd;
     if (take_destination(s, &req.dst) < 0) {
-        reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
+        session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
         return HS_GONE;
     }
     s->state = S_RESOLVE; /* the destination is known from here on (for the log) */
-    if (req.cmd != SOCKS5_CMD_CONNECT) {
-        reply(s, SOCKS5_REP_CMD_UNSUPPORTED, NULL, "command not supported");
+    if (!permitted(s)) {
+        session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL, "command disabled");
         return HS_GONE;
     }
-    do_connect(s);
+    if (req.cmd == SOCKS5_CMD_CONNECT)
+        do_connect(s);
+    else if (req.cmd == SOCKS5_CMD_BIND)
+        bind_start(s);
+    else
+        start_udp(s, &req.dst);
     return HS_GONE; /* the handshake is over either way */
 }
 
@@ -494,7 +551,7 @@ static int handshake_read(struct session *s)
         if (errno == EINTR)
             continue;
         if (errno != EAGAIN) {
-            fail(s, strerror(errno));
+            session_fail(s, strerror(errno));
             return -1;
         }
         break;
@@ -512,12 +569,34 @@ static void on_client(struct loop_io *io, unsigned events)
         return;
     }
     if (events & LOOP_HUP) {
-        fail(s, s->state < S_RESOLVE ? "client reset during handshake" : "client gone");
+        session_fail(s, s->state < S_RESOLVE ? "client reset during handshake" : "client gone");
+        return;
+    }
+    if (s->state == S_UDP || s->state == S_BIND_WAIT) {
+        control_read(s);
         return;
     }
     if (s->state > S_REQUEST || s->state == S_AUTH_WAIT)
         return; /* the bytes wait in the socket until the relay starts */
     handshake_continue(s);
+}
+
+/* The control connection of a UDP association or a pending BIND carries
+ * nothing more; its end (FIN or reset) ends the session. */
+static void control_read(struct session *s)
+{
+    uint8_t sink[512];
+    for (;;) {
+        ssize_t n = read(s->relay.client.io.fd, sink, sizeof sink);
+        if (n > 0)
+            continue;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        session_fail(s, n == 0 ? NULL : strerror(errno));
+        return;
+    }
 }
 
 /* Reads what the client sent and parses it. */
@@ -529,7 +608,7 @@ static void handshake_continue(struct session *s)
     /* A client that closed mid-handshake will never complete it. Checked
      * after parsing: a whole request followed by FIN is still served. */
     if (handshake_step(s) == HS_MORE && eof)
-        fail(s, s->hlen || s->state != S_GREETING ? "truncated handshake" : NULL);
+        session_fail(s, s->hlen || s->state != S_GREETING ? "truncated handshake" : NULL);
 }
 
 void session_start(struct worker *w, int fd, const union addr_any *client)
@@ -551,9 +630,9 @@ void session_start(struct worker *w, int fd, const union addr_any *client)
     if (loop_io_add(w->loop, &s->relay.client.io, fd, LOOP_READ | LOOP_WRITE, on_client) < 0) {
         close(fd);
         s->relay.client.io.fd = -1;
-        fail(s, "epoll_ctl failed");
+        session_fail(s, "epoll_ctl failed");
         return;
     }
     /* No read here: registering reports data that is already waiting. */
-    arm(s, s->cfg->timeout_handshake_ms);
+    session_arm(s, s->cfg->timeout_handshake_ms);
 }

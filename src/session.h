@@ -23,6 +23,8 @@ enum session_state {
     S_REQUEST,
     S_RESOLVE,
     S_DIAL,
+    S_BIND_WAIT,
+    S_UDP,
     S_RELAY,
 };
 
@@ -38,6 +40,7 @@ struct session {
     uint8_t state, method, cmd, rep;
     const char *why;   /* for the access log when something failed */
     void *pending;     /* the auth job, resolve query or dial in flight */
+    struct udp_assoc *udp; /* in S_UDP */
     char *user;        /* authenticated user name, or NULL */
     char *dst_name;    /* requested domain, or NULL */
     union addr_any client;
@@ -50,5 +53,18 @@ struct session {
 void session_start(struct worker *w, int fd, const union addr_any *client);
 /* Ends a session at once (shutdown after the grace period). */
 void session_close(struct session *s);
+
+/* For the command modules (bind, udp). */
+/* Sends a reply; any code but success then closes the session. Returns 0
+ * when the session goes on, -1 when it is gone. */
+int session_reply(struct session *s, uint8_t rep, const struct sockaddr *bnd, const char *why);
+/* Closes with `why` (NULL: a normal end) for the access log. */
+void session_fail(struct session *s, const char *why);
+/* Registers fd (owned from now on) as the target side. Returns 0 or -1. */
+int session_attach_target(struct session *s, int fd);
+/* Starts relaying between client and target. */
+void session_relay(struct session *s);
+/* Arms the session's one timer. */
+void session_arm(struct session *s, uint32_t ms);
 
 #endif

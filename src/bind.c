@@ -1,0 +1,109 @@
+/* BIND: one listening socket per request, two replies, then the relay. */
+#include "bind.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "proto.h"
+#include "session.h"
+#include "worker.h"
+
+/* The listener lives in the session's target slot until the peer comes. */
+static void on_bind_accept(struct loop_io *io, unsigned events)
+{
+    struct session *s = container_of(io, struct session, relay.target.io);
+    (void)events;
+    for (;;) {
+        union addr_any peer;
+        socklen_t len = sizeof peer;
+        char name[ADDR_STRLEN];
+        int fd = accept4(io->fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN)
+                session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, strerror(errno));
+            return;
+        }
+        /* A named DST.ADDR admits only that host; others are turned away
+         * and the wait goes on. */
+        if (!s->dst_name && !addr_is_unspecified(&s->dst.sa) && !addr_same_ip(&peer.sa, &s->dst.sa)) {
+            log_debug("bind: refused %s, waiting for %s", addr_str(&peer.sa, name, sizeof name),
+                      addr_str(&s->dst.sa, name, sizeof name));
+            close(fd);
+            continue;
+        }
+        int lfd = io->fd;
+        loop_io_del(s->w->loop, io);
+        close(lfd);
+        addr_normalize(&peer.sa, &s->peer);
+        if (session_attach_target(s, fd) < 0) {
+            session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "epoll_ctl failed");
+            return;
+        }
+        if (session_reply(s, SOCKS5_REP_SUCCEEDED, &s->peer.sa, NULL) == 0)
+            session_relay(s);
+        return;
+    }
+}
+
+/* Where the listener goes: the address the client reached us on, in the
+ * family the request asked for (wildcard when the families differ). */
+static void listen_addr(const struct session *s, union addr_any *a)
+{
+    union addr_any local;
+    socklen_t len = sizeof local;
+    int family = s->dst_name ? 0 : s->dst.sa.sa_family;
+    memset(a, 0, sizeof *a);
+    if (getsockname(s->relay.client.io.fd, &local.sa, &len) == 0 &&
+        (family == 0 || family == local.sa.sa_family)) {
+        *a = local;
+    } else {
+        a->sa.sa_family = (sa_family_t)family;
+    }
+    a->in4.sin_port = 0; /* same offset for in6 */
+}
+
+static int open_listener(const union addr_any *a)
+{
+    int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (bind(fd, &a->sa, addr_len(&a->sa)) < 0 || listen(fd, 8) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+void bind_start(struct session *s)
+{
+    union addr_any a, bnd;
+    socklen_t len = sizeof bnd;
+    listen_addr(s, &a);
+    int fd = open_listener(&a);
+    if (fd < 0) {
+        session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, strerror(errno));
+        return;
+    }
+    if (getsockname(fd, &bnd.sa, &len) < 0 ||
+        loop_io_add(s->w->loop, &s->relay.target.io, fd, LOOP_READ, on_bind_accept) < 0) {
+        close(fd);
+        session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, strerror(errno));
+        return;
+    }
+    if (s->cfg->advertise.sa.sa_family) {
+        uint16_t port = bnd.in4.sin_port; /* same offset for in6 */
+        bnd = s->cfg->advertise;
+        bnd.in4.sin_port = port;
+    }
+    s->state = S_BIND_WAIT;
+    if (session_reply(s, SOCKS5_REP_SUCCEEDED, &bnd.sa, NULL) == 0)
+        session_arm(s, s->cfg->timeout_bind_ms);
+}

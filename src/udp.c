@@ -1,0 +1,411 @@
+/* UDP ASSOCIATE relay. See udp.h. */
+#include "udp.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "loop.h"
+#include "resolve.h"
+#include "session.h"
+#include "worker.h"
+
+#define UDP_PEERS 32       /* targets remembered for the answer filter */
+#define UDP_DNS_SLOTS 8    /* names remembered per association */
+#define UDP_DNS_TTL_MS 60000
+#define UDP_BUDGET 64      /* datagrams per socket per event */
+#define UDP_HEADROOM 32    /* room to prepend a header in front of a payload */
+#define UDP_MAX_DGRAM 65535
+
+struct udp_dns {
+    char name[256];
+    union addr_any addr;
+    uint64_t expires;
+};
+
+struct udp_assoc {
+    struct session *s;
+    struct loop_io cio;          /* client side */
+    struct loop_io tio4, tio6;   /* target side, opened on first use */
+    struct loop_defer more;      /* a socket still had datagrams after its budget */
+    int family;                  /* of the client side */
+    union addr_any client;       /* where the client sends from */
+    int client_port_known;
+    union addr_any peers[UDP_PEERS];
+    unsigned npeers, peer_next;
+    struct udp_dns dns[UDP_DNS_SLOTS];
+    unsigned dns_next;
+    struct resolve_query *q;     /* one lookup at a time */
+    uint8_t *held;               /* the datagram waiting for it */
+    size_t held_len;
+    char held_name[256];
+    struct udp_counts counts;
+};
+
+/* One buffer per worker thread for every datagram it relays. */
+static _Thread_local uint8_t scratch[UDP_HEADROOM + UDP_MAX_DGRAM];
+
+const struct udp_counts *udp_counts(const struct udp_assoc *u)
+{
+    return &u->counts;
+}
+
+static void touch(struct udp_assoc *u)
+{
+    u->s->active_ms = loop_now(u->s->w->loop);
+}
+
+/* ---------------- sockets ---------------- */
+
+/* Binds to a's IP on a port from lo..hi (0, 0: ephemeral). */
+static int bind_port(int fd, union addr_any *a, uint16_t lo, uint16_t hi)
+{
+    uint32_t span, start;
+    if (lo == 0) {
+        a->in4.sin_port = 0; /* same offset for in6 */
+        return bind(fd, &a->sa, addr_len(&a->sa));
+    }
+    span = (uint32_t)(hi - lo) + 1;
+    if (getrandom(&start, sizeof start, 0) != sizeof start)
+        start = 0;
+    for (uint32_t i = 0; i < span && i < 4096; i++) {
+        uint16_t port = (uint16_t)(lo + (start + i) % span);
+        a->in4.sin_port = htons(port);
+        if (bind(fd, &a->sa, addr_len(&a->sa)) == 0)
+            return 0;
+        if (errno != EADDRINUSE)
+            return -1;
+    }
+    errno = EADDRINUSE;
+    return -1;
+}
+
+static void on_client_dgram(struct loop_io *io, unsigned events);
+static void on_target4_dgram(struct loop_io *io, unsigned events);
+static void on_target6_dgram(struct loop_io *io, unsigned events);
+static void on_more(struct loop_defer *d);
+
+static int open_sock(struct udp_assoc *u, struct loop_io *io, union addr_any *local, uint16_t lo,
+                     uint16_t hi, loop_io_fn fn)
+{
+    int one = 1;
+    int fd = socket(local->sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if ((local->sa.sa_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) ||
+        bind_port(fd, local, lo, hi) < 0 || loop_io_add(u->s->w->loop, io, fd, LOOP_READ, fn) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+/* The socket that talks to targets of this family, opened on first use on
+ * an ephemeral port of the wildcard address, as an outbound connect would. */
+static int target_fd(struct udp_assoc *u, int family)
+{
+    struct loop_io *io = family == AF_INET6 ? &u->tio6 : &u->tio4;
+    union addr_any any;
+    if (io->fd >= 0)
+        return io->fd;
+    memset(&any, 0, sizeof any);
+    any.sa.sa_family = (sa_family_t)family;
+    if (open_sock(u, io, &any, 0, 0, family == AF_INET6 ? on_target6_dgram : on_target4_dgram) <
+        0) {
+        io->fd = -1;
+        return -1;
+    }
+    return io->fd;
+}
+
+static void close_io(struct udp_assoc *u, struct loop_io *io)
+{
+    int fd = io->fd;
+    if (fd < 0)
+        return;
+    loop_io_del(u->s->w->loop, io);
+    close(fd);
+}
+
+/* ---------------- client -> target ---------------- */
+
+static void remember_peer(struct udp_assoc *u, const union addr_any *to)
+{
+    for (unsigned i = 0; i < u->npeers; i++)
+        if (addr_same_ip(&u->peers[i].sa, &to->sa))
+            return;
+    u->peers[u->peer_next] = *to;
+    u->peer_next = (u->peer_next + 1) % UDP_PEERS;
+    if (u->npeers < UDP_PEERS)
+        u->npeers++;
+}
+
+static void send_to_target(struct udp_assoc *u, const union addr_any *to, const uint8_t *data,
+                           size_t len)
+{
+    int fd = target_fd(u, to->sa.sa_family);
+    if (fd < 0 || sendto(fd, data, len, 0, &to->sa, addr_len(&to->sa)) < 0) {
+        u->counts.dropped++;
+        return;
+    }
+    remember_peer(u, to);
+    u->counts.dgrams_up++;
+    u->s->relay.up.bytes += len;
+}
+
+static struct udp_dns *dns_find(struct udp_assoc *u, const char *name)
+{
+    uint64_t now = loop_now(u->s->w->loop);
+    for (unsigned i = 0; i < UDP_DNS_SLOTS; i++)
+        if (u->dns[i].expires > now && strcasecmp(u->dns[i].name, name) == 0)
+            return &u->dns[i];
+    return NULL;
+}
+
+static void dns_put(struct udp_assoc *u, const char *name, const union addr_any *a)
+{
+    struct udp_dns *d = &u->dns[u->dns_next++ % UDP_DNS_SLOTS];
+    snprintf(d->name, sizeof d->name, "%s", name);
+    d->addr = *a;
+    d->expires = loop_now(u->s->w->loop) + UDP_DNS_TTL_MS;
+}
+
+/* UDP has no way to race addresses: take the first of the family the
+ * client side uses, else the first. */
+static const union addr_any *pick_addr(const struct udp_assoc *u, const union addr_any *addrs,
+                                       size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (addrs[i].sa.sa_family == u->family)
+            return &addrs[i];
+    return &addrs[0];
+}
+
+static void on_resolved(void *owner, int status, const union addr_any *addrs, size_t n)
+{
+    struct udp_assoc *u = owner;
+    u->q = NULL;
+    if (status == RESOLVE_OK && n > 0) {
+        const union addr_any *to = pick_addr(u, addrs, n);
+        dns_put(u, u->held_name, to);
+        send_to_target(u, to, u->held, u->held_len);
+    } else {
+        u->counts.dropped++;
+    }
+    free(u->held);
+    u->held = NULL;
+}
+
+/* A name not in the cache: resolve it, holding this one datagram. Others
+ * arriving meanwhile for a new name are dropped (UDP may lose datagrams). */
+static void resolve_and_send(struct udp_assoc *u, const struct proto_addr *a, const uint8_t *data,
+                             size_t len)
+{
+    union addr_any lit[RESOLVE_MAX_ADDRS];
+    size_t n;
+    if (resolve_literal(a->u.name, a->port, lit, &n)) {
+        send_to_target(u, pick_addr(u, lit, n), data, len);
+        return;
+    }
+    struct udp_dns *d = dns_find(u, a->u.name);
+    if (d) {
+        union addr_any to = d->addr;
+        to.in4.sin_port = htons(a->port); /* same offset for in6 */
+        send_to_target(u, &to, data, len);
+        return;
+    }
+    if (u->q || !(u->held = malloc(len ? len : 1))) {
+        u->counts.dropped++;
+        return;
+    }
+    memcpy(u->held, data, len);
+    u->held_len = len;
+    snprintf(u->held_name, sizeof u->held_name, "%s", a->u.name);
+    u->q = resolve_start(u->s->w->resolver, a->u.name, a->port, on_resolved, u);
+    if (!u->q) {
+        free(u->held);
+        u->held = NULL;
+        u->counts.dropped++;
+    }
+}
+
+/* Only the client that opened the association may use it. */
+static int from_client(struct udp_assoc *u, const union addr_any *from)
+{
+    if (!addr_same_ip(&from->sa, &u->client.sa))
+        return 0;
+    if (u->client_port_known)
+        return addr_port(&from->sa) == addr_port(&u->client.sa);
+    u->client.in4.sin_port = from->in4.sin_port; /* same offset for in6 */
+    u->client_port_known = 1;
+    return 1;
+}
+
+static void client_dgram(struct udp_assoc *u, uint8_t *buf, size_t len,
+                         const union addr_any *from)
+{
+    struct proto_addr a;
+    struct sockaddr_storage ss;
+    union addr_any to;
+    size_t hlen;
+    enum proto_err err;
+    if (!from_client(u, from) || proto_parse_udp_header(buf, len, &a, &hlen, &err) != PROTO_DONE) {
+        u->counts.dropped++;
+        return;
+    }
+    touch(u);
+    if (a.atyp == SOCKS5_ATYP_DOMAIN) {
+        resolve_and_send(u, &a, buf + hlen, len - hlen);
+        return;
+    }
+    proto_addr_to_sockaddr(&a, &ss);
+    addr_normalize((struct sockaddr *)&ss, &to);
+    send_to_target(u, &to, buf + hlen, len - hlen);
+}
+
+/* Receives up to UDP_BUDGET datagrams into scratch + UDP_HEADROOM and hands
+ * each to fn; edge-triggered, so a socket left with datagrams is revisited
+ * after this loop round. */
+static void drain(struct udp_assoc *u, struct loop_io *io,
+                  void (*fn)(struct udp_assoc *, uint8_t *, size_t, const union addr_any *))
+{
+    for (int i = 0; i < UDP_BUDGET; i++) {
+        union addr_any from;
+        socklen_t fl = sizeof from;
+        ssize_t n = recvfrom(io->fd, scratch + UDP_HEADROOM, UDP_MAX_DGRAM, 0, &from.sa, &fl);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return; /* EAGAIN, or an ICMP error queued on the socket */
+        }
+        fn(u, scratch + UDP_HEADROOM, (size_t)n, &from);
+    }
+    loop_defer(u->s->w->loop, &u->more, on_more);
+}
+
+static void on_client_dgram(struct loop_io *io, unsigned events)
+{
+    (void)events;
+    drain(container_of(io, struct udp_assoc, cio), io, client_dgram);
+}
+
+/* ---------------- target -> client ---------------- */
+
+static int known_peer(const struct udp_assoc *u, const union addr_any *from)
+{
+    for (unsigned i = 0; i < u->npeers; i++)
+        if (addr_same_ip(&u->peers[i].sa, &from->sa))
+            return 1;
+    return 0;
+}
+
+/* data sits at scratch + UDP_HEADROOM: the header goes right in front. */
+static void target_dgram(struct udp_assoc *u, uint8_t *data, size_t len,
+                         const union addr_any *from)
+{
+    uint8_t hdr[PROTO_UDP_HEADER_MAX];
+    size_t hlen;
+    if (!u->client_port_known || (!u->s->cfg->udp_full_cone && !known_peer(u, from))) {
+        u->counts.dropped++;
+        return;
+    }
+    hlen = proto_encode_udp_header(hdr, sizeof hdr, &from->sa);
+    if (len + hlen > UDP_MAX_DGRAM) {
+        u->counts.dropped++;
+        return;
+    }
+    memcpy(data - hlen, hdr, hlen);
+    if (sendto(u->cio.fd, data - hlen, len + hlen, 0, &u->client.sa, addr_len(&u->client.sa)) < 0) {
+        u->counts.dropped++;
+        return;
+    }
+    touch(u);
+    u->counts.dgrams_down++;
+    u->s->relay.down.bytes += len;
+}
+
+static void on_target4_dgram(struct loop_io *io, unsigned events)
+{
+    (void)events;
+    drain(container_of(io, struct udp_assoc, tio4), io, target_dgram);
+}
+
+static void on_target6_dgram(struct loop_io *io, unsigned events)
+{
+    (void)events;
+    drain(container_of(io, struct udp_assoc, tio6), io, target_dgram);
+}
+
+static void on_more(struct loop_defer *d)
+{
+    struct udp_assoc *u = container_of(d, struct udp_assoc, more);
+    on_client_dgram(&u->cio, LOOP_READ);
+    if (u->tio4.fd >= 0)
+        on_target4_dgram(&u->tio4, LOOP_READ);
+    if (u->tio6.fd >= 0)
+        on_target6_dgram(&u->tio6, LOOP_READ);
+}
+
+/* ---------------- lifetime ---------------- */
+
+struct udp_assoc *udp_open(struct session *s, const struct proto_addr *hint, union addr_any *bnd,
+                           uint8_t *rep, const char **why)
+{
+    struct udp_assoc *u = calloc(1, sizeof *u);
+    union addr_any local;
+    socklen_t len = sizeof local;
+    *rep = SOCKS5_REP_GENERAL_FAILURE;
+    if (!u) {
+        *why = "out of memory";
+        return NULL;
+    }
+    u->s = s;
+    u->cio.fd = u->tio4.fd = u->tio6.fd = -1;
+    /* The relay listens where the control connection arrived, never on a
+     * wildcard address. */
+    if (getsockname(s->relay.client.io.fd, &local.sa, &len) < 0 ||
+        open_sock(u, &u->cio, &local, s->cfg->udp_port_lo, s->cfg->udp_port_hi, on_client_dgram) <
+            0) {
+        *why = strerror(errno);
+        free(u);
+        return NULL;
+    }
+    len = sizeof *bnd;
+    getsockname(u->cio.fd, &bnd->sa, &len);
+    if (s->cfg->advertise.sa.sa_family) {
+        uint16_t port = bnd->in4.sin_port; /* same offset for in6 */
+        *bnd = s->cfg->advertise;
+        bnd->in4.sin_port = port;
+    }
+    u->family = local.sa.sa_family;
+    addr_normalize(&s->client.sa, &u->client);
+    /* Datagrams must come from the control connection's IP whatever the
+     * request says (a client behind NAT may name its private address); a
+     * port it names is held to, port 0 is learned from the first datagram. */
+    if (hint->port != 0) {
+        u->client.in4.sin_port = htons(hint->port); /* same offset for in6 */
+        u->client_port_known = 1;
+    }
+    return u;
+}
+
+void udp_close(struct udp_assoc *u)
+{
+    if (u->q)
+        resolve_cancel(u->q);
+    free(u->held);
+    loop_defer_cancel(u->s->w->loop, &u->more);
+    close_io(u, &u->cio);
+    close_io(u, &u->tio4);
+    close_io(u, &u->tio6);
+    free(u);
+}

@@ -1,0 +1,34 @@
+/* UDP ASSOCIATE (RFC 1928 section 7): one relay per association, alive as
+ * long as its TCP control connection (or until its idle timeout).
+ *
+ * The client-facing socket is bound to the address the control connection
+ * arrived on; datagrams are taken only from the control connection's client
+ * IP (and port, once named or learned). Targets reach the client back only
+ * if the association has sent to their address first, unless the operator
+ * chose full cone. Datagrams are relayed through one per-thread buffer:
+ * nothing is allocated per datagram. */
+#ifndef SOCKS5D_UDP_H
+#define SOCKS5D_UDP_H
+
+#include <stdint.h>
+
+#include "addr.h"
+#include "proto.h"
+
+struct session;
+struct udp_assoc;
+
+struct udp_counts {
+    uint64_t dgrams_up, dgrams_down, dropped;
+};
+
+/* Opens the association for s. `hint` is the client address from the
+ * request (zeros: learn it from the first datagram). On success returns the
+ * association and fills bnd with the address for the reply; on failure
+ * returns NULL with *rep and *why set. */
+struct udp_assoc *udp_open(struct session *s, const struct proto_addr *hint, union addr_any *bnd,
+                           uint8_t *rep, const char **why);
+void udp_close(struct udp_assoc *u);
+const struct udp_counts *udp_counts(const struct udp_assoc *u);
+
+#endif
