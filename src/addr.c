@@ -24,9 +24,10 @@ int addr_parse(const char *text, union addr_any *out)
     const char *colon;
     uint16_t port;
     size_t hl;
+    int bracketed = text[0] == '[';
 
     memset(out, 0, sizeof *out);
-    if (text[0] == '[') {
+    if (bracketed) {
         const char *close = strchr(text, ']');
         if (!close || close[1] != ':')
             return -1;
@@ -43,6 +44,9 @@ int addr_parse(const char *text, union addr_any *out)
         return -1;
     memcpy(host, text, hl);
     host[hl] = '\0';
+    /* Brackets exactly when the address is IPv6: "::1:80" is ambiguous. */
+    if (bracketed != (strchr(host, ':') != NULL))
+        return -1;
     if (inet_pton(AF_INET, host, &out->in4.sin_addr) == 1) {
         out->in4.sin_family = AF_INET;
         out->in4.sin_port = htons(port);

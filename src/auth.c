@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hash.h"
 #include "log.h"
 
 /* ---------------- users file ---------------- */
@@ -377,46 +378,8 @@ void auth_cancel(struct auth_job *job)
 
 /* ---------------- verification cache ---------------- */
 
-/* SipHash-2-4: a keyed digest, so the cache never holds anything from which
- * a password could be tested offline without the per-process random key. */
-static uint64_t rotl(uint64_t x, int b)
-{
-    return (x << b) | (x >> (64 - b));
-}
-
-static void sip_round(uint64_t v[4])
-{
-    v[0] += v[1]; v[1] = rotl(v[1], 13); v[1] ^= v[0]; v[0] = rotl(v[0], 32);
-    v[2] += v[3]; v[3] = rotl(v[3], 16); v[3] ^= v[2];
-    v[0] += v[3]; v[3] = rotl(v[3], 21); v[3] ^= v[0];
-    v[2] += v[1]; v[1] = rotl(v[1], 17); v[1] ^= v[2]; v[2] = rotl(v[2], 32);
-}
-
-static uint64_t siphash(const uint64_t key[2], const uint8_t *p, size_t len)
-{
-    uint64_t v[4] = {key[0] ^ 0x736f6d6570736575ULL, key[1] ^ 0x646f72616e646f6dULL,
-                     key[0] ^ 0x6c7967656e657261ULL, key[1] ^ 0x7465646279746573ULL};
-    uint64_t m;
-    size_t i;
-    for (i = 0; i + 8 <= len; i += 8) {
-        memcpy(&m, p + i, 8);
-        v[3] ^= m;
-        sip_round(v);
-        sip_round(v);
-        v[0] ^= m;
-    }
-    m = (uint64_t)len << 56;
-    for (size_t j = 0; i + j < len; j++)
-        m |= (uint64_t)p[i + j] << (8 * j);
-    v[3] ^= m;
-    sip_round(v);
-    sip_round(v);
-    v[0] ^= m;
-    v[2] ^= 0xff;
-    for (int r = 0; r < 4; r++)
-        sip_round(v);
-    return v[0] ^ v[1] ^ v[2] ^ v[3];
-}
+/* The cache keys on a keyed digest (SipHash under a per-process random key),
+ * so it never holds anything a password could be tested against offline. */
 
 #define CACHE_SLOTS 1024 /* per worker; a power of two */
 
@@ -443,7 +406,7 @@ struct auth_cache *auth_cache_new(uint32_t ttl_ms)
     struct auth_cache *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
-    if (getrandom(c->key, sizeof c->key, 0) != (ssize_t)sizeof c->key) {
+    if (hash_random_key(c->key[0]) < 0 || hash_random_key(c->key[1]) < 0) {
         free(c);
         return NULL;
     }
@@ -471,8 +434,8 @@ static void cache_digest(const struct auth_cache *c, const char *user, const cha
         n += l;
         buf[n++] = 0;
     }
-    out[0] = siphash(c->key[0], buf, n);
-    out[1] = siphash(c->key[1], buf, n);
+    out[0] = hash_sip(c->key[0], buf, n);
+    out[1] = hash_sip(c->key[1], buf, n);
     auth_wipe(buf, n);
 }
 

@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "policy.h"
 #include "proto.h"
 #include "session.h"
 #include "worker.h"
@@ -31,7 +32,9 @@ static void on_bind_accept(struct loop_io *io, unsigned events)
         }
         /* A named DST.ADDR admits only that host; others are turned away
          * and the wait goes on. */
-        if (!s->dst_name && !addr_is_unspecified(&s->dst.sa) && !addr_same_ip(&peer.sa, &s->dst.sa)) {
+        if ((!s->dst_name && !addr_is_unspecified(&s->dst.sa) &&
+             !addr_same_ip(&peer.sa, &s->dst.sa)) ||
+            !policy_address(s, SOCKS5_CMD_BIND, &peer.sa, NULL)) {
             log_debug("bind: refused %s, waiting for %s", addr_str(&peer.sa, name, sizeof name),
                       addr_str(&s->dst.sa, name, sizeof name));
             close(fd);

@@ -1,47 +1,81 @@
-/* Configuration snapshot: built from the command line, validated, then
- * immutable. Workers and sessions hold references; a reload publishes a new
- * snapshot and the old one is freed when its last session ends. */
+/* Configuration snapshot: built from the config file and the command line
+ * (the command line wins), validated as a whole, then immutable. Workers and
+ * sessions hold references; a reload publishes a new snapshot and the old one
+ * is freed when its last session ends. */
 #ifndef SOCKS5D_CONFIG_H
 #define SOCKS5D_CONFIG_H
 
 #include <stdatomic.h>
 #include <stddef.h>
-#include <stdio.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "addr.h"
 
 struct users;
+struct rules;
 
 #define CONFIG_MAX_LISTEN 64
+#define CONFIG_DEFAULT_PATH "/etc/socks5d/socks5d.conf"
+
+enum log_sink { SINK_OFF = 0, SINK_STDERR, SINK_SYSLOG, SINK_FILE };
+
+struct listen_spec {
+    union addr_any addr;
+    uint8_t proxy_protocol; /* a PROXY v1/v2 header precedes the greeting */
+};
+
+struct rate_limit {
+    char *user;
+    uint64_t bytes_per_sec;
+};
 
 struct config {
     atomic_int refs;
-    union addr_any listen[CONFIG_MAX_LISTEN];
+    char *path; /* the config file read, or NULL */
+    struct listen_spec listen[CONFIG_MAX_LISTEN];
     size_t nlisten;
-    int workers;          /* 0: one per online CPU */
-    uint8_t methods[2];   /* server preference order */
+    int workers;        /* 0: one per online CPU */
+    uint8_t methods[2]; /* server preference order */
     size_t nmethods;
     char *users_path;
-    struct users *users;  /* loaded from users_path, NULL if none */
+    struct users *users; /* loaded from users_path, NULL if none */
+    struct rules *rules; /* access rules, NULL if none */
+    struct rules *pp_from; /* trusted PROXY protocol sources, NULL: any */
     uint32_t timeout_handshake_ms, timeout_connect_ms, timeout_idle_ms;
     uint32_t timeout_bind_ms, timeout_udp_ms, shutdown_grace_ms;
     uint32_t auth_cache_ttl_ms;
     uint64_t max_sessions; /* 0: derived from the fd limit */
-    int log_level;         /* enum log_level */
-    int access_log;
+    uint32_t max_per_ip, max_per_user, max_handshakes; /* 0: unlimited */
+    uint32_t auth_fail_limit, auth_fail_window_ms, auth_fail_cooldown_ms;
+    struct rate_limit *rate_limits;
+    size_t nrate_limits;
+    int log_level; /* enum log_level */
+    int error_sink, access_sink; /* enum log_sink */
+    char *error_log_path, *access_log_path;
+    int access_json;
     int open_proxy;
+    int proxy_protocol_all; /* --proxy-protocol: on every listener */
     int no_bind, no_udp, udp_full_cone;
     uint16_t udp_port_lo, udp_port_hi; /* 0,0: ephemeral */
     union addr_any advertise;          /* family 0: not set; port unused */
+    union addr_any metrics;            /* family 0: no metrics endpoint */
+    char *run_user;                    /* drop privileges to this user */
+    int allow_root;
 };
 
-/* Parses argv into a new snapshot (refs = 1). Returns NULL after printing
- * the reason to stderr; *exit_code is then 0 for --help/--version and 2 for
- * a usage or validation error. */
-struct config *config_from_args(int argc, char **argv, int *exit_code);
+/* Builds a snapshot from the command line and the config file it names
+ * (-c FILE, or CONFIG_DEFAULT_PATH when that exists). Returns NULL after
+ * printing every problem to `err` as "file:line:column: message"; *exit_code
+ * is then 0 for --help/--version and 2 for any error. *check_only is set when
+ * -t/--check was given. */
+struct config *config_load(int argc, char **argv, FILE *err, int *exit_code, int *check_only);
 struct config *config_ref(struct config *c);
 void config_unref(struct config *c);
 void config_usage(FILE *out);
+/* Bytes per second for this user, 0 when unlimited. */
+uint64_t config_rate_limit(const struct config *c, const char *user);
+/* 1 when both list the same address (ports included). */
+int config_same_listen(const struct listen_spec *a, const struct listen_spec *b);
 
 #endif

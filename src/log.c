@@ -1,28 +1,114 @@
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
-static enum log_level max_level = LOG_LVL_INFO;
-static int access_on = 1;
+#include "config.h"
 
-void log_setup(enum log_level level, int access_log)
+struct sink {
+    int fd;              /* owned for life; targets are dup2()ed onto it */
+    atomic_int kind;     /* enum log_sink */
+    char path[4096];     /* for SINK_FILE: reopened on SIGUSR1 (main thread only) */
+};
+
+static struct sink err_sink = {.fd = STDERR_FILENO, .kind = SINK_STDERR};
+static struct sink acc_sink = {.fd = STDERR_FILENO, .kind = SINK_STDERR};
+static atomic_int max_level = LOG_LVL_INFO;
+static atomic_int access_json;
+static int stamp_lines = 1; /* systemd's journal stamps lines itself */
+static int syslog_open;
+
+int log_init(void)
 {
-    max_level = level;
-    access_on = access_log;
+    stamp_lines = getenv("JOURNAL_STREAM") == NULL;
+    err_sink.fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+    acc_sink.fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+    if (err_sink.fd < 0 || acc_sink.fd < 0) {
+        /* stderr is closed: fall back to a sink that discards. */
+        int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (null < 0)
+            return -1;
+        if (err_sink.fd < 0)
+            err_sink.fd = null;
+        if (acc_sink.fd < 0)
+            acc_sink.fd = err_sink.fd == null ? fcntl(null, F_DUPFD_CLOEXEC, 3) : null;
+    }
+    return 0;
+}
+
+/* Points s at kind/path. Returns 0 or -1 with errno. */
+static int sink_set(struct sink *s, int kind, const char *path)
+{
+    int fd = -1;
+    if (kind == SINK_FILE) {
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (fd < 0)
+            return -1;
+        snprintf(s->path, sizeof s->path, "%s", path);
+    } else if (kind == SINK_STDERR) {
+        fd = STDERR_FILENO;
+    }
+    if (fd >= 0 && dup2(fd, s->fd) < 0) {
+        int e = errno;
+        if (fd != STDERR_FILENO)
+            close(fd);
+        errno = e;
+        return -1;
+    }
+    if (fd > STDERR_FILENO)
+        close(fd);
+    if (kind == SINK_SYSLOG && !syslog_open) {
+        openlog("socks5d", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+        syslog_open = 1;
+    }
+    atomic_store(&s->kind, kind);
+    return 0;
+}
+
+int log_configure(const struct config *c, char *err, size_t errlen)
+{
+    if (sink_set(&err_sink, c->error_sink, c->error_log_path) < 0) {
+        snprintf(err, errlen, "error-log %s: %s", c->error_log_path, strerror(errno));
+        return -1;
+    }
+    if (sink_set(&acc_sink, c->access_sink, c->access_log_path) < 0) {
+        snprintf(err, errlen, "access-log %s: %s", c->access_log_path, strerror(errno));
+        return -1;
+    }
+    atomic_store(&max_level, c->log_level);
+    atomic_store(&access_json, c->access_json);
+    return 0;
+}
+
+int log_reopen(void)
+{
+    struct sink *all[] = {&err_sink, &acc_sink};
+    int rc = 0;
+    for (int i = 0; i < 2; i++)
+        if (atomic_load(&all[i]->kind) == SINK_FILE &&
+            sink_set(all[i], SINK_FILE, all[i]->path) < 0) {
+            log_error("reopen %s: %s", all[i]->path, strerror(errno));
+            rc = -1;
+        }
+    return rc;
 }
 
 int log_enabled(enum log_level level)
 {
-    return level <= max_level;
+    return (int)level <= atomic_load_explicit(&max_level, memory_order_relaxed);
 }
 
 int log_access_enabled(void)
 {
-    return access_on;
+    return atomic_load_explicit(&acc_sink.kind, memory_order_relaxed) != SINK_OFF;
 }
 
 /* ISO 8601 UTC with milliseconds. */
@@ -36,41 +122,105 @@ static size_t stamp(char *buf, size_t len)
     return n + (size_t)snprintf(buf + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000);
 }
 
-/* Writes "<prefix><time><sep><message>\n". */
-static void emit(const char *prefix, const char *sep, const char *fmt, va_list ap)
+/* Appends to a line buffer, never past its end. */
+struct line {
+    char buf[2048];
+    size_t n;
+};
+
+static void put(struct line *l, const char *s, size_t len)
 {
-    char line[2048];
-    size_t n = (size_t)snprintf(line, sizeof line, "%s", prefix);
-    n += stamp(line + n, sizeof line - n);
-    int m = snprintf(line + n, sizeof line - n, "%s", sep);
-    if (m > 0)
-        n += (size_t)m;
-    m = vsnprintf(line + n, sizeof line - n, fmt, ap);
-    if (m > 0)
-        n += (size_t)m < sizeof line - n ? (size_t)m : sizeof line - n - 1;
-    line[n++] = '\n';
+    size_t room = sizeof l->buf - 1 - l->n; /* keep one byte for the newline */
+    if (len > room)
+        len = room;
+    memcpy(l->buf + l->n, s, len);
+    l->n += len;
+}
+
+static void puts_(struct line *l, const char *s)
+{
+    put(l, s, strlen(s));
+}
+
+static void emit(struct sink *s, int prio, struct line *l)
+{
+    int kind = atomic_load_explicit(&s->kind, memory_order_relaxed);
+    if (kind == SINK_SYSLOG) {
+        l->buf[l->n] = '\0';
+        syslog(prio, "%s", l->buf);
+        return;
+    }
+    if (kind == SINK_OFF)
+        return;
+    l->buf[l->n++] = '\n';
     /* Best effort: a log line that cannot be written has nowhere else to go. */
-    ssize_t w = write(STDERR_FILENO, line, n);
+    ssize_t w = write(s->fd, l->buf, l->n);
     (void)w;
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)
 {
-    static const char *const names[] = {" error: ", " warn: ", " info: ", " debug: "};
+    static const char *const names[] = {"error: ", "warn: ", "info: ", "debug: "};
+    static const int prios[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+    struct line l = {.n = 0};
     va_list ap;
     if (!log_enabled(level))
         return;
+    if (stamp_lines && atomic_load(&err_sink.kind) != SINK_SYSLOG) {
+        l.n = stamp(l.buf, sizeof l.buf);
+        put(&l, " ", 1);
+    }
+    puts_(&l, names[level]);
     va_start(ap, fmt);
-    emit("", names[level], fmt, ap);
+    int m = vsnprintf(l.buf + l.n, sizeof l.buf - 1 - l.n, fmt, ap);
     va_end(ap);
+    if (m > 0)
+        l.n += (size_t)m < sizeof l.buf - 1 - l.n ? (size_t)m : sizeof l.buf - 2 - l.n;
+    emit(&err_sink, prios[level], &l);
 }
 
-void log_access(const char *fmt, ...)
+/* logfmt quotes values that need it; JSON escapes always. */
+static void put_value(struct line *l, const char *v, int json)
 {
-    va_list ap;
-    if (!access_on)
+    int quote = json || !*v || strpbrk(v, " =\"\\\t") != NULL;
+    if (quote)
+        put(l, "\"", 1);
+    for (const char *p = v; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch == '"' || ch == '\\') {
+            char esc[2] = {'\\', (char)ch};
+            put(l, esc, 2);
+        } else if (ch < 0x20 || ch == 0x7f) {
+            char esc[8];
+            snprintf(esc, sizeof esc, "\\u%04x", ch);
+            put(l, esc, strlen(esc));
+        } else {
+            put(l, p, 1);
+        }
+    }
+    if (quote)
+        put(l, "\"", 1);
+}
+
+void log_access(const char *const *kv, size_t n)
+{
+    struct line l = {.n = 0};
+    char ts[40];
+    int json = atomic_load_explicit(&access_json, memory_order_relaxed);
+    if (!log_access_enabled())
         return;
-    va_start(ap, fmt);
-    emit("time=", " ", fmt, ap);
-    va_end(ap);
+    stamp(ts, sizeof ts);
+    puts_(&l, json ? "{\"time\":\"" : "time=");
+    puts_(&l, ts);
+    if (json)
+        puts_(&l, "\"");
+    for (size_t i = 0; i + 1 < 2 * n; i += 2) {
+        puts_(&l, json ? ",\"" : " ");
+        puts_(&l, kv[i]);
+        puts_(&l, json ? "\":" : "=");
+        put_value(&l, kv[i + 1], json);
+    }
+    if (json)
+        puts_(&l, "}");
+    emit(&acc_sink, LOG_INFO, &l);
 }

@@ -14,7 +14,7 @@ struct loop {
     uint64_t now;
     struct epoll_event events[LOOP_BATCH];
     int nevents, cur; /* the batch being dispatched */
-    struct loop_defer *deferred;
+    struct loop_defer *deferred, *running; /* queued; being run this round */
     struct loop_timer **heap; /* 1-based */
     uint32_t heap_len, heap_cap;
 };
@@ -190,27 +190,37 @@ void loop_defer(struct loop *l, struct loop_defer *d, loop_defer_fn fn)
     l->deferred = d;
 }
 
-void loop_defer_cancel(struct loop *l, struct loop_defer *d)
+static int unlink_from(struct loop_defer **pp, struct loop_defer *d)
 {
-    struct loop_defer **pp = &l->deferred;
-    if (!d->queued)
-        return;
     while (*pp && *pp != d)
         pp = &(*pp)->next;
-    if (*pp)
-        *pp = d->next;
+    if (!*pp)
+        return 0;
+    *pp = d->next;
+    return 1;
+}
+
+void loop_defer_cancel(struct loop *l, struct loop_defer *d)
+{
+    if (!d->queued)
+        return;
+    if (!unlink_from(&l->deferred, d))
+        unlink_from(&l->running, d);
     d->queued = 0;
 }
 
+/* Runs what was queued before this round; what callbacks queue now waits
+ * for the next round (a tunnel that re-queues itself cannot spin here).
+ * Items are taken one at a time so a callback may cancel any other. */
 static void run_deferred(struct loop *l)
 {
-    struct loop_defer *d = l->deferred;
+    l->running = l->deferred;
     l->deferred = NULL;
-    while (d) {
-        struct loop_defer *next = d->next;
+    while (l->running) {
+        struct loop_defer *d = l->running;
+        l->running = d->next;
         d->queued = 0;
         d->fn(d);
-        d = next;
     }
 }
 

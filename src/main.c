@@ -1,6 +1,7 @@
-/* socks5d: start-up, listeners, signals, workers. */
+/* socks5d: start-up, listeners, signals, reload, workers. */
 #include <ares.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,11 +14,29 @@
 #include "auth.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
+#include "notify.h"
+#include "privs.h"
+#include "quota.h"
 #include "version.h"
 #include "worker.h"
 
 #define LISTEN_BACKLOG 4096
 #define AUTH_THREADS 2
+
+/* What the main thread keeps: the snapshot in force and, per listen
+ * address, the socket each worker has for it. */
+struct server {
+    int argc;
+    char **argv;
+    struct config *cfg;
+    struct worker **w;
+    int nworkers;
+    size_t nlisten;
+    struct listen_spec spec[CONFIG_MAX_LISTEN];
+    int *fds[CONFIG_MAX_LISTEN]; /* [listen][worker] */
+    int activated;               /* listeners came from systemd (LISTEN_FDS) */
+};
 
 /* Soft fd limit up to the hard limit; returns the limit now in force. */
 static rlim_t raise_nofile(void)
@@ -61,50 +80,206 @@ static int open_listener(const union addr_any *a)
     return fd;
 }
 
-static int worker_count(const struct config *c)
+/* Opens one socket per worker for spec. Returns the array or NULL. */
+static int *open_for_workers(const struct listen_spec *spec, int n)
 {
-    long n = c->workers ? c->workers : sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-}
-
-/* Creates the workers, each with its own socket per listen address. */
-static struct worker **start_workers(struct config *c, int n)
-{
-    struct worker **w = calloc((size_t)n, sizeof *w);
-    char err[256];
-    if (!w)
-        return NULL;
-    for (int i = 0; i < n; i++) {
-        int fds[CONFIG_MAX_LISTEN];
-        for (size_t j = 0; j < c->nlisten; j++) {
-            fds[j] = open_listener(&c->listen[j]);
-            if (fds[j] < 0) {
-                while (j > 0)
-                    close(fds[--j]);
-                goto fail;
-            }
-        }
-        w[i] = worker_new(i, c, fds, c->nlisten, err, sizeof err);
-        if (!w[i]) {
-            log_error("%s", err);
-            goto fail;
+    int *fds = calloc((size_t)n, sizeof *fds);
+    for (int i = 0; fds && i < n; i++) {
+        fds[i] = open_listener(&spec->addr);
+        if (fds[i] < 0) {
+            while (i > 0)
+                close(fds[--i]);
+            free(fds);
+            return NULL;
         }
     }
-    for (int i = 0; i < n; i++)
-        if (worker_start(w[i]) < 0) {
-            log_error("worker %d: pthread_create: %s", i, strerror(errno));
-            exit(1); /* threads already running cannot be unwound cleanly */
+    return fds;
+}
+
+/* systemd socket activation: fds 3.. are listening sockets. Every worker
+ * watches a duplicate of each (they share one accept queue). */
+static int take_activated(struct server *sv)
+{
+    const char *pid = getenv("LISTEN_PID"), *nfds = getenv("LISTEN_FDS");
+    int n;
+    if (!pid || !nfds || atol(pid) != (long)getpid() || (n = atoi(nfds)) <= 0)
+        return 0;
+    for (int i = 0; i < n && sv->nlisten < CONFIG_MAX_LISTEN; i++) {
+        struct listen_spec *sp = &sv->spec[sv->nlisten];
+        socklen_t len = sizeof sp->addr;
+        int fd = 3 + i;
+        if (getsockname(fd, &sp->addr.sa, &len) < 0 || !(sv->fds[sv->nlisten] = calloc((size_t)sv->nworkers, sizeof(int)))) {
+            log_error("LISTEN_FDS: fd %d: %s", fd, strerror(errno));
+            return -1;
         }
-    return w;
-fail:
-    for (int i = 0; i < n && w[i]; i++)
-        worker_free(w[i]);
-    free(w);
+        sp->proxy_protocol = (uint8_t)sv->cfg->proxy_protocol_all;
+        for (int k = 0; k < sv->nworkers; k++)
+            sv->fds[sv->nlisten][k] = k == 0 ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        sv->nlisten++;
+    }
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    sv->activated = 1;
+    log_info("using %zu listening sockets from systemd; 'listen' settings are ignored", sv->nlisten);
+    return 0;
+}
+
+static int bind_listeners(struct server *sv)
+{
+    if (take_activated(sv) < 0)
+        return -1;
+    if (sv->activated)
+        return 0;
+    for (size_t i = 0; i < sv->cfg->nlisten; i++) {
+        sv->spec[i] = sv->cfg->listen[i];
+        if (!(sv->fds[i] = open_for_workers(&sv->spec[i], sv->nworkers)))
+            return -1;
+        sv->nlisten = i + 1;
+    }
+    return 0;
+}
+
+/* The listeners worker k is to have. */
+static size_t worker_set(const struct server *sv, int k, struct worker_listen *out)
+{
+    for (size_t i = 0; i < sv->nlisten; i++) {
+        out[i].spec = sv->spec[i];
+        out[i].fd = sv->fds[i][k];
+    }
+    return sv->nlisten;
+}
+
+static int start_workers(struct server *sv)
+{
+    char err[256];
+    struct worker_listen ls[CONFIG_MAX_LISTEN];
+    if (!(sv->w = calloc((size_t)sv->nworkers, sizeof *sv->w)))
+        return -1;
+    for (int k = 0; k < sv->nworkers; k++) {
+        size_t n = worker_set(sv, k, ls);
+        if (!(sv->w[k] = worker_new(k, sv->cfg, ls, n, err, sizeof err))) {
+            log_error("%s", err);
+            return -1;
+        }
+    }
+    for (int k = 0; k < sv->nworkers; k++)
+        if (worker_start(sv->w[k]) < 0) {
+            log_error("worker %d: pthread_create: %s", k, strerror(errno));
+            return -1;
+        }
+    return 0;
+}
+
+/* ---------------- reload ---------------- */
+
+/* Reads the configuration again with the original command line. Problems
+ * go to the error log. */
+static struct config *load_again(struct server *sv)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int code, check;
+    FILE *err = open_memstream(&text, &len);
+    if (!err)
+        return NULL;
+    struct config *c = config_load(sv->argc, sv->argv, err, &code, &check);
+    fclose(err);
+    for (char *save, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+        log_error("reload: %s", line);
+    free(text);
+    return c;
+}
+
+/* The socket array for spec if it is already open, else NULL. */
+static int *kept_fds(const struct server *sv, const struct listen_spec *spec)
+{
+    for (size_t j = 0; j < sv->nlisten; j++)
+        if (config_same_listen(&sv->spec[j], spec))
+            return sv->fds[j];
     return NULL;
 }
 
+/* New listen set: addresses kept keep their sockets, new ones are opened.
+ * Returns 0 with spec/fds/n filled, or -1 with nothing changed. */
+static int reconcile(struct server *sv, const struct config *c, struct listen_spec *spec,
+                     int **fds, size_t *n)
+{
+    size_t i;
+    for (i = 0; i < c->nlisten; i++) {
+        spec[i] = c->listen[i];
+        fds[i] = kept_fds(sv, &spec[i]);
+        if (!fds[i] && !(fds[i] = open_for_workers(&spec[i], sv->nworkers)))
+            break;
+    }
+    if (i == c->nlisten) {
+        *n = i;
+        return 0;
+    }
+    while (i-- > 0)
+        if (!kept_fds(sv, &spec[i])) {
+            for (int k = 0; k < sv->nworkers; k++)
+                close(fds[i][k]);
+            free(fds[i]);
+        }
+    return -1;
+}
+
+static void reload(struct server *sv)
+{
+    struct listen_spec spec[CONFIG_MAX_LISTEN];
+    int *fds[CONFIG_MAX_LISTEN];
+    struct worker_listen ls[CONFIG_MAX_LISTEN];
+    size_t n = 0;
+    char err[512];
+    notify("RELOADING=1");
+    struct config *c = load_again(sv);
+    if (!c) {
+        log_error("reload failed: keeping the running configuration");
+        notify("READY=1\nSTATUS=reload failed; running the previous configuration");
+        metrics_reloaded(0);
+        return;
+    }
+    if (!sv->activated && reconcile(sv, c, spec, fds, &n) < 0) {
+        log_error("reload failed: cannot open the new listeners; keeping the running configuration");
+        config_unref(c);
+        notify("READY=1\nSTATUS=reload failed; running the previous configuration");
+        metrics_reloaded(0);
+        return;
+    }
+    if (log_configure(c, err, sizeof err) < 0)
+        log_error("reload: %s (logs stay where they were)", err);
+    if (!sv->activated) {
+        /* Sockets of addresses no longer listed are closed by the workers. */
+        for (size_t j = 0; j < sv->nlisten; j++) {
+            int kept = 0;
+            for (size_t i = 0; i < n; i++)
+                kept |= fds[i] == sv->fds[j];
+            if (!kept)
+                free(sv->fds[j]);
+        }
+        memcpy(sv->spec, spec, n * sizeof *spec);
+        memcpy(sv->fds, fds, n * sizeof *fds);
+        sv->nlisten = n;
+    }
+    for (int k = 0; k < sv->nworkers; k++) {
+        size_t m = worker_set(sv, k, ls);
+        if (worker_reload(sv->w[k], c, ls, m) < 0)
+            log_error("reload: worker %d: out of memory", k);
+    }
+    config_unref(sv->cfg);
+    sv->cfg = c;
+    if (c->workers && c->workers != sv->nworkers)
+        log_warn("reload: the worker count changes only on restart (running %d)", sv->nworkers);
+    log_info("configuration reloaded");
+    metrics_reloaded(1);
+    notify("READY=1\nSTATUS=configuration reloaded");
+}
+
+/* ---------------- signals ---------------- */
+
 /* Waits for signals until the workers have drained. Returns the exit code. */
-static int run(struct worker **w, int n, const struct config *c)
+static int run(struct server *sv)
 {
     sigset_t set;
     int draining = 0;
@@ -112,6 +287,7 @@ static int run(struct worker **w, int n, const struct config *c)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
     for (;;) {
         struct timespec tick = {0, 100 * 1000 * 1000};
         int sig = sigtimedwait(&set, NULL, &tick);
@@ -120,21 +296,65 @@ static int run(struct worker **w, int n, const struct config *c)
                 log_warn("second signal: exiting now");
                 return 0;
             }
-            log_info("signal %d: draining sessions for up to %u ms", sig, c->shutdown_grace_ms);
+            log_info("signal %d: draining sessions for up to %u ms", sig,
+                     sv->cfg->shutdown_grace_ms);
+            notify("STOPPING=1");
+            metrics_set_draining();
             draining = 1;
-            for (int i = 0; i < n; i++)
-                worker_drain(w[i]);
-        } else if (sig == SIGHUP) {
-            log_warn("SIGHUP: reload is not supported yet; keeping the running configuration");
+            for (int k = 0; k < sv->nworkers; k++)
+                worker_drain(sv->w[k]);
+        } else if (sig == SIGHUP && !draining) {
+            reload(sv);
+        } else if (sig == SIGUSR1) {
+            log_reopen();
         }
         if (draining && atomic_load(&g_workers_running) == 0)
             return 0;
+        if (!draining)
+            notify("STATUS=%lu sessions", (unsigned long)atomic_load(&g_sessions));
     }
+}
+
+static void block_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static int worker_count(const struct config *c)
+{
+    long n = c->workers ? c->workers : sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static void shutdown_all(struct server *sv)
+{
+    metrics_stop();
+    for (int k = 0; k < sv->nworkers; k++)
+        if (sv->w && sv->w[k])
+            worker_wait(sv->w[k]);
+    auth_pool_stop();
+    for (int k = 0; k < sv->nworkers; k++)
+        if (sv->w && sv->w[k])
+            worker_free(sv->w[k]);
+    free(sv->w);
+    for (size_t i = 0; i < sv->nlisten; i++)
+        free(sv->fds[i]);
+    config_unref(sv->cfg);
+    ares_library_cleanup();
 }
 
 int main(int argc, char **argv)
 {
-    int code;
+    struct server sv = {.argc = argc, .argv = argv};
+    char err[512];
+    int code, check;
     if (argc >= 2 && strcmp(argv[1], "passwd") == 0) {
         if (argc != 3) {
             fprintf(stderr, "usage: socks5d passwd NAME\n");
@@ -142,48 +362,58 @@ int main(int argc, char **argv)
         }
         return auth_passwd_main(argv[2]);
     }
-    struct config *c = config_from_args(argc, argv, &code);
-    if (!c)
+    if (log_init() < 0)
+        return 1;
+    if (!(sv.cfg = config_load(argc, argv, stderr, &code, &check)))
         return code;
-    log_setup(c->log_level, c->access_log);
-    signal(SIGPIPE, SIG_IGN);
+    if (check) {
+        printf("socks5d: configuration OK%s%s\n", sv.cfg->path ? ": " : "",
+               sv.cfg->path ? sv.cfg->path : "");
+        config_unref(sv.cfg);
+        return 0;
+    }
+    if (log_configure(sv.cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "socks5d: %s\n", err);
+        return 2;
+    }
+    block_signals();
     rlim_t nofile = raise_nofile();
-    if (c->max_sessions == 0)
-        c->max_sessions = nofile > 64 ? (nofile - 32) / 2 : 16;
-
-    /* Signals are taken synchronously by this thread only. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-
-    if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS || auth_pool_start(AUTH_THREADS) < 0) {
+    if (sv.cfg->max_sessions == 0)
+        sv.cfg->max_sessions = nofile > 64 ? (nofile - 32) / 2 : 16;
+    /* Slow-loris clients may hold at most half the sessions in the handshake. */
+    if (sv.cfg->max_handshakes == 0)
+        sv.cfg->max_handshakes = (uint32_t)(sv.cfg->max_sessions / 2 > 64 ? sv.cfg->max_sessions / 2 : 64);
+    sv.nworkers = worker_count(sv.cfg);
+    if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS || quota_init() < 0 ||
+        auth_pool_start(AUTH_THREADS) < 0) {
         log_error("start-up: cannot initialise the resolver or the password threads");
         return 1;
     }
-    int n = worker_count(c);
-    struct worker **w = start_workers(c, n);
-    if (!w)
+    if (bind_listeners(&sv) < 0)
         return 1;
-    for (size_t i = 0; i < c->nlisten; i++) {
-        char name[ADDR_STRLEN];
-        log_info("socks5d %s listening on %s (%d workers, max %llu sessions)", SOCKS5D_VERSION,
-                 addr_str(&c->listen[i].sa, name, sizeof name), n,
-                 (unsigned long long)c->max_sessions);
+    if (privs_drop(sv.cfg, sv.spec, sv.nlisten, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return 2;
     }
-    code = run(w, n, c);
+    if (metrics_start(&sv.cfg->metrics, sv.nworkers, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    if (start_workers(&sv) < 0)
+        return 1;
+    for (size_t i = 0; i < sv.nlisten; i++) {
+        char name[ADDR_STRLEN];
+        log_info("socks5d %s listening on %s%s (%d workers, max %llu sessions)", SOCKS5D_VERSION,
+                 addr_str(&sv.spec[i].addr.sa, name, sizeof name),
+                 sv.spec[i].proxy_protocol ? " with PROXY protocol" : "", sv.nworkers,
+                 (unsigned long long)sv.cfg->max_sessions);
+    }
+    metrics_set_workers(sv.w, sv.nworkers);
+    notify("READY=1\nSTATUS=listening");
+    code = run(&sv);
     if (atomic_load(&g_workers_running) != 0)
         _exit(code); /* second signal: do not wait for anyone */
-    for (int i = 0; i < n; i++)
-        worker_wait(w[i]);
-    auth_pool_stop();
-    for (int i = 0; i < n; i++)
-        worker_free(w[i]);
-    free(w);
-    config_unref(c);
-    ares_library_cleanup();
+    shutdown_all(&sv);
     log_info("stopped");
     return code;
 }

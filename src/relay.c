@@ -36,21 +36,46 @@ static int flush(struct relay_dir *d, struct relay_side *dst, int *err)
     return 1;
 }
 
-/* Reads into the (empty) buffer. Returns 1 when bytes arrived, 0 when there
- * is nothing to read now or EOF was seen, -1 on error. */
-static int fill(struct relay_dir *d, struct relay_side *src, struct bufpool *pool, int *err)
+void relay_bucket_init(struct relay_bucket *b, uint64_t rate, uint64_t now_ms)
+{
+    b->rate = rate;
+    b->cap = rate / 4 > 1500 ? rate / 4 : 1500;
+    b->tokens = b->cap;
+    b->last_ms = now_ms;
+}
+
+/* Bytes this direction may read now. */
+static size_t allowance(struct relay_dir *d, uint64_t now_ms)
+{
+    struct relay_bucket *b = d->bucket;
+    if (!b)
+        return BUFPOOL_SIZE;
+    if (now_ms > b->last_ms) {
+        uint64_t add = (now_ms - b->last_ms) * b->rate / 1000;
+        b->tokens = b->tokens + add > b->cap ? b->cap : b->tokens + add;
+        b->last_ms = now_ms;
+    }
+    return b->tokens < BUFPOOL_SIZE ? (size_t)b->tokens : BUFPOOL_SIZE;
+}
+
+/* Reads into the (empty) buffer, at most `max` bytes. Returns 1 when bytes
+ * arrived, 0 when there is nothing to read now or EOF was seen, -1 on error. */
+static int fill(struct relay_dir *d, struct relay_side *src, struct bufpool *pool, size_t max,
+                int *err)
 {
     if (!d->buf && !(d->buf = bufpool_get(pool))) {
         *err = ENOMEM;
         return -1;
     }
     for (;;) {
-        ssize_t n = read(src->io.fd, d->buf, BUFPOOL_SIZE);
+        ssize_t n = read(src->io.fd, d->buf, max);
         if (n > 0) {
             /* A short read drained the socket; a later arrival raises a new
              * edge. After a FIN keep reading: the EOF has no edge of its own. */
-            if ((size_t)n < BUFPOOL_SIZE && !src->rdhup)
+            if ((size_t)n < max && !src->rdhup)
                 src->readable = 0;
+            if (d->bucket)
+                d->bucket->tokens -= (uint64_t)n;
             d->off = 0;
             d->len = (uint32_t)n;
             return 1;
@@ -73,7 +98,7 @@ static int fill(struct relay_dir *d, struct relay_side *src, struct bufpool *poo
 
 /* One direction. Returns -1 on error, else RELAY_MOVED / RELAY_MORE bits. */
 static int pump_dir(struct relay_dir *d, struct relay_side *src, struct relay_side *dst,
-                    struct bufpool *pool, int *err)
+                    struct bufpool *pool, uint64_t now_ms, int *err)
 {
     int moved = 0;
     for (int budget = RELAY_BUDGET;; budget--) {
@@ -95,7 +120,10 @@ static int pump_dir(struct relay_dir *d, struct relay_side *src, struct relay_si
             }
             return moved;
         }
-        int rc = fill(d, src, pool, err);
+        size_t max = allowance(d, now_ms);
+        if (max == 0)
+            return moved | RELAY_THROTTLED;
+        int rc = fill(d, src, pool, max, err);
         if (rc < 0)
             return -1;
         if (rc > 0)
@@ -103,12 +131,12 @@ static int pump_dir(struct relay_dir *d, struct relay_side *src, struct relay_si
     }
 }
 
-int relay_pump(struct relay *r, struct bufpool *pool, unsigned *flags, int *err)
+int relay_pump(struct relay *r, struct bufpool *pool, uint64_t now_ms, unsigned *flags, int *err)
 {
-    int up = pump_dir(&r->up, &r->client, &r->target, pool, err);
+    int up = pump_dir(&r->up, &r->client, &r->target, pool, now_ms, err);
     if (up < 0)
         return RELAY_ERROR;
-    int down = pump_dir(&r->down, &r->target, &r->client, pool, err);
+    int down = pump_dir(&r->down, &r->target, &r->client, pool, now_ms, err);
     if (down < 0)
         return RELAY_ERROR;
     *flags = (unsigned)(up | down);

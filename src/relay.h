@@ -21,7 +21,13 @@ struct relay_side {
     uint8_t eof;      /* read returned 0 */
 };
 
+/* Token bucket limiting one direction to `rate` bytes per second. */
+struct relay_bucket {
+    uint64_t rate, cap, tokens, last_ms;
+};
+
 struct relay_dir {
+    struct relay_bucket *bucket; /* NULL: unlimited */
     uint8_t *buf;
     uint32_t off, len;
     uint8_t shut; /* EOF passed on with shutdown(SHUT_WR) */
@@ -36,8 +42,9 @@ struct relay {
 
 enum relay_status { RELAY_AGAIN = 0, RELAY_DONE = 1, RELAY_ERROR = -1 };
 /* Reported through *flags: bytes were read; the read budget ran out while a
- * side was still readable (call again later: no new edge will come). */
-enum { RELAY_MOVED = 1, RELAY_MORE = 2 };
+ * side was still readable (call again later: no new edge will come); a
+ * direction is out of tokens (call again in a few ms). */
+enum { RELAY_MOVED = 1, RELAY_MORE = 2, RELAY_THROTTLED = 4 };
 #define RELAY_BUDGET 16 /* reads per direction per call */
 
 /* Records the events of one side (LOOP_* bits). */
@@ -45,7 +52,9 @@ void relay_note(struct relay_side *s, unsigned events);
 /* Moves what can be moved in both directions, up to RELAY_BUDGET reads
  * each. Returns RELAY_DONE when both directions have ended, RELAY_ERROR on a
  * socket error (errno in *err), RELAY_AGAIN otherwise; *flags as above. */
-int relay_pump(struct relay *r, struct bufpool *pool, unsigned *flags, int *err);
+int relay_pump(struct relay *r, struct bufpool *pool, uint64_t now_ms, unsigned *flags, int *err);
+/* Sets up b for `rate` bytes per second (a quarter second of burst). */
+void relay_bucket_init(struct relay_bucket *b, uint64_t rate, uint64_t now_ms);
 /* Returns the buffers to the pool. */
 void relay_release(struct relay *r, struct bufpool *pool);
 

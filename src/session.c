@@ -14,8 +14,12 @@
 #include "config.h"
 #include "dial.h"
 #include "log.h"
+#include "policy.h"
 #include "proto.h"
+#include "proxyproto.h"
 #include "resolve.h"
+#include "rules.h"
+#include "stats.h"
 #include "udp.h"
 #include "worker.h"
 
@@ -27,6 +31,16 @@ static void control_read(struct session *s);
 /* What a handshake step did. After HS_GONE the session must not be touched:
  * it was closed, or handed on to a callback that owns it now. */
 enum { HS_GONE = -1, HS_MORE = 0, HS_NEXT = 1, HS_WAIT = 2 };
+
+/* Per-user bandwidth limit: one bucket per direction and the timer that
+ * resumes a throttled tunnel. Allocated only for limited users. */
+struct session_rate {
+    struct relay_bucket up, down;
+    struct loop_timer timer;
+    struct session *s;
+};
+
+#define THROTTLE_TICK_MS 10
 
 /* The one place an errno becomes a reply code. */
 static uint8_t rep_from_errno(int err)
@@ -71,29 +85,53 @@ static const char *dst_str(const struct session *s, char *buf, size_t len)
     return addr_str(&s->dst.sa, buf, len);
 }
 
+/* A connection closed without a byte is a probe (a load balancer's health
+ * check), not a session: counted, not logged. */
+static int is_probe(const struct session *s)
+{
+    return s->state <= S_GREETING && s->hlen == 0 && !s->why;
+}
+
 static void access_log(const struct session *s)
 {
-    char c[ADDR_STRLEN], d[300], p[ADDR_STRLEN], rep[4] = "-";
-    /* A connection closed without a byte is a probe (a load balancer's
-     * health check), not a session. */
-    if (!log_access_enabled() || (s->state == S_GREETING && s->hlen == 0 && !s->why))
+    char client[ADDR_STRLEN], dst[300], peer[ADDR_STRLEN], rep[4] = "-", up[24], down[24], ms[24];
+    char dg_up[24], dg_down[24], dropped[24], rule[300];
+    const char *kv[2 * 14];
+    size_t n = 0;
+    if (!log_access_enabled() || is_probe(s))
         return;
     if (s->rep != 0xff)
         snprintf(rep, sizeof rep, "%u", s->rep);
-    char udp[96] = "";
+    snprintf(up, sizeof up, "%llu", (unsigned long long)s->relay.up.bytes);
+    snprintf(down, sizeof down, "%llu", (unsigned long long)s->relay.down.bytes);
+    snprintf(ms, sizeof ms, "%llu", (unsigned long long)(loop_now(s->w->loop) - s->started_ms));
+#define KV(k, v) (kv[n++] = (k), kv[n++] = (v))
+    KV("client", addr_str(&s->client.sa, client, sizeof client));
+    KV("user", s->user ? s->user : "-");
+    KV("cmd", cmd_name(s->cmd));
+    KV("dst", s->state >= S_RESOLVE ? dst_str(s, dst, sizeof dst) : "-");
+    KV("addr", addr_str(&s->peer.sa, peer, sizeof peer));
+    KV("rep", rep);
+    KV("up", up);
+    KV("down", down);
     if (s->udp) {
         const struct udp_counts *u = udp_counts(s->udp);
-        snprintf(udp, sizeof udp, " dgrams_up=%llu dgrams_down=%llu dropped=%llu",
-                 (unsigned long long)u->dgrams_up, (unsigned long long)u->dgrams_down,
-                 (unsigned long long)u->dropped);
+        snprintf(dg_up, sizeof dg_up, "%llu", (unsigned long long)u->dgrams_up);
+        snprintf(dg_down, sizeof dg_down, "%llu", (unsigned long long)u->dgrams_down);
+        snprintf(dropped, sizeof dropped, "%llu", (unsigned long long)u->dropped);
+        KV("dgrams_up", dg_up);
+        KV("dgrams_down", dg_down);
+        KV("dropped", dropped);
     }
-    log_access("client=%s user=%s cmd=%s dst=%s addr=%s rep=%s up=%llu down=%llu%s ms=%llu%s%s%s",
-               addr_str(&s->client.sa, c, sizeof c), s->user ? s->user : "-", cmd_name(s->cmd),
-               s->state >= S_RESOLVE ? dst_str(s, d, sizeof d) : "-",
-               addr_str(&s->peer.sa, p, sizeof p), rep, (unsigned long long)s->relay.up.bytes,
-               (unsigned long long)s->relay.down.bytes, udp,
-               (unsigned long long)(loop_now(s->w->loop) - s->started_ms),
-               s->why ? " error=\"" : "", s->why ? s->why : "", s->why ? "\"" : "");
+    KV("ms", ms);
+    if (s->rule_file) {
+        snprintf(rule, sizeof rule, "%s:%d", s->rule_file, s->rule_line);
+        KV("rule", rule);
+    }
+    if (s->why)
+        KV("error", s->why);
+#undef KV
+    log_access(kv, n / 2);
 }
 
 static void cancel_pending(struct session *s)
@@ -118,11 +156,29 @@ static void close_side(struct session *s, struct relay_side *side)
     close(fd);
 }
 
+static void count_end(const struct session *s)
+{
+    struct stats *st = &s->w->stats;
+    if (is_probe(s))
+        stat_inc(&st->probes);
+    else if (s->fail >= 0)
+        stat_inc(&st->handshake_fail[s->fail]);
+    else
+        stat_inc(&st->sessions[s->cmd <= 3 ? s->cmd : 0][s->rep <= 8 ? s->rep : 9]);
+    stat_add(&st->active, (uint64_t)-1);
+}
+
 void session_close(struct session *s)
 {
     struct worker *w = s->w;
     cancel_pending(s);
     access_log(s);
+    count_end(s);
+    policy_release(s);
+    if (s->rate) {
+        loop_timer_cancel(w->loop, &s->rate->timer);
+        free(s->rate);
+    }
     if (s->udp)
         udp_close(s->udp);
     loop_timer_cancel(w->loop, &s->timer);
@@ -151,6 +207,13 @@ void session_fail(struct session *s, const char *why)
 {
     s->why = why;
     session_close(s);
+}
+
+/* Ends a session whose handshake failed, counted by reason. */
+static void hs_fail(struct session *s, enum hs_fail reason, const char *why)
+{
+    s->fail = (int8_t)reason;
+    session_fail(s, why);
 }
 
 /* Sends reply `rep` (with BND = bnd or zeros) and, unless it is success,
@@ -197,7 +260,7 @@ static void on_timeout(struct loop_timer *t)
               NULL, s->state == S_RESOLVE ? "resolve timeout" : "connect timeout");
         return;
     }
-    session_fail(s, "handshake timeout");
+    hs_fail(s, HSF_TIMEOUT, "handshake timeout");
 }
 
 void session_arm(struct session *s, uint32_t ms)
@@ -215,11 +278,19 @@ static void on_more(struct loop_defer *d)
     pump(container_of(d, struct session, more));
 }
 
+static void on_throttle_end(struct loop_timer *t)
+{
+    pump(container_of(t, struct session_rate, timer)->s);
+}
+
 static void pump(struct session *s)
 {
     unsigned flags = 0;
     int err = 0;
-    int rc = relay_pump(&s->relay, &s->w->pool, &flags, &err);
+    uint64_t up = s->relay.up.bytes, down = s->relay.down.bytes;
+    int rc = relay_pump(&s->relay, &s->w->pool, loop_now(s->w->loop), &flags, &err);
+    stat_add(&s->w->stats.bytes_up, s->relay.up.bytes - up);
+    stat_add(&s->w->stats.bytes_down, s->relay.down.bytes - down);
     if (rc == RELAY_ERROR) {
         /* A reset is how many peers end a connection: not worth an error. */
         session_fail(s, err == ECONNRESET || err == EPIPE ? NULL : strerror(err));
@@ -233,6 +304,25 @@ static void pump(struct session *s)
         s->active_ms = loop_now(s->w->loop);
     if (flags & RELAY_MORE)
         loop_defer(s->w->loop, &s->more, on_more);
+    if ((flags & RELAY_THROTTLED) && !loop_timer_armed(&s->rate->timer))
+        loop_timer_arm(s->w->loop, &s->rate->timer, THROTTLE_TICK_MS, on_throttle_end);
+}
+
+/* A user with a rate limit gets a bucket per direction. Returns 0 or -1. */
+static int setup_rate(struct session *s)
+{
+    uint64_t rate = config_rate_limit(s->cfg, s->user);
+    uint64_t now = loop_now(s->w->loop);
+    if (!rate)
+        return 0;
+    if (!(s->rate = calloc(1, sizeof *s->rate)))
+        return -1;
+    s->rate->s = s;
+    relay_bucket_init(&s->rate->up, rate, now);
+    relay_bucket_init(&s->rate->down, rate, now);
+    s->relay.up.bucket = &s->rate->up;
+    s->relay.down.bucket = &s->rate->down;
+    return 0;
 }
 
 static void on_target(struct loop_io *io, unsigned events)
@@ -255,6 +345,10 @@ void session_relay(struct session *s)
 {
     int one = 1;
     s->state = S_RELAY;
+    if (setup_rate(s) < 0) {
+        session_fail(s, "out of memory");
+        return;
+    }
     setsockopt(s->relay.client.io.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     setsockopt(s->relay.target.io.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     /* Bytes the client sent after its request are the first to relay. */
@@ -285,6 +379,7 @@ static void on_dialed(void *owner, int fd, struct loop_io *io, int err,
         session_reply(s, rep_from_errno(err), NULL, strerror(err));
         return;
     }
+    stats_observe(&s->w->stats.connect, loop_now(s->w->loop) - s->active_ms);
     s->peer = *peer;
     if (loop_io_move(s->w->loop, io, &s->relay.target.io, LOOP_READ | LOOP_WRITE, on_target) <
         0) {
@@ -299,9 +394,24 @@ static void on_dialed(void *owner, int fd, struct loop_io *io, int err,
         session_relay(s);
 }
 
-static void dial_addrs(struct session *s, const union addr_any *addrs, size_t n)
+/* Dials the addresses the rules allow; a name that resolves only to refused
+ * addresses is refused as a whole. */
+static void dial_addrs(struct session *s, const union addr_any *all, size_t count)
 {
+    union addr_any addrs[RESOLVE_MAX_ADDRS];
+    size_t n = 0;
     int err;
+    for (size_t i = 0; i < count && n < RESOLVE_MAX_ADDRS; i++)
+        if (policy_address(s, SOCKS5_CMD_CONNECT, &all[i].sa, s->dst_name))
+            addrs[n++] = all[i];
+    if (n == 0) {
+        stat_inc(&s->w->stats.refused_rule);
+        session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL, "denied by rule");
+        return;
+    }
+    s->rule_file = NULL;
+    s->rule_line = 0;
+    s->active_ms = loop_now(s->w->loop);
     s->state = S_DIAL;
     s->pending = dial_start(s->w->loop, addrs, n, s->cfg->timeout_connect_ms, on_dialed, s, &err);
     if (!s->pending)
@@ -312,7 +422,9 @@ static void on_resolved(void *owner, int status, const union addr_any *addrs, si
 {
     struct session *s = owner;
     s->pending = NULL;
+    stats_observe(&s->w->stats.dns, loop_now(s->w->loop) - s->active_ms);
     if (status != RESOLVE_OK) {
+        stat_inc(&s->w->stats.dns_failures);
         session_reply(s, SOCKS5_REP_HOST_UNREACHABLE, NULL,
               status == RESOLVE_NOTFOUND ? "name not found" : "resolver failed");
         return;
@@ -334,6 +446,7 @@ static void do_connect(struct session *s)
         return;
     }
     s->state = S_RESOLVE;
+    s->active_ms = loop_now(s->w->loop);
     s->pending = resolve_start(s->w->resolver, s->dst_name, addr_port(&s->dst.sa), on_resolved, s);
     if (!s->pending)
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
@@ -358,14 +471,14 @@ static int on_greeting(struct session *s)
     if (rc == PROTO_NEED_MORE)
         return HS_MORE;
     if (rc == PROTO_ERROR) {
-        session_fail(s, proto_err_str(err));
+        hs_fail(s, HSF_PROTOCOL, proto_err_str(err));
         return HS_GONE;
     }
     consume(s, used);
     s->method = proto_select_method(&g, s->cfg->methods, s->cfg->nmethods);
     if (send_small(s, msg, proto_encode_method(msg, sizeof msg, s->method)) < 0 ||
         s->method == SOCKS5_METHOD_UNACCEPTABLE) {
-        session_fail(s, "no acceptable authentication method");
+        hs_fail(s, HSF_NO_METHOD, "no acceptable authentication method");
         return HS_GONE;
     }
     s->state = s->method == SOCKS5_METHOD_USERPASS ? S_AUTH : S_REQUEST;
@@ -375,12 +488,15 @@ static int on_greeting(struct session *s)
 static void auth_result(struct session *s, int ok)
 {
     uint8_t msg[2];
+    stat_inc(ok ? &s->w->stats.auth_ok : &s->w->stats.auth_fail);
+    if (!ok)
+        policy_auth_failed(s);
     if (send_small(s, msg, proto_encode_userpass_reply(msg, sizeof msg, ok ? 0 : 1)) < 0) {
-        session_fail(s, "client gone during authentication");
+        hs_fail(s, HSF_CLOSED, "client gone during authentication");
         return;
     }
     if (!ok) {
-        session_fail(s, "authentication failed");
+        hs_fail(s, HSF_AUTH, "authentication failed");
         return;
     }
     s->state = S_REQUEST;
@@ -405,11 +521,18 @@ static int on_auth(struct session *s)
     if (rc == PROTO_ERROR) {
         uint8_t msg[2];
         send_small(s, msg, proto_encode_userpass_reply(msg, sizeof msg, 1));
-        session_fail(s, proto_err_str(err));
+        hs_fail(s, HSF_PROTOCOL, proto_err_str(err));
         return HS_GONE;
     }
     auth_wipe(s->hbuf, used);
     consume(s, used);
+    if (policy_auth_blocked(s)) {
+        uint8_t msg[2];
+        auth_wipe(up.pass, sizeof up.pass);
+        send_small(s, msg, proto_encode_userpass_reply(msg, sizeof msg, 1));
+        hs_fail(s, HSF_THROTTLED, "too many failed logins from this address");
+        return HS_GONE;
+    }
     s->user = strdup(up.user);
     const char *hash = users_find(s->cfg->users, up.user);
     if (!s->user) {
@@ -431,16 +554,6 @@ static int on_auth(struct session *s)
         return HS_GONE;
     }
     return HS_WAIT;
-}
-
-/* The policy point every request passes: commands the operator turned off. */
-static int permitted(const struct session *s)
-{
-    if (s->cmd == SOCKS5_CMD_BIND)
-        return !s->cfg->no_bind;
-    if (s->cmd == SOCKS5_CMD_UDP)
-        return !s->cfg->no_udp;
-    return 1;
 }
 
 static void start_udp(struct session *s, const struct proto_addr *hint)
@@ -486,6 +599,7 @@ static int on_request(struct session *s)
         return HS_MORE;
     if (rc == PROTO_ERROR) {
         int rep = proto_err_rep(err);
+        s->fail = HSF_PROTOCOL;
         if (rep < 0)
             session_fail(s, proto_err_str(err));
         else
@@ -500,8 +614,9 @@ static int on_request(struct session *s)
         return HS_GONE;
     }
     s->state = S_RESOLVE; /* the destination is known from here on (for the log) */
-    if (!permitted(s)) {
-        session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL, "command disabled");
+    policy_handshake_done(s);
+    if (policy_request(s) == POLICY_DENY) {
+        session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL, s->why);
         return HS_GONE;
     }
     if (req.cmd == SOCKS5_CMD_CONNECT)
@@ -513,12 +628,46 @@ static int on_request(struct session *s)
     return HS_GONE; /* the handshake is over either way */
 }
 
+/* The PROXY header from a trusted load balancer names the real client,
+ * which then replaces the TCP peer for everything that follows. */
+static int on_proxy(struct session *s)
+{
+    struct proxyproto_result r;
+    const char *reason;
+    size_t used;
+    union addr_any real;
+    int rc = proxyproto_parse(s->hbuf, s->hlen, &r, &used, &reason);
+    if (rc == PROXYPROTO_NEED_MORE)
+        return HS_MORE;
+    if (rc == PROXYPROTO_ERROR) {
+        hs_fail(s, HSF_PROXY, reason);
+        return HS_GONE;
+    }
+    consume(s, used);
+    if (r.local) {
+        /* The balancer's own health check: a clean close, not an error. */
+        session_fail(s, NULL);
+        return HS_GONE;
+    }
+    addr_normalize((struct sockaddr *)&r.src, &real);
+    s->client = real;
+    if (!policy_accept(s)) {
+        session_close(s);
+        return HS_GONE;
+    }
+    s->state = S_GREETING;
+    return HS_NEXT;
+}
+
 /* Parses whatever the handshake buffer holds, as far as it goes. */
 static int handshake_step(struct session *s)
 {
     int rc;
     do {
         switch (s->state) {
+        case S_PROXY:
+            rc = on_proxy(s);
+            break;
         case S_GREETING:
             rc = on_greeting(s);
             break;
@@ -569,7 +718,10 @@ static void on_client(struct loop_io *io, unsigned events)
         return;
     }
     if (events & LOOP_HUP) {
-        session_fail(s, s->state < S_RESOLVE ? "client reset during handshake" : "client gone");
+        if (s->state < S_RESOLVE)
+            hs_fail(s, HSF_CLOSED, "client reset during handshake");
+        else
+            session_fail(s, "client gone");
         return;
     }
     if (s->state == S_UDP || s->state == S_BIND_WAIT) {
@@ -607,11 +759,30 @@ static void handshake_continue(struct session *s)
     int eof = s->relay.client.eof;
     /* A client that closed mid-handshake will never complete it. Checked
      * after parsing: a whole request followed by FIN is still served. */
-    if (handshake_step(s) == HS_MORE && eof)
-        session_fail(s, s->hlen || s->state != S_GREETING ? "truncated handshake" : NULL);
+    if (handshake_step(s) == HS_MORE && eof) {
+        if (s->hlen || s->state > S_GREETING)
+            hs_fail(s, HSF_CLOSED, "truncated handshake");
+        else
+            session_fail(s, NULL); /* a probe: connected and closed */
+    }
 }
 
-void session_start(struct worker *w, int fd, const union addr_any *client)
+/* Whether the connection may proceed before a byte is read. */
+static int admit(struct session *s, const struct listen_spec *ln)
+{
+    if (!ln->proxy_protocol)
+        return policy_accept(s);
+    s->state = S_PROXY;
+    if (s->cfg->pp_from && !rules_check_client(s->cfg->pp_from, &s->client.sa, NULL)) {
+        s->fail = HSF_PROXY;
+        s->why = "PROXY protocol from an untrusted address";
+        return 0;
+    }
+    return 1;
+}
+
+void session_start(struct worker *w, int fd, const union addr_any *client,
+                   const struct listen_spec *ln)
 {
     struct session *s = calloc(1, sizeof *s);
     if (!s || !(s->hbuf = bufpool_get(&w->pool))) {
@@ -622,15 +793,22 @@ void session_start(struct worker *w, int fd, const union addr_any *client)
     }
     s->w = w;
     s->cfg = config_ref(w->cfg);
-    s->client = *client;
+    addr_normalize(&client->sa, &s->client);
     s->rep = 0xff;
+    s->fail = -1;
+    s->state = S_GREETING;
     s->relay.target.io.fd = -1;
     s->started_ms = loop_now(w->loop);
     worker_link(w, s);
+    stat_inc(&w->stats.active);
     if (loop_io_add(w->loop, &s->relay.client.io, fd, LOOP_READ | LOOP_WRITE, on_client) < 0) {
         close(fd);
         s->relay.client.io.fd = -1;
         session_fail(s, "epoll_ctl failed");
+        return;
+    }
+    if (!admit(s, ln)) {
+        session_close(s);
         return;
     }
     /* No read here: registering reports data that is already waiting. */

@@ -15,8 +15,12 @@
 
 struct worker;
 struct config;
+struct session_rate;
+
+enum { HELD_IP = 1, HELD_USER = 2, HELD_HANDSHAKE = 4 };
 
 enum session_state {
+    S_PROXY, /* waiting for the PROXY protocol header */
     S_GREETING,
     S_AUTH,
     S_AUTH_WAIT,
@@ -43,14 +47,22 @@ struct session {
     struct udp_assoc *udp; /* in S_UDP */
     char *user;        /* authenticated user name, or NULL */
     char *dst_name;    /* requested domain, or NULL */
+    uint8_t held;      /* HELD_*: limit slots to give back */
+    int8_t fail;       /* enum hs_fail when the handshake failed, else -1 */
+    const char *rule_file; /* the rule that decided, for the access log */
+    int rule_line;
+    struct session_rate *rate; /* per-user bandwidth limit, or NULL */
     union addr_any client;
     union addr_any dst;  /* requested address (port valid for names too) */
     union addr_any peer; /* the target actually connected */
     uint64_t started_ms, active_ms;
 };
 
-/* Takes ownership of an accepted, non-blocking client socket. */
-void session_start(struct worker *w, int fd, const union addr_any *client);
+struct listen_spec;
+/* Takes ownership of an accepted, non-blocking client socket that arrived
+ * on listener `ln`. */
+void session_start(struct worker *w, int fd, const union addr_any *client,
+                   const struct listen_spec *ln);
 /* Ends a session at once (shutdown after the grace period). */
 void session_close(struct session *s);
 

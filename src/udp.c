@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "policy.h"
 #include "loop.h"
 #include "resolve.h"
 #include "session.h"
@@ -149,17 +150,28 @@ static void remember_peer(struct udp_assoc *u, const union addr_any *to)
         u->npeers++;
 }
 
-static void send_to_target(struct udp_assoc *u, const union addr_any *to, const uint8_t *data,
-                           size_t len)
+static void dropped(struct udp_assoc *u)
 {
-    int fd = target_fd(u, to->sa.sa_family);
-    if (fd < 0 || sendto(fd, data, len, 0, &to->sa, addr_len(&to->sa)) < 0) {
-        u->counts.dropped++;
+    u->counts.dropped++;
+    stat_inc(&u->s->w->stats.dgrams_dropped);
+}
+
+/* `name` is the name the client asked for, if any, for the rules. */
+static void send_to_target(struct udp_assoc *u, const union addr_any *to, const char *name,
+                           const uint8_t *data, size_t len)
+{
+    int fd;
+    if (!policy_address(u->s, SOCKS5_CMD_UDP, &to->sa, name) ||
+        (fd = target_fd(u, to->sa.sa_family)) < 0 ||
+        sendto(fd, data, len, 0, &to->sa, addr_len(&to->sa)) < 0) {
+        dropped(u);
         return;
     }
     remember_peer(u, to);
     u->counts.dgrams_up++;
     u->s->relay.up.bytes += len;
+    stat_inc(&u->s->w->stats.dgrams_up);
+    stat_add(&u->s->w->stats.bytes_up, len);
 }
 
 static struct udp_dns *dns_find(struct udp_assoc *u, const char *name)
@@ -197,9 +209,9 @@ static void on_resolved(void *owner, int status, const union addr_any *addrs, si
     if (status == RESOLVE_OK && n > 0) {
         const union addr_any *to = pick_addr(u, addrs, n);
         dns_put(u, u->held_name, to);
-        send_to_target(u, to, u->held, u->held_len);
+        send_to_target(u, to, u->held_name, u->held, u->held_len);
     } else {
-        u->counts.dropped++;
+        dropped(u);
     }
     free(u->held);
     u->held = NULL;
@@ -213,18 +225,18 @@ static void resolve_and_send(struct udp_assoc *u, const struct proto_addr *a, co
     union addr_any lit[RESOLVE_MAX_ADDRS];
     size_t n;
     if (resolve_literal(a->u.name, a->port, lit, &n)) {
-        send_to_target(u, pick_addr(u, lit, n), data, len);
+        send_to_target(u, pick_addr(u, lit, n), a->u.name, data, len);
         return;
     }
     struct udp_dns *d = dns_find(u, a->u.name);
     if (d) {
         union addr_any to = d->addr;
         to.in4.sin_port = htons(a->port); /* same offset for in6 */
-        send_to_target(u, &to, data, len);
+        send_to_target(u, &to, a->u.name, data, len);
         return;
     }
     if (u->q || !(u->held = malloc(len ? len : 1))) {
-        u->counts.dropped++;
+        dropped(u);
         return;
     }
     memcpy(u->held, data, len);
@@ -234,7 +246,7 @@ static void resolve_and_send(struct udp_assoc *u, const struct proto_addr *a, co
     if (!u->q) {
         free(u->held);
         u->held = NULL;
-        u->counts.dropped++;
+        dropped(u);
     }
 }
 
@@ -259,7 +271,7 @@ static void client_dgram(struct udp_assoc *u, uint8_t *buf, size_t len,
     size_t hlen;
     enum proto_err err;
     if (!from_client(u, from) || proto_parse_udp_header(buf, len, &a, &hlen, &err) != PROTO_DONE) {
-        u->counts.dropped++;
+        dropped(u);
         return;
     }
     touch(u);
@@ -269,7 +281,7 @@ static void client_dgram(struct udp_assoc *u, uint8_t *buf, size_t len,
     }
     proto_addr_to_sockaddr(&a, &ss);
     addr_normalize((struct sockaddr *)&ss, &to);
-    send_to_target(u, &to, buf + hlen, len - hlen);
+    send_to_target(u, &to, NULL, buf + hlen, len - hlen);
 }
 
 /* Receives up to UDP_BUDGET datagrams into scratch + UDP_HEADROOM and hands
@@ -315,22 +327,24 @@ static void target_dgram(struct udp_assoc *u, uint8_t *data, size_t len,
     uint8_t hdr[PROTO_UDP_HEADER_MAX];
     size_t hlen;
     if (!u->client_port_known || (!u->s->cfg->udp_full_cone && !known_peer(u, from))) {
-        u->counts.dropped++;
+        dropped(u);
         return;
     }
     hlen = proto_encode_udp_header(hdr, sizeof hdr, &from->sa);
     if (len + hlen > UDP_MAX_DGRAM) {
-        u->counts.dropped++;
+        dropped(u);
         return;
     }
     memcpy(data - hlen, hdr, hlen);
     if (sendto(u->cio.fd, data - hlen, len + hlen, 0, &u->client.sa, addr_len(&u->client.sa)) < 0) {
-        u->counts.dropped++;
+        dropped(u);
         return;
     }
     touch(u);
     u->counts.dgrams_down++;
     u->s->relay.down.bytes += len;
+    stat_inc(&u->s->w->stats.dgrams_down);
+    stat_add(&u->s->w->stats.bytes_down, len);
 }
 
 static void on_target4_dgram(struct loop_io *io, unsigned events)

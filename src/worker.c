@@ -24,6 +24,9 @@ atomic_int g_workers_running;
 struct worker_msg {
     struct mail mail;
     struct worker *w;
+    struct config *cfg; /* reload: the new snapshot (one reference) */
+    size_t n;
+    struct worker_listen ls[CONFIG_MAX_LISTEN];
 };
 
 void worker_link(struct worker *w, struct session *s)
@@ -52,8 +55,9 @@ static void on_accept(struct loop_io *io, unsigned events);
 static void on_accept_pause_end(struct loop_timer *t)
 {
     struct worker *w = container_of(t, struct worker, accept_pause);
-    for (size_t i = 0; i < w->nlisteners; i++)
-        on_accept(&w->listeners[i].io, LOOP_READ);
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
+        if (w->listeners[i].io.fd >= 0)
+            on_accept(&w->listeners[i].io, LOOP_READ);
 }
 
 /* Out of fds: stop accepting for a moment instead of spinning on a queue
@@ -108,7 +112,7 @@ static void on_accept(struct loop_io *io, unsigned events)
             close(fd);
             continue;
         }
-        session_start(w, fd, &peer);
+        session_start(w, fd, &peer, &ln->spec);
     }
     /* The batch ended with connections possibly still queued: no new edge
      * will come for them, so look again after this round. */
@@ -116,19 +120,58 @@ static void on_accept(struct loop_io *io, unsigned events)
         loop_timer_arm(w->loop, &w->accept_pause, 0, on_accept_pause_end);
 }
 
-struct worker *worker_new(int id, struct config *cfg, const int *fds, size_t n, char *err,
-                          size_t errlen)
+/* Takes over a listening socket into a free slot. Returns 0 or -1. */
+static int adopt_listener(struct worker *w, const struct worker_listen *l)
+{
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++) {
+        struct listener *ln = &w->listeners[i];
+        if (ln->io.fd >= 0)
+            continue;
+        ln->w = w;
+        ln->spec = l->spec;
+        if (loop_io_add(w->loop, &ln->io, l->fd, LOOP_READ, on_accept) < 0) {
+            ln->io.fd = -1;
+            return -1;
+        }
+        return 0;
+    }
+    errno = EMFILE;
+    return -1;
+}
+
+static void close_listener(struct worker *w, struct listener *ln)
+{
+    int fd = ln->io.fd;
+    loop_io_del(w->loop, &ln->io);
+    close(fd);
+    ln->io.fd = -1;
+}
+
+static void close_listeners(struct worker *w)
+{
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
+        if (w->listeners[i].io.fd >= 0)
+            close_listener(w, &w->listeners[i]);
+}
+
+struct worker *worker_new(int id, struct config *cfg, const struct worker_listen *ls, size_t n,
+                          char *err, size_t errlen)
 {
     struct worker *w = calloc(1, sizeof *w);
-    if (!w || !(w->loop = loop_new()) || !(w->listeners = calloc(n ? n : 1, sizeof *w->listeners))) {
+    size_t i;
+    if (!w) {
         snprintf(err, errlen, "worker %d: out of memory", id);
-        goto fail;
+        for (i = 0; i < n; i++)
+            close(ls[i].fd);
+        return NULL;
     }
+    for (i = 0; i < CONFIG_MAX_LISTEN; i++)
+        w->listeners[i].io.fd = -1;
     w->id = id;
     w->cfg = config_ref(cfg);
     bufpool_init(&w->pool, POOL_MAX_FREE);
-    if (mailbox_init(&w->mbox, w->loop) < 0) {
-        snprintf(err, errlen, "worker %d: eventfd: %s", id, strerror(errno));
+    if (!(w->loop = loop_new()) || mailbox_init(&w->mbox, w->loop) < 0) {
+        snprintf(err, errlen, "worker %d: epoll/eventfd: %s", id, strerror(errno));
         goto fail;
     }
     if (!(w->resolver = resolver_new(w->loop, err, errlen)))
@@ -137,30 +180,76 @@ struct worker *worker_new(int id, struct config *cfg, const int *fds, size_t n, 
         snprintf(err, errlen, "worker %d: auth cache: out of memory", id);
         goto fail;
     }
-    for (size_t i = 0; i < n; i++) {
-        struct listener *ln = &w->listeners[w->nlisteners];
-        ln->w = w;
-        if (loop_io_add(w->loop, &ln->io, fds[i], LOOP_READ, on_accept) < 0) {
+    for (i = 0; i < n; i++)
+        if (adopt_listener(w, &ls[i]) < 0) {
             snprintf(err, errlen, "worker %d: epoll_ctl: %s", id, strerror(errno));
             goto fail;
         }
-        w->nlisteners++;
-    }
     return w;
 fail:
-    if (w)
-        worker_free(w);
+    for (; i < n; i++)
+        close(ls[i].fd);
+    worker_free(w);
     return NULL;
 }
 
-static void close_listeners(struct worker *w)
+static void on_reload(struct mail *m)
 {
-    for (size_t i = 0; i < w->nlisteners; i++) {
-        int fd = w->listeners[i].io.fd;
-        loop_io_del(w->loop, &w->listeners[i].io);
-        close(fd);
+    struct worker_msg *msg = (struct worker_msg *)m;
+    struct worker *w = msg->w;
+    size_t i, j;
+    if (w->draining) {
+        for (j = 0; j < msg->n; j++) {
+            int kept = 0;
+            for (i = 0; i < CONFIG_MAX_LISTEN; i++)
+                kept |= w->listeners[i].io.fd == msg->ls[j].fd;
+            if (!kept)
+                close(msg->ls[j].fd);
+        }
+        config_unref(msg->cfg);
+        free(msg);
+        return;
     }
-    w->nlisteners = 0;
+    /* Keep what is still wanted (its spec may have changed), close the rest. */
+    for (i = 0; i < CONFIG_MAX_LISTEN; i++) {
+        struct listener *ln = &w->listeners[i];
+        if (ln->io.fd < 0)
+            continue;
+        for (j = 0; j < msg->n && msg->ls[j].fd != ln->io.fd; j++)
+            ;
+        if (j == msg->n)
+            close_listener(w, ln);
+        else
+            ln->spec = msg->ls[j].spec;
+    }
+    for (j = 0; j < msg->n; j++) {
+        int have = 0;
+        for (i = 0; i < CONFIG_MAX_LISTEN; i++)
+            have |= w->listeners[i].io.fd == msg->ls[j].fd;
+        if (!have && adopt_listener(w, &msg->ls[j]) < 0) {
+            log_error("worker %d: reload: cannot add a listener: %s", w->id, strerror(errno));
+            close(msg->ls[j].fd);
+        }
+    }
+    config_unref(w->cfg);
+    w->cfg = msg->cfg;
+    free(msg);
+    /* Connections may have queued on new sockets before they were watched. */
+    if (!loop_timer_armed(&w->accept_pause))
+        loop_timer_arm(w->loop, &w->accept_pause, 0, on_accept_pause_end);
+}
+
+int worker_reload(struct worker *w, struct config *cfg, const struct worker_listen *ls, size_t n)
+{
+    struct worker_msg *m = calloc(1, sizeof *m);
+    if (!m)
+        return -1;
+    m->w = w;
+    m->cfg = config_ref(cfg);
+    m->n = n;
+    memcpy(m->ls, ls, n * sizeof *ls);
+    mailbox_post(&w->mbox, &m->mail, on_reload);
+    return 0;
 }
 
 static void on_drain_deadline(struct loop_timer *t)
@@ -254,7 +343,6 @@ void worker_free(struct worker *w)
     bufpool_destroy(&w->pool);
     if (w->cfg)
         config_unref(w->cfg);
-    free(w->listeners);
     loop_free(w->loop);
     free(w);
 }

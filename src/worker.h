@@ -13,14 +13,21 @@
 #include "config.h"
 #include "loop.h"
 #include "mailbox.h"
+#include "stats.h"
 
 struct session;
 struct worker;
 
 struct listener {
-    struct loop_io io;
+    struct loop_io io; /* fd -1: slot free */
     struct worker *w;
-    union addr_any addr;
+    struct listen_spec spec;
+};
+
+/* A listening socket handed to a worker, with what it is for. */
+struct worker_listen {
+    struct listen_spec spec;
+    int fd;
 };
 
 struct worker {
@@ -32,14 +39,14 @@ struct worker {
     struct resolver *resolver;
     struct auth_cache *auth_cache;
     struct bufpool pool;
-    struct listener *listeners;
-    size_t nlisteners;
+    struct listener listeners[CONFIG_MAX_LISTEN];
     struct session *sessions; /* doubly linked via session->prev/next */
     size_t nsessions;
     struct loop_timer accept_pause; /* out of fds: retry accept later */
     struct loop_timer drain_deadline;
     int draining;
     int emfile_logged;
+    struct stats stats;
 };
 
 /* Sessions alive in all workers; bounds --max-sessions. */
@@ -47,10 +54,14 @@ extern atomic_ulong g_sessions;
 /* Worker threads whose loop has not ended yet. */
 extern atomic_int g_workers_running;
 
-/* Creates a worker around listening sockets fds[0..n) (ownership taken) and
- * a config reference. Returns NULL with a reason in err. */
-struct worker *worker_new(int id, struct config *cfg, const int *fds, size_t n, char *err,
-                          size_t errlen);
+/* Creates a worker around listening sockets ls[0..n) (ownership of the fds
+ * taken) and a config reference. Returns NULL with a reason in err. */
+struct worker *worker_new(int id, struct config *cfg, const struct worker_listen *ls, size_t n,
+                          char *err, size_t errlen);
+/* Hands the worker a new snapshot (a reference is taken) and its complete
+ * set of listeners: fds it has and ls lacks are closed, new ones adopted.
+ * Thread-safe; applied on the worker's loop. Returns 0 or -1 (ENOMEM). */
+int worker_reload(struct worker *w, struct config *cfg, const struct worker_listen *ls, size_t n);
 int worker_start(struct worker *w);
 /* Asks the worker to stop accepting and end once its sessions are done or
  * grace_ms has passed. Thread-safe. */

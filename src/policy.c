@@ -1,0 +1,131 @@
+#include "policy.h"
+
+#include <string.h>
+
+#include "config.h"
+#include "quota.h"
+#include "proto.h"
+#include "rules.h"
+#include "session.h"
+#include "stats.h"
+#include "worker.h"
+
+static void note_rule(struct session *s, const struct rules_verdict *v)
+{
+    s->rule_file = v->file;
+    s->rule_line = v->line;
+}
+
+int policy_accept(struct session *s)
+{
+    const struct config *c = s->cfg;
+    struct rules_verdict v;
+    if (c->rules && !rules_check_client(c->rules, &s->client.sa, &v)) {
+        note_rule(s, &v);
+        s->why = "client denied by rule";
+        stat_inc(&s->w->stats.refused_rule);
+        return 0;
+    }
+    if (!quota_ip_take(&s->client.sa, c->max_per_ip)) {
+        s->why = "too many sessions from this address";
+        stat_inc(&s->w->stats.refused_limit);
+        return 0;
+    }
+    s->held |= HELD_IP;
+    if (!quota_handshake_take(c->max_handshakes)) {
+        s->why = "too many handshakes in progress";
+        stat_inc(&s->w->stats.refused_limit);
+        return 0;
+    }
+    s->held |= HELD_HANDSHAKE;
+    return 1;
+}
+
+static void request_of(const struct session *s, int cmd, const struct sockaddr *dst,
+                       const char *name, struct rules_request *r)
+{
+    memset(r, 0, sizeof *r);
+    r->client = &s->client.sa;
+    r->user = s->user;
+    r->cmd = cmd;
+    r->dst = dst;
+    r->dst_name = name;
+    r->dst_name_len = name ? strlen(name) : 0;
+    r->dst_port = dst ? addr_port(dst) : addr_port(&s->dst.sa);
+}
+
+enum policy_verdict policy_request(struct session *s)
+{
+    const struct config *c = s->cfg;
+    struct rules_request r;
+    struct rules_verdict v = {.allow = 1};
+    if ((s->cmd == SOCKS5_CMD_BIND && c->no_bind) || (s->cmd == SOCKS5_CMD_UDP && c->no_udp)) {
+        s->why = "command disabled";
+        stat_inc(&s->w->stats.refused_rule);
+        return POLICY_DENY;
+    }
+    if (c->rules) {
+        /* UDP ASSOCIATE names the client's own address, not a destination:
+         * its destinations are checked datagram by datagram. */
+        int udp = s->cmd == SOCKS5_CMD_UDP;
+        request_of(s, s->cmd, udp || s->dst_name ? NULL : &s->dst.sa, udp ? NULL : s->dst_name, &r);
+        rules_match(c->rules, &r, &v);
+        note_rule(s, &v);
+        if (!v.allow && !v.need_addr) {
+            s->why = "denied by rule";
+            stat_inc(&s->w->stats.refused_rule);
+            return POLICY_DENY;
+        }
+    }
+    if (s->user && c->max_per_user) {
+        if (!quota_user_take(s->user, c->max_per_user)) {
+            s->why = "too many sessions for this user";
+            stat_inc(&s->w->stats.refused_limit);
+            return POLICY_DENY;
+        }
+        s->held |= HELD_USER;
+    }
+    return v.need_addr ? POLICY_NEED_ADDR : POLICY_ALLOW;
+}
+
+int policy_address(struct session *s, int cmd, const struct sockaddr *dst, const char *name)
+{
+    struct rules_request r;
+    struct rules_verdict v;
+    if (!s->cfg->rules)
+        return 1;
+    request_of(s, cmd, dst, name, &r);
+    rules_match(s->cfg->rules, &r, &v);
+    if (!v.allow)
+        note_rule(s, &v);
+    return v.allow;
+}
+
+void policy_handshake_done(struct session *s)
+{
+    if (s->held & HELD_HANDSHAKE)
+        quota_handshake_release();
+    s->held &= (uint8_t)~HELD_HANDSHAKE;
+}
+
+int policy_auth_blocked(struct session *s)
+{
+    const struct config *c = s->cfg;
+    return quota_auth_blocked(&s->client.sa, c->auth_fail_limit, c->auth_fail_window_ms,
+                               c->auth_fail_cooldown_ms, loop_now(s->w->loop));
+}
+
+void policy_auth_failed(struct session *s)
+{
+    quota_auth_failed(&s->client.sa, s->cfg->auth_fail_window_ms, loop_now(s->w->loop));
+}
+
+void policy_release(struct session *s)
+{
+    policy_handshake_done(s);
+    if (s->held & HELD_IP)
+        quota_ip_release(&s->client.sa);
+    if (s->held & HELD_USER)
+        quota_user_release(s->user);
+    s->held = 0;
+}

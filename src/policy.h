@@ -1,0 +1,35 @@
+/* The policy points a session passes: access rules, session limits and
+ * failed-login throttling, in one place so no command can skip them.
+ *
+ *   accept   client address only: rules that refuse it outright, per-IP
+ *            limit, handshake slots (before a byte is read)
+ *   request  client, user, command, destination (by name before it is
+ *            resolved), disabled commands, per-user limit
+ *   address  every resolved address, every UDP destination, every BIND peer */
+#ifndef SOCKS5D_POLICY_H
+#define SOCKS5D_POLICY_H
+
+#include <sys/socket.h>
+
+struct session;
+
+enum policy_verdict { POLICY_DENY = 0, POLICY_ALLOW = 1, POLICY_NEED_ADDR = 2 };
+
+/* At accept. Returns 1 to go on, 0 when the session must be closed (s->why
+ * and s->rule_* say why). Takes slots that policy_release gives back. */
+int policy_accept(struct session *s);
+/* At the request. For POLICY_DENY s->why / s->rule_* are set. */
+enum policy_verdict policy_request(struct session *s);
+/* One concrete destination (resolved address, UDP target, BIND peer) for
+ * command cmd; name is the name the client asked for, or NULL. Returns 1 if
+ * allowed; on 0 s->rule_* name the deciding rule. */
+int policy_address(struct session *s, int cmd, const struct sockaddr *dst, const char *name);
+/* Handshake over: its slot goes back (idempotent). */
+void policy_handshake_done(struct session *s);
+/* Failed-login throttling. */
+int policy_auth_blocked(struct session *s);
+void policy_auth_failed(struct session *s);
+/* Gives back everything the session holds. */
+void policy_release(struct session *s);
+
+#endif
