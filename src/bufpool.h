@@ -8,10 +8,18 @@
 
 #define BUFPOOL_SIZE (64 * 1024)
 
+/* A pipe for splice(2): bytes move socket -> pipe -> socket in the kernel. */
+struct relay_pipe {
+    int r, w;
+    struct relay_pipe *next;
+};
+
 struct bufpool {
     void *free_list;
     size_t nfree, max_free;
     size_t in_use;
+    struct relay_pipe *free_pipes;
+    size_t npipes; /* idle pipes kept */
 };
 
 void bufpool_init(struct bufpool *p, size_t max_free);
@@ -20,5 +28,11 @@ void bufpool_destroy(struct bufpool *p);
 uint8_t *bufpool_get(struct bufpool *p);
 /* Accepts NULL. */
 void bufpool_put(struct bufpool *p, uint8_t *buf);
+/* Returns an empty non-blocking pipe of BUFPOOL_PIPE_SIZE or NULL. */
+struct relay_pipe *bufpool_get_pipe(struct bufpool *p);
+/* Takes back a pipe; one still holding bytes (`dirty`) is closed. */
+void bufpool_put_pipe(struct bufpool *p, struct relay_pipe *pipe, int dirty);
+
+#define BUFPOOL_PIPE_SIZE (256 * 1024)
 
 #endif

@@ -1,6 +1,7 @@
 #include "relay.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -96,23 +97,90 @@ static int fill(struct relay_dir *d, struct relay_side *src, struct bufpool *poo
     }
 }
 
+/* Moves what the pipe holds to dst. Same answers as flush(). */
+static int flush_pipe(struct relay_dir *d, struct relay_side *dst, int *err)
+{
+    while (d->len > 0) {
+        ssize_t n = splice(d->pipe->r, NULL, dst->io.fd, NULL, d->len,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                dst->writable = 0;
+                return 0;
+            }
+            *err = errno;
+            return -1;
+        }
+        d->len -= (uint32_t)n;
+        d->bytes += (uint64_t)n;
+    }
+    return 1;
+}
+
+/* Splices from src into the (empty) pipe; answers as fill(). */
+static int fill_pipe(struct relay_dir *d, struct relay_side *src, struct bufpool *pool,
+                     size_t max, int *err)
+{
+    if (!d->pipe && !(d->pipe = bufpool_get_pipe(pool))) {
+        *err = errno ? errno : ENOMEM;
+        return -1;
+    }
+    if (max > BUFPOOL_PIPE_SIZE)
+        max = BUFPOOL_PIPE_SIZE;
+    for (;;) {
+        ssize_t n = splice(src->io.fd, NULL, d->pipe->w, NULL, max,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n > 0) {
+            if (d->bucket)
+                d->bucket->tokens -= (uint64_t)n;
+            d->len = (uint32_t)n;
+            return 1;
+        }
+        if (n == 0) {
+            src->eof = 1;
+            src->readable = 0;
+            return 0;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN) {
+            src->readable = 0;
+            return 0;
+        }
+        *err = errno;
+        return -1;
+    }
+}
+
+/* Gives back what the direction holds while idle. */
+static void idle_dir(struct relay_dir *d, struct bufpool *pool)
+{
+    bufpool_put(pool, d->buf);
+    bufpool_put_pipe(pool, d->pipe, d->pipe && d->len > 0);
+    d->buf = NULL;
+    d->pipe = NULL;
+    d->off = d->len = 0;
+}
+
 /* One direction. Returns -1 on error, else RELAY_MOVED / RELAY_MORE bits. */
 static int pump_dir(struct relay_dir *d, struct relay_side *src, struct relay_side *dst,
                     struct bufpool *pool, uint64_t now_ms, int *err)
 {
     int moved = 0;
     for (int budget = RELAY_BUDGET;; budget--) {
-        if (d->buf && d->off < d->len) {
-            int rc = flush(d, dst, err);
-            if (rc <= 0)
-                return rc < 0 ? -1 : moved;
-        }
+        int rc = 1;
+        if (d->pipe && d->len > 0)
+            rc = flush_pipe(d, dst, err);
+        else if (d->buf && d->off < d->len)
+            rc = flush(d, dst, err);
+        if (rc <= 0)
+            return rc < 0 ? -1 : moved;
         if (budget == 0 && src->readable && !src->eof)
             return moved | RELAY_MORE;
         if (src->eof || !src->readable) {
-            bufpool_put(pool, d->buf);
-            d->buf = NULL;
-            d->off = d->len = 0;
+            idle_dir(d, pool);
             if (src->eof && !d->shut) {
                 d->shut = 1;
                 /* The peer may already be gone; the other direction decides. */
@@ -123,7 +191,15 @@ static int pump_dir(struct relay_dir *d, struct relay_side *src, struct relay_si
         size_t max = allowance(d, now_ms);
         if (max == 0)
             return moved | RELAY_THROTTLED;
-        int rc = fill(d, src, pool, max, err);
+        if (d->bytes >= RELAY_SPLICE_AFTER) {
+            /* The buffer is empty here (flushed above): hand it back. */
+            bufpool_put(pool, d->buf);
+            d->buf = NULL;
+            d->off = d->len = 0;
+            rc = fill_pipe(d, src, pool, d->bucket ? max : BUFPOOL_PIPE_SIZE, err);
+        } else {
+            rc = fill(d, src, pool, max, err);
+        }
         if (rc < 0)
             return -1;
         if (rc > 0)
@@ -145,7 +221,6 @@ int relay_pump(struct relay *r, struct bufpool *pool, uint64_t now_ms, unsigned 
 
 void relay_release(struct relay *r, struct bufpool *pool)
 {
-    bufpool_put(pool, r->up.buf);
-    bufpool_put(pool, r->down.buf);
-    r->up.buf = r->down.buf = NULL;
+    idle_dir(&r->up, pool);
+    idle_dir(&r->down, pool);
 }

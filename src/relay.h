@@ -1,9 +1,9 @@
 /* TCP relay between two connected sockets, edge-triggered.
  *
- * Each direction has at most one buffer, taken from the worker's pool when
- * bytes arrive and returned when they have all been written: a side is read
- * only when its peer has taken everything before (backpressure, flat
- * memory). EOF one way becomes shutdown(SHUT_WR) on the other while the
+ * Each direction has at most one buffer (or, for bulk transfers, one pipe
+ * to splice through), taken from the worker's pool when bytes arrive and
+ * returned when they have all been written: a side is read only when its
+ * peer has taken everything before (backpressure, flat memory). EOF one way becomes shutdown(SHUT_WR) on the other while the
  * reverse direction keeps flowing. */
 #ifndef SOCKS5D_RELAY_H
 #define SOCKS5D_RELAY_H
@@ -29,7 +29,8 @@ struct relay_bucket {
 struct relay_dir {
     struct relay_bucket *bucket; /* NULL: unlimited */
     uint8_t *buf;
-    uint32_t off, len;
+    struct relay_pipe *pipe; /* splice path, once the tunnel is a bulk one */
+    uint32_t off, len;       /* buffer: bytes [off, len) wait; pipe: len wait */
     uint8_t shut; /* EOF passed on with shutdown(SHUT_WR) */
     uint64_t bytes;
 };
@@ -46,6 +47,11 @@ enum relay_status { RELAY_AGAIN = 0, RELAY_DONE = 1, RELAY_ERROR = -1 };
  * direction is out of tokens (call again in a few ms). */
 enum { RELAY_MOVED = 1, RELAY_MORE = 2, RELAY_THROTTLED = 4 };
 #define RELAY_BUDGET 16 /* reads per direction per call */
+/* A direction switches from read/write to splice after this many bytes:
+ * small exchanges are cheaper with one copy than with the pipe's syscalls. */
+#ifndef RELAY_SPLICE_AFTER
+#define RELAY_SPLICE_AFTER (256 * 1024)
+#endif
 
 /* Records the events of one side (LOOP_* bits). */
 void relay_note(struct relay_side *s, unsigned events);
