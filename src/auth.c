@@ -421,22 +421,19 @@ void auth_cache_free(struct auth_cache *c)
     free(c);
 }
 
-/* digest of user NUL hash NUL pass, under both keys. */
+/* Digest of (user, hash, pass) under both keys: each part is hashed on its
+ * own, whatever its length, then the three results together. */
 static void cache_digest(const struct auth_cache *c, const char *user, const char *hash,
                          const char *pass, uint64_t out[2])
 {
-    uint8_t buf[256 + 512 + 256];
-    size_t n = 0, l;
     const char *parts[3] = {user, hash, pass};
-    for (int i = 0; i < 3; i++) {
-        l = strnlen(parts[i], 511);
-        memcpy(buf + n, parts[i], l);
-        n += l;
-        buf[n++] = 0;
+    for (int k = 0; k < 2; k++) {
+        uint64_t h[3];
+        for (int i = 0; i < 3; i++)
+            h[i] = hash_sip(c->key[k], parts[i], strlen(parts[i]));
+        out[k] = hash_sip(c->key[k], h, sizeof h);
+        auth_wipe(h, sizeof h);
     }
-    out[0] = hash_sip(c->key[0], buf, n);
-    out[1] = hash_sip(c->key[1], buf, n);
-    auth_wipe(buf, n);
 }
 
 int auth_cache_hit(struct auth_cache *c, const char *user, const char *hash, const char *pass)

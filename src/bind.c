@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -40,9 +42,7 @@ static void on_bind_accept(struct loop_io *io, unsigned events)
             close(fd);
             continue;
         }
-        int lfd = io->fd;
-        loop_io_del(s->w->loop, io);
-        close(lfd);
+        loop_io_close(s->w->loop, io);
         addr_normalize(&peer.sa, &s->peer);
         if (session_attach_target(s, fd) < 0) {
             session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "epoll_ctl failed");
@@ -73,10 +73,13 @@ static void listen_addr(const struct session *s, union addr_any *a)
 
 static int open_listener(const union addr_any *a)
 {
+    int one = 1;
     int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    if (bind(fd, &a->sa, addr_len(&a->sa)) < 0 || listen(fd, 8) < 0) {
+    /* The accepted peer inherits TCP_NODELAY, as on the main listeners. */
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0 ||
+        bind(fd, &a->sa, addr_len(&a->sa)) < 0 || listen(fd, 8) < 0) {
         int e = errno;
         close(fd);
         errno = e;

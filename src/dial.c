@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -27,9 +29,7 @@ struct dial {
 
 static void close_attempt(struct dial *d, struct attempt *a)
 {
-    int fd = a->io.fd;
-    loop_io_del(d->loop, &a->io);
-    close(fd);
+    loop_io_close(d->loop, &a->io);
     a->live = 0;
     d->active--;
 }
@@ -72,6 +72,8 @@ static void start_next(struct dial *d)
             d->last_err = errno;
             continue;
         }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         if (connect(fd, &to->sa, addr_len(&to->sa)) < 0 && errno != EINPROGRESS) {
             d->last_err = errno;
             close(fd);
@@ -111,8 +113,11 @@ static void on_connect(struct loop_io *io, unsigned events)
     socklen_t len = sizeof err;
     if (!(events & (LOOP_WRITE | LOOP_HUP)))
         return;
-    if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+    /* Writable without an error flag means connected: no need to ask. */
+    if ((events & LOOP_HUP) && getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
         err = errno;
+    if ((events & LOOP_HUP) && err == 0)
+        err = ECONNRESET;
     if (err == 0) {
         finish(d, a, 0);
         return;

@@ -101,6 +101,13 @@ int loop_io_move(struct loop *l, struct loop_io *from, struct loop_io *to, unsig
     return epoll_ctl(l->epfd, EPOLL_CTL_MOD, to->fd, &ev);
 }
 
+void loop_io_close(struct loop *l, struct loop_io *io)
+{
+    forget_pending(l, io);
+    close(io->fd);
+    io->fd = -1;
+}
+
 void loop_io_del(struct loop *l, struct loop_io *io)
 {
     /* The owner may free io right after this returns; forget any event

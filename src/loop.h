@@ -55,6 +55,10 @@ int loop_io_set(struct loop *l, struct loop_io *io, unsigned mask);
  * handler; `from` is left unregistered. Returns 0 or -1 with errno set. */
 int loop_io_move(struct loop *l, struct loop_io *from, struct loop_io *to, unsigned mask,
                  loop_io_fn fn);
+/* Forgets io and closes its fd, which also ends the registration: one
+ * syscall instead of two. Only for fds never duplicated (a dup keeps the
+ * registration alive after close). */
+void loop_io_close(struct loop *l, struct loop_io *io);
 /* Unregisters (the caller closes the fd afterwards). Safe from any handler:
  * events already collected for this io in the current round are dropped. */
 void loop_io_del(struct loop *l, struct loop_io *io);

@@ -165,8 +165,8 @@ static void idle_dir(struct relay_dir *d, struct bufpool *pool)
 }
 
 /* One direction. Returns -1 on error, else RELAY_MOVED / RELAY_MORE bits. */
-static int pump_dir(struct relay_dir *d, struct relay_side *src, struct relay_side *dst,
-                    struct bufpool *pool, uint64_t now_ms, int *err)
+static int pump_dir(struct relay_dir *d, const struct relay_dir *other, struct relay_side *src,
+                    struct relay_side *dst, struct bufpool *pool, uint64_t now_ms, int *err)
 {
     int moved = 0;
     for (int budget = RELAY_BUDGET;; budget--) {
@@ -183,8 +183,11 @@ static int pump_dir(struct relay_dir *d, struct relay_side *src, struct relay_si
             idle_dir(d, pool);
             if (src->eof && !d->shut) {
                 d->shut = 1;
-                /* The peer may already be gone; the other direction decides. */
-                shutdown(dst->io.fd, SHUT_WR);
+                /* The last direction to end needs no shutdown: both sockets
+                 * are closed next, which sends the FIN. The peer may already
+                 * be gone; the other direction decides. */
+                if (!other->shut)
+                    shutdown(dst->io.fd, SHUT_WR);
             }
             return moved;
         }
@@ -209,10 +212,10 @@ static int pump_dir(struct relay_dir *d, struct relay_side *src, struct relay_si
 
 int relay_pump(struct relay *r, struct bufpool *pool, uint64_t now_ms, unsigned *flags, int *err)
 {
-    int up = pump_dir(&r->up, &r->client, &r->target, pool, now_ms, err);
+    int up = pump_dir(&r->up, &r->down, &r->client, &r->target, pool, now_ms, err);
     if (up < 0)
         return RELAY_ERROR;
-    int down = pump_dir(&r->down, &r->target, &r->client, pool, now_ms, err);
+    int down = pump_dir(&r->down, &r->up, &r->target, &r->client, pool, now_ms, err);
     if (down < 0)
         return RELAY_ERROR;
     *flags = (unsigned)(up | down);

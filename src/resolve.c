@@ -22,6 +22,7 @@ struct resolver {
     ares_channel ch;
     struct ares_sock *socks;
     struct loop_timer timer;
+    struct resolve_query *deferred; /* answered during start, not yet delivered */
 };
 
 struct resolve_query {
@@ -34,6 +35,7 @@ struct resolve_query {
     size_t n;
     union addr_any addrs[RESOLVE_MAX_ADDRS];
     struct loop_timer defer; /* delivers an answer that came during start */
+    struct resolve_query *next_deferred;
 };
 
 static void rearm_timer(struct resolver *r);
@@ -133,6 +135,12 @@ void resolver_free(struct resolver *r)
     if (!r)
         return;
     ares_destroy(r->ch); /* answers every pending query */
+    while (r->deferred) {
+        struct resolve_query *q = r->deferred;
+        r->deferred = q->next_deferred;
+        loop_timer_cancel(r->loop, &q->defer);
+        deliver(q);
+    }
     while (r->socks) {
         struct ares_sock *s = r->socks;
         r->socks = s->next;
@@ -220,7 +228,12 @@ static void deliver(struct resolve_query *q)
 
 static void on_deferred(struct loop_timer *t)
 {
-    deliver(container_of(t, struct resolve_query, defer));
+    struct resolve_query *q = container_of(t, struct resolve_query, defer);
+    struct resolve_query **pp = &q->r->deferred;
+    while (*pp != q)
+        pp = &(*pp)->next_deferred;
+    *pp = q->next_deferred;
+    deliver(q);
 }
 
 static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo *res)
@@ -236,10 +249,15 @@ static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo 
         q->status = RESOLVE_FAILED;
     if (res)
         ares_freeaddrinfo(res);
-    if (!q->starting)
+    if (!q->starting) {
         deliver(q);
-    else if (loop_timer_arm(q->r->loop, &q->defer, 0, on_deferred) < 0)
-        q->owner = NULL, q->starting = 2; /* cannot defer: resolve_start reports failure */
+    } else if (loop_timer_arm(q->r->loop, &q->defer, 0, on_deferred) < 0) {
+        q->owner = NULL;
+        q->starting = 2; /* cannot defer: resolve_start reports failure */
+    } else {
+        q->next_deferred = q->r->deferred;
+        q->r->deferred = q;
+    }
 }
 
 struct resolve_query *resolve_start(struct resolver *r, const char *name, uint16_t port,

@@ -149,11 +149,8 @@ static void cancel_pending(struct session *s)
 
 static void close_side(struct session *s, struct relay_side *side)
 {
-    int fd = side->io.fd;
-    if (fd < 0)
-        return;
-    loop_io_del(s->w->loop, &side->io);
-    close(fd);
+    if (side->io.fd >= 0)
+        loop_io_close(s->w->loop, &side->io);
 }
 
 static void count_end(const struct session *s)
@@ -343,14 +340,13 @@ int session_attach_target(struct session *s, int fd)
 
 void session_relay(struct session *s)
 {
-    int one = 1;
     s->state = S_RELAY;
     if (setup_rate(s) < 0) {
         session_fail(s, "out of memory");
         return;
     }
-    setsockopt(s->relay.client.io.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    setsockopt(s->relay.target.io.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* TCP_NODELAY is already on: inherited from the listening sockets,
+     * set before connect on outbound ones. */
     /* Bytes the client sent after its request are the first to relay. */
     s->relay.up.buf = s->hbuf;
     s->relay.up.len = s->hlen;
@@ -688,9 +684,13 @@ static int handshake_step(struct session *s)
 static int handshake_read(struct session *s)
 {
     while (s->hlen < BUFPOOL_SIZE) {
-        ssize_t n = read(s->relay.client.io.fd, s->hbuf + s->hlen, BUFPOOL_SIZE - s->hlen);
+        size_t want = BUFPOOL_SIZE - s->hlen;
+        ssize_t n = read(s->relay.client.io.fd, s->hbuf + s->hlen, want);
         if (n > 0) {
             s->hlen += (uint32_t)n;
+            /* Drained (see relay.c): a new edge comes with the next bytes. */
+            if ((size_t)n < want && !s->relay.client.rdhup)
+                break;
             continue;
         }
         if (n == 0) {

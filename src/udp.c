@@ -130,11 +130,8 @@ static int target_fd(struct udp_assoc *u, int family)
 
 static void close_io(struct udp_assoc *u, struct loop_io *io)
 {
-    int fd = io->fd;
-    if (fd < 0)
-        return;
-    loop_io_del(u->s->w->loop, io);
-    close(fd);
+    if (io->fd >= 0)
+        loop_io_close(u->s->w->loop, io);
 }
 
 /* ---------------- client -> target ---------------- */
