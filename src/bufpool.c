@@ -4,10 +4,42 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+static void *fl_get(struct freelist *f)
+{
+    void *b = f->head;
+    if (!b)
+        return malloc(f->size);
+    f->head = *(void **)b;
+    f->n--;
+    return b;
+}
+
+/* Beyond max, memory goes back so a burst does not pin it forever. */
+static void fl_put(struct freelist *f, void *b)
+{
+    if (f->n >= f->max) {
+        free(b);
+        return;
+    }
+    *(void **)b = f->head;
+    f->head = b;
+    f->n++;
+}
+
+static void fl_destroy(struct freelist *f)
+{
+    while (f->head) {
+        void *next = *(void **)f->head;
+        free(f->head);
+        f->head = next;
+    }
+    f->n = 0;
+}
+
 void bufpool_init(struct bufpool *p, size_t max_free)
 {
-    p->free_list = NULL;
-    p->nfree = 0;
+    p->big = (struct freelist){.max = max_free, .size = BUFPOOL_SIZE};
+    p->small = (struct freelist){.max = max_free * 4, .size = BUFPOOL_SMALL};
     p->max_free = max_free;
     p->in_use = 0;
     p->free_pipes = NULL;
@@ -29,26 +61,15 @@ void bufpool_destroy(struct bufpool *p)
         p->free_pipes = next;
     }
     p->npipes = 0;
-    while (p->free_list) {
-        void *next = *(void **)p->free_list;
-        free(p->free_list);
-        p->free_list = next;
-    }
-    p->nfree = 0;
+    fl_destroy(&p->big);
+    fl_destroy(&p->small);
 }
 
 uint8_t *bufpool_get(struct bufpool *p)
 {
-    void *b = p->free_list;
-    if (b) {
-        p->free_list = *(void **)b;
-        p->nfree--;
-    } else {
-        b = malloc(BUFPOOL_SIZE);
-        if (!b)
-            return NULL;
-    }
-    p->in_use++;
+    uint8_t *b = fl_get(&p->big);
+    if (b)
+        p->in_use++;
     return b;
 }
 
@@ -57,14 +78,18 @@ void bufpool_put(struct bufpool *p, uint8_t *buf)
     if (!buf)
         return;
     p->in_use--;
-    /* Beyond max_free, give memory back so a burst does not pin it forever. */
-    if (p->nfree >= p->max_free) {
-        free(buf);
-        return;
-    }
-    *(void **)buf = p->free_list;
-    p->free_list = buf;
-    p->nfree++;
+    fl_put(&p->big, buf);
+}
+
+uint8_t *bufpool_get_small(struct bufpool *p)
+{
+    return fl_get(&p->small);
+}
+
+void bufpool_put_small(struct bufpool *p, uint8_t *buf)
+{
+    if (buf)
+        fl_put(&p->small, buf);
 }
 
 struct relay_pipe *bufpool_get_pipe(struct bufpool *p)

@@ -7,6 +7,14 @@
 #include <stdint.h>
 
 #define BUFPOOL_SIZE (64 * 1024)
+/* Handshake buffers: a PROXY v2 header (at most 1,040 bytes) plus the
+ * largest greeting, RFC 1929 message and request (1,032) fit. */
+#define BUFPOOL_SMALL 4096
+
+struct freelist {
+    void *head;
+    size_t n, max, size;
+};
 
 /* A pipe for splice(2): bytes move socket -> pipe -> socket in the kernel. */
 struct relay_pipe {
@@ -15,9 +23,9 @@ struct relay_pipe {
 };
 
 struct bufpool {
-    void *free_list;
-    size_t nfree, max_free;
-    size_t in_use;
+    struct freelist big, small;
+    size_t max_free;
+    size_t in_use; /* big buffers handed out */
     struct relay_pipe *free_pipes;
     size_t npipes; /* idle pipes kept */
 };
@@ -28,6 +36,9 @@ void bufpool_destroy(struct bufpool *p);
 uint8_t *bufpool_get(struct bufpool *p);
 /* Accepts NULL. */
 void bufpool_put(struct bufpool *p, uint8_t *buf);
+/* The same for BUFPOOL_SMALL buffers. */
+uint8_t *bufpool_get_small(struct bufpool *p);
+void bufpool_put_small(struct bufpool *p, uint8_t *buf);
 /* Returns an empty non-blocking pipe of BUFPOOL_PIPE_SIZE or NULL. */
 struct relay_pipe *bufpool_get_pipe(struct bufpool *p);
 /* Takes back a pipe; one still holding bytes (`dirty`) is closed. */

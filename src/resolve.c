@@ -39,6 +39,7 @@ struct resolve_query {
 };
 
 static void rearm_timer(struct resolver *r);
+static void deliver(struct resolve_query *q);
 
 static void on_sock_io(struct loop_io *io, unsigned events)
 {

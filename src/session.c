@@ -183,7 +183,7 @@ void session_close(struct session *s)
     close_side(s, &s->relay.client);
     close_side(s, &s->relay.target);
     relay_release(&s->relay, &w->pool);
-    bufpool_put(&w->pool, s->hbuf);
+    bufpool_put_small(&w->pool, s->hbuf);
     worker_unlink(w, s);
     config_unref(s->cfg);
     free(s->user);
@@ -347,16 +347,20 @@ void session_relay(struct session *s)
     }
     /* TCP_NODELAY is already on: inherited from the listening sockets,
      * set before connect on outbound ones. */
-    /* Bytes the client sent after its request are the first to relay. */
-    s->relay.up.buf = s->hbuf;
-    s->relay.up.len = s->hlen;
+    /* Bytes the client sent after its request are the first to relay; they
+     * move to a relay buffer (the handshake one is too small to read into). */
+    if (s->relay.up.off < s->hlen) {
+        if (!(s->relay.up.buf = bufpool_get(&s->w->pool))) {
+            session_fail(s, "out of memory");
+            return;
+        }
+        s->relay.up.len = s->hlen - s->relay.up.off;
+        memcpy(s->relay.up.buf, s->hbuf + s->relay.up.off, s->relay.up.len);
+    }
+    s->relay.up.off = 0;
+    bufpool_put_small(&s->w->pool, s->hbuf);
     s->hbuf = NULL;
     s->hlen = 0;
-    if (s->relay.up.off >= s->relay.up.len) {
-        bufpool_put(&s->w->pool, s->relay.up.buf);
-        s->relay.up.buf = NULL;
-        s->relay.up.off = s->relay.up.len = 0;
-    }
     s->active_ms = loop_now(s->w->loop);
     session_arm(s, s->cfg->timeout_idle_ms);
     pump(s);
@@ -683,8 +687,13 @@ static int handshake_step(struct session *s)
 /* Reads handshake bytes. Returns 0, or -1 when the session was closed. */
 static int handshake_read(struct session *s)
 {
-    while (s->hlen < BUFPOOL_SIZE) {
-        size_t want = BUFPOOL_SIZE - s->hlen;
+    /* Taken at the first byte: a connection that sends nothing costs none. */
+    if (!s->hbuf && !(s->hbuf = bufpool_get_small(&s->w->pool))) {
+        session_fail(s, "out of memory");
+        return -1;
+    }
+    while (s->hlen < BUFPOOL_SMALL) {
+        size_t want = BUFPOOL_SMALL - s->hlen;
         ssize_t n = read(s->relay.client.io.fd, s->hbuf + s->hlen, want);
         if (n > 0) {
             s->hlen += (uint32_t)n;
@@ -705,7 +714,7 @@ static int handshake_read(struct session *s)
         }
         break;
     }
-    s->relay.client.readable = s->hlen == BUFPOOL_SIZE;
+    s->relay.client.readable = s->hlen == BUFPOOL_SMALL;
     return 0;
 }
 
@@ -785,8 +794,7 @@ void session_start(struct worker *w, int fd, const union addr_any *client,
                    const struct listen_spec *ln)
 {
     struct session *s = calloc(1, sizeof *s);
-    if (!s || !(s->hbuf = bufpool_get(&w->pool))) {
-        free(s);
+    if (!s) {
         close(fd);
         atomic_fetch_sub_explicit(&g_sessions, 1, memory_order_relaxed);
         return;
