@@ -104,9 +104,14 @@ void bind_start(struct session *s)
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, strerror(errno));
         return;
     }
-    if (s->cfg->advertise.sa.sa_family) {
+    union addr_any local;
+    len = sizeof local;
+    const union addr_any *adv = getsockname(s->relay.client.io.fd, &local.sa, &len) == 0
+                                    ? config_advertise(s->cfg, &local.sa)
+                                    : NULL;
+    if (adv) {
         uint16_t port = bnd.in4.sin_port; /* same offset for in6 */
-        bnd = s->cfg->advertise;
+        bnd = *adv;
         bnd.in4.sin_port = port;
     }
     s->state = S_BIND_WAIT;

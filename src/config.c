@@ -44,6 +44,7 @@ enum {
     O_T_BIND,
     O_T_UDP,
     O_GRACE,
+    O_DRAIN_DELAY,
     O_MAX_SESSIONS,
     O_MAX_PER_IP,
     O_MAX_PER_USER,
@@ -85,6 +86,7 @@ static const struct option long_opts[] = {
     {"timeout-bind", required_argument, NULL, O_T_BIND},
     {"timeout-udp", required_argument, NULL, O_T_UDP},
     {"shutdown-grace", required_argument, NULL, O_GRACE},
+    {"drain-delay", required_argument, NULL, O_DRAIN_DELAY},
     {"max-sessions", required_argument, NULL, O_MAX_SESSIONS},
     {"max-sessions-per-ip", required_argument, NULL, O_MAX_PER_IP},
     {"max-sessions-per-user", required_argument, NULL, O_MAX_PER_USER},
@@ -139,6 +141,8 @@ void config_usage(FILE *out)
             "      --timeout-bind T        BIND waiting for its peer (default 60s)\n"
             "      --timeout-udp T         UDP association without datagrams (default 2m)\n"
             "      --shutdown-grace T      drain time on SIGTERM/SIGINT (default 10s)\n"
+            "      --drain-delay T         on SIGTERM, /healthz fails this long before the\n"
+            "                              listeners close (default 0: at once)\n"
             "      --max-sessions N        concurrent sessions (default: from the fd limit)\n"
             "      --max-sessions-per-ip N, --max-sessions-per-user N\n"
             "      --max-handshakes N      sessions allowed in the handshake at once\n"
@@ -310,23 +314,39 @@ static int set_flag(int *flag, const char *arg)
     return 0;
 }
 
+static int parse_host(const char *s, union addr_any *out);
+
+/* "ADDR:PORT [proxy-protocol] [advertise ADDR]" */
 static int add_listen(struct config *c, const char *arg, char *err, size_t errlen)
 {
-    char addr[128], extra[32] = "";
+    char buf[512];
     struct listen_spec *l = &c->listen[c->nlisten];
     if (c->nlisten == CONFIG_MAX_LISTEN) {
         snprintf(err, errlen, "at most %d listen addresses", CONFIG_MAX_LISTEN);
         return -1;
     }
-    if (sscanf(arg, "%127s %31s", addr, extra) < 1 || addr_parse(addr, &l->addr) < 0) {
+    memset(l, 0, sizeof *l);
+    snprintf(buf, sizeof buf, "%s", arg);
+    char *save, *tok = strtok_r(buf, " \t", &save);
+    if (!tok || addr_parse(tok, &l->addr) < 0) {
         snprintf(err, errlen, "'%s': expected IPv4:PORT or [IPv6]:PORT", arg);
         return -1;
     }
-    if (extra[0] && strcmp(extra, "proxy-protocol") != 0) {
-        snprintf(err, errlen, "'%s': the only listener option is proxy-protocol", extra);
-        return -1;
+    while ((tok = strtok_r(NULL, " \t", &save))) {
+        if (strcmp(tok, "proxy-protocol") == 0) {
+            l->proxy_protocol = 1;
+        } else if (strcmp(tok, "advertise") == 0) {
+            tok = strtok_r(NULL, " \t", &save);
+            if (!tok || parse_host(tok, &l->advertise) < 0) {
+                snprintf(err, errlen, "advertise needs an IPv4 or IPv6 address");
+                return -1;
+            }
+        } else {
+            snprintf(err, errlen, "'%s': listener options are proxy-protocol and advertise ADDR",
+                     tok);
+            return -1;
+        }
     }
-    l->proxy_protocol = extra[0] != 0;
     c->nlisten++;
     return 0;
 }
@@ -383,6 +403,7 @@ static uint32_t *duration_field(struct config *c, int opt)
     case O_T_BIND: return &c->timeout_bind_ms;
     case O_T_UDP: return &c->timeout_udp_ms;
     case O_GRACE: return &c->shutdown_grace_ms;
+    case O_DRAIN_DELAY: return &c->drain_delay_ms;
     case O_AUTH_CACHE_TTL: return &c->auth_cache_ttl_ms;
     case O_AUTH_FAIL_WINDOW: return &c->auth_fail_window_ms;
     case O_AUTH_FAIL_COOLDOWN: return &c->auth_fail_cooldown_ms;
@@ -417,7 +438,7 @@ static int apply(struct config *c, int opt, const char *arg, struct origin *o, c
     if (ms) {
         if (parse_duration(arg, ms) < 0)
             return snprintf(err, errlen, "'%s': expected a duration such as 30, 30s, 500ms, 5m", arg), -1;
-        if (*ms == 0 && opt != O_AUTH_CACHE_TTL)
+        if (*ms == 0 && opt != O_AUTH_CACHE_TTL && opt != O_DRAIN_DELAY)
             return snprintf(err, errlen, "must be greater than zero"), -1;
         return 0;
     }
@@ -824,6 +845,20 @@ uint64_t config_rate_limit(const struct config *c, const char *user)
         if (strcmp(c->rate_limits[i].user, user) == 0)
             return c->rate_limits[i].bytes_per_sec;
     return 0;
+}
+
+const union addr_any *config_advertise(const struct config *c, const struct sockaddr *local)
+{
+    /* An exact listener first, then a wildcard one on the same port. */
+    for (int exact = 1; exact >= 0; exact--)
+        for (size_t i = 0; i < c->nlisten; i++) {
+            const struct listen_spec *l = &c->listen[i];
+            if (!l->advertise.sa.sa_family || addr_port(&l->addr.sa) != addr_port(local))
+                continue;
+            if (exact ? addr_same_ip(&l->addr.sa, local) : addr_is_unspecified(&l->addr.sa))
+                return &l->advertise;
+        }
+    return c->advertise.sa.sa_family ? &c->advertise : NULL;
 }
 
 int config_same_listen(const struct listen_spec *a, const struct listen_spec *b)

@@ -23,6 +23,7 @@ enum log_sink { SINK_OFF = 0, SINK_STDERR, SINK_SYSLOG, SINK_FILE };
 struct listen_spec {
     union addr_any addr;
     uint8_t proxy_protocol; /* a PROXY v1/v2 header precedes the greeting */
+    union addr_any advertise; /* family 0: the global advertise, if any */
 };
 
 struct rate_limit {
@@ -43,7 +44,7 @@ struct config {
     struct rules *rules; /* access rules, NULL if none */
     struct rules *pp_from; /* trusted PROXY protocol sources, NULL: any */
     uint32_t timeout_handshake_ms, timeout_connect_ms, timeout_idle_ms;
-    uint32_t timeout_bind_ms, timeout_udp_ms, shutdown_grace_ms;
+    uint32_t timeout_bind_ms, timeout_udp_ms, shutdown_grace_ms, drain_delay_ms;
     uint32_t auth_cache_ttl_ms;
     uint64_t max_sessions; /* 0: derived from the fd limit */
     uint32_t max_per_ip, max_per_user, max_handshakes; /* 0: unlimited */
@@ -75,6 +76,10 @@ void config_unref(struct config *c);
 void config_usage(FILE *out);
 /* Bytes per second for this user, 0 when unlimited. */
 uint64_t config_rate_limit(const struct config *c, const char *user);
+/* The address to put in BIND/UDP replies for a control connection that
+ * arrived on local address `local`: its listener's advertise, else the
+ * global one, else NULL (use the socket's own address). */
+const union addr_any *config_advertise(const struct config *c, const struct sockaddr *local);
 /* 1 when both list the same address (ports included). */
 int config_same_listen(const struct listen_spec *a, const struct listen_spec *b);
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -283,10 +284,31 @@ static void reload(struct server *sv)
 /* ---------------- signals ---------------- */
 
 /* Waits for signals until the workers have drained. Returns the exit code. */
+/* STATUS= for systemctl status, when the count changed, at most every 5 s. */
+static void report_status(void)
+{
+    static unsigned long last = ~0UL;
+    static time_t when;
+    unsigned long n = (unsigned long)atomic_load(&g_sessions);
+    time_t now = time(NULL);
+    if (n == last || now - when < 5)
+        return;
+    last = n;
+    when = now;
+    notify("STATUS=%lu sessions", n);
+}
+
+static void drain_workers(struct server *sv)
+{
+    for (int k = 0; k < sv->nworkers; k++)
+        worker_drain(sv->w[k]);
+}
+
 static int run(struct server *sv)
 {
     sigset_t set;
     int draining = 0;
+    struct timespec drain_at = {0, 0}, now;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
@@ -303,19 +325,32 @@ static int run(struct server *sv)
             log_info("signal %d: draining sessions for up to %u ms", sig,
                      sv->cfg->shutdown_grace_ms);
             notify("STOPPING=1");
+            /* Health checks fail first, so balancers stop sending before
+             * the listeners close. */
             metrics_set_draining();
             draining = 1;
-            for (int k = 0; k < sv->nworkers; k++)
-                worker_drain(sv->w[k]);
+            clock_gettime(CLOCK_MONOTONIC, &drain_at);
+            drain_at.tv_sec += sv->cfg->drain_delay_ms / 1000;
+            drain_at.tv_nsec += (long)(sv->cfg->drain_delay_ms % 1000) * 1000000;
+            if (sv->cfg->drain_delay_ms == 0) {
+                drain_workers(sv);
+                drain_at.tv_sec = 0;
+            }
         } else if (sig == SIGHUP && !draining) {
             reload(sv);
         } else if (sig == SIGUSR1) {
             log_reopen();
         }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (drain_at.tv_sec && (now.tv_sec > drain_at.tv_sec ||
+                                (now.tv_sec == drain_at.tv_sec && now.tv_nsec >= drain_at.tv_nsec))) {
+            drain_workers(sv);
+            drain_at.tv_sec = 0;
+        }
         if (draining && atomic_load(&g_workers_running) == 0)
             return 0;
         if (!draining)
-            notify("STATUS=%lu sessions", (unsigned long)atomic_load(&g_sessions));
+            report_status();
     }
 }
 

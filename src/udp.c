@@ -392,9 +392,10 @@ struct udp_assoc *udp_open(struct session *s, const struct proto_addr *hint, uni
     }
     len = sizeof *bnd;
     getsockname(u->cio.fd, &bnd->sa, &len);
-    if (s->cfg->advertise.sa.sa_family) {
+    const union addr_any *adv = config_advertise(s->cfg, &local.sa);
+    if (adv) {
         uint16_t port = bnd->in4.sin_port; /* same offset for in6 */
-        *bnd = s->cfg->advertise;
+        *bnd = *adv;
         bnd->in4.sin_port = port;
     }
     u->family = local.sa.sa_family;
