@@ -708,6 +708,10 @@ static int handshake_read(struct session *s)
         }
         if (errno == EINTR)
             continue;
+        if (errno == ECONNRESET) {
+            s->relay.client.eof = 1;
+            break;
+        }
         if (errno != EAGAIN) {
             session_fail(s, strerror(errno));
             return -1;
@@ -726,11 +730,11 @@ static void on_client(struct loop_io *io, unsigned events)
         pump(s);
         return;
     }
-    if (events & LOOP_HUP) {
-        if (s->state < S_RESOLVE)
-            hs_fail(s, HSF_CLOSED, "client reset during handshake");
-        else
-            session_fail(s, "client gone");
+    /* A reset in the handshake is read like an end of file: what came
+     * before it (a balancer's health check sends a PROXY header and resets)
+     * is still parsed. Later, it ends the session. */
+    if ((events & LOOP_HUP) && (s->state > S_REQUEST || s->state == S_AUTH_WAIT)) {
+        session_fail(s, "client gone");
         return;
     }
     if (s->state == S_UDP || s->state == S_BIND_WAIT) {
