@@ -14,7 +14,7 @@ for t in "$@"; do
   mkdir -p "$work" "$seeds"
   if "$t" -max_total_time="$per" -print_final_stats=1 -artifact_prefix="build/fuzz/$name-" \
       "$work" "$seeds" >"$log" 2>&1; then
-    echo "fuzz $name: ok, $(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$') executions in ${per}s"
+    echo "fuzz $name: ok, $(grep -ao 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$') executions in ${per}s"
   else
     echo "fuzz $name: FAILED (see $log)"; tail -n 40 "$log"; rc=1
   fi
