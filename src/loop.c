@@ -2,6 +2,7 @@
 #include "loop.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <time.h>
@@ -238,7 +239,8 @@ static int next_timeout(struct loop *l, int max_wait_ms)
     if (l->heap_len == 0)
         return max_wait_ms;
     uint64_t when = l->heap[1]->when;
-    int wait = when <= l->now ? 0 : (int)(when - l->now);
+    uint64_t left = when <= l->now ? 0 : when - l->now;
+    int wait = left > INT_MAX ? INT_MAX : (int)left;
     return (max_wait_ms >= 0 && max_wait_ms < wait) ? max_wait_ms : wait;
 }
 

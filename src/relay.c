@@ -1,6 +1,7 @@
 #include "relay.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -50,13 +51,13 @@ static size_t allowance(struct relay_dir *d, uint64_t now_ms)
 {
     struct relay_bucket *b = d->bucket;
     if (!b)
-        return BUFPOOL_SIZE;
+        return SIZE_MAX;
     if (now_ms > b->last_ms) {
         uint64_t add = (now_ms - b->last_ms) * b->rate / 1000;
         b->tokens = b->tokens + add > b->cap ? b->cap : b->tokens + add;
         b->last_ms = now_ms;
     }
-    return b->tokens < BUFPOOL_SIZE ? (size_t)b->tokens : BUFPOOL_SIZE;
+    return b->tokens < SIZE_MAX ? (size_t)b->tokens : SIZE_MAX;
 }
 
 /* Reads into the (empty) buffer, at most `max` bytes. Returns 1 when bytes
@@ -169,7 +170,8 @@ static int pump_dir(struct relay_dir *d, const struct relay_dir *other, struct r
                     struct relay_side *dst, struct bufpool *pool, uint64_t now_ms, int *err)
 {
     int moved = 0;
-    for (int budget = RELAY_BUDGET;; budget--) {
+    size_t budget = RELAY_BUDGET; /* bytes this call may read */
+    for (;;) {
         int rc = 1;
         if (d->pipe && d->len > 0)
             rc = flush_pipe(d, dst, err);
@@ -192,26 +194,33 @@ static int pump_dir(struct relay_dir *d, const struct relay_dir *other, struct r
             return moved;
         }
         size_t max = allowance(d, now_ms);
-        if (max == 0)
+        if (max > budget)
+            max = budget;
+        if (max == 0) {
+            idle_dir(d, pool); /* flushed above: nothing to hold while waiting */
             return moved | RELAY_THROTTLED;
+        }
         if (d->bytes >= RELAY_SPLICE_AFTER) {
             /* The buffer is empty here (flushed above): hand it back. */
             bufpool_put(pool, d->buf);
             d->buf = NULL;
             d->off = d->len = 0;
-            rc = fill_pipe(d, src, pool, d->bucket ? max : BUFPOOL_PIPE_SIZE, err);
+            rc = fill_pipe(d, src, pool, max, err);
         } else {
-            rc = fill(d, src, pool, max, err);
+            rc = fill(d, src, pool, max < BUFPOOL_SIZE ? max : BUFPOOL_SIZE, err);
         }
         if (rc < 0)
             return -1;
-        if (rc > 0)
+        if (rc > 0) {
             moved = RELAY_MOVED;
+            budget -= d->len < budget ? d->len : budget;
+        }
     }
 }
 
 int relay_pump(struct relay *r, struct bufpool *pool, uint64_t now_ms, unsigned *flags, int *err)
 {
+    *flags = 0;
     int up = pump_dir(&r->up, &r->down, &r->client, &r->target, pool, now_ms, err);
     if (up < 0)
         return RELAY_ERROR;

@@ -46,7 +46,9 @@ enum relay_status { RELAY_AGAIN = 0, RELAY_DONE = 1, RELAY_ERROR = -1 };
  * side was still readable (call again later: no new edge will come); a
  * direction is out of tokens (call again in a few ms). */
 enum { RELAY_MOVED = 1, RELAY_MORE = 2, RELAY_THROTTLED = 4 };
-#define RELAY_BUDGET 16 /* reads per direction per call */
+/* Bytes read per direction per call: a bulk tunnel yields to the others
+ * this often (the `fair` benchmark: ping-pong latency next to bulk). */
+#define RELAY_BUDGET (256 * 1024)
 /* A direction switches from read/write to splice after this many bytes:
  * small exchanges are cheaper with one copy than with the pipe's syscalls. */
 #ifndef RELAY_SPLICE_AFTER
@@ -55,7 +57,7 @@ enum { RELAY_MOVED = 1, RELAY_MORE = 2, RELAY_THROTTLED = 4 };
 
 /* Records the events of one side (LOOP_* bits). */
 void relay_note(struct relay_side *s, unsigned events);
-/* Moves what can be moved in both directions, up to RELAY_BUDGET reads
+/* Moves what can be moved in both directions, up to RELAY_BUDGET bytes
  * each. Returns RELAY_DONE when both directions have ended, RELAY_ERROR on a
  * socket error (errno in *err), RELAY_AGAIN otherwise; *flags as above. */
 int relay_pump(struct relay *r, struct bufpool *pool, uint64_t now_ms, unsigned *flags, int *err);

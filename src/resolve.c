@@ -275,6 +275,8 @@ struct resolve_query *resolve_start(struct resolver *r, const char *name, uint16
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
+    /* $CARES_HOSTS may name another hosts file (tests use their own). */
+    hints.ai_flags = ARES_AI_ENVHOSTS;
     /* c-ares may answer from /etc/hosts inside this call; the caller is told
      * that fn never runs from here, so such an answer waits for a 0 ms timer. */
     q->starting = 1;

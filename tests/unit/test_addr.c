@@ -83,7 +83,8 @@ TEST(parse_bracketed_ipv6_with_port)
     assert_parses_v6("[::]:443", "::", 443);
     assert_parses_v6("[2001:db8::42]:65535", "2001:db8::42", 65535);
     assert_parses_v6("[::ffff:192.0.2.1]:8080", "::ffff:192.0.2.1", 8080);
-    assert_parses_v6("[fe80:0000:0000:0000:0202:b3ff:fe1e:8329]:22", "fe80::202:b3ff:fe1e:8329", 22);
+    assert_parses_v6("[fe80:0000:0000:0000:0202:b3ff:fe1e:8329]:22", "fe80::202:b3ff:fe1e:8329",
+                     22);
 }
 
 TEST(parse_without_port_is_rejected)

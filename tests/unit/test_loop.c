@@ -5,7 +5,6 @@
  * outcome, never about how fast something happened. */
 #include "unit_support.h"
 
-
 #include "loop.h"
 
 /* Runs the loop until *flag becomes nonzero or WAIT_MS passes. */
@@ -460,6 +459,64 @@ TEST(io_del_inside_handler_drops_pending_event_of_the_deleted_io)
     loop_free(l);
 }
 
+/* The same with loop_io_close: the victim's fd is closed (which ends the
+ * registration) and its memory freed from the survivor's handler. */
+static void on_closer(struct loop_io *io, unsigned events)
+{
+    struct victim_io *v = container_of(io, struct victim_io, io);
+    struct victim_io *o = *v->other;
+    (void)events;
+    victim_calls++;
+    if (o) {
+        loop_io_close(v->l, &o->io);
+        assert_int_equal(o->io.fd, -1);
+        close(o->peer_fd);
+        memset(o, 0xA5, sizeof *o);
+        free(o);
+        *v->other = NULL;
+    }
+}
+
+TEST(io_close_inside_handler_drops_pending_event_of_the_closed_io)
+{
+    struct loop *l = loop_new();
+    struct victim_io *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    int pa[2], pb[2];
+    assert_non_null(l);
+    assert_non_null(a);
+    assert_non_null(b);
+    int base = fd_count();
+    nb_socketpair(pa);
+    nb_socketpair(pb);
+    a->l = b->l = l;
+    a->other = &b;
+    b->other = &a;
+    a->peer_fd = pa[1];
+    b->peer_fd = pb[1];
+    victim_calls = 0;
+    assert_int_equal(loop_io_add(l, &a->io, pa[0], LOOP_READ, on_closer), 0);
+    assert_int_equal(loop_io_add(l, &b->io, pb[0], LOOP_READ, on_closer), 0);
+    write_byte(pa[1]);
+    write_byte(pb[1]);
+    sleep_ms(1);
+    assert_true(loop_run_once(l, WAIT_MS) >= 1);
+    assert_int_equal(victim_calls, 1);
+    assert_true((a == NULL) != (b == NULL));
+    struct victim_io *left = a ? a : b;
+    assert_int_equal(fd_count(), base + 2); /* the victim's pair is gone */
+    /* The survivor, closed the same way outside any handler: the fd is
+     * closed and nothing more is delivered. */
+    int fd = left->io.fd, peer = left->peer_fd;
+    loop_io_close(l, &left->io);
+    assert_int_equal(fcntl(fd, F_GETFD), -1);
+    assert_int_equal(errno, EBADF);
+    free(left);
+    assert_int_equal(loop_run_once(l, 0), 0);
+    close(peer);
+    assert_int_equal(fd_count(), base);
+    loop_free(l);
+}
+
 /* A handler may delete itself too (the common "session closes" case): the
  * other io in the batch still gets its event. */
 struct self_del {
@@ -875,6 +932,7 @@ int main(void)
         cmocka_unit_test(level_triggered_io_repeats_until_drained),
         cmocka_unit_test(socket_write_interest_via_io_set_and_unchanged_set_is_a_no_op),
         cmocka_unit_test(io_del_inside_handler_drops_pending_event_of_the_deleted_io),
+        cmocka_unit_test(io_close_inside_handler_drops_pending_event_of_the_closed_io),
         cmocka_unit_test(io_del_of_itself_leaves_other_events_in_the_batch),
         cmocka_unit_test(io_move_hands_the_registration_to_the_new_owner),
         cmocka_unit_test(io_move_inside_handler_redelivers_current_readiness),

@@ -155,8 +155,7 @@ static inline size_t drain_pattern(int fd, uint8_t *seq, int *eof)
         }
         for (ssize_t i = 0; i < n; i++) {
             if (buf[i] != *seq)
-                fail_msg("byte %zu: got 0x%02x, expected 0x%02x", total + (size_t)i, buf[i],
-                         *seq);
+                fail_msg("byte %zu: got 0x%02x, expected 0x%02x", total + (size_t)i, buf[i], *seq);
             (*seq)++;
         }
         total += (size_t)n;
