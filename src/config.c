@@ -686,18 +686,20 @@ static void set_defaults(struct config *c)
 
 /* Protected mode: a listener beyond loopback that anyone can use unchecked
  * is refused unless asked for; client-restricted allow rules count as a check. */
-static int check_open_proxy(const struct config *c)
+int config_check_open_proxy(const struct config *c, const struct listen_spec *ls, size_t n)
 {
     char name[ADDR_STRLEN];
+    if (!errout)
+        errout = stderr;
     if (!is_open(c) || c->open_proxy || rules_allow_restricted_by_client(c->rules))
         return 0;
-    for (size_t i = 0; i < c->nlisten; i++)
-        if (!addr_is_loopback(&c->listen[i].addr.sa))
+    for (size_t i = 0; i < n; i++)
+        if (!addr_is_loopback(&ls[i].addr.sa))
             BAD("refusing to run an open proxy on %s: listening beyond loopback without "
                 "authentication lets anyone use this host. Use --auth userpass --users FILE, "
                 "allow rules restricted by 'from', or --open-proxy if that is really what you "
                 "want",
-                addr_str(&c->listen[i].addr.sa, name, sizeof name));
+                addr_str(&ls[i].addr.sa, name, sizeof name));
     return 0;
 }
 
@@ -726,7 +728,7 @@ static int validate(struct config *c)
     for (size_t i = 0; i < c->nrate_limits; i++)
         if (!users_find(c->users, c->rate_limits[i].user))
             BAD("rate-limit: no user '%s' in the users file", c->rate_limits[i].user);
-    return check_open_proxy(c);
+    return config_check_open_proxy(c, c->listen, c->nlisten);
 }
 
 /* ---------------- command line ---------------- */
@@ -837,6 +839,15 @@ void config_unref(struct config *c)
     free(c->run_user);
     free(c->path);
     free(c);
+}
+
+void config_size_limits(struct config *c, uint64_t nofile)
+{
+    if (c->max_sessions == 0)
+        c->max_sessions = nofile > 64 ? (nofile - 32) / 2 : 16;
+    /* Slow-loris clients may hold at most half the sessions in the handshake. */
+    if (c->max_handshakes == 0)
+        c->max_handshakes = (uint32_t)(c->max_sessions / 2 > 64 ? c->max_sessions / 2 : 64);
 }
 
 uint64_t config_rate_limit(const struct config *c, const char *user)

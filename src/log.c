@@ -23,7 +23,7 @@ static struct sink err_sink = {.fd = STDERR_FILENO, .kind = SINK_STDERR};
 static struct sink acc_sink = {.fd = STDERR_FILENO, .kind = SINK_STDERR};
 static atomic_int max_level = LOG_LVL_INFO;
 static atomic_int access_json;
-static int stamp_lines = 1; /* systemd's journal stamps lines itself */
+static int stamp_lines = 1; /* stderr into systemd's journal: it stamps lines itself */
 static int syslog_open;
 
 int log_init(void)
@@ -166,7 +166,8 @@ void log_msg(enum log_level level, const char *fmt, ...)
     va_list ap;
     if (!log_enabled(level))
         return;
-    if (stamp_lines && atomic_load(&err_sink.kind) != SINK_SYSLOG) {
+    int kind = atomic_load(&err_sink.kind);
+    if (kind == SINK_FILE || (stamp_lines && kind == SINK_STDERR)) {
         l.n = stamp(l.buf, sizeof l.buf);
         put(&l, " ", 1);
     }

@@ -118,6 +118,12 @@ static int take_activated(struct server *sv)
             return -1;
         }
         sp->proxy_protocol = (uint8_t)sv->cfg->proxy_protocol_all;
+        /* systemd hands over blocking sockets unless told NonBlocking=. */
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+            log_error("LISTEN_FDS: fd %d: %s", fd, strerror(errno));
+            return -1;
+        }
         for (int k = 0; k < sv->nworkers; k++)
             sv->fds[sv->nlisten][k] = k == 0 ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 3);
         sv->nlisten++;
@@ -239,6 +245,12 @@ static void reload(struct server *sv)
     char err[512];
     notify("RELOADING=1");
     struct config *c = load_again(sv);
+    if (c)
+        config_size_limits(c, raise_nofile());
+    if (c && sv->activated && config_check_open_proxy(c, sv->spec, sv->nlisten) < 0) {
+        config_unref(c);
+        c = NULL;
+    }
     if (!c) {
         log_error("reload failed: keeping the running configuration");
         notify("READY=1\nSTATUS=reload failed; running the previous configuration");
@@ -332,6 +344,10 @@ static int run(struct server *sv)
             clock_gettime(CLOCK_MONOTONIC, &drain_at);
             drain_at.tv_sec += sv->cfg->drain_delay_ms / 1000;
             drain_at.tv_nsec += (long)(sv->cfg->drain_delay_ms % 1000) * 1000000;
+            if (drain_at.tv_nsec >= 1000000000L) {
+                drain_at.tv_sec++;
+                drain_at.tv_nsec -= 1000000000L;
+            }
             if (sv->cfg->drain_delay_ms == 0) {
                 drain_workers(sv);
                 drain_at.tv_sec = 0;
@@ -416,12 +432,7 @@ int main(int argc, char **argv)
         return 2;
     }
     block_signals();
-    rlim_t nofile = raise_nofile();
-    if (sv.cfg->max_sessions == 0)
-        sv.cfg->max_sessions = nofile > 64 ? (nofile - 32) / 2 : 16;
-    /* Slow-loris clients may hold at most half the sessions in the handshake. */
-    if (sv.cfg->max_handshakes == 0)
-        sv.cfg->max_handshakes = (uint32_t)(sv.cfg->max_sessions / 2 > 64 ? sv.cfg->max_sessions / 2 : 64);
+    config_size_limits(sv.cfg, raise_nofile());
     sv.nworkers = worker_count(sv.cfg);
     if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS || quota_init() < 0 ||
         auth_pool_start(AUTH_THREADS) < 0) {
@@ -430,6 +441,8 @@ int main(int argc, char **argv)
     }
     if (bind_listeners(&sv) < 0)
         return 1;
+    if (sv.activated && config_check_open_proxy(sv.cfg, sv.spec, sv.nlisten) < 0)
+        return 2;
     if (privs_drop(sv.cfg, sv.spec, sv.nlisten, err, sizeof err) < 0) {
         log_error("%s", err);
         return 2;

@@ -120,14 +120,9 @@ static int flush_pipe(struct relay_dir *d, struct relay_side *dst, int *err)
     return 1;
 }
 
-/* Splices from src into the (empty) pipe; answers as fill(). */
-static int fill_pipe(struct relay_dir *d, struct relay_side *src, struct bufpool *pool,
-                     size_t max, int *err)
+/* Splices from src into the (empty) pipe d holds; answers as fill(). */
+static int fill_pipe(struct relay_dir *d, struct relay_side *src, size_t max, int *err)
 {
-    if (!d->pipe && !(d->pipe = bufpool_get_pipe(pool))) {
-        *err = errno ? errno : ENOMEM;
-        return -1;
-    }
     if (max > BUFPOOL_PIPE_SIZE)
         max = BUFPOOL_PIPE_SIZE;
     for (;;) {
@@ -200,12 +195,13 @@ static int pump_dir(struct relay_dir *d, const struct relay_dir *other, struct r
             idle_dir(d, pool); /* flushed above: nothing to hold while waiting */
             return moved | RELAY_THROTTLED;
         }
-        if (d->bytes >= RELAY_SPLICE_AFTER) {
+        /* No pipe to be had (out of fds): stay on the buffer path. */
+        if (d->bytes >= RELAY_SPLICE_AFTER && (d->pipe || (d->pipe = bufpool_get_pipe(pool)))) {
             /* The buffer is empty here (flushed above): hand it back. */
             bufpool_put(pool, d->buf);
             d->buf = NULL;
             d->off = d->len = 0;
-            rc = fill_pipe(d, src, pool, max, err);
+            rc = fill_pipe(d, src, max, err);
         } else {
             rc = fill(d, src, pool, max < BUFPOOL_SIZE ? max : BUFPOOL_SIZE, err);
         }

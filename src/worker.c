@@ -107,6 +107,7 @@ static void on_accept(struct loop_io *io, unsigned events)
         }
         w->emfile_logged = 0;
         if (!admit(w->cfg)) {
+            stat_inc(&w->stats.refused_limit);
             log_debug("worker %d: session limit %llu reached, closing new connection", w->id,
                       (unsigned long long)w->cfg->max_sessions);
             close(fd);
