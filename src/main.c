@@ -236,6 +236,23 @@ static int reconcile(struct server *sv, const struct config *c, struct listen_sp
     return -1;
 }
 
+/* "Reloaded" is announced once every worker runs the new snapshot, so a
+ * session accepted after the announcement is sure to see it. Workers take
+ * their mail within a loop round; the wait is bounded all the same. */
+static void wait_applied(struct server *sv, const unsigned *want)
+{
+    for (int tries = 0; tries < 2000; tries++) {
+        int k = 0;
+        while (k < sv->nworkers && (int)(atomic_load(&sv->w[k]->reloads_applied) - want[k]) >= 0)
+            k++;
+        if (k == sv->nworkers)
+            return;
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    log_warn("reload: a worker is slow to take the new configuration");
+}
+
 static void reload(struct server *sv)
 {
     struct listen_spec spec[CONFIG_MAX_LISTEN];
@@ -279,11 +296,16 @@ static void reload(struct server *sv)
         memcpy(sv->fds, fds, n * sizeof *fds);
         sv->nlisten = n;
     }
+    unsigned want[sv->nworkers];
     for (int k = 0; k < sv->nworkers; k++) {
         size_t m = worker_set(sv, k, ls);
-        if (worker_reload(sv->w[k], c, ls, m) < 0)
+        want[k] = atomic_load(&sv->w[k]->reloads_applied) + 1;
+        if (worker_reload(sv->w[k], c, ls, m) < 0) {
             log_error("reload: worker %d: out of memory", k);
+            want[k]--;
+        }
     }
+    wait_applied(sv, want);
     config_unref(sv->cfg);
     sv->cfg = c;
     if (c->workers && c->workers != sv->nworkers)

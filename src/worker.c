@@ -209,6 +209,7 @@ static void on_reload(struct mail *m)
         }
         config_unref(msg->cfg);
         free(msg);
+        atomic_fetch_add(&w->reloads_applied, 1);
         return;
     }
     /* Keep what is still wanted (its spec may have changed), close the rest. */
@@ -235,6 +236,7 @@ static void on_reload(struct mail *m)
     config_unref(w->cfg);
     w->cfg = msg->cfg;
     free(msg);
+    atomic_fetch_add(&w->reloads_applied, 1);
     /* Connections may have queued on new sockets before they were watched. */
     if (!loop_timer_armed(&w->accept_pause))
         loop_timer_arm(w->loop, &w->accept_pause, 0, on_accept_pause_end);

@@ -46,6 +46,7 @@ struct worker {
     struct loop_timer drain_deadline;
     int draining;
     int emfile_logged;
+    atomic_uint reloads_applied; /* reload messages taken in (main waits on it) */
     struct stats stats;
 };
 
