@@ -23,7 +23,7 @@ static void on_bind_accept(struct loop_io *io, unsigned events)
     for (;;) {
         union addr_any peer;
         socklen_t len = sizeof peer;
-        char name[ADDR_STRLEN];
+        char name[ADDR_STRLEN], want[ADDR_STRLEN];
         int fd = accept4(io->fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
@@ -38,7 +38,7 @@ static void on_bind_accept(struct loop_io *io, unsigned events)
              !addr_same_ip(&peer.sa, &s->dst.sa)) ||
             !policy_address(s, SOCKS5_CMD_BIND, &peer.sa, NULL)) {
             log_debug("bind: refused %s, waiting for %s", addr_str(&peer.sa, name, sizeof name),
-                      addr_str(&s->dst.sa, name, sizeof name));
+                      addr_str(&s->dst.sa, want, sizeof want));
             close(fd);
             continue;
         }

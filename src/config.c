@@ -384,14 +384,26 @@ static int add_rule(struct config *c, const char *arg, const struct origin *o, c
     return rules_add(c->rules, arg, o->file, o->line, err, errlen);
 }
 
+/* "WORD" + " " + "ARG" in a fresh string (rule lines are as long as the
+ * config line allows), or NULL. */
+static char *join(const char *word, const char *arg)
+{
+    char *out;
+    return asprintf(&out, "%s%s%s", word, *arg ? " " : "", arg) < 0 ? NULL : out;
+}
+
 static int set_pp_from(struct config *c, const char *arg, char *err, size_t errlen)
 {
-    char rule[1024];
+    char *rule = join("allow from", arg);
+    int rc;
     rules_free(c->pp_from);
-    snprintf(rule, sizeof rule, "allow from %s", arg);
-    if (!(c->pp_from = rules_new()))
+    if (!rule || !(c->pp_from = rules_new())) {
+        free(rule);
         return snprintf(err, errlen, "out of memory"), -1;
-    return rules_add(c->pp_from, rule, NULL, 0, err, errlen);
+    }
+    rc = rules_add(c->pp_from, rule, NULL, 0, err, errlen);
+    free(rule);
+    return rc;
 }
 
 static uint32_t *duration_field(struct config *c, int opt)
@@ -503,6 +515,8 @@ static int apply(struct config *c, int opt, const char *arg, struct origin *o, c
             c->rules = NULL;
             o->cli_rules = 1;
         }
+        if (!o->file)
+            o->line++; /* logged as "(command line):N" for the Nth --rule */
         return add_rule(c, arg, o, err, errlen);
     case O_PP_FROM:
         return set_pp_from(c, arg, err, errlen);
@@ -569,9 +583,10 @@ static int apply_directive(struct config *c, char *name, char *value, struct ori
         return read_file(c, path, depth + 1, o) < 0 ? -2 : 0;
     }
     if (!strcmp(name, "allow") || !strcmp(name, "deny") || !strcmp(name, "deny-private")) {
-        char rule[1024];
-        snprintf(rule, sizeof rule, "%s%s%s", name, *value ? " " : "", value);
-        return add_rule(c, rule, o, err, errlen);
+        char *rule = join(name, value);
+        int rc = rule ? add_rule(c, rule, o, err, errlen) : (snprintf(err, errlen, "out of memory"), -1);
+        free(rule);
+        return rc;
     }
     if (strcmp(name, "timeout") == 0) {
         char *sp = value + strcspn(value, " \t");

@@ -427,6 +427,41 @@ static void shutdown_all(struct server *sv)
     ares_library_cleanup();
 }
 
+/* Listens, drops privileges, starts metrics. Returns 0 or the exit code. */
+static int prepare(struct server *sv)
+{
+    char err[512];
+    if (bind_listeners(sv) < 0)
+        return 1;
+    if (sv->activated && config_check_open_proxy(sv->cfg, sv->spec, sv->nlisten) < 0)
+        return 2;
+    if (privs_drop(sv->cfg, sv->spec, sv->nlisten, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return 2;
+    }
+    if (metrics_start(&sv->cfg->metrics, sv->nworkers, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    return 0;
+}
+
+/* Start-up failed before the workers took the listeners: close and free
+ * what was made so far. */
+static int abandon(struct server *sv, int code)
+{
+    metrics_stop();
+    for (size_t i = 0; i < sv->nlisten; i++) {
+        for (int k = 0; k < sv->nworkers; k++)
+            close(sv->fds[i][k]);
+        free(sv->fds[i]);
+    }
+    auth_pool_stop();
+    config_unref(sv->cfg);
+    ares_library_cleanup();
+    return code;
+}
+
 int main(int argc, char **argv)
 {
     struct server sv = {.argc = argc, .argv = argv};
@@ -439,7 +474,8 @@ int main(int argc, char **argv)
         }
         return auth_passwd_main(argv[2]);
     }
-    if (log_init() < 0)
+    /* Before any thread exists, so every thread inherits it. */
+    if (privs_early() < 0 || log_init() < 0)
         return 1;
     if (!(sv.cfg = config_load(argc, argv, stderr, &code, &check)))
         return code;
@@ -451,6 +487,7 @@ int main(int argc, char **argv)
     }
     if (log_configure(sv.cfg, err, sizeof err) < 0) {
         fprintf(stderr, "socks5d: %s\n", err);
+        config_unref(sv.cfg);
         return 2;
     }
     block_signals();
@@ -459,22 +496,12 @@ int main(int argc, char **argv)
     if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS || quota_init() < 0 ||
         auth_pool_start(AUTH_THREADS) < 0) {
         log_error("start-up: cannot initialise the resolver or the password threads");
-        return 1;
+        return abandon(&sv, 1);
     }
-    if (bind_listeners(&sv) < 0)
-        return 1;
-    if (sv.activated && config_check_open_proxy(sv.cfg, sv.spec, sv.nlisten) < 0)
-        return 2;
-    if (privs_drop(sv.cfg, sv.spec, sv.nlisten, err, sizeof err) < 0) {
-        log_error("%s", err);
-        return 2;
-    }
-    if (metrics_start(&sv.cfg->metrics, sv.nworkers, err, sizeof err) < 0) {
-        log_error("%s", err);
-        return 1;
-    }
+    if ((code = prepare(&sv)) != 0)
+        return abandon(&sv, code);
     if (start_workers(&sv) < 0)
-        return 1;
+        _exit(1); /* some threads may run already: they cannot be unwound */
     for (size_t i = 0; i < sv.nlisten; i++) {
         char name[ADDR_STRLEN];
         log_info("socks5d %s listening on %s%s (%d workers, max %llu sessions)", SOCKS5D_VERSION,

@@ -69,13 +69,11 @@ enum policy_verdict policy_request(struct session *s)
          * its destinations are checked datagram by datagram. */
         int udp = s->cmd == SOCKS5_CMD_UDP;
         request_of(s, s->cmd, udp || s->dst_name ? NULL : &s->dst.sa, udp ? NULL : s->dst_name, &r);
-        rules_match(c->rules, &r, &v);
+        if (udp)
+            rules_match_any_destination(c->rules, &r, &v);
+        else
+            rules_match(c->rules, &r, &v);
         note_rule(s, &v);
-        /* An association is refused only by a rule that refuses it whatever
-         * the destination; a default deny may still be lifted, datagram by
-         * datagram, by rules with `to` or `port` clauses. */
-        if (udp && !v.allow && !v.file)
-            v.need_addr = 1;
         if (!v.allow && !v.need_addr) {
             s->why = "denied by rule";
             stat_inc(&s->w->stats.refused_rule);

@@ -40,10 +40,16 @@ static int become(const char *name, char *err, size_t errlen)
     return 0;
 }
 
+int privs_early(void)
+{
+    protect_memory();
+    /* Per thread, inherited by threads created later: set before the first. */
+    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}
+
 int privs_drop(const struct config *c, const struct listen_spec *ls, size_t n, char *err,
                size_t errlen)
 {
-    protect_memory();
     if (c->run_user && become(c->run_user, err, errlen) < 0)
         return -1;
     if (geteuid() == 0 && !c->allow_root) {
@@ -57,10 +63,6 @@ int privs_drop(const struct config *c, const struct listen_spec *ls, size_t n, c
                 return -1;
             }
         }
-    }
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
-        snprintf(err, errlen, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
-        return -1;
     }
     return 0;
 }

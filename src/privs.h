@@ -8,6 +8,10 @@
 struct config;
 struct listen_spec;
 
+/* First thing at start, before any thread: no new privileges (setuid
+ * binaries cannot raise them), no core dumps. Returns 0 or -1. */
+int privs_early(void);
+
 /* Returns 0, or -1 with the reason in err (the caller exits). Refuses to run
  * as root with a listener beyond loopback unless the config names a user to
  * become or says allow-root. */

@@ -865,6 +865,36 @@ void rules_match(const struct rules *rs, const struct rules_request *rq, struct 
     out->allow = rs->rules.n == 0;
 }
 
+void rules_match_any_destination(const struct rules *rs, const struct rules_request *rq,
+                                 struct rules_verdict *out)
+{
+    verdict(out, 0, NULL);
+    if (rs == NULL || rq == NULL)
+        return;
+    struct req q;
+    prepare(rq, &q);
+    const unsigned dest = BIT(C_TO) | BIT(C_PORT);
+    const struct rule *v = rs->rules.items;
+    for (size_t i = 0; i < rs->rules.n; i++) {
+        const struct rule *r = &v[i];
+        struct rule head = *r;
+        head.restricts &= ~dest; /* everything but the destination */
+        if (rule_eval(&head, &q) != YES)
+            continue;
+        if (!(r->restricts & dest)) {
+            verdict(out, r->allow, r);
+            return;
+        }
+        if (r->allow) {
+            verdict(out, 0, r);
+            out->need_addr = 1;
+            return;
+        }
+        /* A deny for some destinations: others may still be allowed below. */
+    }
+    out->allow = rs->rules.n == 0;
+}
+
 int rules_check_client(const struct rules *rs, const struct sockaddr *client,
                        struct rules_verdict *out)
 {

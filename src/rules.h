@@ -72,6 +72,14 @@ size_t rules_count(const struct rules *rs);
 void rules_match(const struct rules *rs, const struct rules_request *req,
                  struct rules_verdict *out);
 
+/* Decides a request whose destinations are not known yet and may vary
+ * (UDP ASSOCIATE: every datagram names its own). Clauses other than `to`
+ * and `port` are checked; a matching rule without `to`/`port` decides; the
+ * first matching allow with them gives need_addr 1 (decide per destination
+ * with rules_match); a matching deny with them is passed over. */
+void rules_match_any_destination(const struct rules *rs, const struct rules_request *rq,
+                                 struct rules_verdict *out);
+
 /* Accept-time check when only the client address is known. Returns 0 when every
  * request this client could make would be denied: the first rule that can match
  * it and is not a conditional deny is a deny with no clause but `from` (file

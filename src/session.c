@@ -737,8 +737,15 @@ static void on_client(struct loop_io *io, unsigned events)
         session_fail(s, "client gone");
         return;
     }
-    if (s->state == S_UDP || s->state == S_BIND_WAIT) {
+    if (s->state == S_UDP) {
         control_read(s);
+        return;
+    }
+    if (s->state == S_BIND_WAIT) {
+        /* Bytes sent before the peer arrives stay queued for the relay;
+         * only the client's end matters now. */
+        if (events & LOOP_RDHUP)
+            session_fail(s, NULL);
         return;
     }
     if (s->state > S_REQUEST || s->state == S_AUTH_WAIT)
@@ -746,8 +753,8 @@ static void on_client(struct loop_io *io, unsigned events)
     handshake_continue(s);
 }
 
-/* The control connection of a UDP association or a pending BIND carries
- * nothing more; its end (FIN or reset) ends the session. */
+/* The control connection of a UDP association carries nothing more; its
+ * end (FIN or reset) ends the session. */
 static void control_read(struct session *s)
 {
     uint8_t sink[512];

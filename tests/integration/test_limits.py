@@ -1,0 +1,309 @@
+"""Session limits, failed-login throttling, per-user rate limits and
+handshake slots against a real server.
+
+Run: /usr/bin/python3 -m pytest -q tests/integration/test_limits.py
+"""
+import os
+import socket
+import threading
+import time
+
+import socks  # Debian python3-socks (PySocks)
+
+from harness import open_tunnel, read_reply, recv_exact, request, scaled, userpass, wait_until
+from harness import greeting as greeting_msg
+from security_support import (ALICE, BOB, REP_NOT_ALLOWED, ask_rep, closes_all, connect_from,
+                              echo_ok, negotiate, other_fds, refused_before_greeting,
+                              wait_accepted)
+
+
+def served(srv, echo, source=None, auth=None):
+    """1 when a full CONNECT + echo works (from `source`), else 0."""
+    try:
+        s = connect_from(srv, source)
+    except OSError:
+        return 0
+    with s:
+        try:
+            st = negotiate(s, auth)
+            if auth and st != b"\x01\x00":
+                return 0
+            s.sendall(request(*echo.addr))
+            if read_reply(s)[0] != 0:
+                return 0
+            echo_ok(s, b"served?")
+            return 1
+        except (OSError, EOFError, AssertionError):
+            return 0
+
+
+# ---------------------------------------------------------------- per IP
+
+
+def test_max_sessions_per_ip_refuses_the_fourth_before_the_greeting(socks5d, echo):
+    srv = socks5d("--auth", "none", "--max-sessions-per-ip", "3")
+    held = []
+    try:
+        for i in range(3):
+            held.append(open_tunnel(srv, *echo.addr))
+        # The fourth from 127.0.0.1: closed without a byte, even to a greeting.
+        with connect_from(srv, "127.0.0.1") as s:
+            refused_before_greeting(s)
+        (line,) = srv.wait_access(1, pred=lambda l: "error" in l)
+        assert "too many sessions from this address" in line["error"], line["_line"]
+        assert line["cmd"] == "-" and line["rep"] == "-", line["_line"]
+        # Another address has its own count.
+        assert served(srv, echo, source="127.0.0.2") == 1
+        # The three still work.
+        for i, s in enumerate(held):
+            echo_ok(s, b"held %d" % i)
+        # One ends: its slot comes back (the server sees the close a bit later).
+        held.pop().close()
+        wait_until(lambda: served(srv, echo, source="127.0.0.1"), scaled(5), interval=0.05,
+                   what="a new session after one of three closed")
+    finally:
+        closes_all(held)
+
+
+def test_max_sessions_per_ip_counts_handshakes_and_tunnels_alike(socks5d, echo):
+    srv = socks5d("--auth", "none", "--max-sessions-per-ip", "2")
+    held = []
+    try:
+        held.append(open_tunnel(srv, *echo.addr))
+        base = other_fds(srv.pid)
+        idle = connect_from(srv)  # connected, nothing sent: a session in its handshake
+        held.append(idle)
+        wait_accepted(srv, base, 1)
+        with connect_from(srv) as s:
+            refused_before_greeting(s)
+        # The idle one is a live session all along: it completes normally.
+        idle.sendall(greeting_msg() + request(*echo.addr))
+        assert recv_exact(idle, 2) == b"\x05\x00"
+        assert read_reply(idle)[0] == 0
+        echo_ok(idle, b"late but fine")
+    finally:
+        closes_all(held)
+
+
+# ---------------------------------------------------------------- per user
+
+
+def test_max_sessions_per_user_refuses_the_third_alice_after_auth(socks5d, users_file, echo):
+    srv = socks5d("--auth", "userpass", "--users", users_file, "--max-sessions-per-user", "2")
+    held = []
+    try:
+        held += [open_tunnel(srv, *echo.addr, auth=ALICE) for _ in range(2)]
+        # The third alice logs in fine, then her request is refused.
+        assert ask_rep(srv, *echo.addr, auth=ALICE) == REP_NOT_ALLOWED
+        (line,) = srv.wait_access(1, pred=lambda l: l["rep"] == "2")
+        assert line["user"] == "alice", line["_line"]
+        assert "too many sessions for this user" in line.get("error", ""), line["_line"]
+        # bob is not affected, nor are alice's two tunnels.
+        held += [open_tunnel(srv, *echo.addr, auth=BOB) for _ in range(2)]
+        for s in held:
+            echo_ok(s)
+        # One of alice's ends: she may open another.
+        held.pop(0).close()
+        wait_until(lambda: served(srv, echo, auth=ALICE), scaled(5), interval=0.05,
+                   what="alice served again after closing a session")
+    finally:
+        closes_all(held)
+
+
+def test_refused_user_session_does_not_leak_a_user_slot(socks5d, users_file, echo):
+    srv = socks5d("--auth", "userpass", "--users", users_file, "--max-sessions-per-user", "1")
+    for _ in range(5):
+        # The previous tunnel's slot comes back once the server saw it close.
+        s = wait_until(lambda: tunnel_or_none(srv, echo, ALICE), scaled(5), interval=0.05,
+                       what="alice's slot back")
+        with s:
+            echo_ok(s)
+            assert ask_rep(srv, *echo.addr, auth=ALICE) == REP_NOT_ALLOWED
+    lines = srv.wait_access(5, pred=lambda l: l["rep"] == "2")
+    assert all("too many sessions for this user" in l["error"] for l in lines)
+
+
+def tunnel_or_none(srv, echo, auth):
+    s = connect_from(srv)
+    try:
+        assert negotiate(s, auth) == b"\x01\x00"
+        s.sendall(request(*echo.addr))
+        if read_reply(s)[0] == 0:
+            return s
+    except (OSError, EOFError):
+        pass
+    s.close()
+    return None
+
+
+# ---------------------------------------------------------------- failed logins
+
+
+def login_status(srv, auth, source=None):
+    """The RFC 1929 status the server answers (b'\\x01\\x00' is success), or
+    b'' when it closed without one."""
+    with connect_from(srv, source) as s:
+        s.sendall(greeting_msg((0x02,)))
+        assert recv_exact(s, 2) == b"\x05\x02"
+        s.sendall(userpass(*auth))
+        try:
+            return recv_exact(s, 2)
+        except (EOFError, ConnectionResetError):
+            return b""
+
+
+def test_failed_logins_throttle_the_address_not_others(socks5d, users_file, echo):
+    srv = socks5d("--auth", "userpass", "--users", users_file, "--auth-fail-limit", "3",
+                  "--auth-fail-window", "60s", "--auth-fail-cooldown", "2s")
+    assert login_status(srv, ALICE) == b"\x01\x00"  # fine before any failure
+    for _ in range(3):
+        assert login_status(srv, ("alice", "wrong")) == b"\x01\x01"
+    blocked_at = time.monotonic()
+    # Now even the right password is refused from 127.0.0.1, during the cooldown...
+    assert login_status(srv, ALICE) == b"\x01\x01"
+    assert login_status(srv, BOB) == b"\x01\x01"
+    assert time.monotonic() - blocked_at < 1, "too slow to observe a 2 s cooldown"
+    # ...while 127.0.0.2 logs in and is served.
+    assert served(srv, echo, source="127.0.0.2", auth=ALICE) == 1
+    lines = srv.wait_access(2, pred=lambda l: "too many failed logins" in l.get("error", ""))
+    assert all(l["client"].startswith("127.0.0.1:") for l in lines)
+    # After the cooldown the right password works again from 127.0.0.1.
+    wait_until(lambda: login_status(srv, ALICE) == b"\x01\x00", 2 + scaled(3), interval=0.2,
+               what="login accepted after the cooldown")
+    assert served(srv, echo, auth=ALICE) == 1
+
+
+def test_failed_logins_for_unknown_users_count_too(socks5d, users_file, echo):
+    srv = socks5d("--auth", "userpass", "--users", users_file, "--auth-fail-limit", "3",
+                  "--auth-fail-window", "60s", "--auth-fail-cooldown", "60s")
+    for i in range(3):
+        assert login_status(srv, (f"guess{i}", "password")) == b"\x01\x01"
+    assert login_status(srv, ALICE) == b"\x01\x01"
+    assert served(srv, echo, source="127.0.0.2", auth=ALICE) == 1
+
+
+def test_failed_logins_below_the_limit_do_not_block(socks5d, users_file, echo):
+    srv = socks5d("--auth", "userpass", "--users", users_file, "--auth-fail-limit", "3",
+                  "--auth-fail-window", "60s", "--auth-fail-cooldown", "60s")
+    # Two failures (a wrong password, an unknown user) stay under the limit.
+    assert login_status(srv, ("bob", "nope")) == b"\x01\x01"
+    assert login_status(srv, ("no-such-user", "x")) == b"\x01\x01"
+    assert login_status(srv, BOB) == b"\x01\x00"
+    assert served(srv, echo, auth=ALICE) == 1
+
+
+# ---------------------------------------------------------------- rate limit
+
+
+MIB = 1 << 20
+
+
+def _download(srv, size, auth, timeout):
+    """Downloads `size` bytes from a fresh sender through the proxy; returns
+    the seconds it took from the CONNECT reply to the last byte."""
+    lsock = socket.create_server(("127.0.0.1", 0))
+    lsock.settimeout(timeout)
+    payload = os.urandom(size)
+    errors = []
+
+    def sender():
+        try:
+            c, _ = lsock.accept()
+            with c:
+                c.sendall(payload)
+        except OSError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=sender, daemon=True)
+    t.start()
+    try:
+        s = socks.socksocket(socket.AF_INET, socket.SOCK_STREAM)
+        s.set_proxy(socks.SOCKS5, "127.0.0.1", srv.port, username=auth[0] if auth else None,
+                    password=auth[1] if auth else None)
+        s.settimeout(timeout)
+        with s:
+            s.connect(lsock.getsockname())
+            t0 = time.monotonic()
+            got = recv_exact(s, size)
+            took = time.monotonic() - t0
+        assert got == payload, "payload corrupted"
+    finally:
+        t.join(timeout)
+        lsock.close()
+    assert not errors, errors
+    return took
+
+
+def test_rate_limit_slows_the_limited_user_only(socks5d, users_file):
+    rate = 256 * 1024
+    srv = socks5d("--auth", "userpass", "--users", users_file, "--rate-limit", "alice 256k")
+    expected = MIB / rate  # 4 s at 256 KiB/s (an initial burst may shave some off)
+    took = _download(srv, MIB, ALICE, timeout=expected * 3 + scaled(10))
+    print(f"\nalice (256k): 1 MiB in {took:.2f}s (expected ~{expected:.1f}s)")
+    assert took >= 0.7 * expected, f"1 MiB at 256 KiB/s took only {took:.2f}s"
+    # bob has no limit: the same download just completes (no speed assertion).
+    took_bob = _download(srv, MIB, BOB, timeout=scaled(30))
+    print(f"bob (unlimited): 1 MiB in {took_bob:.2f}s")
+    lines = srv.wait_access(2)
+    assert {l["user"] for l in lines} == {"alice", "bob"}
+    assert all(int(l["down"]) == MIB for l in lines), [l["_line"] for l in lines]
+
+
+def test_rate_limit_applies_to_uploads_too(socks5d, users_file, echo):
+    srv = socks5d("--auth", "userpass", "--users", users_file, "--rate-limit", "user alice 128k")
+    size = 384 * 1024
+    expected = size / (128 * 1024)  # 3 s each way, concurrently (echo)
+    s = open_tunnel(srv, *echo.addr, auth=ALICE, timeout=expected * 3 + scaled(10))
+    payload = os.urandom(size)
+    with s:
+        t0 = time.monotonic()
+        sender = threading.Thread(target=s.sendall, args=(payload,), daemon=True)
+        sender.start()
+        got = recv_exact(s, size)
+        took = time.monotonic() - t0
+        sender.join(scaled(10))
+    assert got == payload
+    print(f"\nalice (128k) echo of {size >> 10} KiB: {took:.2f}s (expected ~{expected:.1f}s)")
+    assert took >= 0.7 * expected
+
+
+# ---------------------------------------------------------------- handshake slots
+
+
+def test_max_handshakes_refuses_beyond_the_stalled_ones_then_recovers(socks5d, echo):
+    hs_timeout = scaled(2)
+    srv = socks5d("--auth", "none", "--max-handshakes", "5",
+                  "--timeout-handshake", f"{int(hs_timeout * 1000)}ms")
+    tunnel = open_tunnel(srv, *echo.addr)  # established before: not a handshake any more
+    stalled = []
+    try:
+        echo_ok(tunnel, b"settled")
+        base = other_fds(srv.pid)
+        for i in range(5):
+            s = connect_from(srv)
+            if i % 2:
+                s.sendall(b"\x05")  # a greeting that never completes
+            stalled.append(s)
+        wait_accepted(srv, base, 5)
+        t0 = time.monotonic()
+        with connect_from(srv) as sixth:
+            refused_before_greeting(sixth, timeout=hs_timeout)
+        refused_in = time.monotonic() - t0
+        assert refused_in < hs_timeout / 2, f"the 6th took {refused_in:.2f}s to be refused"
+        (line,) = srv.wait_access(1, pred=lambda l: "handshakes" in l.get("error", ""))
+        assert "too many handshakes in progress" in line["error"], line["_line"]
+        # The established tunnel is not affected.
+        echo_ok(tunnel, b"tunnel still works")
+        # The stalled ones time out and give their slots back.
+        for s in stalled:
+            s.settimeout(hs_timeout + scaled(3))
+            try:
+                assert s.recv(16) == b""
+            except ConnectionResetError:
+                pass
+        wait_until(lambda: served(srv, echo), scaled(5), interval=0.05,
+                   what="a new client served after the stalled handshakes timed out")
+        echo_ok(tunnel, b"and still")
+    finally:
+        closes_all(stalled)
+        tunnel.close()
