@@ -299,7 +299,8 @@ static int parse_sink(const char *s, int allow_off, int *sink, char **path)
 struct origin {
     const char *file; /* NULL: the command line */
     int line;
-    int column;
+    int column;      /* of the value: where most errors are */
+    int name_column; /* of the directive's name */
     int cli_listen, cli_rules; /* the command line replaced these lists */
 };
 
@@ -568,6 +569,20 @@ static const struct option *find_option(const char *name)
 
 static int read_file(struct config *c, const char *path, int depth, struct origin *parent);
 
+/* rules_add says "column N: why" of the text "NAME VALUE" it was given; the
+ * file's reader wants the column in the line itself. */
+static void locate_rule_error(struct origin *o, size_t name_len, char *err)
+{
+    int n, skip = 0;
+    if (sscanf(err, "column %d: %n", &n, &skip) != 1 || skip == 0)
+        return;
+    if ((size_t)n <= name_len)
+        o->column = o->name_column + n - 1;
+    else
+        o->column += n - (int)name_len - 2;
+    memmove(err, err + skip, strlen(err + skip) + 1);
+}
+
 /* "timeout idle 5m" is "timeout-idle 5m"; "allow ..." and "deny ..." are rules. */
 static int apply_directive(struct config *c, char *name, char *value, struct origin *o,
                            char *err, size_t errlen, int depth)
@@ -586,6 +601,8 @@ static int apply_directive(struct config *c, char *name, char *value, struct ori
         char *rule = join(name, value);
         int rc = rule ? add_rule(c, rule, o, err, errlen) : (snprintf(err, errlen, "out of memory"), -1);
         free(rule);
+        if (rc < 0)
+            locate_rule_error(o, strlen(name), err);
         return rc;
     }
     if (strcmp(name, "timeout") == 0) {
@@ -594,11 +611,14 @@ static int apply_directive(struct config *c, char *name, char *value, struct ori
             *sp++ = '\0';
         snprintf(joined, sizeof joined, "timeout-%s", value);
         name = joined;
-        value = sp + strspn(sp, " \t");
+        char *next = sp + strspn(sp, " \t");
+        o->column += (int)(next - value);
+        value = next;
     }
     const struct option *opt = find_option(name);
     if (!opt || opt->val == O_CONFIG || opt->val == O_CHECK || opt->val == O_HELP ||
         opt->val == O_VERSION || opt->val == O_RULE) {
+        o->column = o->name_column;
         snprintf(err, errlen, "unknown directive '%s' (see socks5d.conf(5))", name);
         return -1;
     }
@@ -627,6 +647,7 @@ static int file_line(struct config *c, char *line, struct origin *o, int depth)
     if (*value)
         *value++ = '\0';
     value += strspn(value, " \t");
+    o->name_column = (int)(p - line) + 1;
     o->column = (int)((*value ? value : p) - line) + 1;
     int rc = apply_directive(c, p, value, o, err, sizeof err, depth);
     if (rc == -1)
@@ -701,20 +722,22 @@ static void set_defaults(struct config *c)
 
 /* Protected mode: a listener beyond loopback that anyone can use unchecked
  * is refused unless asked for; client-restricted allow rules count as a check. */
-int config_check_open_proxy(const struct config *c, const struct listen_spec *ls, size_t n)
+int config_check_open_proxy(const struct config *c, const struct listen_spec *ls, size_t n,
+                            FILE *err)
 {
     char name[ADDR_STRLEN];
-    if (!errout)
-        errout = stderr;
     if (!is_open(c) || c->open_proxy || rules_allow_restricted_by_client(c->rules))
         return 0;
     for (size_t i = 0; i < n; i++)
-        if (!addr_is_loopback(&ls[i].addr.sa))
-            BAD("refusing to run an open proxy on %s: listening beyond loopback without "
-                "authentication lets anyone use this host. Use --auth userpass --users FILE, "
-                "allow rules restricted by 'from', or --open-proxy if that is really what you "
-                "want",
-                addr_str(&ls[i].addr.sa, name, sizeof name));
+        if (!addr_is_loopback(&ls[i].addr.sa)) {
+            fprintf(err,
+                    "socks5d: refusing to run an open proxy on %s: listening beyond loopback "
+                    "without authentication lets anyone use this host. Use --auth userpass "
+                    "--users FILE, allow rules restricted by 'from', or --open-proxy if that is "
+                    "really what you want\n",
+                    addr_str(&ls[i].addr.sa, name, sizeof name));
+            return -1;
+        }
     return 0;
 }
 
@@ -743,7 +766,7 @@ static int validate(struct config *c)
     for (size_t i = 0; i < c->nrate_limits; i++)
         if (!users_find(c->users, c->rate_limits[i].user))
             BAD("rate-limit: no user '%s' in the users file", c->rate_limits[i].user);
-    return config_check_open_proxy(c, c->listen, c->nlisten);
+    return config_check_open_proxy(c, c->listen, c->nlisten, errout);
 }
 
 /* ---------------- command line ---------------- */
@@ -754,7 +777,7 @@ static int first_pass(int argc, char **argv, const char **path, int *check, int 
 {
     int opt, idx;
     opterr = 0;
-    optind = 1;
+    optind = 0; /* 0, not 1: glibc then forgets its place in an earlier argv */
     while ((opt = getopt_long(argc, argv, "l:w:c:tvqh", long_opts, &idx)) != -1) {
         if (opt == O_CONFIG)
             *path = optarg;
@@ -778,7 +801,7 @@ static int apply_cli(struct config *c, int argc, char **argv)
     char err[ERRLEN];
     struct origin o = {0};
     opterr = 1;
-    optind = 1;
+    optind = 0;
     while ((opt = getopt_long(argc, argv, "l:w:c:tvqh", long_opts, &idx)) != -1) {
         if (opt == O_CONFIG || opt == O_CHECK)
             continue;
@@ -823,7 +846,9 @@ struct config *config_load(int argc, char **argv, FILE *err, int *exit_code, int
         path = CONFIG_DEFAULT_PATH;
     int bad = path && (!(c->path = strdup(path)) || read_file(c, path, 0, NULL) < 0);
     bad |= apply_cli(c, argc, argv) < 0;
-    if (bad || validate(c) < 0) {
+    bad = bad || validate(c) < 0;
+    errout = NULL; /* `err` may be closed after this returns */
+    if (bad) {
         config_unref(c);
         return NULL;
     }

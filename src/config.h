@@ -74,9 +74,10 @@ struct config *config_load(int argc, char **argv, FILE *err, int *exit_code, int
 struct config *config_ref(struct config *c);
 void config_unref(struct config *c);
 void config_usage(FILE *out);
-/* Protected mode for listeners ls[0..n): 0, or -1 after printing why a
- * listener beyond loopback without authentication is refused. */
-int config_check_open_proxy(const struct config *c, const struct listen_spec *ls, size_t n);
+/* Protected mode for listeners ls[0..n): 0, or -1 after printing to err
+ * why a listener beyond loopback without authentication is refused. */
+int config_check_open_proxy(const struct config *c, const struct listen_spec *ls, size_t n,
+                            FILE *err);
 /* Fills the limits left at 0 (automatic) from the fd limit. */
 void config_size_limits(struct config *c, uint64_t nofile);
 /* Bytes per second for this user, 0 when unlimited. */

@@ -44,27 +44,32 @@ int log_init(void)
     return 0;
 }
 
-/* Points s at kind/path. Returns 0 or -1 with errno. */
-static int sink_set(struct sink *s, int kind, const char *path)
+/* The descriptor a sink of this kind writes to: a newly opened file,
+ * stderr, or -1 (syslog, off). Returns -2 with errno when a file cannot be
+ * opened. */
+static int open_target(int kind, const char *path)
 {
-    int fd = -1;
     if (kind == SINK_FILE) {
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-        if (fd < 0)
-            return -1;
-        snprintf(s->path, sizeof s->path, "%s", path);
-    } else if (kind == SINK_STDERR) {
-        fd = STDERR_FILENO;
+        int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        return fd < 0 ? -2 : fd;
     }
+    return kind == SINK_STDERR ? STDERR_FILENO : -1;
+}
+
+/* Switches s to kind, writing to fd (from open_target, which it takes). */
+static int commit(struct sink *s, int kind, int fd, const char *path)
+{
     if (fd >= 0 && dup2(fd, s->fd) < 0) {
         int e = errno;
-        if (fd != STDERR_FILENO)
+        if (fd > STDERR_FILENO)
             close(fd);
         errno = e;
         return -1;
     }
     if (fd > STDERR_FILENO)
         close(fd);
+    if (kind == SINK_FILE)
+        snprintf(s->path, sizeof s->path, "%s", path);
     if (kind == SINK_SYSLOG && !syslog_open) {
         openlog("socks5d", LOG_PID | LOG_NDELAY, LOG_DAEMON);
         syslog_open = 1;
@@ -75,12 +80,22 @@ static int sink_set(struct sink *s, int kind, const char *path)
 
 int log_configure(const struct config *c, char *err, size_t errlen)
 {
-    if (sink_set(&err_sink, c->error_sink, c->error_log_path) < 0) {
+    /* Both targets open before either changes: all or nothing. */
+    int efd = open_target(c->error_sink, c->error_log_path);
+    if (efd == -2) {
         snprintf(err, errlen, "error-log %s: %s", c->error_log_path, strerror(errno));
         return -1;
     }
-    if (sink_set(&acc_sink, c->access_sink, c->access_log_path) < 0) {
+    int afd = open_target(c->access_sink, c->access_log_path);
+    if (afd == -2) {
         snprintf(err, errlen, "access-log %s: %s", c->access_log_path, strerror(errno));
+        if (efd > STDERR_FILENO)
+            close(efd);
+        return -1;
+    }
+    if (commit(&err_sink, c->error_sink, efd, c->error_log_path) < 0 ||
+        commit(&acc_sink, c->access_sink, afd, c->access_log_path) < 0) {
+        snprintf(err, errlen, "log: %s", strerror(errno));
         return -1;
     }
     atomic_store(&max_level, c->log_level);
@@ -92,12 +107,15 @@ int log_reopen(void)
 {
     struct sink *all[] = {&err_sink, &acc_sink};
     int rc = 0;
-    for (int i = 0; i < 2; i++)
-        if (atomic_load(&all[i]->kind) == SINK_FILE &&
-            sink_set(all[i], SINK_FILE, all[i]->path) < 0) {
+    for (int i = 0; i < 2; i++) {
+        if (atomic_load(&all[i]->kind) != SINK_FILE)
+            continue;
+        int fd = open_target(SINK_FILE, all[i]->path);
+        if (fd == -2 || commit(all[i], SINK_FILE, fd, all[i]->path) < 0) {
             log_error("reopen %s: %s", all[i]->path, strerror(errno));
             rc = -1;
         }
+    }
     return rc;
 }
 
@@ -180,24 +198,46 @@ void log_msg(enum log_level level, const char *fmt, ...)
     emit(&err_sink, prios[level], &l);
 }
 
-/* logfmt quotes values that need it; JSON escapes always. */
+/* Length of the well-formed UTF-8 sequence at p (1..4), or 0. */
+static size_t utf8_len(const unsigned char *p)
+{
+    size_t n = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
+    if (p[0] >= 0xf5)
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    /* Overlong three- and four-byte forms, surrogates, beyond U+10FFFF. */
+    if ((n == 3 && ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0))) ||
+        (n == 4 && ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90))))
+        return 0;
+    return n;
+}
+
+/* Values come from clients (user and host names): control bytes and bytes
+ * that are not UTF-8 are escaped, so a line stays one valid line. logfmt
+ * quotes values that need it; JSON escapes always. */
 static void put_value(struct line *l, const char *v, int json)
 {
     int quote = json || !*v || strpbrk(v, " =\"\\\t") != NULL;
+    char esc[8];
     if (quote)
         put(l, "\"", 1);
-    for (const char *p = v; *p; p++) {
-        unsigned char ch = (unsigned char)*p;
-        if (ch == '"' || ch == '\\') {
-            char esc[2] = {'\\', (char)ch};
+    for (const unsigned char *p = (const unsigned char *)v; *p;) {
+        size_t n = *p >= 0x80 ? utf8_len(p) : 1;
+        if (*p == '"' || *p == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)*p;
             put(l, esc, 2);
-        } else if (ch < 0x20 || ch == 0x7f) {
-            char esc[8];
-            snprintf(esc, sizeof esc, "\\u%04x", ch);
+        } else if (*p < 0x20 || *p == 0x7f || n == 0) {
+            snprintf(esc, sizeof esc, "\\u%04x", *p);
             put(l, esc, strlen(esc));
         } else {
-            put(l, p, 1);
+            put(l, (const char *)p, n);
+            p += n;
+            continue;
         }
+        p++;
     }
     if (quote)
         put(l, "\"", 1);

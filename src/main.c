@@ -264,7 +264,7 @@ static void reload(struct server *sv)
     struct config *c = load_again(sv);
     if (c)
         config_size_limits(c, raise_nofile());
-    if (c && sv->activated && config_check_open_proxy(c, sv->spec, sv->nlisten) < 0) {
+    if (c && sv->activated && config_check_open_proxy(c, sv->spec, sv->nlisten, stderr) < 0) {
         config_unref(c);
         c = NULL;
     }
@@ -433,7 +433,7 @@ static int prepare(struct server *sv)
     char err[512];
     if (bind_listeners(sv) < 0)
         return 1;
-    if (sv->activated && config_check_open_proxy(sv->cfg, sv->spec, sv->nlisten) < 0)
+    if (sv->activated && config_check_open_proxy(sv->cfg, sv->spec, sv->nlisten, stderr) < 0)
         return 2;
     if (privs_drop(sv->cfg, sv->spec, sv->nlisten, err, sizeof err) < 0) {
         log_error("%s", err);

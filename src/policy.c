@@ -80,7 +80,7 @@ enum policy_verdict policy_request(struct session *s)
             return POLICY_DENY;
         }
     }
-    if (s->user && c->max_per_user) {
+    if (s->user) {
         if (!quota_user_take(s->user, c->max_per_user)) {
             s->why = "too many sessions for this user";
             stat_inc(&s->w->stats.refused_limit);

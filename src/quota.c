@@ -57,7 +57,7 @@ static int sketch_take(struct sketch *s, const void *k, size_t len, uint32_t lim
         uint32_t v = atomic_fetch_add_explicit(c[r], 1, memory_order_relaxed) + 1;
         min = v < min ? v : min;
     }
-    if (min <= limit)
+    if (limit == 0 || min <= limit)
         return 1;
     for (int r = 0; r < ROWS; r++)
         atomic_fetch_sub_explicit(c[r], 1, memory_order_relaxed);
@@ -75,7 +75,9 @@ int quota_ip_take(const struct sockaddr *ip, uint32_t limit)
 {
     uint8_t b[16];
     size_t n = ip_bytes(ip, b);
-    return limit == 0 || sketch_take(&by_ip, b, n, limit);
+    /* Counted even without a limit: a reload may bring one in, and the
+     * release at the end must match. */
+    return sketch_take(&by_ip, b, n, limit);
 }
 
 void quota_ip_release(const struct sockaddr *ip)
@@ -87,7 +89,7 @@ void quota_ip_release(const struct sockaddr *ip)
 
 int quota_user_take(const char *user, uint32_t limit)
 {
-    return limit == 0 || sketch_take(&by_user, user, strlen(user), limit);
+    return sketch_take(&by_user, user, strlen(user), limit);
 }
 
 void quota_user_release(const char *user)

@@ -17,8 +17,9 @@
 /* Once, before workers start. Returns 0 or -1. */
 int quota_init(void);
 
-/* Takes a slot for ip / user under limit (0: unlimited, always succeeds).
- * Returns 1 when taken (release it later), 0 when the limit is reached. */
+/* Takes a slot for ip / user under limit (0: unlimited, always succeeds,
+ * still counted). Returns 1 when taken (release it later), 0 when the limit
+ * is reached. */
 int quota_ip_take(const struct sockaddr *ip, uint32_t limit);
 void quota_ip_release(const struct sockaddr *ip);
 int quota_user_take(const char *user, uint32_t limit);

@@ -1,0 +1,493 @@
+/* Unit tests for src/quota.c: lock-free per-IP / per-user session limits
+ * (count-min sketches), handshake slots and failed-login throttling.
+ *
+ * The sketches are process-wide, so every test uses addresses and user
+ * names of its own and gives back what it takes. Throttling is driven by a
+ * fake clock (the now_ms argument); nothing here depends on real time. */
+#include "unit_support.h"
+
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "addr.h"
+#include "quota.h"
+
+/* An IPv4 or IPv6 literal (with a port, which must not matter) as a sockaddr. */
+static union addr_any ip(const char *text, uint16_t port)
+{
+    union addr_any a;
+    memset(&a, 0, sizeof a);
+    if (inet_pton(AF_INET, text, &a.in4.sin_addr) == 1) {
+        a.in4.sin_family = AF_INET;
+        a.in4.sin_port = htons(port);
+    } else {
+        assert_int_equal(inet_pton(AF_INET6, text, &a.in6.sin6_addr), 1);
+        a.in6.sin6_family = AF_INET6;
+        a.in6.sin6_port = htons(port);
+    }
+    return a;
+}
+
+/* Takes up to `tries` slots under `limit`; returns how many were granted. */
+static int take_ip_n(const union addr_any *a, uint32_t limit, int tries)
+{
+    int got = 0;
+    for (int i = 0; i < tries; i++)
+        got += quota_ip_take(&a->sa, limit);
+    return got;
+}
+
+static void release_ip_n(const union addr_any *a, int n)
+{
+    for (int i = 0; i < n; i++)
+        quota_ip_release(&a->sa);
+}
+
+static int take_user_n(const char *user, uint32_t limit, int tries)
+{
+    int got = 0;
+    for (int i = 0; i < tries; i++)
+        got += quota_user_take(user, limit);
+    return got;
+}
+
+static void release_user_n(const char *user, int n)
+{
+    for (int i = 0; i < n; i++)
+        quota_user_release(user);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    return quota_init() == 0 ? 0 : -1;
+}
+
+/* ---------------------------------------------------------------------------
+ * Per-IP limits */
+
+TEST(ip_limit_3_grants_three_refuses_fourth_and_one_after_release)
+{
+    union addr_any a = ip("192.0.2.1", 1000);
+    assert_int_equal(quota_ip_take(&a.sa, 3), 1);
+    assert_int_equal(quota_ip_take(&a.sa, 3), 1);
+    assert_int_equal(quota_ip_take(&a.sa, 3), 1);
+    assert_int_equal(quota_ip_take(&a.sa, 3), 0);
+    assert_int_equal(quota_ip_take(&a.sa, 3), 0); /* a refusal takes nothing */
+    quota_ip_release(&a.sa);
+    assert_int_equal(quota_ip_take(&a.sa, 3), 1);
+    assert_int_equal(quota_ip_take(&a.sa, 3), 0);
+    release_ip_n(&a, 3);
+    /* All given back: the full quota again. */
+    assert_int_equal(take_ip_n(&a, 3, 5), 3);
+    release_ip_n(&a, 3);
+}
+
+TEST(ip_port_does_not_matter)
+{
+    union addr_any a = ip("192.0.2.2", 1), b = ip("192.0.2.2", 65535);
+    assert_int_equal(quota_ip_take(&a.sa, 2), 1);
+    assert_int_equal(quota_ip_take(&b.sa, 2), 1);
+    assert_int_equal(quota_ip_take(&a.sa, 2), 0);
+    quota_ip_release(&b.sa);
+    assert_int_equal(quota_ip_take(&a.sa, 2), 1);
+    release_ip_n(&a, 2);
+}
+
+TEST(ip_limit_0_always_succeeds)
+{
+    union addr_any a = ip("192.0.2.3", 80);
+    assert_int_equal(take_ip_n(&a, 0, 1000), 1000);
+    /* (Giving these back is covered by the next test.) */
+}
+
+TEST(ip_unlimited_take_and_release_leave_the_count_unchanged)
+{
+    /* A session taken while the limit is 0 (the default) is released like
+     * any other (policy_release does so unconditionally). That must not
+     * disturb the count a limit set later (by a reload) relies on. */
+    union addr_any a = ip("192.0.2.4", 80);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(quota_ip_take(&a.sa, 0), 1);
+    release_ip_n(&a, 10);
+    assert_int_equal(take_ip_n(&a, 3, 5), 3);
+    release_ip_n(&a, 3);
+}
+
+TEST(ipv4_and_its_v4_mapped_ipv6_form_share_one_count)
+{
+    union addr_any v4 = ip("198.51.100.7", 1), mapped = ip("::ffff:198.51.100.7", 2);
+    assert_int_equal(quota_ip_take(&v4.sa, 3), 1);
+    assert_int_equal(quota_ip_take(&mapped.sa, 3), 1);
+    assert_int_equal(quota_ip_take(&v4.sa, 3), 1);
+    assert_int_equal(quota_ip_take(&mapped.sa, 3), 0);
+    assert_int_equal(quota_ip_take(&v4.sa, 3), 0);
+    quota_ip_release(&mapped.sa); /* released under the other spelling */
+    assert_int_equal(quota_ip_take(&v4.sa, 3), 1);
+    release_ip_n(&v4, 2);
+    release_ip_n(&mapped, 1);
+    assert_int_equal(take_ip_n(&mapped, 3, 4), 3);
+    release_ip_n(&mapped, 3);
+}
+
+TEST(ipv6_addresses_are_counted_separately_from_each_other)
+{
+    union addr_any a = ip("2001:db8::1", 1), b = ip("2001:db8::2", 1);
+    assert_int_equal(take_ip_n(&a, 2, 3), 2);
+    assert_int_equal(take_ip_n(&b, 2, 3), 2);
+    release_ip_n(&a, 2);
+    release_ip_n(&b, 2);
+}
+
+#define CROWD 300
+
+TEST(hundreds_of_ips_at_their_limit_neither_exceed_it_nor_block_fresh_ips)
+{
+    /* A count-min sketch never underestimates: each crowded IP is refused
+     * once at its limit. It rarely overestimates: a fresh IP shares a
+     * counter with the crowd only if both its rows collide (about 1e-6
+     * here with 2^18 counters per row), so it gets its whole quota. */
+    union addr_any crowd[CROWD];
+    char text[64];
+    for (int i = 0; i < CROWD; i++) {
+        snprintf(text, sizeof text, "10.77.%d.%d", i / 250, 1 + i % 250);
+        crowd[i] = ip(text, (uint16_t)(1000 + i));
+        assert_int_equal(take_ip_n(&crowd[i], 3, 3), 3);
+    }
+    for (int i = 0; i < CROWD; i++)
+        assert_int_equal(quota_ip_take(&crowd[i].sa, 3), 0);
+    for (int f = 0; f < 10; f++) {
+        snprintf(text, sizeof text, "203.0.113.%d", 100 + f);
+        union addr_any fresh = ip(text, 4242);
+        assert_int_equal(take_ip_n(&fresh, 3, 4), 3);
+        release_ip_n(&fresh, 3);
+    }
+    for (int i = 0; i < CROWD; i++)
+        release_ip_n(&crowd[i], 3);
+    /* Everything given back: the crowd has its full quota again. */
+    for (int i = 0; i < CROWD; i += 37) {
+        assert_int_equal(take_ip_n(&crowd[i], 3, 4), 3);
+        release_ip_n(&crowd[i], 3);
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * Per-user limits */
+
+TEST(user_limit_2_grants_two_refuses_third_and_one_after_release)
+{
+    assert_int_equal(quota_user_take("alice-q", 2), 1);
+    assert_int_equal(quota_user_take("alice-q", 2), 1);
+    assert_int_equal(quota_user_take("alice-q", 2), 0);
+    quota_user_release("alice-q");
+    assert_int_equal(quota_user_take("alice-q", 2), 1);
+    assert_int_equal(quota_user_take("alice-q", 2), 0);
+    release_user_n("alice-q", 2);
+    assert_int_equal(take_user_n("alice-q", 2, 3), 2);
+    release_user_n("alice-q", 2);
+}
+
+TEST(users_are_counted_independently_and_names_are_exact)
+{
+    assert_int_equal(take_user_n("bob-q", 1, 2), 1);
+    assert_int_equal(take_user_n("carol-q", 1, 2), 1);
+    /* A prefix or a different case is a different user. */
+    assert_int_equal(take_user_n("bob-", 1, 2), 1);
+    assert_int_equal(take_user_n("BOB-Q", 1, 2), 1);
+    release_user_n("bob-q", 1);
+    release_user_n("carol-q", 1);
+    release_user_n("bob-", 1);
+    release_user_n("BOB-Q", 1);
+}
+
+TEST(user_limit_0_always_succeeds)
+{
+    assert_int_equal(take_user_n("dave-q", 0, 1000), 1000);
+}
+
+TEST(user_unlimited_take_and_release_leave_the_count_unchanged)
+{
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(quota_user_take("erin-q", 0), 1);
+    release_user_n("erin-q", 10);
+    assert_int_equal(take_user_n("erin-q", 2, 3), 2);
+    release_user_n("erin-q", 2);
+}
+
+/* ---------------------------------------------------------------------------
+ * Handshake slots (one global count) */
+
+TEST(handshake_slots_up_to_limit_then_refused_until_released)
+{
+    assert_int_equal(quota_handshake_take(2), 1);
+    assert_int_equal(quota_handshake_take(2), 1);
+    assert_int_equal(quota_handshake_take(2), 0);
+    quota_handshake_release();
+    assert_int_equal(quota_handshake_take(2), 1);
+    assert_int_equal(quota_handshake_take(2), 0);
+    quota_handshake_release();
+    quota_handshake_release();
+    /* Nothing left held: a limit of 1 grants exactly one. */
+    assert_int_equal(quota_handshake_take(1), 1);
+    assert_int_equal(quota_handshake_take(1), 0);
+    quota_handshake_release();
+}
+
+TEST(handshake_limit_0_always_succeeds_and_release_balances)
+{
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(quota_handshake_take(0), 1);
+    for (int i = 0; i < 100; i++)
+        quota_handshake_release();
+    assert_int_equal(quota_handshake_take(1), 1);
+    assert_int_equal(quota_handshake_take(1), 0);
+    quota_handshake_release();
+}
+
+/* ---------------------------------------------------------------------------
+ * Concurrency */
+
+#define THREADS 4
+#define PAIRS 10000
+#define HIGH_LIMIT 64
+
+struct racer {
+    union addr_any addr;
+    uint32_t limit;
+    pthread_barrier_t *start;
+    atomic_int *holders, *max_holders;
+    int refused;
+};
+
+static void *pairs_main(void *arg)
+{
+    struct racer *r = arg;
+    pthread_barrier_wait(r->start);
+    for (int i = 0; i < PAIRS; i++) {
+        if (!quota_ip_take(&r->addr.sa, r->limit)) {
+            r->refused++;
+            continue;
+        }
+        quota_ip_release(&r->addr.sa);
+    }
+    return NULL;
+}
+
+TEST(four_threads_of_take_release_pairs_on_one_ip_end_at_zero)
+{
+    pthread_t th[THREADS];
+    struct racer r[THREADS];
+    pthread_barrier_t start;
+    union addr_any a = ip("198.51.100.200", 5555);
+    assert_int_equal(pthread_barrier_init(&start, NULL, THREADS), 0);
+    for (int t = 0; t < THREADS; t++) {
+        r[t] = (struct racer){.addr = a, .limit = HIGH_LIMIT, .start = &start};
+        assert_int_equal(pthread_create(&th[t], NULL, pairs_main, &r[t]), 0);
+    }
+    for (int t = 0; t < THREADS; t++)
+        assert_int_equal(pthread_join(th[t], NULL), 0);
+    pthread_barrier_destroy(&start);
+    /* At most THREADS held at once (plus as many in-flight increments), far
+     * below the limit: nothing was refused. */
+    for (int t = 0; t < THREADS; t++)
+        assert_int_equal(r[t].refused, 0);
+    /* The count is back to zero: exactly `limit` more takes succeed. */
+    assert_int_equal(take_ip_n(&a, HIGH_LIMIT, HIGH_LIMIT + 10), HIGH_LIMIT);
+    release_ip_n(&a, HIGH_LIMIT);
+}
+
+static void *holders_main(void *arg)
+{
+    struct racer *r = arg;
+    pthread_barrier_wait(r->start);
+    for (int i = 0; i < PAIRS; i++) {
+        if (!quota_ip_take(&r->addr.sa, r->limit))
+            continue;
+        int now = atomic_fetch_add(r->holders, 1) + 1;
+        int max = atomic_load(r->max_holders);
+        while (now > max && !atomic_compare_exchange_weak(r->max_holders, &max, now))
+            ;
+        atomic_fetch_sub(r->holders, 1);
+        quota_ip_release(&r->addr.sa);
+    }
+    return NULL;
+}
+
+TEST(contending_threads_never_hold_more_than_the_limit)
+{
+    pthread_t th[THREADS];
+    struct racer r[THREADS];
+    pthread_barrier_t start;
+    atomic_int holders = 0, max_holders = 0;
+    union addr_any a = ip("2001:db8:77::9", 1);
+    assert_int_equal(pthread_barrier_init(&start, NULL, THREADS), 0);
+    for (int t = 0; t < THREADS; t++) {
+        r[t] = (struct racer){.addr = a, .limit = 2, .start = &start, .holders = &holders,
+                              .max_holders = &max_holders};
+        assert_int_equal(pthread_create(&th[t], NULL, holders_main, &r[t]), 0);
+    }
+    for (int t = 0; t < THREADS; t++)
+        assert_int_equal(pthread_join(th[t], NULL), 0);
+    pthread_barrier_destroy(&start);
+    assert_true(atomic_load(&max_holders) >= 1);
+    assert_true(atomic_load(&max_holders) <= 2);
+    assert_int_equal(take_ip_n(&a, 2, 3), 2);
+    release_ip_n(&a, 2);
+}
+
+/* ---------------------------------------------------------------------------
+ * Failed-login throttling (fake clock) */
+
+#define LIMIT 3
+#define WINDOW_MS 60000u
+#define COOLDOWN_MS 300000u
+#define T0 5000000000ull /* an arbitrary monotonic time, whole seconds */
+
+static int blocked(const union addr_any *a, uint64_t now)
+{
+    return quota_auth_blocked(&a->sa, LIMIT, WINDOW_MS, COOLDOWN_MS, now);
+}
+
+static void fail_at(const union addr_any *a, uint64_t now)
+{
+    quota_auth_failed(&a->sa, WINDOW_MS, now);
+}
+
+TEST(auth_never_failed_is_not_blocked)
+{
+    union addr_any a = ip("192.0.2.50", 1);
+    assert_int_equal(blocked(&a, T0), 0);
+    assert_int_equal(blocked(&a, 0), 0);
+}
+
+TEST(auth_two_failures_not_blocked_third_blocks)
+{
+    union addr_any a = ip("192.0.2.51", 1);
+    fail_at(&a, T0);
+    assert_int_equal(blocked(&a, T0), 0);
+    fail_at(&a, T0 + 1000);
+    assert_int_equal(blocked(&a, T0 + 1000), 0);
+    fail_at(&a, T0 + 2000);
+    assert_int_equal(blocked(&a, T0 + 2000), 1);
+}
+
+TEST(auth_blocked_until_cooldown_after_last_failure)
+{
+    union addr_any a = ip("192.0.2.52", 1);
+    uint64_t last = T0 + 20000;
+    fail_at(&a, T0);
+    fail_at(&a, T0 + 10000);
+    fail_at(&a, last);
+    assert_int_equal(blocked(&a, last), 1);
+    /* Still blocked after the window has passed: the cooldown counts. */
+    assert_int_equal(blocked(&a, last + WINDOW_MS + 1000), 1);
+    assert_int_equal(blocked(&a, last + COOLDOWN_MS - 1000), 1);
+    assert_int_equal(blocked(&a, last + COOLDOWN_MS), 0);
+    assert_int_equal(blocked(&a, last + COOLDOWN_MS + 3600000), 0);
+}
+
+TEST(auth_failure_during_cooldown_extends_it)
+{
+    union addr_any a = ip("192.0.2.53", 1);
+    fail_at(&a, T0);
+    fail_at(&a, T0 + 1000);
+    fail_at(&a, T0 + 2000);
+    fail_at(&a, T0 + 30000); /* within the window: a fourth failure */
+    assert_int_equal(blocked(&a, T0 + 2000 + COOLDOWN_MS), 1);
+    assert_int_equal(blocked(&a, T0 + 30000 + COOLDOWN_MS - 1000), 1);
+    assert_int_equal(blocked(&a, T0 + 30000 + COOLDOWN_MS), 0);
+}
+
+TEST(auth_window_expiry_resets_the_count)
+{
+    union addr_any a = ip("192.0.2.54", 1);
+    fail_at(&a, T0);
+    fail_at(&a, T0 + 10000);
+    /* The window opened at T0 is over: this failure starts a new one. */
+    fail_at(&a, T0 + WINDOW_MS + 1000);
+    assert_int_equal(blocked(&a, T0 + WINDOW_MS + 1000), 0);
+    fail_at(&a, T0 + WINDOW_MS + 2000);
+    assert_int_equal(blocked(&a, T0 + WINDOW_MS + 2000), 0);
+    fail_at(&a, T0 + WINDOW_MS + 3000);
+    assert_int_equal(blocked(&a, T0 + WINDOW_MS + 3000), 1);
+}
+
+TEST(auth_blocked_ip_does_not_affect_another_ip)
+{
+    union addr_any a = ip("192.0.2.55", 1), b = ip("192.0.2.56", 1), c = ip("2001:db8::55", 1);
+    for (int i = 0; i < 5; i++)
+        fail_at(&a, T0 + (uint64_t)i * 1000);
+    assert_int_equal(blocked(&a, T0 + 5000), 1);
+    assert_int_equal(blocked(&b, T0 + 5000), 0);
+    assert_int_equal(blocked(&c, T0 + 5000), 0);
+    /* b's own failures count from zero. */
+    fail_at(&b, T0 + 5000);
+    fail_at(&b, T0 + 6000);
+    assert_int_equal(blocked(&b, T0 + 6000), 0);
+}
+
+TEST(auth_v4_mapped_form_shares_the_throttle)
+{
+    union addr_any v4 = ip("198.51.100.60", 1), mapped = ip("::ffff:198.51.100.60", 2);
+    fail_at(&v4, T0);
+    fail_at(&mapped, T0 + 1000);
+    fail_at(&v4, T0 + 2000);
+    assert_int_equal(blocked(&mapped, T0 + 2000), 1);
+    assert_int_equal(blocked(&v4, T0 + 2000), 1);
+}
+
+TEST(auth_limit_0_never_blocks)
+{
+    union addr_any a = ip("192.0.2.57", 1);
+    for (int i = 0; i < 20; i++)
+        fail_at(&a, T0 + (uint64_t)i * 100);
+    assert_int_equal(quota_auth_blocked(&a.sa, 0, WINDOW_MS, COOLDOWN_MS, T0 + 2000), 0);
+    assert_int_equal(blocked(&a, T0 + 2000), 1);
+}
+
+TEST(auth_throttle_works_across_the_seconds_counter_wrap)
+{
+    /* Seconds are kept modulo 2^24: failures on both sides of the wrap
+     * still count in one window and the cooldown still ends. */
+    union addr_any a = ip("192.0.2.58", 1);
+    uint64_t wrap = (1ull << 24) * 1000; /* the first ms after the wrap */
+    fail_at(&a, wrap - 2000);
+    fail_at(&a, wrap - 1000);
+    fail_at(&a, wrap);
+    assert_int_equal(blocked(&a, wrap), 1);
+    assert_int_equal(blocked(&a, wrap + COOLDOWN_MS - 1000), 1);
+    assert_int_equal(blocked(&a, wrap + COOLDOWN_MS), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(ip_limit_3_grants_three_refuses_fourth_and_one_after_release),
+        cmocka_unit_test(ip_port_does_not_matter),
+        cmocka_unit_test(ip_limit_0_always_succeeds),
+        cmocka_unit_test(ip_unlimited_take_and_release_leave_the_count_unchanged),
+        cmocka_unit_test(ipv4_and_its_v4_mapped_ipv6_form_share_one_count),
+        cmocka_unit_test(ipv6_addresses_are_counted_separately_from_each_other),
+        cmocka_unit_test(hundreds_of_ips_at_their_limit_neither_exceed_it_nor_block_fresh_ips),
+        cmocka_unit_test(user_limit_2_grants_two_refuses_third_and_one_after_release),
+        cmocka_unit_test(users_are_counted_independently_and_names_are_exact),
+        cmocka_unit_test(user_limit_0_always_succeeds),
+        cmocka_unit_test(user_unlimited_take_and_release_leave_the_count_unchanged),
+        cmocka_unit_test(handshake_slots_up_to_limit_then_refused_until_released),
+        cmocka_unit_test(handshake_limit_0_always_succeeds_and_release_balances),
+        cmocka_unit_test(four_threads_of_take_release_pairs_on_one_ip_end_at_zero),
+        cmocka_unit_test(contending_threads_never_hold_more_than_the_limit),
+        cmocka_unit_test(auth_never_failed_is_not_blocked),
+        cmocka_unit_test(auth_two_failures_not_blocked_third_blocks),
+        cmocka_unit_test(auth_blocked_until_cooldown_after_last_failure),
+        cmocka_unit_test(auth_failure_during_cooldown_extends_it),
+        cmocka_unit_test(auth_window_expiry_resets_the_count),
+        cmocka_unit_test(auth_blocked_ip_does_not_affect_another_ip),
+        cmocka_unit_test(auth_v4_mapped_form_shares_the_throttle),
+        cmocka_unit_test(auth_limit_0_never_blocks),
+        cmocka_unit_test(auth_throttle_works_across_the_seconds_counter_wrap),
+    };
+    return cmocka_run_group_tests(tests, group_setup, NULL);
+}
