@@ -34,26 +34,11 @@ HTTP_BODY = random.Random(1928).randbytes(100 * 1024)
 USERS = {"alice": "secret", "bob": "p@ss w0rd:with#odd chars"}
 
 
-_HELP = None
-
-
-def supports(option):
-    """Whether the binary under test documents `option` in --help."""
-    global _HELP
-    if _HELP is None:
-        try:
-            _HELP = subprocess.run([BIN, "--help"], capture_output=True, text=True,
-                                   timeout=30).stdout
-        except OSError:
-            _HELP = ""
-    return option in _HELP
-
-
 def beyond_loopback_args():
     """Extra options a listener beyond loopback needs when the suite runs as
     root: the server refuses that unless told to drop privileges or to allow
     root (--allow-root)."""
-    return ["--allow-root"] if os.geteuid() == 0 and supports("--allow-root") else []
+    return ["--allow-root"] if os.geteuid() == 0 else []
 
 
 def scaled(seconds):
@@ -221,8 +206,7 @@ class Socks5d:
                 self.port = int(listen[0].rsplit(":", 1)[1])
             self.listen_addrs = listen
             argv = [self.binary]
-            if (os.path.exists(MACHINE_CONFIG) and supports("--config")
-                    and not {"-c", "--config"} & set(self.args)):
+            if os.path.exists(MACHINE_CONFIG) and not {"-c", "--config"} & set(self.args):
                 # Keep this machine's own configuration out of the tests.
                 empty = self.workdir / "empty.conf"
                 empty.write_text("")

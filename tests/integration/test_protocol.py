@@ -1,8 +1,7 @@
 """RFC 1928 / RFC 1929 on the wire, with raw sockets: every reply code this
 machine lets the server produce, and the handshake's edge cases.
 
-REP 0x02 (rule refusal) needs --rule; it is skipped, saying so, on a build
-without it. BIND and UDP ASSOCIATE have their own suite."""
+BIND and UDP ASSOCIATE have their own suite."""
 import os
 import socket
 import threading
@@ -12,7 +11,7 @@ import pytest
 
 from harness import (HTTP_BODY, USERS, assert_closed_without_data, bind_socket,
                      full_backlog_listener, greeting, handshake, read_reply, read_until_closed,
-                     recv_exact, request, scaled, supports, userpass)
+                     recv_exact, request, scaled, userpass)
 
 ALICE = ("alice", USERS["alice"])
 
@@ -138,10 +137,6 @@ def test_no_route_gets_network_unreachable_0x03(socks5d, netns, dst):
         expect_error_reply(c, 0x03)
 
 
-needs_rules = pytest.mark.skipif(not supports("--rule"), reason="this build has no --rule")
-
-
-@needs_rules
 def test_rule_refusal_gets_not_allowed_0x02_other_targets_pass(socks5d, target, echo):
     srv = socks5d("--auth", "none", "--rule", f"deny to 127.0.0.1 port {target.port}",
                   "--rule", "allow")
@@ -156,7 +151,6 @@ def test_rule_refusal_gets_not_allowed_0x02_other_targets_pass(socks5d, target, 
         assert handshake(c, *echo.addr)[0] == 0
 
 
-@needs_rules
 def test_name_resolving_only_to_denied_addresses_gets_0x02(socks5d, echo):
     srv = socks5d("--auth", "none", "--rule", "deny to 127.0.0.0/8,::1", "--rule", "allow")
     with srv.connect() as c:
