@@ -29,8 +29,9 @@ void notify(const char *fmt, ...)
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return;
-    /* Best effort: systemd not listening is not our failure. */
-    ssize_t w = sendto(fd, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1, MSG_NOSIGNAL,
+    /* Best effort, never waiting: a supervisor that stops reading must not
+     * stall the main thread. */
+    ssize_t w = sendto(fd, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1, MSG_NOSIGNAL | MSG_DONTWAIT,
                        (struct sockaddr *)&sun, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen));
     (void)w;
     close(fd);
