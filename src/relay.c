@@ -16,28 +16,6 @@ void relay_note(struct relay_side *s, unsigned events)
         s->writable = 1;
 }
 
-/* Writes what is buffered. Returns 1 when the buffer is empty, 0 when the
- * destination is full, -1 on error. */
-static int flush(struct relay_dir *d, struct relay_side *dst, int *err)
-{
-    while (d->off < d->len) {
-        ssize_t n = send(dst->io.fd, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN) {
-                dst->writable = 0;
-                return 0;
-            }
-            *err = errno;
-            return -1;
-        }
-        d->off += (uint32_t)n;
-        d->bytes += (uint64_t)n;
-    }
-    return 1;
-}
-
 void relay_bucket_init(struct relay_bucket *b, uint64_t rate, uint64_t now_ms)
 {
     b->rate = rate;
@@ -60,17 +38,52 @@ static size_t allowance(struct relay_dir *d, uint64_t now_ms)
     return b->tokens < SIZE_MAX ? (size_t)b->tokens : SIZE_MAX;
 }
 
-/* Reads into the (empty) buffer, at most `max` bytes. Returns 1 when bytes
- * arrived, 0 when there is nothing to read now or EOF was seen, -1 on error. */
-static int fill(struct relay_dir *d, struct relay_side *src, struct bufpool *pool, size_t max,
-                int *err)
+/* Bytes wait in [off, len) of the direction's buffer, or of its pipe (off
+ * counts what left it): the two paths differ only in the syscall. */
+static ssize_t write_out(struct relay_dir *d, int fd)
 {
-    if (!d->buf && !(d->buf = bufpool_get(pool))) {
-        *err = ENOMEM;
-        return -1;
+    if (d->pipe)
+        return splice(d->pipe->r, NULL, fd, NULL, d->len - d->off,
+                      SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    return send(fd, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL);
+}
+
+static ssize_t read_in(struct relay_dir *d, int fd, size_t max)
+{
+    if (d->pipe)
+        return splice(fd, NULL, d->pipe->w, NULL, max, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    return read(fd, d->buf, max);
+}
+
+/* Writes what waits. Returns 1 when nothing is left, 0 when the destination
+ * is full, -1 on error. */
+static int flush(struct relay_dir *d, struct relay_side *dst, int *err)
+{
+    while (d->off < d->len) {
+        ssize_t n = write_out(d, dst->io.fd);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                dst->writable = 0;
+                return 0;
+            }
+            *err = errno;
+            return -1;
+        }
+        d->off += (uint32_t)n;
+        d->bytes += (uint64_t)n;
     }
+    return 1;
+}
+
+/* Reads at most `max` bytes into the empty buffer or pipe. Returns 1 when
+ * bytes arrived, 0 when there is nothing to read now or EOF was seen, -1 on
+ * error. */
+static int fill(struct relay_dir *d, struct relay_side *src, size_t max, int *err)
+{
     for (;;) {
-        ssize_t n = read(src->io.fd, d->buf, max);
+        ssize_t n = read_in(d, src->io.fd, max);
         if (n > 0) {
             /* A short read drained the socket; a later arrival raises a new
              * edge. After a FIN keep reading: the EOF has no edge of its own. */
@@ -98,66 +111,29 @@ static int fill(struct relay_dir *d, struct relay_side *src, struct bufpool *poo
     }
 }
 
-/* Moves what the pipe holds to dst. Same answers as flush(). */
-static int flush_pipe(struct relay_dir *d, struct relay_side *dst, int *err)
-{
-    while (d->len > 0) {
-        ssize_t n = splice(d->pipe->r, NULL, dst->io.fd, NULL, d->len,
-                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN) {
-                dst->writable = 0;
-                return 0;
-            }
-            *err = errno;
-            return -1;
-        }
-        d->len -= (uint32_t)n;
-        d->bytes += (uint64_t)n;
-    }
-    return 1;
-}
-
-/* Splices from src into the (empty) pipe d holds; answers as fill(). */
-static int fill_pipe(struct relay_dir *d, struct relay_side *src, size_t max, int *err)
-{
-    if (max > BUFPOOL_PIPE_SIZE)
-        max = BUFPOOL_PIPE_SIZE;
-    for (;;) {
-        ssize_t n = splice(src->io.fd, NULL, d->pipe->w, NULL, max,
-                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (n > 0) {
-            if (d->bucket)
-                d->bucket->tokens -= (uint64_t)n;
-            d->len = (uint32_t)n;
-            return 1;
-        }
-        if (n == 0) {
-            src->eof = 1;
-            src->readable = 0;
-            return 0;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN) {
-            src->readable = 0;
-            return 0;
-        }
-        *err = errno;
-        return -1;
-    }
-}
-
 /* Gives back what the direction holds while idle. */
 static void idle_dir(struct relay_dir *d, struct bufpool *pool)
 {
     bufpool_put(pool, d->buf);
-    bufpool_put_pipe(pool, d->pipe, d->pipe && d->len > 0);
+    bufpool_put_pipe(pool, d->pipe, d->pipe && d->off < d->len);
     d->buf = NULL;
     d->pipe = NULL;
     d->off = d->len = 0;
+}
+
+/* Takes the buffer or, once the direction is a bulk one, the pipe to read
+ * into; returns how much one read may take, or 0 (out of memory). */
+static size_t take_room(struct relay_dir *d, struct bufpool *pool)
+{
+    /* No pipe to be had (out of fds): stay on the buffer path. */
+    if (d->bytes >= RELAY_SPLICE_AFTER && (d->pipe || (d->pipe = bufpool_get_pipe(pool)))) {
+        bufpool_put(pool, d->buf); /* empty here: flushed before reading */
+        d->buf = NULL;
+        return BUFPOOL_PIPE_SIZE;
+    }
+    if (!d->buf && !(d->buf = bufpool_get(pool)))
+        return 0;
+    return BUFPOOL_SIZE;
 }
 
 /* One direction. Returns -1 on error, else RELAY_MOVED / RELAY_MORE bits. */
@@ -167,11 +143,7 @@ static int pump_dir(struct relay_dir *d, const struct relay_dir *other, struct r
     int moved = 0;
     size_t budget = RELAY_BUDGET; /* bytes this call may read */
     for (;;) {
-        int rc = 1;
-        if (d->pipe && d->len > 0)
-            rc = flush_pipe(d, dst, err);
-        else if (d->buf && d->off < d->len)
-            rc = flush(d, dst, err);
+        int rc = flush(d, dst, err);
         if (rc <= 0)
             return rc < 0 ? -1 : moved;
         if (budget == 0 && src->readable && !src->eof)
@@ -195,16 +167,12 @@ static int pump_dir(struct relay_dir *d, const struct relay_dir *other, struct r
             idle_dir(d, pool); /* flushed above: nothing to hold while waiting */
             return moved | RELAY_THROTTLED;
         }
-        /* No pipe to be had (out of fds): stay on the buffer path. */
-        if (d->bytes >= RELAY_SPLICE_AFTER && (d->pipe || (d->pipe = bufpool_get_pipe(pool)))) {
-            /* The buffer is empty here (flushed above): hand it back. */
-            bufpool_put(pool, d->buf);
-            d->buf = NULL;
-            d->off = d->len = 0;
-            rc = fill_pipe(d, src, max, err);
-        } else {
-            rc = fill(d, src, pool, max < BUFPOOL_SIZE ? max : BUFPOOL_SIZE, err);
+        size_t room = take_room(d, pool);
+        if (room == 0) {
+            *err = ENOMEM;
+            return -1;
         }
+        rc = fill(d, src, max < room ? max : room, err);
         if (rc < 0)
             return -1;
         if (rc > 0) {

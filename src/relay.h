@@ -30,7 +30,7 @@ struct relay_dir {
     struct relay_bucket *bucket; /* NULL: unlimited */
     uint8_t *buf;
     struct relay_pipe *pipe; /* splice path, once the tunnel is a bulk one */
-    uint32_t off, len;       /* buffer: bytes [off, len) wait; pipe: len wait */
+    uint32_t off, len;       /* bytes [off, len) of the buffer or pipe wait */
     uint8_t shut; /* EOF passed on with shutdown(SHUT_WR) */
     uint64_t bytes;
 };
