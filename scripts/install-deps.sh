@@ -4,7 +4,8 @@
 set -eu
 build="gcc make libc-ares-dev libcrypt-dev pkg-config"
 test="$build clang libclang-rt-14-dev libcmocka-dev python3 python3-pytest python3-socks
-      python3-prometheus-client curl proxychains4 haproxy nodejs npm groff-base systemd iproute2 procps"
+      python3-prometheus-client curl proxychains4 haproxy nodejs npm node-socks groff-base systemd
+      iproute2 procps"
 bench="$build python3 microsocks dante-server gnuplot-nox procps"
 case "${1:-build}" in
   build) want=$build ;;
@@ -26,3 +27,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # dante-server's postinst tries to start a daemon that has no config yet; that is not our failure.
 apt-get install -y -qq --no-install-recommends $missing >/dev/null || apt-get install -y -qq -f >/dev/null
+# Errors stay on stderr; a failed install shows which package, and why.
