@@ -214,24 +214,39 @@ void auth_wipe(void *p, size_t n)
 
 /* ---------------- verification pool ---------------- */
 
-struct auth_job {
+/* One crypt(3) run. Sessions that send the same user and password while it
+ * runs wait on it instead of queueing their own (64 clients starting at once
+ * with one account would otherwise cost 64 slow hashes). */
+struct auth_work {
     struct mail mail; /* first: posted back to the worker */
-    struct auth_job *next;
+    struct auth_work *next;          /* pool queue */
+    struct auth_work *next_inflight; /* the worker's works in flight */
     struct mailbox *reply_to;
     struct auth_cache *cache;
-    auth_done_fn done;
-    void *owner; /* NULL once cancelled */
-    int known;   /* the user exists: a match counts */
+    struct auth_job *waiters;
+    uint64_t digest[2];
+    int known; /* the user exists: a match counts */
     int ok;
     char user[256];
     char pass[256];
     char hash[512];
 };
 
+/* A session waiting for a work: the handle auth_verify returns. */
+struct auth_job {
+    struct auth_job *next;
+    auth_done_fn done;
+    void *owner; /* NULL once cancelled */
+};
+
+static void cache_digest(const struct auth_cache *c, const char *user, const char *hash,
+                         const char *pass, uint64_t out[2]);
+static struct auth_work **inflight(struct auth_cache *c);
+
 static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct auth_job *head, *tail;
+    struct auth_work *head, *tail;
     pthread_t *threads;
     int nthreads, stop;
 } pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
@@ -259,7 +274,7 @@ static int make_fallback_hash(void)
     return 0;
 }
 
-static void job_run(struct auth_job *j)
+static void job_run(struct auth_work *j)
 {
     struct crypt_data *cd = calloc(1, sizeof *cd);
     const char *out = cd ? crypt_r(j->pass, j->hash, cd) : NULL;
@@ -279,7 +294,7 @@ static void *pool_main(void *arg)
         pthread_mutex_lock(&pool.mu);
         while (!pool.head && !pool.stop)
             pthread_cond_wait(&pool.cv, &pool.mu);
-        struct auth_job *j = pool.head;
+        struct auth_work *j = pool.head;
         if (j) {
             pool.head = j->next;
             if (!pool.head)
@@ -321,30 +336,46 @@ void auth_pool_stop(void)
     free(pool.threads);
     pool.threads = NULL;
     pool.nthreads = 0;
+    pool.stop = 0;
 }
 
-static void job_free(struct auth_job *j)
+/* On the submitting worker: every waiter hears the result. */
+static void job_finish(struct mail *m)
 {
+    struct auth_work *j = (struct auth_work *)m;
+    if (j->cache) {
+        struct auth_work **pp = inflight(j->cache);
+        while (*pp && *pp != j)
+            pp = &(*pp)->next_inflight;
+        if (*pp)
+            *pp = j->next_inflight;
+        if (j->ok)
+            auth_cache_put(j->cache, j->user, j->hash, j->pass);
+    }
+    while (j->waiters) {
+        struct auth_job *w = j->waiters;
+        j->waiters = w->next;
+        if (w->owner)
+            w->done(w->owner, j->ok);
+        free(w);
+    }
     auth_wipe(j->pass, sizeof j->pass);
     free(j);
 }
 
-/* On the submitting worker. */
-static void job_finish(struct mail *m)
+/* The work for the same user, hash and password already in flight. */
+static struct auth_work *find_inflight(struct auth_cache *c, const uint64_t digest[2])
 {
-    struct auth_job *j = (struct auth_job *)m;
-    if (j->ok)
-        auth_cache_put(j->cache, j->user, j->hash, j->pass);
-    if (j->owner)
-        j->done(j->owner, j->ok);
-    job_free(j);
+    for (struct auth_work *j = c ? *inflight(c) : NULL; j; j = j->next_inflight)
+        if (j->digest[0] == digest[0] && j->digest[1] == digest[1])
+            return j;
+    return NULL;
 }
 
-struct auth_job *auth_verify(const struct users *users, const char *user, const char *pass,
-                             struct auth_cache *cache, struct mailbox *reply_to,
-                             auth_done_fn done, void *owner)
+static struct auth_work *new_work(const struct users *users, const char *user, const char *pass,
+                                  struct auth_cache *cache, struct mailbox *reply_to)
 {
-    struct auth_job *j = calloc(1, sizeof *j);
+    struct auth_work *j = calloc(1, sizeof *j);
     const char *hash = users_find(users, user);
     if (!j)
         return NULL;
@@ -358,8 +389,15 @@ struct auth_job *auth_verify(const struct users *users, const char *user, const 
     snprintf(j->hash, sizeof j->hash, "%s", hash);
     j->reply_to = reply_to;
     j->cache = cache;
-    j->done = done;
-    j->owner = owner;
+    return j;
+}
+
+static void submit(struct auth_work *j)
+{
+    if (j->cache) {
+        j->next_inflight = *inflight(j->cache);
+        *inflight(j->cache) = j;
+    }
     pthread_mutex_lock(&pool.mu);
     if (pool.tail)
         pool.tail->next = j;
@@ -368,7 +406,36 @@ struct auth_job *auth_verify(const struct users *users, const char *user, const 
     pool.tail = j;
     pthread_cond_signal(&pool.cv);
     pthread_mutex_unlock(&pool.mu);
-    return j;
+}
+
+struct auth_job *auth_verify(const struct users *users, const char *user, const char *pass,
+                             struct auth_cache *cache, struct mailbox *reply_to,
+                             auth_done_fn done, void *owner)
+{
+    struct auth_job *w = calloc(1, sizeof *w);
+    struct auth_work *j = NULL;
+    uint64_t digest[2] = {0, 0};
+    const char *hash = users_find(users, user);
+    if (!w)
+        return NULL;
+    if (cache) {
+        cache_digest(cache, user, hash ? hash : "", pass, digest);
+        j = find_inflight(cache, digest);
+    }
+    if (!j) {
+        if (!(j = new_work(users, user, pass, cache, reply_to))) {
+            free(w);
+            return NULL;
+        }
+        j->digest[0] = digest[0];
+        j->digest[1] = digest[1];
+        submit(j);
+    }
+    w->done = done;
+    w->owner = owner;
+    w->next = j->waiters;
+    j->waiters = w;
+    return w;
 }
 
 void auth_cancel(struct auth_job *job)
@@ -391,6 +458,7 @@ struct cache_slot {
 struct auth_cache {
     uint64_t key[2][2];
     uint32_t ttl_ms;
+    struct auth_work *inflight; /* verifications this worker waits for */
     struct cache_slot slot[CACHE_SLOTS];
 };
 
@@ -399,6 +467,11 @@ static uint64_t coarse_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static struct auth_work **inflight(struct auth_cache *c)
+{
+    return &c->inflight;
 }
 
 struct auth_cache *auth_cache_new(uint32_t ttl_ms)

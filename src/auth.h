@@ -32,7 +32,8 @@ struct auth_cache;
 typedef void (*auth_done_fn)(void *owner, int ok);
 
 /* Verifies user/pass against `users` on a pool thread and calls done(owner)
- * through `reply_to`. Unknown users are verified against a stand-in hash, so
+ * through `reply_to`. A request for the same user and password as one still
+ * in flight on this cache waits for that one instead of hashing again. Unknown users are verified against a stand-in hash, so
  * they take the same path and about the same time as a wrong password. A
  * success is remembered in `cache` (owned by the receiving worker).
  * Returns the pending job (for auth_cancel) or NULL on allocation failure. */
