@@ -1,0 +1,1 @@
+"""Benchmark driver pieces for bench/run.py."""

@@ -1,0 +1,181 @@
+"""docs/benchmarks.md and docs/benchmarks.json from the summaries."""
+import json
+
+from .summary import METRICS, SUBJECT
+
+SECTIONS = [
+    ("Throughput", "tput", "Bulk streams through the proxy for a fixed time; "
+     "MB = 10^6 bytes. CPU-s per GB is the proxy's user+system CPU over the whole "
+     "run divided by all bytes it forwarded."),
+    ("Connection rate", "crr", "64 concurrent clients, each looping connect → greeting → "
+     "CONNECT → 64 bytes to an echo target and back → close. Latency is one whole "
+     "session. CPU-s per 1,000 sessions covers the whole run."),
+    ("Latency", "lat", "rr: 64-byte ping-pong on one tunnel. fair: the same ping-pong "
+     "while two bulk uploads share the proxy."),
+    ("UDP", "udp", "Round trips through a UDP ASSOCIATE relay to an echo target, "
+     "16 datagrams in flight; after 20 ms with nothing back the client stops waiting "
+     "and sends anew (a stall). Lost = sent − received after 200 ms of draining."),
+]
+
+
+def fmt(v):
+    if v is None:
+        return "–"
+    if float(v).is_integer():
+        return f"{int(v):,}"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}" if abs(v) >= 0.1 else f"{v:.2g}"
+
+
+def cell(summ, key):
+    """'median (min–max)', or the reason there is no number."""
+    if summ is None:
+        return "skipped"
+    if summ["status"] in ("n/a", "skipped"):
+        return summ["status"]
+    if summ["status"] == "failed":
+        return "**failed**"
+    s = summ.get(key)
+    if s is None:
+        return "–"
+    text = fmt(s["median"]) if s["n"] == 1 else (
+        f"{fmt(s['median'])} ({fmt(s['min'])}–{fmt(s['max'])})")
+    if summ["failed_runs"]:
+        text += f" ({summ['failed_runs']}/{summ['runs']} runs failed)"
+    return text
+
+
+def metric_table(table, names, servers, key):
+    peers = [s for s in servers if s != SUBJECT] if SUBJECT in servers else []
+    head = ["scenario"] + servers + [f"{SUBJECT}/{p}" for p in peers]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in names:
+        entry = table[name]
+        primary = METRICS[entry["kind"]][0][0]
+        # Secondary metrics some scenarios lack (bulk MB/s for rr) are left out;
+        # the primary row always shows, so failures and n/a stay visible.
+        if key != primary and not any(key in s for s in entry["servers"].values()):
+            continue
+        cells = [name] + [cell(entry["servers"].get(s), key) for s in servers]
+        cells += [fmt(entry["ratios"].get(p, {}).get(key)) for p in peers]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows if len(rows) > 2 else []
+
+
+def section(title, kind, text, table, servers):
+    names = [n for n, e in table.items() if e["kind"] == kind]
+    if not names:
+        return []
+    lines = [f"## {title}", "", text, ""]
+    for key, label, higher in METRICS[kind]:
+        rows = metric_table(table, names, servers, key)
+        if rows:
+            better = "higher" if higher else "lower"
+            lines += [f"**{label}** ({better} is better)", ""] + rows + [""]
+    return lines
+
+
+def idle_section(table, servers, extrapolate):
+    names = [n for n, e in table.items() if e["kind"] == "idle"]
+    if not names:
+        return []
+    lines = ["## Idle tunnels", "",
+             "K tunnels held open to a sink (in a separate process), client addresses "
+             "spread over 127.0.0.2–251, 64 bytes written through each once. RSS is VmRSS "
+             "summed over the proxy's processes (Dante: the main processes and every child; "
+             "pages shared after fork are counted in each). kB per tunnel = (RSS with K "
+             "tunnels − RSS before) / tunnels established. Each idle run uses a freshly "
+             "started proxy. Kernel socket memory is not in RSS.", ""]
+    for key, label, higher in METRICS["idle"]:
+        rows = metric_table(table, names, servers, key)
+        if rows:
+            lines += [f"**{label}** ({'higher' if higher else 'lower'} is better)", ""]
+            lines += rows + [""]
+    return lines + extrapolation(extrapolate)
+
+
+def extrapolation(ext):
+    if not ext:
+        return []
+    lines = ["**Extrapolated proxy memory** (memory before + kB per tunnel × N, medians "
+             "from the largest idle run; a straight line that ignores descriptor limits, "
+             "kernel socket memory and process limits)", "",
+             "| server | from | RSS kB/tunnel | RSS at 100,000 | RSS at 1,000,000 "
+             "| PSS kB/tunnel | PSS at 100,000 | PSS at 1,000,000 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, e in ext.items():
+        cells = [name, e["from"]]
+        for p in ("", "pss_"):
+            if p + "kb_per_tunnel" in e:
+                cells += [fmt(e[p + "kb_per_tunnel"]), f"{fmt(e[p + 'mb_100k'])} MB",
+                          f"{fmt(e[p + 'gb_1m'])} GB"]
+            else:
+                cells += ["–"] * 3
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def failures(raw):
+    """Every failed run, and every run that passed with errors on the way
+    (crr sessions that failed, idle tunnels that did not open)."""
+    lines = []
+    for r in raw:
+        res = r["result"]
+        if "na" in res or "skipped" in res or (res.get("ok") and not res.get("error")):
+            continue
+        what = "failed" if not res.get("ok") else "passed with errors"
+        lines.append(f"- rep {r['rep'] + 1}, {r['scenario']}, {r['server']}, {what}: "
+                     f"{res.get('error', 'unknown error')}")
+    return ["## Failed runs and errors", ""] + (lines or ["None."]) + [""]
+
+
+def header(meta):
+    lines = ["# socks5d benchmarks", ""]
+    if meta["quick"]:
+        lines += ["> **QUICK RUN** (`bench/run.py --quick`): one repetition with short "
+                  "durations, for development only. Do not quote these numbers; run "
+                  "`make bench` for the real table.", ""]
+    lines += [f"- Date: {meta['date']}",
+              f"- Machine: {meta['nproc']} CPUs, {meta['cpu_model']}, kernel {meta['kernel']}",
+              f"- Repetitions: {meta['reps']} per scenario and server, servers alternating; "
+              f"each cell is median (min–max)",
+              f"- Durations: {meta['timing']['tput_s']} s per throughput run, "
+              f"{meta['timing']['other_s']} s per other run, after "
+              f"{meta['timing']['warmup_s']} s unmeasured warm-up",
+              f"- Whole run: {meta['elapsed_s']:.0f} s; load average (1/5/15 min) "
+              f"{meta['loadavg_start']} at the start, {meta['loadavg_end']} at the end "
+              "(anything else running on the machine widens the min–max ranges)",
+              "- Everything runs on loopback on this one machine: the load generator "
+              "(bench/loadgen) and its targets compete with the proxy for the same CPUs, "
+              "so `direct` is the ceiling, not a network.",
+              "- Ratios are socks5d / peer on the medians of this run; for latency, CPU and "
+              "memory a ratio below 1 favours socks5d.", ""]
+    lines += ["## Servers", ""]
+    for name, note in meta["servers"].items():
+        lines.append(f"- **{name}** ({meta['versions'].get(name, '')}): {note}")
+    lines += ["", "Reproduce: `make bench` (full) or "
+              "`/usr/bin/python3 bench/run.py --quick --servers socks5d,microsocks`.", ""]
+    return lines
+
+
+def markdown(meta, table, raw, extrapolate):
+    servers = list(meta["servers"])
+    lines = header(meta)
+    for title, kind, text in SECTIONS:
+        lines += section(title, kind, text, table, servers)
+    lines += idle_section(table, servers, extrapolate)
+    lines += failures(raw)
+    lines += ["![throughput and sessions per second](benchmarks.png)", ""]
+    return "\n".join(lines)
+
+
+def write(paths, meta, table, raw, extrapolate):
+    with open(paths["md"], "w") as f:
+        f.write(markdown(meta, table, raw, extrapolate))
+    with open(paths["json"], "w") as f:
+        json.dump({"meta": meta, "summary": table, "extrapolation": extrapolate, "runs": raw},
+                  f, indent=1)
+        f.write("\n")

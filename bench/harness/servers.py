@@ -1,0 +1,178 @@
+"""The proxies under test: how to start each on a loopback port, and stop it."""
+import os
+import random
+import signal
+import socket
+import subprocess
+import time
+import warnings
+
+from . import procstat
+
+USER, PASSWORD = "bench", "benchpw"
+START_TIMEOUT_S = 5.0
+STOP_TIMEOUT_S = 12.0  # socks5d drains for up to --shutdown-grace (10 s)
+
+
+class ServerError(Exception):
+    """A server could not be started."""
+
+
+class Spec:
+    """A server under test. features: what it supports beyond CONNECT."""
+
+    def __init__(self, name, features, note):
+        self.name = name
+        self.features = features
+        self.note = note
+
+    @property
+    def direct(self):
+        return self.name == "direct"
+
+
+SPECS = {
+    "direct": Spec("direct", {"udp"}, "no proxy: the loopback limit of the load generator"),
+    "socks5d": Spec("socks5d", {"auth", "domain", "udp", "idle"}, "bin/socks5d -w 2 -q"),
+    "microsocks": Spec("microsocks", {"auth", "domain", "idle"},
+                       "Debian microsocks, one thread per connection; no UDP; it logs "
+                       "every connection to stderr and has no option to stop (the log goes "
+                       "to a file in bench/out)"),
+    "dante": Spec("dante", {"domain", "udp", "idle"},
+                  "Debian dante-server, danted -N 2 (two main processes that fork "
+                  "negotiate/request/io children as needed); auth needs system users: n/a"),
+}
+
+
+def ephemeral_low():
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        return int(f.read().split()[0])
+
+
+def free_port():
+    """A loopback port that is free right now, picked at random below the
+    ephemeral range: after crr runs, TIME_WAIT sockets of the proxies'
+    outgoing connections hold most ephemeral ports of 127.0.0.1."""
+    hi = ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(10000, hi) if hi > 11000 else 0
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise ServerError("no free loopback port")
+
+
+def users_file(root, out):
+    """Write the socks5d users file: from `socks5d passwd` when it works,
+    else a SHA-512 crypt hash, which the same crypt(3) accepts."""
+    path = os.path.join(out, "users")
+    line = ""
+    try:
+        r = subprocess.run([os.path.join(root, "bin/socks5d"), "passwd", USER],
+                           input=PASSWORD + "\n", capture_output=True, text=True, timeout=10)
+        if r.returncode == 0 and r.stdout.startswith(USER + ":"):
+            line = r.stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    if not line:
+        # Imported only here: crypt is deprecated (gone in Python 3.13) and
+        # needed only while `socks5d passwd` is missing.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt
+            line = f"{USER}:{crypt.crypt(PASSWORD, crypt.mksalt(crypt.METHOD_SHA512))}"
+    with open(path, "w") as f:
+        f.write(line + "\n")
+    return path
+
+
+def command(name, port, auth, root, out):
+    """argv for server name on port, with or without user/password auth."""
+    if name == "socks5d":
+        argv = [os.path.join(root, "bin/socks5d"), "-l", f"127.0.0.1:{port}", "-w", "2", "-q"]
+        if auth:
+            argv += ["--auth", "userpass", "--users", users_file(root, out)]
+        return argv
+    if name == "microsocks":
+        argv = ["microsocks", "-i", "127.0.0.1", "-p", str(port)]
+        return argv + (["-u", USER, "-P", PASSWORD] if auth else [])
+    if name == "dante":
+        return ["/usr/sbin/danted", "-f", dante_config(port, root, out), "-N", "2"]
+    raise ValueError(f"unknown server {name}")
+
+
+def dante_config(port, root, out):
+    """bench/danted.conf.in with the port filled in, written to out/."""
+    with open(os.path.join(root, "bench/danted.conf.in")) as f:
+        text = f.read().replace("@PORT@", str(port))
+    path = os.path.join(out, f"danted-{port}.conf")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def wait_listening(proc, port):
+    """Until the port accepts connections, at most START_TIMEOUT_S."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServerError(f"exited with status {proc.returncode} at start")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise ServerError(f"not listening on port {port} after {START_TIMEOUT_S} s")
+
+
+class Running:
+    """A started server process; stop() ends it and every process it forked."""
+
+    def __init__(self, name, auth, root, out):
+        self.name, self.auth = name, auth
+        self.port = free_port()
+        argv = command(name, self.port, auth, root, out)
+        tag = "-auth" if auth else ""
+        self.log_path = os.path.join(out, f"{name}{tag}-{self.port}.log")
+        with open(self.log_path, "w") as log:
+            try:
+                self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                             stderr=subprocess.STDOUT)
+            except OSError as e:
+                raise ServerError(f"cannot run {argv[0]}: {e.strerror}") from e
+        try:
+            wait_listening(self.proc, self.port)
+        except ServerError:
+            self.stop()
+            raise
+        self.pid = self.proc.pid
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self):
+        """SIGTERM, then SIGKILL after STOP_TIMEOUT_S; descendants left
+        behind (Dante's children) are killed by their PIDs."""
+        family = procstat.tree(self.proc.pid) if self.alive() else []
+        if self.alive():
+            self.proc.terminate()
+            try:
+                self.proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(STOP_TIMEOUT_S)
+        for pid in family[1:]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def log_tail(self, lines=5):
+        try:
+            with open(self.log_path) as f:
+                return " | ".join(f.read().strip().splitlines()[-lines:])
+        except OSError:
+            return ""
