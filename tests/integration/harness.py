@@ -109,45 +109,39 @@ def proxy_env():
 
 class NetNS:
     """A private network namespace holding only an up loopback interface.
-    Nothing sent inside it can leave the machine. Sockets for it are created
-    by a thread that joined the namespace (a socket keeps the namespace it
-    was created in, whichever thread uses it later)."""
-
-    _ids = itertools.count()
+    Nothing sent inside it can leave the machine. It is held open by a
+    sleeping child made with `unshare --net` (no mount needed, so it works in
+    a chroot too); processes join it with nsenter and sockets for it are made
+    by a thread that joined it (a socket keeps the namespace it was created
+    in, whichever thread uses it later)."""
 
     def __init__(self):
-        self._remove_stale()
-        self.name = f"s5dtest-{os.getpid()}-{next(self._ids)}"
-        subprocess.run(["ip", "netns", "add", self.name], check=True, capture_output=True)
+        self.holder = subprocess.Popen(["unshare", "--net", "sleep", "infinity"])
+        self.path = f"/proc/{self.holder.pid}/ns/net"
         try:
-            subprocess.run(["ip", "-n", self.name, "link", "set", "lo", "up"], check=True,
+            wait_until(self._entered, scaled(5), what="the namespace holder to start")
+            subprocess.run(self.exec_prefix + ["ip", "link", "set", "lo", "up"], check=True,
                            capture_output=True)
         except Exception:
             self.close()
             raise
 
-    @staticmethod
-    def _remove_stale():
-        """Deletes namespaces left by test runs that died (named after their pid)."""
+    def _entered(self):
         try:
-            names = os.listdir("/run/netns")
+            return os.readlink(self.path) != os.readlink("/proc/self/ns/net")
         except OSError:
-            return
-        for n in names:
-            m = re.fullmatch(r"s5dtest-(\d+)-\d+", n)
-            if m and not os.path.exists(f"/proc/{m.group(1)}"):
-                subprocess.run(["ip", "netns", "del", n], capture_output=True)
+            return False
 
     @property
     def exec_prefix(self):
-        return ["ip", "netns", "exec", self.name]
+        return ["nsenter", f"--net={self.path}"]
 
     def socket(self, family=socket.AF_INET):
         out = {}
 
         def run():
             libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
+            fd = os.open(self.path, os.O_RDONLY)
             try:
                 if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
                     out["err"] = OSError(ctypes.get_errno(), "setns")
@@ -164,7 +158,8 @@ class NetNS:
         return out["sock"]
 
     def close(self):
-        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+        self.holder.kill()
+        self.holder.wait()
 
 
 # --------------------------------------------------------------------------
