@@ -10,7 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define CHUNK 65536
+#define CHUNK (512 * 1024)
 /* Calls per wakeup, so that one stream cannot starve the others. */
 #define BURST 16
 

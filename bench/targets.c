@@ -10,7 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define CHUNK 65536
+#define CHUNK (512 * 1024)
 /* Per-wakeup cap on read/write calls so one busy socket cannot starve the
  * others sharing the thread. */
 #define BURST 16

@@ -44,6 +44,8 @@ struct relay_pipe *bufpool_get_pipe(struct bufpool *p);
 /* Takes back a pipe; one still holding bytes (`dirty`) is closed. */
 void bufpool_put_pipe(struct bufpool *p, struct relay_pipe *pipe, int dirty);
 
+#ifndef BUFPOOL_PIPE_SIZE
 #define BUFPOOL_PIPE_SIZE (256 * 1024)
+#endif
 
 #endif

@@ -670,6 +670,35 @@ TEST(cancel_prevents_the_callback_and_frees_the_job)
     harness_free(&h);
 }
 
+TEST(same_credentials_in_flight_share_one_verification)
+{
+    /* One pool thread runs works in order: three requests with the same
+     * credentials, then another user's. If the three were hashed apart, the
+     * marker's answer would be the fourth mail, not the second. */
+    struct harness h;
+    struct verify_rec r[3], marker = {0};
+    struct auth_job *j[3];
+    harness_init(&h, 1);
+    memset(r, 0, sizeof r);
+    for (int i = 0; i < 3; i++) {
+        j[i] = auth_verify(h.users, alg_user[0], alg_pass[0], h.cache, &h.mb, on_verified, &r[i]);
+        assert_non_null(j[i]);
+    }
+    assert_ptr_not_equal(j[0], j[1]);
+    auth_cancel(j[1]); /* one waiter leaves: the others still hear */
+    assert_non_null(
+        auth_verify(h.users, alg_user[1], alg_pass[1], h.cache, &h.mb, on_verified, &marker));
+    wait_mail(&h.mb, 2);
+    drain(&h);
+    assert_int_equal(marker.calls, 1);
+    assert_int_equal(r[0].calls, 1);
+    assert_int_equal(r[0].ok, 1);
+    assert_int_equal(r[1].calls, 0);
+    assert_int_equal(r[2].calls, 1);
+    assert_int_equal(r[2].ok, 1);
+    harness_free(&h);
+}
+
 TEST(cancel_after_the_result_is_queued_still_drops_it)
 {
     /* The owner goes away while the answer sits in the mailbox. */
@@ -719,6 +748,7 @@ int main(void)
         cmocka_unit_test(verify_maximum_length_credentials),
         cmocka_unit_test(cancel_prevents_the_callback_and_frees_the_job),
         cmocka_unit_test(cancel_after_the_result_is_queued_still_drops_it),
+        cmocka_unit_test(same_credentials_in_flight_share_one_verification),
 
         cmocka_unit_test(cache_takes_inputs_longer_than_rfc1929_without_overflow_or_collision),
     };
