@@ -1,5 +1,6 @@
 """docs/benchmarks.md and docs/benchmarks.json from the summaries."""
 import json
+import os
 
 from .summary import METRICS, SUBJECT
 
@@ -169,7 +170,19 @@ def markdown(meta, table, raw, extrapolate):
     lines += idle_section(table, servers, extrapolate)
     lines += failures(raw)
     lines += ["![throughput and sessions per second](benchmarks.png)", ""]
+    lines += analysis()
     return "\n".join(lines)
+
+
+def analysis():
+    """The hand-written reading of the figures (bench/analysis.md): what the
+    targets are, which are met, and what limits the others."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "analysis.md")
+    try:
+        with open(path) as f:
+            return [f.read()]
+    except FileNotFoundError:
+        return []
 
 
 def write(paths, meta, table, raw, extrapolate):
