@@ -10,7 +10,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* Bulk sink and source move big chunks (few syscalls, so `direct` shows
+ * the loopback ceiling); an echo connection keeps a small buffer of its own,
+ * which crr allocates per connection. */
 #define CHUNK (512 * 1024)
+#define ECHO_CHUNK 65536
 /* Per-wakeup cap on read/write calls so one busy socket cannot starve the
  * others sharing the thread. */
 #define BURST 16
@@ -20,7 +24,7 @@ struct tconn {
     struct target *t;
     struct tconn *prev, *next;
     size_t pend_off, pend_len; /* echo: bytes read but not yet sent back */
-    char buf[];                /* echo only: CHUNK bytes */
+    char buf[];                /* echo only: ECHO_CHUNK bytes */
 };
 
 static void note_err(struct target *t, const char *what, int err)
@@ -87,7 +91,7 @@ static void on_echo(struct tconn *c)
             c->pend_off += (size_t)n;
             continue;
         }
-        n = recv(c->h.fd, c->buf, CHUNK, 0);
+        n = recv(c->h.fd, c->buf, ECHO_CHUNK, 0);
         if (n < 0 && errno == EAGAIN)
             break;
         if (n <= 0) {
@@ -123,7 +127,7 @@ static void add_conn(struct target *t, int fd)
 {
     /* Only echo keeps per-connection data; sink and source share the
      * thread's scratch buffer, so 9,000 idle connections stay small. */
-    struct tconn *c = calloc(1, sizeof(*c) + (t->kind == TARGET_ECHO ? CHUNK : 0));
+    struct tconn *c = calloc(1, sizeof(*c) + (t->kind == TARGET_ECHO ? ECHO_CHUNK : 0));
     uint32_t ev = t->kind == TARGET_SOURCE ? EPOLLOUT : EPOLLIN;
     if (!c) {
         note_err(t, "allocating a connection", ENOMEM);

@@ -160,7 +160,8 @@ void config_usage(FILE *out)
             "      --open-proxy            allow a non-loopback listener without auth\n"
             "      --user NAME             drop privileges to NAME after binding\n"
             "      --allow-root            allow running as root beyond loopback\n"
-            "      --metrics ADDR:PORT     Prometheus /metrics and /healthz endpoint\n"
+            "      --metrics [ADDR:]PORT   Prometheus /metrics and /healthz endpoint\n"
+            "                              (a bare port listens on 127.0.0.1)\n"
             "      --log-level LEVEL       error, warn, info (default), debug\n"
             "      --error-log stderr|syslog|FILE\n"
             "      --access-log off|stderr|syslog|FILE\n"
@@ -507,8 +508,15 @@ static int apply(struct config *c, int opt, const char *arg, struct origin *o, c
             memset(&c->metrics, 0, sizeof c->metrics);
             return 0;
         }
+        /* A bare port listens on loopback: metrics stay local unless asked. */
+        if (strspn(arg, "0123456789") == strlen(arg)) {
+            char local[32];
+            snprintf(local, sizeof local, "127.0.0.1:%s", arg);
+            if (addr_parse(local, &c->metrics) == 0)
+                return 0;
+        }
         if (addr_parse(arg, &c->metrics) < 0)
-            return snprintf(err, errlen, "'%s': expected IPv4:PORT or [IPv6]:PORT, or off", arg), -1;
+            return snprintf(err, errlen, "'%s': expected PORT (on 127.0.0.1), IPv4:PORT, [IPv6]:PORT or off", arg), -1;
         return 0;
     case O_RULE:
         if (!o->file && !o->cli_rules) {

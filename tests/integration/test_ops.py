@@ -784,8 +784,7 @@ def test_make_install_and_uninstall(tmp_path, socks5d_bin):
     assert r.returncode == 0, r.stdout + r.stderr
     expected = ["usr/sbin/socks5d", "usr/share/man/man8/socks5d.8",
                 "usr/share/man/man5/socks5d.conf.5", "usr/lib/systemd/system/socks5d.service"]
-    if (REPO / "docs" / "socks5d.conf.example").exists():
-        expected.append("etc/socks5d/socks5d.conf.example")
+    expected += ["etc/socks5d/socks5d.conf.example", "etc/socks5d/socks5d.conf"]
     for rel in expected:
         assert (dest / rel).is_file(), f"make install did not install {rel}"
     sbin = dest / "usr/sbin/socks5d"
