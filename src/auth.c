@@ -116,8 +116,7 @@ static int users_line(struct users *u, size_t *cap, char *line, const char *path
     return 0;
 }
 
-struct users *users_parse(const char *text, size_t len, const char *path, char *err,
-                          size_t errlen)
+struct users *users_parse(const char *text, size_t len, const char *path, char *err, size_t errlen)
 {
     struct users *u = calloc(1, sizeof *u);
     size_t cap = 0, off = 0;
@@ -218,7 +217,7 @@ void auth_wipe(void *p, size_t n)
  * runs wait on it instead of queueing their own (64 clients starting at once
  * with one account would otherwise cost 64 slow hashes). */
 struct auth_work {
-    struct mail mail; /* first: posted back to the worker */
+    struct mail mail;                /* first: posted back to the worker */
     struct auth_work *next;          /* pool queue */
     struct auth_work *next_inflight; /* the worker's works in flight */
     struct mailbox *reply_to;
@@ -409,8 +408,8 @@ static void submit(struct auth_work *j)
 }
 
 struct auth_job *auth_verify(const struct users *users, const char *user, const char *pass,
-                             struct auth_cache *cache, struct mailbox *reply_to,
-                             auth_done_fn done, void *owner)
+                             struct auth_cache *cache, struct mailbox *reply_to, auth_done_fn done,
+                             void *owner)
 {
     struct auth_job *w = calloc(1, sizeof *w);
     struct auth_work *j = NULL;
@@ -561,7 +560,8 @@ int auth_passwd_main(const char *name)
     struct crypt_data cd;
     size_t nlen = strlen(name);
     if (nlen == 0 || nlen > 255 || strchr(name, ':') || strpbrk(name, " \t\r\n#")) {
-        fprintf(stderr, "socks5d passwd: user name must be 1..255 bytes without ':', '#' or spaces\n");
+        fprintf(stderr,
+                "socks5d passwd: user name must be 1..255 bytes without ':', '#' or spaces\n");
         return 2;
     }
     if (read_password(pass, sizeof pass) < 0 || pass[0] == '\0' || strlen(pass) > 255) {

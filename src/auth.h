@@ -14,8 +14,7 @@ struct users;
  * with "path:line: reason" in err on any error. */
 struct users *users_load(const char *path, char *err, size_t errlen);
 /* Parses a users file already in memory; `path` is only used in messages. */
-struct users *users_parse(const char *text, size_t len, const char *path, char *err,
-                          size_t errlen);
+struct users *users_parse(const char *text, size_t len, const char *path, char *err, size_t errlen);
 void users_free(struct users *u);
 size_t users_count(const struct users *u);
 /* The stored hash for name, or NULL. */
@@ -33,13 +32,13 @@ typedef void (*auth_done_fn)(void *owner, int ok);
 
 /* Verifies user/pass against `users` on a pool thread and calls done(owner)
  * through `reply_to`. A request for the same user and password as one still
- * in flight on this cache waits for that one instead of hashing again. Unknown users are verified against a stand-in hash, so
- * they take the same path and about the same time as a wrong password. A
- * success is remembered in `cache` (owned by the receiving worker).
- * Returns the pending job (for auth_cancel) or NULL on allocation failure. */
+ * in flight on this cache waits for that one instead of hashing again. Unknown users are verified
+ * against a stand-in hash, so they take the same path and about the same time as a wrong password.
+ * A success is remembered in `cache` (owned by the receiving worker). Returns the pending job (for
+ * auth_cancel) or NULL on allocation failure. */
 struct auth_job *auth_verify(const struct users *users, const char *user, const char *pass,
-                             struct auth_cache *cache, struct mailbox *reply_to,
-                             auth_done_fn done, void *owner);
+                             struct auth_cache *cache, struct mailbox *reply_to, auth_done_fn done,
+                             void *owner);
 /* The owner is going away: the result will be dropped. */
 void auth_cancel(struct auth_job *job);
 

@@ -121,57 +121,57 @@ static const struct option long_opts[] = {
 
 void config_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: socks5d [options]\n"
-            "       socks5d passwd NAME   (reads a password on stdin, prints a users-file line)\n"
-            "\n"
-            "  -c, --config FILE           config file (default " CONFIG_DEFAULT_PATH
-            " if it exists)\n"
-            "  -t, --check                 check the configuration and the files it names, then exit\n"
-            "  -l, --listen ADDR:PORT      listen address, repeatable; IPv6 as [::1]:1080\n"
-            "                              (default 127.0.0.1:1080)\n"
-            "  -w, --workers N|auto        worker threads (default: one per CPU)\n"
-            "      --auth LIST             methods in preference order: none, userpass\n"
-            "                              (default: none, or userpass with --users)\n"
-            "      --users FILE            users file: name:crypt-hash per line\n"
-            "      --rule 'RULE'           access rule, repeatable (see socks5d.conf(5))\n"
-            "      --timeout-handshake T   greeting to request (default 10s)\n"
-            "      --timeout-connect T     resolve and connect (default 10s)\n"
-            "      --timeout-idle T        relay without traffic (default 5m)\n"
-            "      --timeout-bind T        BIND waiting for its peer (default 60s)\n"
-            "      --timeout-udp T         UDP association without datagrams (default 2m)\n"
-            "      --shutdown-grace T      drain time on SIGTERM/SIGINT (default 10s)\n"
-            "      --drain-delay T         on SIGTERM, /healthz fails this long before the\n"
-            "                              listeners close (default 0: at once)\n"
-            "      --max-sessions N        concurrent sessions (default: from the fd limit)\n"
-            "      --max-sessions-per-ip N, --max-sessions-per-user N\n"
-            "      --max-handshakes N      sessions allowed in the handshake at once\n"
-            "      --auth-fail-limit K     failed logins per IP before a cooldown (default 10)\n"
-            "      --auth-fail-window T    ...counted over this window (default 1m)\n"
-            "      --auth-fail-cooldown T  ...refused for this long (default 5m)\n"
-            "      --auth-cache-ttl T      remember verified passwords (default 5m, 0: off)\n"
-            "      --rate-limit 'USER RATE' per-user bytes/s each way, e.g. 'alice 10M'\n"
-            "      --no-bind, --no-udp     refuse BIND / UDP ASSOCIATE (REP 2)\n"
-            "      --udp-ports LO-HI       UDP relay ports (default: ephemeral)\n"
-            "      --udp-full-cone         let any host answer through a UDP association\n"
-            "      --advertise ADDR        address to put in BIND and UDP replies\n"
-            "      --proxy-protocol        expect a PROXY v1/v2 header on every listener\n"
-            "      --proxy-protocol-from CIDR[,CIDR...]  trusted PROXY header senders\n"
-            "      --open-proxy            allow a non-loopback listener without auth\n"
-            "      --user NAME             drop privileges to NAME after binding\n"
-            "      --allow-root            allow running as root beyond loopback\n"
-            "      --metrics [ADDR:]PORT   Prometheus /metrics and /healthz endpoint\n"
-            "                              (a bare port listens on 127.0.0.1)\n"
-            "      --log-level LEVEL       error, warn, info (default), debug\n"
-            "      --error-log stderr|syslog|FILE\n"
-            "      --access-log off|stderr|syslog|FILE\n"
-            "      --access-log-format logfmt|json\n"
-            "  -v, --verbose               debug logging\n"
-            "  -q, --quiet                 no access log, warnings and errors only\n"
-            "      --version               print the version\n"
-            "  -h, --help                  this text\n"
-            "\n"
-            "Times are seconds, or take a unit: 500ms, 10s, 5m, 1h. Rates take k, M, G.\n");
+    fprintf(
+        out,
+        "usage: socks5d [options]\n"
+        "       socks5d passwd NAME   (reads a password on stdin, prints a users-file line)\n"
+        "\n"
+        "  -c, --config FILE           config file (default " CONFIG_DEFAULT_PATH " if it exists)\n"
+        "  -t, --check                 check the configuration and the files it names, then exit\n"
+        "  -l, --listen ADDR:PORT      listen address, repeatable; IPv6 as [::1]:1080\n"
+        "                              (default 127.0.0.1:1080)\n"
+        "  -w, --workers N|auto        worker threads (default: one per CPU)\n"
+        "      --auth LIST             methods in preference order: none, userpass\n"
+        "                              (default: none, or userpass with --users)\n"
+        "      --users FILE            users file: name:crypt-hash per line\n"
+        "      --rule 'RULE'           access rule, repeatable (see socks5d.conf(5))\n"
+        "      --timeout-handshake T   greeting to request (default 10s)\n"
+        "      --timeout-connect T     resolve and connect (default 10s)\n"
+        "      --timeout-idle T        relay without traffic (default 5m)\n"
+        "      --timeout-bind T        BIND waiting for its peer (default 60s)\n"
+        "      --timeout-udp T         UDP association without datagrams (default 2m)\n"
+        "      --shutdown-grace T      drain time on SIGTERM/SIGINT (default 10s)\n"
+        "      --drain-delay T         on SIGTERM, /healthz fails this long before the\n"
+        "                              listeners close (default 0: at once)\n"
+        "      --max-sessions N        concurrent sessions (default: from the fd limit)\n"
+        "      --max-sessions-per-ip N, --max-sessions-per-user N\n"
+        "      --max-handshakes N      sessions allowed in the handshake at once\n"
+        "      --auth-fail-limit K     failed logins per IP before a cooldown (default 10)\n"
+        "      --auth-fail-window T    ...counted over this window (default 1m)\n"
+        "      --auth-fail-cooldown T  ...refused for this long (default 5m)\n"
+        "      --auth-cache-ttl T      remember verified passwords (default 5m, 0: off)\n"
+        "      --rate-limit 'USER RATE' per-user bytes/s each way, e.g. 'alice 10M'\n"
+        "      --no-bind, --no-udp     refuse BIND / UDP ASSOCIATE (REP 2)\n"
+        "      --udp-ports LO-HI       UDP relay ports (default: ephemeral)\n"
+        "      --udp-full-cone         let any host answer through a UDP association\n"
+        "      --advertise ADDR        address to put in BIND and UDP replies\n"
+        "      --proxy-protocol        expect a PROXY v1/v2 header on every listener\n"
+        "      --proxy-protocol-from CIDR[,CIDR...]  trusted PROXY header senders\n"
+        "      --open-proxy            allow a non-loopback listener without auth\n"
+        "      --user NAME             drop privileges to NAME after binding\n"
+        "      --allow-root            allow running as root beyond loopback\n"
+        "      --metrics [ADDR:]PORT   Prometheus /metrics and /healthz endpoint\n"
+        "                              (a bare port listens on 127.0.0.1)\n"
+        "      --log-level LEVEL       error, warn, info (default), debug\n"
+        "      --error-log stderr|syslog|FILE\n"
+        "      --access-log off|stderr|syslog|FILE\n"
+        "      --access-log-format logfmt|json\n"
+        "  -v, --verbose               debug logging\n"
+        "  -q, --quiet                 no access log, warnings and errors only\n"
+        "      --version               print the version\n"
+        "  -h, --help                  this text\n"
+        "\n"
+        "Times are seconds, or take a unit: 500ms, 10s, 5m, 1h. Rates take k, M, G.\n");
 }
 
 /* ---------------- value parsers ---------------- */
@@ -212,10 +212,20 @@ static int parse_size(const char *s, uint64_t *out)
         return -1;
     if (*end && end[1] == '\0') {
         switch (*end) {
-        case 'k': case 'K': mult = 1ULL << 10; break;
-        case 'm': case 'M': mult = 1ULL << 20; break;
-        case 'g': case 'G': mult = 1ULL << 30; break;
-        default: return -1;
+        case 'k':
+        case 'K':
+            mult = 1ULL << 10;
+            break;
+        case 'm':
+        case 'M':
+            mult = 1ULL << 20;
+            break;
+        case 'g':
+        case 'G':
+            mult = 1ULL << 30;
+            break;
+        default:
+            return -1;
         }
     } else if (*end) {
         return -1;
@@ -300,8 +310,8 @@ static int parse_sink(const char *s, int allow_off, int *sink, char **path)
 struct origin {
     const char *file; /* NULL: the command line */
     int line;
-    int column;      /* of the value: where most errors are */
-    int name_column; /* of the directive's name */
+    int column;                /* of the value: where most errors are */
+    int name_column;           /* of the directive's name */
     int cli_listen, cli_rules; /* the command line replaced these lists */
 };
 
@@ -411,28 +421,44 @@ static int set_pp_from(struct config *c, const char *arg, char *err, size_t errl
 static uint32_t *duration_field(struct config *c, int opt)
 {
     switch (opt) {
-    case O_T_HANDSHAKE: return &c->timeout_handshake_ms;
-    case O_T_CONNECT: return &c->timeout_connect_ms;
-    case O_T_IDLE: return &c->timeout_idle_ms;
-    case O_T_BIND: return &c->timeout_bind_ms;
-    case O_T_UDP: return &c->timeout_udp_ms;
-    case O_GRACE: return &c->shutdown_grace_ms;
-    case O_DRAIN_DELAY: return &c->drain_delay_ms;
-    case O_AUTH_CACHE_TTL: return &c->auth_cache_ttl_ms;
-    case O_AUTH_FAIL_WINDOW: return &c->auth_fail_window_ms;
-    case O_AUTH_FAIL_COOLDOWN: return &c->auth_fail_cooldown_ms;
-    default: return NULL;
+    case O_T_HANDSHAKE:
+        return &c->timeout_handshake_ms;
+    case O_T_CONNECT:
+        return &c->timeout_connect_ms;
+    case O_T_IDLE:
+        return &c->timeout_idle_ms;
+    case O_T_BIND:
+        return &c->timeout_bind_ms;
+    case O_T_UDP:
+        return &c->timeout_udp_ms;
+    case O_GRACE:
+        return &c->shutdown_grace_ms;
+    case O_DRAIN_DELAY:
+        return &c->drain_delay_ms;
+    case O_AUTH_CACHE_TTL:
+        return &c->auth_cache_ttl_ms;
+    case O_AUTH_FAIL_WINDOW:
+        return &c->auth_fail_window_ms;
+    case O_AUTH_FAIL_COOLDOWN:
+        return &c->auth_fail_cooldown_ms;
+    default:
+        return NULL;
     }
 }
 
 static uint32_t *count_field(struct config *c, int opt)
 {
     switch (opt) {
-    case O_MAX_PER_IP: return &c->max_per_ip;
-    case O_MAX_PER_USER: return &c->max_per_user;
-    case O_MAX_HANDSHAKES: return &c->max_handshakes;
-    case O_AUTH_FAIL_LIMIT: return &c->auth_fail_limit;
-    default: return NULL;
+    case O_MAX_PER_IP:
+        return &c->max_per_ip;
+    case O_MAX_PER_USER:
+        return &c->max_per_user;
+    case O_MAX_HANDSHAKES:
+        return &c->max_handshakes;
+    case O_AUTH_FAIL_LIMIT:
+        return &c->auth_fail_limit;
+    default:
+        return NULL;
     }
 }
 
@@ -451,7 +477,9 @@ static int apply(struct config *c, int opt, const char *arg, struct origin *o, c
     uint32_t *ms = duration_field(c, opt), *count = count_field(c, opt);
     if (ms) {
         if (parse_duration(arg, ms) < 0)
-            return snprintf(err, errlen, "'%s': expected a duration such as 30, 30s, 500ms, 5m", arg), -1;
+            return snprintf(err, errlen, "'%s': expected a duration such as 30, 30s, 500ms, 5m",
+                            arg),
+                   -1;
         if (*ms == 0 && opt != O_AUTH_CACHE_TTL && opt != O_DRAIN_DELAY)
             return snprintf(err, errlen, "must be greater than zero"), -1;
         return 0;
@@ -479,7 +507,9 @@ static int apply(struct config *c, int opt, const char *arg, struct origin *o, c
         return 0;
     case O_AUTH:
         if (parse_methods(c, arg) < 0)
-            return snprintf(err, errlen, "'%s': expected none, userpass, or both in preference order", arg), -1;
+            return snprintf(err, errlen,
+                            "'%s': expected none, userpass, or both in preference order", arg),
+                   -1;
         return 0;
     case O_USERS:
         return set_string(&c->users_path, arg);
@@ -488,16 +518,22 @@ static int apply(struct config *c, int opt, const char *arg, struct origin *o, c
             return snprintf(err, errlen, "'%s': expected a positive number", arg), -1;
         c->max_sessions = v;
         return 0;
-    case O_OPEN_PROXY: return set_flag(&c->open_proxy, arg);
-    case O_NO_BIND: return set_flag(&c->no_bind, arg);
-    case O_NO_UDP: return set_flag(&c->no_udp, arg);
-    case O_UDP_FULL_CONE: return set_flag(&c->udp_full_cone, arg);
-    case O_ALLOW_ROOT: return set_flag(&c->allow_root, arg);
+    case O_OPEN_PROXY:
+        return set_flag(&c->open_proxy, arg);
+    case O_NO_BIND:
+        return set_flag(&c->no_bind, arg);
+    case O_NO_UDP:
+        return set_flag(&c->no_udp, arg);
+    case O_UDP_FULL_CONE:
+        return set_flag(&c->udp_full_cone, arg);
+    case O_ALLOW_ROOT:
+        return set_flag(&c->allow_root, arg);
     case O_PROXY_PROTOCOL:
         return set_flag(&c->proxy_protocol_all, arg);
     case O_UDP_PORTS:
         if (parse_port_range(arg, &c->udp_port_lo, &c->udp_port_hi) < 0)
-            return snprintf(err, errlen, "'%s': expected LO-HI with 1 <= LO <= HI <= 65535", arg), -1;
+            return snprintf(err, errlen, "'%s': expected LO-HI with 1 <= LO <= HI <= 65535", arg),
+                   -1;
         return 0;
     case O_ADVERTISE:
         if (parse_host(arg, &c->advertise) < 0)
@@ -516,7 +552,10 @@ static int apply(struct config *c, int opt, const char *arg, struct origin *o, c
                 return 0;
         }
         if (addr_parse(arg, &c->metrics) < 0)
-            return snprintf(err, errlen, "'%s': expected PORT (on 127.0.0.1), IPv4:PORT, [IPv6]:PORT or off", arg), -1;
+            return snprintf(err, errlen,
+                            "'%s': expected PORT (on 127.0.0.1), IPv4:PORT, [IPv6]:PORT or off",
+                            arg),
+                   -1;
         return 0;
     case O_RULE:
         if (!o->file && !o->cli_rules) {
@@ -542,11 +581,15 @@ static int apply(struct config *c, int opt, const char *arg, struct origin *o, c
     }
     case O_ERROR_LOG:
         if (parse_sink(arg, 0, &c->error_sink, &c->error_log_path) < 0)
-            return snprintf(err, errlen, "'%s': expected stderr, syslog or an absolute file path", arg), -1;
+            return snprintf(err, errlen, "'%s': expected stderr, syslog or an absolute file path",
+                            arg),
+                   -1;
         return 0;
     case O_ACCESS_LOG:
         if (parse_sink(arg, 1, &c->access_sink, &c->access_log_path) < 0)
-            return snprintf(err, errlen, "'%s': expected off, stderr, syslog or an absolute file path", arg), -1;
+            return snprintf(err, errlen,
+                            "'%s': expected off, stderr, syslog or an absolute file path", arg),
+                   -1;
         return 0;
     case O_ACCESS_LOG_FORMAT:
         if (strcmp(arg, "json") && strcmp(arg, "logfmt"))
@@ -592,8 +635,8 @@ static void locate_rule_error(struct origin *o, size_t name_len, char *err)
 }
 
 /* "timeout idle 5m" is "timeout-idle 5m"; "allow ..." and "deny ..." are rules. */
-static int apply_directive(struct config *c, char *name, char *value, struct origin *o,
-                           char *err, size_t errlen, int depth)
+static int apply_directive(struct config *c, char *name, char *value, struct origin *o, char *err,
+                           size_t errlen, int depth)
 {
     char joined[64];
     if (strcmp(name, "include") == 0) {
@@ -607,7 +650,8 @@ static int apply_directive(struct config *c, char *name, char *value, struct ori
     }
     if (!strcmp(name, "allow") || !strcmp(name, "deny") || !strcmp(name, "deny-private")) {
         char *rule = join(name, value);
-        int rc = rule ? add_rule(c, rule, o, err, errlen) : (snprintf(err, errlen, "out of memory"), -1);
+        int rc =
+            rule ? add_rule(c, rule, o, err, errlen) : (snprintf(err, errlen, "out of memory"), -1);
         free(rule);
         if (rc < 0)
             locate_rule_error(o, strlen(name), err);
@@ -721,11 +765,11 @@ static void set_defaults(struct config *c)
     c->access_sink = SINK_STDERR;
 }
 
-#define BAD(...)                                                                                  \
-    do {                                                                                          \
-        fprintf(errout, "socks5d: " __VA_ARGS__);                                                 \
-        fputc('\n', errout);                                                                      \
-        return -1;                                                                                \
+#define BAD(...)                                                                                   \
+    do {                                                                                           \
+        fprintf(errout, "socks5d: " __VA_ARGS__);                                                  \
+        fputc('\n', errout);                                                                       \
+        return -1;                                                                                 \
     } while (0)
 
 /* Protected mode: a listener beyond loopback that anyone can use unchecked
@@ -766,7 +810,8 @@ static int validate(struct config *c)
     if (c->nmethods == 0)
         parse_methods(c, c->users_path ? "userpass" : "none");
     if (memchr(c->methods, SOCKS5_METHOD_USERPASS, c->nmethods) && !c->users_path)
-        BAD("auth userpass needs a users file (--users FILE; make lines with `socks5d passwd NAME`)");
+        BAD("auth userpass needs a users file (--users FILE; make lines with `socks5d passwd "
+            "NAME`)");
     if (c->users_path && !(c->users = users_load(c->users_path, err, sizeof err)))
         BAD("users file %s", err);
     if (c->max_per_user && !c->users_path)

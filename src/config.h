@@ -22,7 +22,7 @@ enum log_sink { SINK_OFF = 0, SINK_STDERR, SINK_SYSLOG, SINK_FILE };
 
 struct listen_spec {
     union addr_any addr;
-    uint8_t proxy_protocol; /* a PROXY v1/v2 header precedes the greeting */
+    uint8_t proxy_protocol;   /* a PROXY v1/v2 header precedes the greeting */
     union addr_any advertise; /* family 0: the global advertise, if any */
 };
 
@@ -40,18 +40,18 @@ struct config {
     uint8_t methods[2]; /* server preference order */
     size_t nmethods;
     char *users_path;
-    struct users *users; /* loaded from users_path, NULL if none */
-    struct rules *rules; /* access rules, NULL if none */
+    struct users *users;   /* loaded from users_path, NULL if none */
+    struct rules *rules;   /* access rules, NULL if none */
     struct rules *pp_from; /* trusted PROXY protocol sources, NULL: any */
     uint32_t timeout_handshake_ms, timeout_connect_ms, timeout_idle_ms;
     uint32_t timeout_bind_ms, timeout_udp_ms, shutdown_grace_ms, drain_delay_ms;
     uint32_t auth_cache_ttl_ms;
-    uint64_t max_sessions; /* 0: derived from the fd limit */
+    uint64_t max_sessions;                             /* 0: derived from the fd limit */
     uint32_t max_per_ip, max_per_user, max_handshakes; /* 0: unlimited */
     uint32_t auth_fail_limit, auth_fail_window_ms, auth_fail_cooldown_ms;
     struct rate_limit *rate_limits;
     size_t nrate_limits;
-    int log_level; /* enum log_level */
+    int log_level;               /* enum log_level */
     int error_sink, access_sink; /* enum log_sink */
     char *error_log_path, *access_log_path;
     int access_json;

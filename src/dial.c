@@ -130,8 +130,8 @@ static void on_connect(struct loop_io *io, unsigned events)
         finish(d, NULL, d->last_err);
 }
 
-struct dial *dial_start(struct loop *l, const union addr_any *addrs, size_t n,
-                        uint32_t timeout_ms, dial_fn fn, void *owner, int *err)
+struct dial *dial_start(struct loop *l, const union addr_any *addrs, size_t n, uint32_t timeout_ms,
+                        dial_fn fn, void *owner, int *err)
 {
     struct dial *d = calloc(1, sizeof *d);
     if (!d) {

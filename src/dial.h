@@ -24,8 +24,8 @@ typedef void (*dial_fn)(void *owner, int fd, struct loop_io *io, int err,
 
 /* Starts connecting to addrs[0..n) (n >= 1, at most RESOLVE_MAX_ADDRS).
  * Returns NULL with *err set when every address failed at once. */
-struct dial *dial_start(struct loop *l, const union addr_any *addrs, size_t n,
-                        uint32_t timeout_ms, dial_fn fn, void *owner, int *err);
+struct dial *dial_start(struct loop *l, const union addr_any *addrs, size_t n, uint32_t timeout_ms,
+                        dial_fn fn, void *owner, int *err);
 /* Stops all attempts, closes their sockets and frees d; fn is not called. */
 void dial_cancel(struct dial *d);
 

@@ -14,9 +14,9 @@
 #include "config.h"
 
 struct sink {
-    int fd;              /* owned for life; targets are dup2()ed onto it */
-    atomic_int kind;     /* enum log_sink */
-    char path[4096];     /* for SINK_FILE: reopened on SIGUSR1 (main thread only) */
+    int fd;          /* owned for life; targets are dup2()ed onto it */
+    atomic_int kind; /* enum log_sink */
+    char path[4096]; /* for SINK_FILE: reopened on SIGUSR1 (main thread only) */
 };
 
 static struct sink err_sink = {.fd = STDERR_FILENO, .kind = SINK_STDERR};

@@ -14,9 +14,9 @@ struct loop {
     int epfd;
     uint64_t now;
     struct epoll_event events[LOOP_BATCH];
-    int nevents, cur; /* the batch being dispatched */
+    int nevents, cur;                      /* the batch being dispatched */
     struct loop_defer *deferred, *running; /* queued; being run this round */
-    struct loop_timer **heap; /* 1-based */
+    struct loop_timer **heap;              /* 1-based */
     uint32_t heap_len, heap_cap;
 };
 

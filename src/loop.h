@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 /* The struct that embeds `ptr` as its `member`. */
-#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 struct loop;
 

@@ -113,7 +113,8 @@ static int take_activated(struct server *sv)
         struct listen_spec *sp = &sv->spec[sv->nlisten];
         socklen_t len = sizeof sp->addr;
         int fd = 3 + i;
-        if (getsockname(fd, &sp->addr.sa, &len) < 0 || !(sv->fds[sv->nlisten] = calloc((size_t)sv->nworkers, sizeof(int)))) {
+        if (getsockname(fd, &sp->addr.sa, &len) < 0 ||
+            !(sv->fds[sv->nlisten] = calloc((size_t)sv->nworkers, sizeof(int)))) {
             log_error("LISTEN_FDS: fd %d: %s", fd, strerror(errno));
             return -1;
         }
@@ -132,7 +133,8 @@ static int take_activated(struct server *sv)
     unsetenv("LISTEN_FDS");
     unsetenv("LISTEN_FDNAMES");
     sv->activated = 1;
-    log_info("using %zu listening sockets from systemd; 'listen' settings are ignored", sv->nlisten);
+    log_info("using %zu listening sockets from systemd; 'listen' settings are ignored",
+             sv->nlisten);
     return 0;
 }
 
@@ -213,8 +215,8 @@ static int *kept_fds(const struct server *sv, const struct listen_spec *spec)
 
 /* New listen set: addresses kept keep their sockets, new ones are opened.
  * Returns 0 with spec/fds/n filled, or -1 with nothing changed. */
-static int reconcile(struct server *sv, const struct config *c, struct listen_spec *spec,
-                     int **fds, size_t *n)
+static int reconcile(struct server *sv, const struct config *c, struct listen_spec *spec, int **fds,
+                     size_t *n)
 {
     size_t i;
     for (i = 0; i < c->nlisten; i++) {
@@ -275,7 +277,8 @@ static void reload(struct server *sv)
         return;
     }
     if (!sv->activated && reconcile(sv, c, spec, fds, &n) < 0) {
-        log_error("reload failed: cannot open the new listeners; keeping the running configuration");
+        log_error(
+            "reload failed: cannot open the new listeners; keeping the running configuration");
         config_unref(c);
         notify("READY=1\nSTATUS=reload failed; running the previous configuration");
         metrics_reloaded(0);
@@ -380,8 +383,9 @@ static int run(struct server *sv)
             log_reopen();
         }
         clock_gettime(CLOCK_MONOTONIC, &now);
-        if (drain_at.tv_sec && (now.tv_sec > drain_at.tv_sec ||
-                                (now.tv_sec == drain_at.tv_sec && now.tv_nsec >= drain_at.tv_nsec))) {
+        if (drain_at.tv_sec &&
+            (now.tv_sec > drain_at.tv_sec ||
+             (now.tv_sec == drain_at.tv_sec && now.tv_nsec >= drain_at.tv_nsec))) {
             drain_workers(sv);
             drain_at.tv_sec = 0;
         }

@@ -133,16 +133,18 @@ static void sessions(FILE *f, const struct stats *t)
             uint64_t v = stat_get(&t->sessions[c][r]);
             if (v || (c == 1 && r == 0))
                 fprintf(f, "socks5d_sessions_total{command=\"%s\",rep=\"%s\"} %llu\n", cmds[c],
-                        r == 9 ? "none" : (const char *[]){"0", "1", "2", "3", "4", "5", "6", "7", "8"}[r],
+                        r == 9 ? "none"
+                               : (const char *[]){"0", "1", "2", "3", "4", "5", "6", "7", "8"}[r],
                         (unsigned long long)v);
         }
 }
 
 static void handshakes(FILE *f, const struct stats *t)
 {
-    static const char *const why[HSF_MAX] = {"timeout", "protocol", "no_method", "auth",
-                                             "throttled", "closed", "proxy_protocol"};
-    metric(f, "socks5d_handshake_failures_total", "counter", "Connections that failed before a request was decided.");
+    static const char *const why[HSF_MAX] = {"timeout",   "protocol", "no_method",     "auth",
+                                             "throttled", "closed",   "proxy_protocol"};
+    metric(f, "socks5d_handshake_failures_total", "counter",
+           "Connections that failed before a request was decided.");
     for (int i = 0; i < HSF_MAX; i++)
         fprintf(f, "socks5d_handshake_failures_total{reason=\"%s\"} %llu\n", why[i],
                 (unsigned long long)stat_get(&t->handshake_fail[i]));
@@ -152,8 +154,8 @@ static void pair(FILE *f, const char *name, const char *type, const char *help, 
                  const char *a, uint64_t va, const char *b, uint64_t vb)
 {
     metric(f, name, type, help);
-    fprintf(f, "%s{%s=\"%s\"} %llu\n%s{%s=\"%s\"} %llu\n", name, label, a,
-            (unsigned long long)va, name, label, b, (unsigned long long)vb);
+    fprintf(f, "%s{%s=\"%s\"} %llu\n%s{%s=\"%s\"} %llu\n", name, label, a, (unsigned long long)va,
+            name, label, b, (unsigned long long)vb);
 }
 
 static void single(FILE *f, const char *name, const char *type, const char *help, uint64_t v)
@@ -178,24 +180,33 @@ static char *render(size_t *len)
     single(f, "socks5d_sessions_active", "gauge", "Sessions open now.", stat_get(&t.active));
     sessions(f, &t);
     handshakes(f, &t);
-    single(f, "socks5d_probes_total", "counter", "Connections closed without sending a byte (health checks).", stat_get(&t.probes));
-    pair(f, "socks5d_auth_total", "counter", "Username/password verifications.", "result", "success",
-         stat_get(&t.auth_ok), "failure", stat_get(&t.auth_fail));
-    pair(f, "socks5d_refused_total", "counter", "Requests refused by access rules or session limits.",
-         "reason", "rule", stat_get(&t.refused_rule), "limit", stat_get(&t.refused_limit));
+    single(f, "socks5d_probes_total", "counter",
+           "Connections closed without sending a byte (health checks).", stat_get(&t.probes));
+    pair(f, "socks5d_auth_total", "counter", "Username/password verifications.", "result",
+         "success", stat_get(&t.auth_ok), "failure", stat_get(&t.auth_fail));
+    pair(f, "socks5d_refused_total", "counter",
+         "Requests refused by access rules or session limits.", "reason", "rule",
+         stat_get(&t.refused_rule), "limit", stat_get(&t.refused_limit));
     pair(f, "socks5d_bytes_total", "counter", "Bytes relayed (up: client to target).", "direction",
          "up", stat_get(&t.bytes_up), "down", stat_get(&t.bytes_down));
     pair(f, "socks5d_udp_datagrams_total", "counter", "UDP datagrams relayed.", "direction", "up",
          stat_get(&t.dgrams_up), "down", stat_get(&t.dgrams_down));
-    single(f, "socks5d_udp_datagrams_dropped_total", "counter", "UDP datagrams dropped (foreign source, malformed, fragmented, unsolicited).", stat_get(&t.dgrams_dropped));
+    single(f, "socks5d_udp_datagrams_dropped_total", "counter",
+           "UDP datagrams dropped (foreign source, malformed, fragmented, unsolicited).",
+           stat_get(&t.dgrams_dropped));
     histogram(f, "socks5d_dns_lookup_duration_seconds", "Asynchronous DNS lookups.", &t.dns);
-    single(f, "socks5d_dns_failures_total", "counter", "DNS lookups that found no address.", stat_get(&t.dns_failures));
-    histogram(f, "socks5d_connect_duration_seconds", "Outbound connects, first attempt to success.", &t.connect);
+    single(f, "socks5d_dns_failures_total", "counter", "DNS lookups that found no address.",
+           stat_get(&t.dns_failures));
+    histogram(f, "socks5d_connect_duration_seconds", "Outbound connects, first attempt to success.",
+              &t.connect);
     single(f, "socks5d_open_fds", "gauge", "File descriptors open.", open_fds());
     single(f, "socks5d_max_fds", "gauge", "File descriptor limit.", (uint64_t)rl.rlim_cur);
-    single(f, "socks5d_config_reloads_total", "counter", "Configuration reloads attempted.", atomic_load(&m.reloads));
-    single(f, "socks5d_config_last_reload_success", "gauge", "1 if the last reload succeeded.", (uint64_t)atomic_load(&m.last_reload_ok));
-    single(f, "socks5d_draining", "gauge", "1 while shutting down.", (uint64_t)atomic_load(&m.draining));
+    single(f, "socks5d_config_reloads_total", "counter", "Configuration reloads attempted.",
+           atomic_load(&m.reloads));
+    single(f, "socks5d_config_last_reload_success", "gauge", "1 if the last reload succeeded.",
+           (uint64_t)atomic_load(&m.last_reload_ok));
+    single(f, "socks5d_draining", "gauge", "1 while shutting down.",
+           (uint64_t)atomic_load(&m.draining));
     if (fclose(f) != 0) {
         free(buf);
         return NULL;
@@ -219,15 +230,16 @@ static void scrape_end(struct scrape *s)
     free(s);
 }
 
-static void respond(struct scrape *s, const char *status, const char *type, char *body,
-                    size_t blen)
+static void respond(struct scrape *s, const char *status, const char *type, char *body, size_t blen)
 {
     char *out = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&out, &len);
     if (f) {
-        fprintf(f, "HTTP/1.0 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-                status, type, blen);
+        fprintf(
+            f,
+            "HTTP/1.0 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+            status, type, blen);
         fwrite(body, 1, blen, f);
         fclose(f);
     }
@@ -278,7 +290,8 @@ static void scrape_io(struct loop_io *io, unsigned events)
         if (strstr(s->req, "\r\n\r\n") || strstr(s->req, "\n\n"))
             route(s);
         else if (s->len == sizeof s->req - 1) {
-            respond(s, "431 Request Header Fields Too Large", "text/plain", strdup("too large\n"), 10);
+            respond(s, "431 Request Header Fields Too Large", "text/plain", strdup("too large\n"),
+                    10);
         }
         if (s->out == NULL && s->len == sizeof s->req - 1)
             break;

@@ -31,8 +31,9 @@ void notify(const char *fmt, ...)
         return;
     /* Best effort, never waiting: a supervisor that stops reading must not
      * stall the main thread. */
-    ssize_t w = sendto(fd, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1, MSG_NOSIGNAL | MSG_DONTWAIT,
-                       (struct sockaddr *)&sun, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen));
+    ssize_t w = sendto(fd, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1,
+                       MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&sun,
+                       (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen));
     (void)w;
     close(fd);
 }

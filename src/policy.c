@@ -115,7 +115,7 @@ int policy_auth_blocked(struct session *s)
 {
     const struct config *c = s->cfg;
     return quota_auth_blocked(&s->client.sa, c->auth_fail_limit, c->auth_fail_window_ms,
-                               c->auth_fail_cooldown_ms, loop_now(s->w->loop));
+                              c->auth_fail_cooldown_ms, loop_now(s->w->loop));
 }
 
 void policy_auth_failed(struct session *s)

@@ -125,8 +125,8 @@ static int get_addr(struct cursor *c, struct proto_addr *a, enum proto_err *err)
     return PROTO_DONE;
 }
 
-int proto_parse_request(const uint8_t *buf, size_t len, struct proto_request *out,
-                        size_t *consumed, enum proto_err *err)
+int proto_parse_request(const uint8_t *buf, size_t len, struct proto_request *out, size_t *consumed,
+                        enum proto_err *err)
 {
     struct cursor c = {buf, len, 0};
     uint8_t ver, rsv;
@@ -150,8 +150,8 @@ int proto_parse_request(const uint8_t *buf, size_t len, struct proto_request *ou
     return PROTO_DONE;
 }
 
-int proto_parse_udp_header(const uint8_t *buf, size_t len, struct proto_addr *out,
-                           size_t *hdr_len, enum proto_err *err)
+int proto_parse_udp_header(const uint8_t *buf, size_t len, struct proto_addr *out, size_t *hdr_len,
+                           enum proto_err *err)
 {
     struct cursor c = {buf, len, 0};
     uint16_t rsv;
@@ -224,9 +224,9 @@ const char *proto_err_str(enum proto_err err)
 const char *proto_rep_str(uint8_t rep)
 {
     static const char *const names[] = {
-        "succeeded",          "general failure",      "not allowed by ruleset",
-        "network unreachable", "host unreachable",    "connection refused",
-        "TTL expired",        "command not supported", "address type not supported",
+        "succeeded",           "general failure",       "not allowed by ruleset",
+        "network unreachable", "host unreachable",      "connection refused",
+        "TTL expired",         "command not supported", "address type not supported",
     };
     return rep < sizeof names / sizeof names[0] ? names[rep] : "unassigned";
 }

@@ -45,15 +45,15 @@ enum socks5_rep {
 /* Why a message was rejected. */
 enum proto_err {
     PROTO_E_NONE = 0,
-    PROTO_E_VERSION,       /* VER is not 5 */
-    PROTO_E_NMETHODS,      /* NMETHODS is 0 */
-    PROTO_E_AUTH_VERSION,  /* RFC 1929 VER is not 1 */
-    PROTO_E_AUTH_EMPTY,    /* RFC 1929 ULEN or PLEN is 0 */
-    PROTO_E_CMD,           /* unknown CMD */
-    PROTO_E_ATYP,          /* unknown ATYP */
-    PROTO_E_DOMAIN_EMPTY,  /* domain of length 0 */
-    PROTO_E_TRUNCATED,     /* datagram shorter than its header */
-    PROTO_E_FRAG,          /* UDP FRAG is not 0: fragments are not supported */
+    PROTO_E_VERSION,      /* VER is not 5 */
+    PROTO_E_NMETHODS,     /* NMETHODS is 0 */
+    PROTO_E_AUTH_VERSION, /* RFC 1929 VER is not 1 */
+    PROTO_E_AUTH_EMPTY,   /* RFC 1929 ULEN or PLEN is 0 */
+    PROTO_E_CMD,          /* unknown CMD */
+    PROTO_E_ATYP,         /* unknown ATYP */
+    PROTO_E_DOMAIN_EMPTY, /* domain of length 0 */
+    PROTO_E_TRUNCATED,    /* datagram shorter than its header */
+    PROTO_E_FRAG,         /* UDP FRAG is not 0: fragments are not supported */
 };
 
 /* A SOCKS address as it appears on the wire. */
@@ -88,14 +88,14 @@ int proto_parse_greeting(const uint8_t *buf, size_t len, struct proto_greeting *
                          size_t *consumed, enum proto_err *err);
 int proto_parse_userpass(const uint8_t *buf, size_t len, struct proto_userpass *out,
                          size_t *consumed, enum proto_err *err);
-int proto_parse_request(const uint8_t *buf, size_t len, struct proto_request *out,
-                        size_t *consumed, enum proto_err *err);
+int proto_parse_request(const uint8_t *buf, size_t len, struct proto_request *out, size_t *consumed,
+                        enum proto_err *err);
 
 /* Parses the header of a whole UDP datagram (RFC 1928 section 7). Datagrams
  * are never incomplete, so the answer is PROTO_DONE with *hdr_len, the offset
  * of the payload, or PROTO_ERROR. */
-int proto_parse_udp_header(const uint8_t *buf, size_t len, struct proto_addr *out,
-                           size_t *hdr_len, enum proto_err *err);
+int proto_parse_udp_header(const uint8_t *buf, size_t len, struct proto_addr *out, size_t *hdr_len,
+                           enum proto_err *err);
 
 /* Returns the method the server uses: the first of `prefs` (server
  * preference order, n entries) that the client offered, or

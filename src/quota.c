@@ -114,7 +114,7 @@ void quota_handshake_release(void)
 #define F_COUNT(w) ((uint32_t)((w)&0xffff))
 #define F_LAST(w) ((uint32_t)(((w) >> 16) & 0xffffff))
 #define F_START(w) ((uint32_t)((w) >> 40))
-#define F_WORD(start, last, count)                                                                \
+#define F_WORD(start, last, count)                                                                 \
     (((uint64_t)((start)&0xffffff) << 40) | ((uint64_t)((last)&0xffffff) << 16) | (count))
 
 static struct fail_cell *fail_cell(int r, const uint8_t *b, size_t n)
@@ -134,7 +134,7 @@ static uint32_t ago(uint32_t now, uint32_t then)
 }
 
 int quota_auth_blocked(const struct sockaddr *ip, uint32_t limit, uint32_t window_ms,
-                        uint32_t cooldown_ms, uint64_t now_ms)
+                       uint32_t cooldown_ms, uint64_t now_ms)
 {
     uint8_t b[16];
     size_t n = ip_bytes(ip, b);

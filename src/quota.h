@@ -32,7 +32,7 @@ void quota_handshake_release(void);
 /* Failed logins: 1 when ip has failed `limit` times within window_ms and is
  * still inside cooldown_ms of the last failure. */
 int quota_auth_blocked(const struct sockaddr *ip, uint32_t limit, uint32_t window_ms,
-                        uint32_t cooldown_ms, uint64_t now_ms);
+                       uint32_t cooldown_ms, uint64_t now_ms);
 void quota_auth_failed(const struct sockaddr *ip, uint32_t window_ms, uint64_t now_ms);
 
 #endif

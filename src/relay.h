@@ -3,8 +3,8 @@
  * Each direction has at most one buffer (or, for bulk transfers, one pipe
  * to splice through), taken from the worker's pool when bytes arrive and
  * returned when they have all been written: a side is read only when its
- * peer has taken everything before (backpressure, flat memory). EOF one way becomes shutdown(SHUT_WR) on the other while the
- * reverse direction keeps flowing. */
+ * peer has taken everything before (backpressure, flat memory). EOF one way becomes
+ * shutdown(SHUT_WR) on the other while the reverse direction keeps flowing. */
 #ifndef SOCKS5D_RELAY_H
 #define SOCKS5D_RELAY_H
 
@@ -31,7 +31,7 @@ struct relay_dir {
     uint8_t *buf;
     struct relay_pipe *pipe; /* splice path, once the tunnel is a bulk one */
     uint32_t off, len;       /* bytes [off, len) of the buffer or pipe wait */
-    uint8_t shut; /* EOF passed on with shutdown(SHUT_WR) */
+    uint8_t shut;            /* EOF passed on with shutdown(SHUT_WR) */
     uint64_t bytes;
 };
 

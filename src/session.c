@@ -253,8 +253,9 @@ static void on_timeout(struct loop_timer *t)
     }
     if (s->state == S_RESOLVE || s->state == S_DIAL) {
         cancel_pending(s);
-        session_reply(s, s->state == S_RESOLVE ? SOCKS5_REP_HOST_UNREACHABLE : SOCKS5_REP_TTL_EXPIRED,
-              NULL, s->state == S_RESOLVE ? "resolve timeout" : "connect timeout");
+        session_reply(s,
+                      s->state == S_RESOLVE ? SOCKS5_REP_HOST_UNREACHABLE : SOCKS5_REP_TTL_EXPIRED,
+                      NULL, s->state == S_RESOLVE ? "resolve timeout" : "connect timeout");
         return;
     }
     hs_fail(s, HSF_TIMEOUT, "handshake timeout");
@@ -368,8 +369,7 @@ void session_relay(struct session *s)
 
 /* ---------------- CONNECT ---------------- */
 
-static void on_dialed(void *owner, int fd, struct loop_io *io, int err,
-                      const union addr_any *peer)
+static void on_dialed(void *owner, int fd, struct loop_io *io, int err, const union addr_any *peer)
 {
     struct session *s = owner;
     union addr_any local;
@@ -381,8 +381,7 @@ static void on_dialed(void *owner, int fd, struct loop_io *io, int err,
     }
     stats_observe(&s->w->stats.connect, loop_now(s->w->loop) - s->active_ms);
     s->peer = *peer;
-    if (loop_io_move(s->w->loop, io, &s->relay.target.io, LOOP_READ | LOOP_WRITE, on_target) <
-        0) {
+    if (loop_io_move(s->w->loop, io, &s->relay.target.io, LOOP_READ | LOOP_WRITE, on_target) < 0) {
         close(fd);
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "epoll_ctl failed");
         return;
@@ -426,7 +425,7 @@ static void on_resolved(void *owner, int status, const union addr_any *addrs, si
     if (status != RESOLVE_OK) {
         stat_inc(&s->w->stats.dns_failures);
         session_reply(s, SOCKS5_REP_HOST_UNREACHABLE, NULL,
-              status == RESOLVE_NOTFOUND ? "name not found" : "resolver failed");
+                      status == RESOLVE_NOTFOUND ? "name not found" : "resolver failed");
         return;
     }
     dial_addrs(s, addrs, n);
@@ -546,8 +545,8 @@ static int on_auth(struct session *s)
         return HS_GONE; /* auth_result continued (or ended) the handshake itself */
     }
     s->state = S_AUTH_WAIT;
-    s->pending = auth_verify(s->cfg->users, up.user, up.pass, s->w->auth_cache, &s->w->mbox,
-                             on_verified, s);
+    s->pending =
+        auth_verify(s->cfg->users, up.user, up.pass, s->w->auth_cache, &s->w->mbox, on_verified, s);
     auth_wipe(up.pass, sizeof up.pass);
     if (!s->pending) {
         session_fail(s, "out of memory");

@@ -35,20 +35,20 @@ enum session_state {
 struct session {
     struct session *prev, *next; /* worker's list */
     struct worker *w;
-    struct config *cfg; /* the snapshot this session was accepted under */
-    struct relay relay; /* client and target sockets, buffers */
+    struct config *cfg;      /* the snapshot this session was accepted under */
+    struct relay relay;      /* client and target sockets, buffers */
     struct loop_timer timer; /* handshake, connect or idle deadline */
     struct loop_defer more;  /* relay budget ran out: continue next round */
     uint8_t *hbuf;           /* handshake bytes; becomes relay.up's buffer */
     uint32_t hlen;
     uint8_t state, method, cmd, rep;
-    const char *why;   /* for the access log when something failed */
-    void *pending;     /* the auth job, resolve query or dial in flight */
+    const char *why;       /* for the access log when something failed */
+    void *pending;         /* the auth job, resolve query or dial in flight */
     struct udp_assoc *udp; /* in S_UDP */
-    char *user;        /* authenticated user name, or NULL */
-    char *dst_name;    /* requested domain, or NULL */
-    uint8_t held;      /* HELD_*: limit slots to give back */
-    int8_t fail;       /* enum hs_fail when the handshake failed, else -1 */
+    char *user;            /* authenticated user name, or NULL */
+    char *dst_name;        /* requested domain, or NULL */
+    uint8_t held;          /* HELD_*: limit slots to give back */
+    int8_t fail;           /* enum hs_fail when the handshake failed, else -1 */
     const char *rule_file; /* the rule that decided, for the access log */
     int rule_line;
     struct session_rate *rate; /* per-user bandwidth limit, or NULL */

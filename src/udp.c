@@ -17,11 +17,11 @@
 #include "session.h"
 #include "worker.h"
 
-#define UDP_PEERS 32       /* targets remembered for the answer filter */
-#define UDP_DNS_SLOTS 8    /* names remembered per association */
+#define UDP_PEERS 32    /* targets remembered for the answer filter */
+#define UDP_DNS_SLOTS 8 /* names remembered per association */
 #define UDP_DNS_TTL_MS 60000
-#define UDP_BUDGET 64      /* datagrams per socket per event */
-#define UDP_HEADROOM 32    /* room to prepend a header in front of a payload */
+#define UDP_BUDGET 64   /* datagrams per socket per event */
+#define UDP_HEADROOM 32 /* room to prepend a header in front of a payload */
 #define UDP_MAX_DGRAM 65535
 
 struct udp_dns {
@@ -32,18 +32,18 @@ struct udp_dns {
 
 struct udp_assoc {
     struct session *s;
-    struct loop_io cio;          /* client side */
-    struct loop_io tio4, tio6;   /* target side, opened on first use */
-    struct loop_defer more;      /* a socket still had datagrams after its budget */
-    int family;                  /* of the client side */
-    union addr_any client;       /* where the client sends from */
+    struct loop_io cio;        /* client side */
+    struct loop_io tio4, tio6; /* target side, opened on first use */
+    struct loop_defer more;    /* a socket still had datagrams after its budget */
+    int family;                /* of the client side */
+    union addr_any client;     /* where the client sends from */
     int client_port_known;
     union addr_any peers[UDP_PEERS];
     unsigned npeers, peer_next;
     struct udp_dns dns[UDP_DNS_SLOTS];
     unsigned dns_next;
-    struct resolve_query *q;     /* one lookup at a time */
-    uint8_t *held;               /* the datagram waiting for it */
+    struct resolve_query *q; /* one lookup at a time */
+    uint8_t *held;           /* the datagram waiting for it */
     size_t held_len;
     char held_name[256];
     struct udp_counts counts;
@@ -259,8 +259,7 @@ static int from_client(struct udp_assoc *u, const union addr_any *from)
     return 1;
 }
 
-static void client_dgram(struct udp_assoc *u, uint8_t *buf, size_t len,
-                         const union addr_any *from)
+static void client_dgram(struct udp_assoc *u, uint8_t *buf, size_t len, const union addr_any *from)
 {
     struct proto_addr a;
     struct sockaddr_storage ss;
@@ -318,8 +317,7 @@ static int known_peer(const struct udp_assoc *u, const union addr_any *from)
 }
 
 /* data sits at scratch + UDP_HEADROOM: the header goes right in front. */
-static void target_dgram(struct udp_assoc *u, uint8_t *data, size_t len,
-                         const union addr_any *from)
+static void target_dgram(struct udp_assoc *u, uint8_t *data, size_t len, const union addr_any *from)
 {
     uint8_t hdr[PROTO_UDP_HEADER_MAX];
     size_t hlen;

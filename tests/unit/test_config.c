@@ -232,54 +232,53 @@ TEST(valid_file_with_every_directive_kind_fills_the_struct)
     test_dir("every", dir, sizeof dir);
     in_dir(dir, "err.log", errlog, sizeof errlog);
     in_dir(dir, "access.log", acclog, sizeof acclog);
-    write_file(in_dir(dir, "extra.conf", extra, sizeof extra),
-               "# included\n"
-               "timeout udp 3m\n"
-               "allow from 10.0.0.0/8\n");
+    write_file(in_dir(dir, "extra.conf", extra, sizeof extra), "# included\n"
+                                                               "timeout udp 3m\n"
+                                                               "allow from 10.0.0.0/8\n");
     fmt(text, sizeof text,
-             "# every kind of directive\n"
-             "\n"
-             "listen 127.0.0.1:19001\n"
-             "listen [::1]:19002 proxy-protocol advertise 192.0.2.10\n"
-             "   listen 0.0.0.0:19003 advertise 2001:db8::5   # indented, trailing comment\n"
-             "workers 3\n"
-             "auth userpass,none\n"
-             "users %s\n"
-             "timeout idle 5m\n"
-             "timeout-connect 500ms\n"
-             "timeout handshake 10s\n"
-             "timeout-bind 1h\n"
-             "shutdown-grace 2s\n"
-             "drain-delay 0\n"
-             "auth-cache-ttl 0\n"
-             "max-sessions 5000\n"
-             "max-sessions-per-ip 7\n"
-             "max-sessions-per-user 4\n"
-             "max-handshakes 100\n"
-             "auth-fail-limit 5\n"
-             "auth-fail-window 2m\n"
-             "auth-fail-cooldown 10m\n"
-             "rate-limit user alice 10M\n"
-             "rate-limit bob 64k\n"
-             "no-bind\n"
-             "no-udp yes\n"
-             "udp-ports 40000-40100\n"
-             "udp-full-cone on\n"
-             "advertise 198.51.100.1\n"
-             "proxy-protocol-from 10.0.0.0/8,192.168.0.0/16\n"
-             "log-level debug\n"
-             "error-log %s\n"
-             "access-log %s\n"
-             "access-log-format json\n"
-             "metrics 127.0.0.1:9100\n"
-             "user nobody\n"
-             "allow-root no\n"
-             "open-proxy off\n"
-             "deny-private\n"
-             "deny from 203.0.113.66\n"
-             "allow from 192.0.2.0/24 user alice\n"
-             "include extra.conf\n",
-             users_file, errlog, acclog);
+        "# every kind of directive\n"
+        "\n"
+        "listen 127.0.0.1:19001\n"
+        "listen [::1]:19002 proxy-protocol advertise 192.0.2.10\n"
+        "   listen 0.0.0.0:19003 advertise 2001:db8::5   # indented, trailing comment\n"
+        "workers 3\n"
+        "auth userpass,none\n"
+        "users %s\n"
+        "timeout idle 5m\n"
+        "timeout-connect 500ms\n"
+        "timeout handshake 10s\n"
+        "timeout-bind 1h\n"
+        "shutdown-grace 2s\n"
+        "drain-delay 0\n"
+        "auth-cache-ttl 0\n"
+        "max-sessions 5000\n"
+        "max-sessions-per-ip 7\n"
+        "max-sessions-per-user 4\n"
+        "max-handshakes 100\n"
+        "auth-fail-limit 5\n"
+        "auth-fail-window 2m\n"
+        "auth-fail-cooldown 10m\n"
+        "rate-limit user alice 10M\n"
+        "rate-limit bob 64k\n"
+        "no-bind\n"
+        "no-udp yes\n"
+        "udp-ports 40000-40100\n"
+        "udp-full-cone on\n"
+        "advertise 198.51.100.1\n"
+        "proxy-protocol-from 10.0.0.0/8,192.168.0.0/16\n"
+        "log-level debug\n"
+        "error-log %s\n"
+        "access-log %s\n"
+        "access-log-format json\n"
+        "metrics 127.0.0.1:9100\n"
+        "user nobody\n"
+        "allow-root no\n"
+        "open-proxy off\n"
+        "deny-private\n"
+        "deny from 203.0.113.66\n"
+        "allow from 192.0.2.0/24 user alice\n"
+        "include extra.conf\n",
+        users_file, errlog, acclog);
     struct loaded r = load_text(dir, text, path, sizeof path);
     expect_ok(&r);
     const struct config *c = r.c;
@@ -438,10 +437,10 @@ TEST(rate_limits_take_powers_of_1024_and_config_rate_limit_finds_them)
     char dir[PATH_MAX], path[PATH_MAX], text[1024];
     test_dir("rates", dir, sizeof dir);
     fmt(text, sizeof text,
-             "users %s\n"
-             "rate-limit user alice 10M\n"
-             "rate-limit bob 1g\n",
-             users_file);
+        "users %s\n"
+        "rate-limit user alice 10M\n"
+        "rate-limit bob 1g\n",
+        users_file);
     struct loaded r = load_text(dir, text, path, sizeof path);
     expect_ok(&r);
     assert_int_equal(config_rate_limit(r.c, "alice"), 10ull * 1024 * 1024);
@@ -452,7 +451,7 @@ TEST(rate_limits_take_powers_of_1024_and_config_rate_limit_finds_them)
     loaded_free(&r);
 
     fmt(text, sizeof text, "users %s\nrate-limit alice 1000\nrate-limit user bob 64K\n",
-             users_file);
+        users_file);
     r = load_text(dir, text, path, sizeof path);
     expect_ok(&r);
     assert_int_equal(config_rate_limit(r.c, "alice"), 1000);
@@ -525,17 +524,16 @@ TEST(command_line_replaces_listeners_and_rules_and_wins_for_values)
     char dir[PATH_MAX], path[PATH_MAX];
     test_dir("cli-override", dir, sizeof dir);
     in_dir(dir, "socks5d.conf", path, sizeof path);
-    write_file(path,
-               "listen 127.0.0.1:19010\n"
-               "listen 127.0.0.1:19011\n"
-               "timeout idle 1s\n"
-               "timeout connect 4s\n"
-               "workers 3\n"
-               "deny to 127.0.0.1 port 80\n"
-               "allow\n");
-    struct loaded r = LOAD("-l", "127.0.0.1:19012", "-c", path, "--timeout-idle", "30s",
-                           "--rule", "allow from 127.0.0.0/8", "--workers", "2", "--listen",
-                           "[::1]:19013 proxy-protocol");
+    write_file(path, "listen 127.0.0.1:19010\n"
+                     "listen 127.0.0.1:19011\n"
+                     "timeout idle 1s\n"
+                     "timeout connect 4s\n"
+                     "workers 3\n"
+                     "deny to 127.0.0.1 port 80\n"
+                     "allow\n");
+    struct loaded r =
+        LOAD("-l", "127.0.0.1:19012", "-c", path, "--timeout-idle", "30s", "--rule",
+             "allow from 127.0.0.0/8", "--workers", "2", "--listen", "[::1]:19013 proxy-protocol");
     expect_ok(&r);
     const struct config *c = r.c;
     assert_int_equal(c->nlisten, 2);
@@ -706,8 +704,8 @@ TEST(unknown_directive_is_located_at_its_name)
 {
     char dir[PATH_MAX], path[PATH_MAX];
     test_dir("err-unknown", dir, sizeof dir);
-    struct loaded r = load_text(dir, "# listeners\nlisten 127.0.0.1:19020\n  frobnicate on\n",
-                                path, sizeof path);
+    struct loaded r =
+        load_text(dir, "# listeners\nlisten 127.0.0.1:19020\n  frobnicate on\n", path, sizeof path);
     expect_located(&r, path, 3, 3, "unknown directive 'frobnicate'");
     loaded_free(&r);
     r = load_text(dir, "frobnicate\n", path, sizeof path);
@@ -723,8 +721,8 @@ TEST(bad_duration_is_located_at_the_value_in_both_spellings)
 {
     char dir[PATH_MAX], path[PATH_MAX];
     test_dir("err-duration", dir, sizeof dir);
-    struct loaded r = load_text(dir, "listen 127.0.0.1:19021\ntimeout-idle 5x\n", path,
-                                sizeof path);
+    struct loaded r =
+        load_text(dir, "listen 127.0.0.1:19021\ntimeout-idle 5x\n", path, sizeof path);
     expect_located(&r, path, 2, 14, "5x");
     loaded_free(&r);
     r = load_text(dir, "listen 127.0.0.1:19021\ntimeout idle 5x\n", path, sizeof path);
@@ -761,8 +759,8 @@ TEST(duplicate_listener_is_refused_naming_the_address)
 {
     char dir[PATH_MAX], path[PATH_MAX];
     test_dir("err-dup", dir, sizeof dir);
-    struct loaded r = load_text(
-        dir, "listen 127.0.0.1:19023\nauth none\nlisten 127.0.0.1:19023\n", path, sizeof path);
+    struct loaded r = load_text(dir, "listen 127.0.0.1:19023\nauth none\nlisten 127.0.0.1:19023\n",
+                                path, sizeof path);
     expect_message(&r, "127.0.0.1:19023");
     assert_non_null(strstr(r.err, "twice"));
     loaded_free(&r);
@@ -803,8 +801,8 @@ TEST(include_of_a_missing_file_is_located_at_the_include)
 {
     char dir[PATH_MAX], path[PATH_MAX];
     test_dir("err-include-missing", dir, sizeof dir);
-    struct loaded r = load_text(dir, "listen 127.0.0.1:19026\ninclude missing.conf\n", path,
-                                sizeof path);
+    struct loaded r =
+        load_text(dir, "listen 127.0.0.1:19026\ninclude missing.conf\n", path, sizeof path);
     expect_located(&r, path, 2, 9, "missing.conf");
     loaded_free(&r);
 }
@@ -814,8 +812,8 @@ TEST(error_in_an_included_file_names_that_file)
     char dir[PATH_MAX], path[PATH_MAX], extra[PATH_MAX];
     test_dir("err-in-include", dir, sizeof dir);
     write_file(in_dir(dir, "extra.conf", extra, sizeof extra), "auth none\nmax-sessions lots\n");
-    struct loaded r = load_text(dir, "listen 127.0.0.1:19027\ninclude extra.conf\n", path,
-                                sizeof path);
+    struct loaded r =
+        load_text(dir, "listen 127.0.0.1:19027\ninclude extra.conf\n", path, sizeof path);
     expect_located(&r, extra, 2, 14, "lots");
     assert_int_equal(count_lines(r.err), 1); /* reported once, not again at the include */
     loaded_free(&r);
@@ -825,8 +823,8 @@ TEST(include_loop_stops_at_the_depth_limit_with_one_message)
 {
     char dir[PATH_MAX], path[PATH_MAX];
     test_dir("err-include-loop", dir, sizeof dir);
-    struct loaded r = load_text(dir, "listen 127.0.0.1:19028\ninclude socks5d.conf\n", path,
-                                sizeof path);
+    struct loaded r =
+        load_text(dir, "listen 127.0.0.1:19028\ninclude socks5d.conf\n", path, sizeof path);
     expect_located(&r, path, 2, 9, "nested more than 8 deep");
     assert_int_equal(count_lines(r.err), 1);
     loaded_free(&r);
@@ -950,8 +948,7 @@ TEST(open_proxy_beyond_loopback_without_auth_is_refused)
     loaded_free(&r);
     /* none offered alongside userpass is still open. */
     char text[1024];
-    fmt(text, sizeof text, "listen 0.0.0.0:19034\nusers %s\nauth userpass,none\n",
-             users_file);
+    fmt(text, sizeof text, "listen 0.0.0.0:19034\nusers %s\nauth userpass,none\n", users_file);
     r = load_text(dir, text, path, sizeof path);
     expect_message(&r, "open proxy");
     loaded_free(&r);

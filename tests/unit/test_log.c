@@ -166,7 +166,7 @@ static unsigned hex4(const char *p)
     unsigned v = 0;
     for (int i = 0; i < 4; i++) {
         char ch = p[i];
-        unsigned d = ch >= '0' && ch <= '9' ? (unsigned)(ch - '0')
+        unsigned d = ch >= '0' && ch <= '9'   ? (unsigned)(ch - '0')
                      : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10)
                      : ch >= 'A' && ch <= 'F' ? (unsigned)(ch - 'A' + 10)
                                               : 16;
@@ -195,14 +195,30 @@ static size_t json_string(const char **pp, char *out, size_t cap)
             p++;
             unsigned cp;
             switch (*p) {
-            case '"': cp = '"'; break;
-            case '\\': cp = '\\'; break;
-            case '/': cp = '/'; break;
-            case 'b': cp = '\b'; break;
-            case 'f': cp = '\f'; break;
-            case 'n': cp = '\n'; break;
-            case 'r': cp = '\r'; break;
-            case 't': cp = '\t'; break;
+            case '"':
+                cp = '"';
+                break;
+            case '\\':
+                cp = '\\';
+                break;
+            case '/':
+                cp = '/';
+                break;
+            case 'b':
+                cp = '\b';
+                break;
+            case 'f':
+                cp = '\f';
+                break;
+            case 'n':
+                cp = '\n';
+                break;
+            case 'r':
+                cp = '\r';
+                break;
+            case 't':
+                cp = '\t';
+                break;
             case 'u':
                 cp = hex4(p + 1);
                 p += 4;
@@ -283,12 +299,12 @@ TEST(access_logfmt_starts_with_time_and_quotes_values_that_need_it)
         "client", "192.0.2.10:60726",
         "user",   "alice",
         "dst",    "example.com:443",
-        "error",  "connection refused",  /* space */
-        "q",      "say \"hi\"",          /* quotes */
-        "eq",     "a=b",                 /* = */
-        "bs",     "c:\\dir",             /* backslash */
-        "tab",    "a\tb",                /* tab */
-        "empty",  "",                    /* nothing at all */
+        "error",  "connection refused", /* space */
+        "q",      "say \"hi\"",         /* quotes */
+        "eq",     "a=b",                /* = */
+        "bs",     "c:\\dir",            /* backslash */
+        "tab",    "a\tb",               /* tab */
+        "empty",  "",                   /* nothing at all */
         "dash",   "-",
     };
     log_access(kv, sizeof kv / sizeof kv[0] / 2);

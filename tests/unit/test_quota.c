@@ -324,7 +324,10 @@ TEST(contending_threads_never_hold_more_than_the_limit)
     union addr_any a = ip("2001:db8:77::9", 1);
     assert_int_equal(pthread_barrier_init(&start, NULL, THREADS), 0);
     for (int t = 0; t < THREADS; t++) {
-        r[t] = (struct racer){.addr = a, .limit = 2, .start = &start, .holders = &holders,
+        r[t] = (struct racer){.addr = a,
+                              .limit = 2,
+                              .start = &start,
+                              .holders = &holders,
                               .max_holders = &max_holders};
         assert_int_equal(pthread_create(&th[t], NULL, holders_main, &r[t]), 0);
     }

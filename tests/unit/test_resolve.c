@@ -214,8 +214,8 @@ static void use_test_hosts(void)
     snprintf(path, sizeof hosts_path, "/tmp/socks5d-unit-hosts.%d", (int)getpid());
     FILE *f = fopen(path, "w");
     assert_non_null(f);
-    fprintf(f, "192.0.2.10 %s\n2001:db8::10 %s\n192.0.2.11 %s\n", TEST_HOSTS_NAME,
-            TEST_HOSTS_NAME, TEST_HOSTS_NAME);
+    fprintf(f, "192.0.2.10 %s\n2001:db8::10 %s\n192.0.2.11 %s\n", TEST_HOSTS_NAME, TEST_HOSTS_NAME,
+            TEST_HOSTS_NAME);
     assert_int_equal(fclose(f), 0);
     assert_int_equal(setenv("CARES_HOSTS", path, 1), 0);
 }
