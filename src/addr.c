@@ -91,6 +91,14 @@ uint16_t addr_port(const struct sockaddr *sa)
     return 0;
 }
 
+void addr_set_port(union addr_any *a, uint16_t port)
+{
+    if (a->sa.sa_family == AF_INET6)
+        a->in6.sin6_port = htons(port);
+    else
+        a->in4.sin_port = htons(port);
+}
+
 void addr_normalize(const struct sockaddr *sa, union addr_any *out)
 {
     const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;

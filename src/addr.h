@@ -22,6 +22,8 @@ int addr_parse(const char *text, union addr_any *out);
 const char *addr_str(const struct sockaddr *sa, char *buf, size_t len);
 socklen_t addr_len(const struct sockaddr *sa);
 uint16_t addr_port(const struct sockaddr *sa);
+/* Sets the port (host byte order) of an IPv4 or IPv6 address. */
+void addr_set_port(union addr_any *a, uint16_t port);
 int addr_is_loopback(const struct sockaddr *sa);
 int addr_is_unspecified(const struct sockaddr *sa);
 /* 1 when both carry the same IP (ports ignored; v4-mapped v6 equals v4). */

@@ -371,11 +371,12 @@ static struct auth_work *find_inflight(struct auth_cache *c, const uint64_t dige
     return NULL;
 }
 
-static struct auth_work *new_work(const struct users *users, const char *user, const char *pass,
-                                  struct auth_cache *cache, struct mailbox *reply_to)
+/* hash: the user's stored hash, or NULL for an unknown user. */
+static struct auth_work *new_work(const struct users *users, const char *user, const char *hash,
+                                  const char *pass, struct auth_cache *cache,
+                                  struct mailbox *reply_to)
 {
     struct auth_work *j = calloc(1, sizeof *j);
-    const char *hash = users_find(users, user);
     if (!j)
         return NULL;
     j->known = hash != NULL;
@@ -422,7 +423,7 @@ struct auth_job *auth_verify(const struct users *users, const char *user, const 
         j = find_inflight(cache, digest);
     }
     if (!j) {
-        if (!(j = new_work(users, user, pass, cache, reply_to))) {
+        if (!(j = new_work(users, user, hash, pass, cache, reply_to))) {
             free(w);
             return NULL;
         }

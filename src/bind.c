@@ -68,7 +68,7 @@ static void listen_addr(const struct session *s, union addr_any *a)
     } else {
         a->sa.sa_family = (sa_family_t)family;
     }
-    a->in4.sin_port = 0; /* same offset for in6 */
+    addr_set_port(a, 0);
 }
 
 static int open_listener(const union addr_any *a)
@@ -106,14 +106,8 @@ void bind_start(struct session *s)
     }
     union addr_any local;
     len = sizeof local;
-    const union addr_any *adv = getsockname(s->relay.client.io.fd, &local.sa, &len) == 0
-                                    ? config_advertise(s->cfg, &local.sa)
-                                    : NULL;
-    if (adv) {
-        uint16_t port = bnd.in4.sin_port; /* same offset for in6 */
-        bnd = *adv;
-        bnd.in4.sin_port = port;
-    }
+    if (getsockname(s->relay.client.io.fd, &local.sa, &len) == 0)
+        config_advertise_into(s->cfg, &local.sa, &bnd);
     s->state = S_BIND_WAIT;
     if (session_reply(s, SOCKS5_REP_SUCCEEDED, &bnd.sa, NULL) == 0)
         session_arm(s, s->cfg->timeout_bind_ms);

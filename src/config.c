@@ -965,6 +965,17 @@ const union addr_any *config_advertise(const struct config *c, const struct sock
     return c->advertise.sa.sa_family ? &c->advertise : NULL;
 }
 
+void config_advertise_into(const struct config *c, const struct sockaddr *local,
+                           union addr_any *bnd)
+{
+    const union addr_any *adv = config_advertise(c, local);
+    uint16_t port = addr_port(&bnd->sa);
+    if (!adv)
+        return;
+    *bnd = *adv;
+    addr_set_port(bnd, port);
+}
+
 int config_same_listen(const struct listen_spec *a, const struct listen_spec *b)
 {
     return addr_same_ip(&a->addr.sa, &b->addr.sa) &&

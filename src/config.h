@@ -86,6 +86,11 @@ uint64_t config_rate_limit(const struct config *c, const char *user);
  * arrived on local address `local`: its listener's advertise, else the
  * global one, else NULL (use the socket's own address). */
 const union addr_any *config_advertise(const struct config *c, const struct sockaddr *local);
+/* Replaces the IP of bnd (a BIND or UDP relay address, port kept) with
+ * the advertise address for a control connection that arrived on `local`,
+ * when one is configured. */
+void config_advertise_into(const struct config *c, const struct sockaddr *local,
+                           union addr_any *bnd);
 /* 1 when both list the same address (ports included). */
 int config_same_listen(const struct listen_spec *a, const struct listen_spec *b);
 

@@ -341,16 +341,22 @@ static void drain_workers(struct server *sv)
         worker_drain(sv->w[k]);
 }
 
+/* The signals the main thread takes synchronously (blocked everywhere). */
+static void handled_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGUSR1);
+}
+
 static int run(struct server *sv)
 {
     sigset_t set;
     int draining = 0;
     struct timespec drain_at = {0, 0}, now;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGUSR1);
+    handled_signals(&set);
     for (;;) {
         struct timespec tick = {0, 100 * 1000 * 1000};
         int sig = sigtimedwait(&set, NULL, &tick);
@@ -399,11 +405,7 @@ static int run(struct server *sv)
 static void block_signals(void)
 {
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGUSR1);
+    handled_signals(&set);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 }

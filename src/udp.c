@@ -69,7 +69,7 @@ static int bind_port(int fd, union addr_any *a, uint16_t lo, uint16_t hi)
 {
     uint32_t span, start;
     if (lo == 0) {
-        a->in4.sin_port = 0; /* same offset for in6 */
+        addr_set_port(a, 0);
         return bind(fd, &a->sa, addr_len(&a->sa));
     }
     span = (uint32_t)(hi - lo) + 1;
@@ -77,7 +77,7 @@ static int bind_port(int fd, union addr_any *a, uint16_t lo, uint16_t hi)
         start = 0;
     for (uint32_t i = 0; i < span && i < 4096; i++) {
         uint16_t port = (uint16_t)(lo + (start + i) % span);
-        a->in4.sin_port = htons(port);
+        addr_set_port(a, port);
         if (bind(fd, &a->sa, addr_len(&a->sa)) == 0)
             return 0;
         if (errno != EADDRINUSE)
@@ -228,7 +228,7 @@ static void resolve_and_send(struct udp_assoc *u, const struct proto_addr *a, co
     struct udp_dns *d = dns_find(u, a->u.name);
     if (d) {
         union addr_any to = d->addr;
-        to.in4.sin_port = htons(a->port); /* same offset for in6 */
+        addr_set_port(&to, a->port);
         send_to_target(u, &to, a->u.name, data, len);
         return;
     }
@@ -254,7 +254,7 @@ static int from_client(struct udp_assoc *u, const union addr_any *from)
         return 0;
     if (u->client_port_known)
         return addr_port(&from->sa) == addr_port(&u->client.sa);
-    u->client.in4.sin_port = from->in4.sin_port; /* same offset for in6 */
+    addr_set_port(&u->client, addr_port(&from->sa));
     u->client_port_known = 1;
     return 1;
 }
@@ -390,19 +390,14 @@ struct udp_assoc *udp_open(struct session *s, const struct proto_addr *hint, uni
     }
     len = sizeof *bnd;
     getsockname(u->cio.fd, &bnd->sa, &len);
-    const union addr_any *adv = config_advertise(s->cfg, &local.sa);
-    if (adv) {
-        uint16_t port = bnd->in4.sin_port; /* same offset for in6 */
-        *bnd = *adv;
-        bnd->in4.sin_port = port;
-    }
+    config_advertise_into(s->cfg, &local.sa, bnd);
     u->family = local.sa.sa_family;
     addr_normalize(&s->client.sa, &u->client);
     /* Datagrams must come from the control connection's IP whatever the
      * request says (a client behind NAT may name its private address); a
      * port it names is held to, port 0 is learned from the first datagram. */
     if (hint->port != 0) {
-        u->client.in4.sin_port = htons(hint->port); /* same offset for in6 */
+        addr_set_port(&u->client, hint->port);
         u->client_port_known = 1;
     }
     return u;
