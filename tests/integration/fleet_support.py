@@ -24,7 +24,8 @@ import urllib.request
 from pathlib import Path
 
 from harness import (HTTP_BODY, free_port, greeting, proxy_env, read_reply, recv_exact, request,
-                     scaled, wait_until)
+                     scaled, wait_until,
+                     UdpEcho)
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 
@@ -363,39 +364,6 @@ def udp_roundtrip(usock, relay, target, payload, timeout=None):
         assert src == relay, f"answer from {src}, not from the relay {relay}"
         return udp_unwrap(data)
     raise AssertionError(f"no UDP answer through {relay} within {timeout:.1f}s")
-
-
-class UdpEcho:
-    """A UDP echo server on 127.0.0.1 in a thread."""
-
-    def __init__(self, host="127.0.0.1"):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((host, 0))
-        self.sock.settimeout(0.1)
-        self.addr = self.sock.getsockname()
-        self.seen = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                data, src = self.sock.recvfrom(65535)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.seen.append(src)
-            try:
-                self.sock.sendto(data, src)
-            except OSError:
-                pass
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(5)
-        self.sock.close()
 
 
 def run_curl(args, timeout=None):

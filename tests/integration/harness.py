@@ -360,6 +360,47 @@ def parse_access(line):
 # target servers
 
 
+class UdpEcho:
+    """A UDP echo peer in a thread; `received` lists (source, data) of what
+    came in."""
+
+    def __init__(self, host="127.0.0.1"):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        self.sock.settimeout(0.1)
+        self.addr = self.sock.getsockname()[:2]
+        self.received = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                data, src = self.sock.recvfrom(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.received.append((src, data))
+            try:
+                self.sock.sendto(data, src)
+            except OSError:
+                pass
+
+    def close(self):
+        self._stop.set()
+        self._t.join(5)
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 class EchoServer:
     """Selector-based TCP echo server in one thread. Echoes everything and,
     after the client's EOF, flushes what is left and shuts down its write

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from harness import (BIN, SANITIZER_MARKERS, bind_socket, free_port, greeting, parse_access,
-                     proxy_env, read_reply, recv_exact, request, scaled, userpass, wait_until)
+                     proxy_env, read_reply, recv_exact, request, scaled, userpass, wait_until,
+                     UdpEcho)
 
 GRACE = "2s"  # shutdown grace added to every server, so a teardown never waits long
 
@@ -468,36 +469,6 @@ class NotifySocket:
 
 # --------------------------------------------------------------------------
 # UDP
-
-
-class UdpEcho:
-    """A UDP echo server on 127.0.0.1 in one thread."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.addr = self.sock.getsockname()
-        self.received = 0
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop:
-            r, _, _ = select.select([self.sock], [], [], 0.05)
-            if not r:
-                continue
-            try:
-                data, peer = self.sock.recvfrom(65536)
-                self.received += 1
-                self.sock.sendto(data, peer)
-            except OSError:
-                return
-
-    def close(self):
-        self._stop = True
-        self._thread.join(5)
-        self.sock.close()
 
 
 def udp_header(host, port):

@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 
-from harness import (SANITIZER_MARKERS, USERS, greeting, read_reply, read_until_closed,
+from harness import (UdpEcho, SANITIZER_MARKERS, USERS, greeting, read_reply, read_until_closed,
                      recv_exact, request, scaled, userpass, wait_until)
 
 REP_SUCCEEDED = 0
@@ -204,46 +204,6 @@ def udp_unwrap(dgram):
         host = dgram[5:5 + n].decode()
         rest = dgram[5 + n:]
     return host, struct.unpack(">H", rest[:2])[0], rest[2:]
-
-
-class UdpEcho:
-    """A UDP echo peer in a thread; counts what it received."""
-
-    def __init__(self, host):
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_DGRAM)
-        self.sock.bind((host, 0))
-        self.sock.settimeout(0.1)
-        self.addr = self.sock.getsockname()[:2]
-        self.received = []
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                data, src = self.sock.recvfrom(65536)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.received.append((src, data))
-            try:
-                self.sock.sendto(data, src)
-            except OSError:
-                pass
-
-    def close(self):
-        self._stop.set()
-        self._t.join(5)
-        self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 # --------------------------------------------------------------------------
