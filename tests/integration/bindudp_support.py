@@ -17,18 +17,9 @@ import subprocess
 import threading
 import time
 
+from harness import BIN, SANITIZER_MARKERS, machine_config_guard, scaled
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-BIN = os.path.abspath(os.environ.get("SOCKS5D_BIN", os.path.join(REPO, "bin", "socks5d")))
-
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
-
-# Deadlines stretch for a sanitizer build (a path containing "asan").
-SLOW = 4.0 if "asan" in BIN else 1.0
-
-
-def scaled(seconds):
-    return seconds * SLOW
 
 
 # Every wait in the suite is bounded by one of these.
@@ -162,7 +153,7 @@ class Socks5d:
         last = ""
         for _ in range(5):  # a picked port can be taken before we bind it
             self.ports = {h: free_port(h) for h in self.hosts}
-            cmd = [BIN, "--shutdown-grace", "3s"]
+            cmd = [BIN, "--shutdown-grace", "3s"] + machine_config_guard(self.args, self.workdir)
             for h in self.hosts:
                 cmd += ["-l", listen_spec(h, self.ports[h])]
             cmd += self.args

@@ -23,10 +23,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("SOCKS5D_BIN") or str(REPO / "bin" / "socks5d")
-# ASan+UBSan builds run several times slower: stretch every deadline.
-SLOW = 4.0 if "asan" in BIN else 1.0
+# Sanitizer builds (ASan+UBSan, TSan) run several times slower: stretch every deadline.
+SLOW = 4.0 if "asan" in BIN or "tsan" in BIN else 1.0
 MACHINE_CONFIG = "/etc/socks5d/socks5d.conf"  # read by default when it exists
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer")
 
 # A known HTTP body: 100 KiB of fixed pseudo-random bytes.
 HTTP_BODY = random.Random(1928).randbytes(100 * 1024)
@@ -39,6 +40,16 @@ def beyond_loopback_args():
     root: the server refuses that unless told to drop privileges or to allow
     root (--allow-root)."""
     return ["--allow-root"] if os.geteuid() == 0 else []
+
+
+def machine_config_guard(args, workdir):
+    """The options that keep this machine's own /etc/socks5d/socks5d.conf out
+    of a test run whose args name no config file."""
+    if not os.path.exists(MACHINE_CONFIG) or {"-c", "--config"} & set(args):
+        return []
+    empty = Path(workdir) / "empty.conf"
+    empty.write_text("")
+    return ["-c", str(empty)]
 
 
 def scaled(seconds):
@@ -200,12 +211,7 @@ class Socks5d:
             else:
                 self.port = int(listen[0].rsplit(":", 1)[1])
             self.listen_addrs = listen
-            argv = [self.binary]
-            if os.path.exists(MACHINE_CONFIG) and not {"-c", "--config"} & set(self.args):
-                # Keep this machine's own configuration out of the tests.
-                empty = self.workdir / "empty.conf"
-                empty.write_text("")
-                argv += ["-c", str(empty)]
+            argv = [self.binary] + machine_config_guard(self.args, self.workdir)
             for a in listen:
                 argv += ["-l", a]
             argv += self.args
