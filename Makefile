@@ -18,7 +18,8 @@ FUZZ    := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c
 
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 
-.PHONY: all run test unit integration asan fuzz fuzz-build bench deps install uninstall clean format
+.PHONY: all run test unit integration asan tsan fuzz fuzz-build bench deps install uninstall clean \
+        format format-check analyze coverage
 
 all: $(BIN)
 
@@ -55,6 +56,18 @@ test:
 asan:
 	$(MAKE) CC=clang CFLAGS="$(ASAN_FLAGS)" BUILD=build/asan BIN=build/asan/socks5d build/asan/socks5d
 
+tsan:
+	$(MAKE) CC=clang CFLAGS="-O1 -g -fsanitize=thread" BUILD=build/tsan BIN=build/tsan/socks5d build/tsan/socks5d
+
+# The clang static analyzer over the whole server; any report fails.
+analyze:
+	rm -rf build/scan
+	scan-build -o build/scan-report --status-bugs $(MAKE) -s BUILD=build/scan BIN=build/scan/socks5d build/scan/socks5d
+
+# Line and branch coverage of unit + integration tests, report in build/coverage/.
+coverage:
+	scripts/coverage.sh
+
 build/fuzz/%: tests/fuzz/%.c $(filter-out src/main.c,$(SRC)) $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
 	clang $(CPPFLAGS) -g -O1 -std=c11 -Wall -Wextra -Werror -pthread \
@@ -89,8 +102,13 @@ uninstall:
 	! cmp -s docs/socks5d.conf.example $(DESTDIR)/etc/socks5d/socks5d.conf || \
 	  rm -f $(DESTDIR)/etc/socks5d/socks5d.conf
 
+FORMAT_FILES = src/*.c src/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c
+
 format:
-	clang-format -i src/*.c src/*.h tests/unit/*.c tests/fuzz/*.c
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	clang-format --dry-run -Werror $(FORMAT_FILES)
 
 clean:
 	rm -rf build bin

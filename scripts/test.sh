@@ -3,7 +3,11 @@
 #   1. install the Debian packages and the npm client the tests use;
 #   2. release build: cmocka unit tests, then the integration tests;
 #   3. the same under ASan+UBSan (clang), failing on any report;
-#   4. every libFuzzer target for a bounded time (FUZZ_SECONDS, default 60).
+#   4. a ThreadSanitizer build through the tests that cross threads (reload,
+#      auth pool, metrics, shared limits);
+#   5. formatting (clang-format) and the clang static analyzer, zero reports;
+#   6. line and branch coverage of unit + integration tests against floors;
+#   7. every libFuzzer target for a bounded time (FUZZ_SECONDS, default 60).
 set -eu
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
@@ -29,6 +33,20 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 make -s CC=clang CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
   BUILD=build/asan BIN=build/asan/socks5d build/asan/socks5d unit
 SOCKS5D_BIN="$PWD/build/asan/socks5d" /usr/bin/python3 -m pytest -q tests/integration
+
+echo "== ThreadSanitizer build: cross-thread integration tests"
+# A second SIGTERM exits at once by design, without joining the workers.
+export TSAN_OPTIONS="halt_on_error=1 report_thread_leaks=0"
+make -s tsan
+SOCKS5D_BIN="$PWD/build/tsan/socks5d" /usr/bin/python3 -m pytest -q tests/integration/test_reload.py tests/integration/test_limits.py \
+  tests/integration/test_ops.py
+
+echo "== formatting and static analysis"
+make -s format-check
+make -s analyze
+
+echo "== coverage"
+scripts/coverage.sh
 
 echo "== fuzzing"
 make -s fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
