@@ -4,6 +4,7 @@ machine lets the server produce, and the handshake's edge cases.
 BIND and UDP ASSOCIATE have their own suite."""
 import os
 import socket
+import subprocess
 import threading
 import time
 
@@ -135,6 +136,22 @@ def test_no_route_gets_network_unreachable_0x03(socks5d, netns, dst):
         c.sendall(greeting() + request(dst, 80))
         assert recv_exact(c, 2) == b"\x05\x00"
         expect_error_reply(c, 0x03)
+
+
+@pytest.mark.parametrize("route,rep", [("unreachable", 0x04), ("prohibit", 0x01)])
+def test_kernel_route_type_decides_the_reply(socks5d, netns, route, rep):
+    # In a private namespace, an `unreachable` route makes connect() fail with
+    # EHOSTUNREACH (host unreachable, 0x04) and a `prohibit` route with EACCES,
+    # which is no ruleset of socks5d's and no RFC cause: general failure, 0x01.
+    subprocess.run(netns.exec_prefix + ["ip", "route", "add", route, "192.0.2.0/24"],
+                   check=True, capture_output=True)
+    srv = socks5d("--auth", "none", netns=netns)
+    with srv.connect() as c:
+        c.sendall(greeting() + request("192.0.2.7", 80))
+        assert recv_exact(c, 2) == b"\x05\x00"
+        expect_error_reply(c, rep)
+    (line,) = srv.wait_access(1)
+    assert line["rep"] == str(rep)
 
 
 def test_rule_refusal_gets_not_allowed_0x02_other_targets_pass(socks5d, target, echo):
