@@ -155,11 +155,11 @@ class Storm:
             u.bind(("127.0.0.1", 0))
             payload = rng.randbytes(rng.randrange(1, 1200))
             u.sendto(udp_header(*self.udp_echo.addr) + payload, (host, port))
+            # Loopback with one datagram in flight per association drops
+            # nothing: a missing reply is the relay's fault.
             r, _, _ = select.select([u], [], [], scaled(2))
-            if r:
-                assert udp_unwrap(u.recv(70000))[2] == payload
-            else:
-                self.count("udp_lost")  # UDP may drop; not a failure
+            assert r, "no UDP reply within 2 s"
+            assert udp_unwrap(u.recv(70000))[2] == payload
         finally:
             u.close()
             if rng.random() < 0.5:
@@ -258,14 +258,13 @@ def test_storm_of_good_and_hostile_clients_leaves_server_clean(socks5d, users_fi
     finally:
         pipes_after, others_after = fd_split(pid)
         rss_after = rss_bytes(pid)
-        total = sum(v for k, v in storm.counts.items() if ":" not in k and k != "udp_lost")
+        total = sum(v for k, v in storm.counts.items() if ":" not in k)
         print(f"\nstress: {took:.1f}s, {THREADS} client threads, seed {seed}, "
               f"{total} connections ({total / took:.0f}/s)")
         for kind in KINDS:
             print(f"  {kind:14s} {storm.counts[kind]:6d}"
                   + (f"   FAILED {storm.counts[kind + ':FAILED']}"
                      if storm.counts[kind + ':FAILED'] else ""))
-        print(f"  udp replies lost: {storm.counts['udp_lost']}")
         print(f"  fds: before {base_others} + {base_pipes} pipe ends, peak {peak_fds} (all), "
               f"after {others_after} + {pipes_after} pipe ends")
         print(f"  RSS: before {rss_before / 2**20:.1f} MiB, after {rss_after / 2**20:.1f} MiB "
