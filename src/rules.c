@@ -1029,25 +1029,35 @@ static struct cidr cidr_of(uint64_t hi, uint64_t lo, unsigned prefix)
     return c;
 }
 
-static int cidrs_cover(const struct vec *v, const struct cidr *n, unsigned prefix)
+/* A run of CIDRs, as the union measure narrows it down. */
+struct span {
+    const struct cidr *c;
+    size_t n;
+};
+
+static int span_covers(struct span s, const struct cidr *n, unsigned prefix)
 {
-    const struct cidr *c = v->items;
-    for (size_t i = 0; i < v->n; i++)
-        if (cidr_covers(&c[i], n->hi, n->lo, prefix))
+    for (size_t i = 0; i < s.n; i++)
+        if (cidr_covers(&s.c[i], n->hi, n->lo, prefix))
             return 1;
     return 0;
 }
 
 /* Two prefixes overlap iff one holds the other: compare under the shorter mask. */
-static int cidrs_overlap(const struct vec *v, const struct cidr *n)
+static int cidr_overlaps(const struct cidr *c, const struct cidr *n)
 {
-    const struct cidr *c = v->items;
-    for (size_t i = 0; i < v->n; i++) {
-        uint64_t mhi = c[i].mhi & n->mhi, mlo = c[i].mlo & n->mlo;
-        if ((c[i].hi & mhi) == (n->hi & mhi) && (c[i].lo & mlo) == (n->lo & mlo))
-            return 1;
-    }
-    return 0;
+    uint64_t mhi = c->mhi & n->mhi, mlo = c->mlo & n->mlo;
+    return (c->hi & mhi) == (n->hi & mhi) && (c->lo & mlo) == (n->lo & mlo);
+}
+
+/* The CIDRs of s that overlap n, copied into out (room for s.n). */
+static struct span span_within(struct span s, const struct cidr *n, struct cidr *out)
+{
+    struct span r = {out, 0};
+    for (size_t i = 0; i < s.n; i++)
+        if (cidr_overlaps(&s.c[i], n))
+            out[r.n++] = s.c[i];
+    return r;
 }
 
 /* 2^e as a double, for address counts beyond 64 bits (0 <= e <= 128). */
@@ -1060,31 +1070,38 @@ static double pow2(int e)
 }
 
 /* How many addresses of network n (of `prefix` bits) `allow` admits outside
- * `skip`. Halves are visited only where a boundary of some CIDR lies, so the
- * work is bounded by the number of CIDRs times 128. */
-static double admitted(const struct vec *allow, const struct vec *skip, struct cidr n,
-                       unsigned prefix)
+ * `skip`. Each level keeps only the CIDRs that overlap its network, and
+ * halves are visited only where a CIDR boundary lies inside, so the work is
+ * about (number of CIDRs) x 128. Out of memory counts as everything. */
+static double admitted(struct span allow, struct span skip, struct cidr n, unsigned prefix)
 {
-    if (!cidrs_overlap(allow, &n) || cidrs_cover(skip, &n, prefix))
-        return 0;
-    if (cidrs_cover(allow, &n, prefix) && !cidrs_overlap(skip, &n))
-        return pow2(128 - (int)prefix);
-    struct cidr lo = n, hi = n;
-    if (prefix < 64)
-        hi.hi |= 1ULL << (63 - prefix);
-    else
-        hi.lo |= 1ULL << (127 - prefix);
-    lo = cidr_of(lo.hi, lo.lo, prefix + 1);
-    hi = cidr_of(hi.hi, hi.lo, prefix + 1);
-    return admitted(allow, skip, lo, prefix + 1) + admitted(allow, skip, hi, prefix + 1);
+    double sum = pow2(128 - (int)prefix);
+    struct cidr *buf = malloc((allow.n + skip.n) * sizeof *buf + 1);
+    if (buf == NULL)
+        return sum;
+    allow = span_within(allow, &n, buf);
+    skip = span_within(skip, &n, buf + allow.n);
+    if (allow.n == 0 || span_covers(skip, &n, prefix))
+        sum = 0;
+    else if (!(skip.n == 0 && span_covers(allow, &n, prefix))) {
+        struct cidr lo = cidr_of(n.hi, n.lo, prefix + 1), hi = lo;
+        if (prefix < 64)
+            hi.hi |= 1ULL << (63 - prefix);
+        else
+            hi.lo |= 1ULL << (127 - prefix);
+        sum = admitted(allow, skip, lo, prefix + 1) + admitted(allow, skip, hi, prefix + 1);
+    }
+    free(buf);
+    return sum;
 }
 
 /* Whether the `from` networks admit a sixteenth of global IPv4 or IPv6. */
 static int union_is_open(const struct vec *from, const struct vec *skip)
 {
     const uint64_t v4 = 0x0000ffff00000000ULL, unicast6 = 0x2000000000000000ULL;
-    return admitted(from, skip, cidr_of(0, v4, 96), 96) >= pow2(28) ||
-           admitted(from, skip, cidr_of(unicast6, 0, 3), 3) >= pow2(121);
+    struct span a = {from->items, from->n}, s = {skip->items, skip->n};
+    return admitted(a, s, cidr_of(0, v4, 96), 96) >= pow2(28) ||
+           admitted(a, s, cidr_of(unicast6, 0, 3), 3) >= pow2(121);
 }
 
 /* Collects the `from` CIDRs of every allow rule; -1 when one has none. */

@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
 
@@ -897,6 +898,32 @@ static void check_client_on_empty_and_null(void **state)
 
 /* ------------------------------------------------------------ rules_allow_restricted_by_client */
 
+/* Thousands of small networks (a country list) are measured quickly and
+ * exactly: 8192 /24s are restricted; the same space as 4096 /16s plus the
+ * /4 they fall short of is not. */
+static void allow_restricted_by_client_measures_long_lists(void **state)
+{
+    (void)state;
+    size_t cap = 8192 * 16 + 32;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    size_t n = (size_t)snprintf(text, cap, "allow from ");
+    for (unsigned i = 0; i < 8192; i++)
+        n += (size_t)snprintf(text + n, cap - n, "%s%u.%u.%u.0/24", i ? "," : "", 32 + i / 4096,
+                              (i / 16) % 256, (i % 16) * 16);
+    struct rules *rs = BUILD(text);
+    assert_int_equal(rules_allow_restricted_by_client(rs), 1);
+    rules_free(rs);
+    n = (size_t)snprintf(text, cap, "allow from ");
+    for (unsigned i = 0; i < 4096; i++)
+        n += (size_t)snprintf(text + n, cap - n, "%s%u.%u.0.0/16", i ? "," : "", 16 + i / 256,
+                              i % 256);
+    rs = BUILD(text);
+    assert_int_equal(rules_allow_restricted_by_client(rs), 0); /* 16.0.0.0/4 in pieces */
+    rules_free(rs);
+    free(text);
+}
+
 static void allow_restricted_by_client_cases(void **state)
 {
     (void)state;
@@ -1239,6 +1266,7 @@ int main(void)
         cmocka_unit_test(check_client_skips_conditional_denies),
         cmocka_unit_test(check_client_on_empty_and_null),
         cmocka_unit_test(allow_restricted_by_client_cases),
+        cmocka_unit_test(allow_restricted_by_client_measures_long_lists),
         cmocka_unit_test(bad_cidr_error_names_column),
         cmocka_unit_test(bad_cidr_address_is_rejected),
         cmocka_unit_test(bad_cidr_prefix_is_rejected),
