@@ -238,8 +238,13 @@ static void poll_self(struct server *sv)
     int rc = sv->addr_watch >= 0 ? hostaddr_changed(sv->addr_watch) : 0;
     if (rc > 0)
         refresh_self(sv);
-    else if (rc < 0)
-        log_error("own addresses: netlink: %s", strerror(errno));
+    else if (rc < 0) {
+        /* Not every 100 ms: one message, then reloads alone refresh. */
+        log_error("own addresses: netlink: %s (deny-private sees new addresses only on reload)",
+                  strerror(errno));
+        close(sv->addr_watch);
+        sv->addr_watch = -1;
+    }
 }
 
 /* ---------------- reload ---------------- */
