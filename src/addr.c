@@ -1,6 +1,7 @@
 #include "addr.h"
 
 #include <arpa/inet.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,4 +141,69 @@ int addr_same_ip(const struct sockaddr *x, const struct sockaddr *y)
     if (a.sa.sa_family == AF_INET)
         return a.in4.sin_addr.s_addr == b.in4.sin_addr.s_addr;
     return memcmp(&a.in6.sin6_addr, &b.in6.sin6_addr, 16) == 0;
+}
+
+static int in6_cmp(const void *x, const void *y)
+{
+    return memcmp(x, y, sizeof(struct in6_addr));
+}
+
+/* sa as an IPv6 address, IPv4 mapped; 0 for other families. */
+static int to_in6(const struct sockaddr *sa, struct in6_addr *out)
+{
+    if (sa && sa->sa_family == AF_INET) {
+        memset(out, 0, sizeof *out);
+        out->s6_addr[10] = out->s6_addr[11] = 0xff;
+        memcpy(out->s6_addr + 12, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+        return 1;
+    }
+    if (sa && sa->sa_family == AF_INET6) {
+        *out = ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        return 1;
+    }
+    return 0;
+}
+
+struct addr_list *addr_list_new(const struct sockaddr *const *sa, size_t n)
+{
+    if (n > (SIZE_MAX - sizeof(struct addr_list)) / sizeof(struct in6_addr))
+        return NULL;
+    struct addr_list *l = malloc(sizeof *l + n * sizeof l->a[0]);
+    if (l == NULL)
+        return NULL;
+    atomic_init(&l->refs, 1);
+    l->n = 0;
+    for (size_t i = 0; i < n; i++)
+        l->n += (size_t)to_in6(sa[i], &l->a[l->n]);
+    qsort(l->a, l->n, sizeof l->a[0], in6_cmp);
+    size_t k = 0;
+    for (size_t i = 0; i < l->n; i++)
+        if (k == 0 || in6_cmp(&l->a[k - 1], &l->a[i]) != 0)
+            l->a[k++] = l->a[i];
+    l->n = k;
+    return l;
+}
+
+struct addr_list *addr_list_ref(struct addr_list *l)
+{
+    if (l)
+        atomic_fetch_add_explicit(&l->refs, 1, memory_order_relaxed);
+    return l;
+}
+
+void addr_list_unref(struct addr_list *l)
+{
+    if (l && atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) == 1)
+        free(l);
+}
+
+int addr_list_has(const struct addr_list *l, const struct in6_addr *a)
+{
+    return l && bsearch(a, l->a, l->n, sizeof l->a[0], in6_cmp) != NULL;
+}
+
+int addr_list_equal(const struct addr_list *x, const struct addr_list *y)
+{
+    size_t nx = x ? x->n : 0, ny = y ? y->n : 0;
+    return nx == ny && (nx == 0 || memcmp(x->a, y->a, nx * sizeof x->a[0]) == 0);
 }

@@ -329,7 +329,8 @@ static int set_flag(int *flag, const char *arg)
 static int parse_host(const char *s, union addr_any *out);
 
 /* "ADDR:PORT [proxy-protocol] [advertise ADDR]" */
-static int add_listen(struct config *c, const char *arg, char *err, size_t errlen)
+static int add_listen(struct config *c, const char *arg, const struct origin *o, char *err,
+                      size_t errlen)
 {
     char buf[512];
     struct listen_spec *l = &c->listen[c->nlisten];
@@ -358,6 +359,14 @@ static int add_listen(struct config *c, const char *arg, char *err, size_t errle
                      tok);
             return -1;
         }
+    }
+    free(c->listen_at[c->nlisten]);
+    c->listen_at[c->nlisten] = NULL;
+    if (o->file &&
+        asprintf(&c->listen_at[c->nlisten], "%s:%d:%d", o->file, o->line, o->column) < 0) {
+        c->listen_at[c->nlisten] = NULL;
+        snprintf(err, errlen, "out of memory");
+        return -1;
     }
     c->nlisten++;
     return 0;
@@ -496,7 +505,7 @@ static int apply(struct config *c, int opt, const char *arg, struct origin *o, c
             c->nlisten = 0; /* the command line replaces the file's listeners */
             o->cli_listen = 1;
         }
-        return add_listen(c, arg, err, errlen);
+        return add_listen(c, arg, o, err, errlen);
     case O_WORKERS:
         if (strcmp(arg, "auto") == 0)
             c->workers = 0;
@@ -772,25 +781,55 @@ static void set_defaults(struct config *c)
         return -1;                                                                                 \
     } while (0)
 
+/* Whether `allow from` rules judge the real client on listener l: behind a
+ * PROXY header the client address is whatever the trusted senders say, so
+ * the rules are only as restricted as the list of those senders. */
+static int client_checked(const struct config *c, const struct listen_spec *l)
+{
+    return rules_allow_restricted_by_client(c->rules) &&
+           (!l->proxy_protocol || rules_allow_restricted_by_client(c->pp_from));
+}
+
 /* Protected mode: a listener beyond loopback that anyone can use unchecked
  * is refused unless asked for; client-restricted allow rules count as a check. */
 int config_check_open_proxy(const struct config *c, const struct listen_spec *ls, size_t n,
                             FILE *err)
 {
     char name[ADDR_STRLEN];
-    if (!is_open(c) || c->open_proxy || rules_allow_restricted_by_client(c->rules))
+    if (!is_open(c) || c->open_proxy)
         return 0;
     for (size_t i = 0; i < n; i++)
-        if (!addr_is_loopback(&ls[i].addr.sa)) {
+        if (!addr_is_loopback(&ls[i].addr.sa) && !client_checked(c, &ls[i])) {
             fprintf(err,
                     "socks5d: refusing to run an open proxy on %s: listening beyond loopback "
                     "without authentication lets anyone use this host. Use --auth userpass "
-                    "--users FILE, allow rules restricted by 'from', or --open-proxy if that is "
+                    "--users FILE, allow rules restricted by 'from' (behind proxy-protocol, "
+                    "with a restricted proxy-protocol-from too), or --open-proxy if that is "
                     "really what you want\n",
                     addr_str(&ls[i].addr.sa, name, sizeof name));
             return -1;
         }
     return 0;
+}
+
+/* A PROXY header sets the client address that rules, limits and login
+ * throttling rely on, so only listed senders may write one. */
+static int check_proxy_trust(const struct config *c)
+{
+    char name[ADDR_STRLEN];
+    int bad = 0;
+    for (size_t i = 0; i < c->nlisten && !c->pp_from; i++) {
+        if (!c->listen[i].proxy_protocol)
+            continue;
+        fprintf(errout,
+                "%s: listen %s: proxy-protocol needs proxy-protocol-from CIDR[,CIDR...] naming "
+                "the balancers trusted to send PROXY headers (without it any client can claim "
+                "any address)\n",
+                c->listen_at[i] ? c->listen_at[i] : "socks5d",
+                addr_str(&c->listen[i].addr.sa, name, sizeof name));
+        bad = 1;
+    }
+    return bad ? -1 : 0;
 }
 
 /* Cross-option checks, and loading the files the options name. */
@@ -807,6 +846,8 @@ static int validate(struct config *c)
         for (size_t j = 0; j < i; j++)
             if (config_same_listen(&c->listen[i], &c->listen[j]))
                 BAD("listen %s given twice", addr_str(&c->listen[i].addr.sa, err, sizeof err));
+    if (check_proxy_trust(c) < 0)
+        return -1;
     if (c->nmethods == 0)
         parse_methods(c, c->users_path ? "userpass" : "none");
     if (memchr(c->methods, SOCKS5_METHOD_USERPASS, c->nmethods) && !c->users_path)
@@ -923,6 +964,8 @@ void config_unref(struct config *c)
     users_free(c->users);
     rules_free(c->rules);
     rules_free(c->pp_from);
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
+        free(c->listen_at[i]);
     for (size_t i = 0; i < c->nrate_limits; i++)
         free(c->rate_limits[i].user);
     free(c->rate_limits);

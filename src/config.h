@@ -35,6 +35,7 @@ struct config {
     atomic_int refs;
     char *path; /* the config file read, or NULL */
     struct listen_spec listen[CONFIG_MAX_LISTEN];
+    char *listen_at[CONFIG_MAX_LISTEN]; /* "file:line:column" of each; NULL: command line */
     size_t nlisten;
     int workers;        /* 0: one per online CPU */
     uint8_t methods[2]; /* server preference order */
@@ -42,7 +43,7 @@ struct config {
     char *users_path;
     struct users *users;   /* loaded from users_path, NULL if none */
     struct rules *rules;   /* access rules, NULL if none */
-    struct rules *pp_from; /* trusted PROXY protocol sources, NULL: any */
+    struct rules *pp_from; /* trusted PROXY protocol sources; required by PROXY listeners */
     uint32_t timeout_handshake_ms, timeout_connect_ms, timeout_idle_ms;
     uint32_t timeout_bind_ms, timeout_udp_ms, shutdown_grace_ms, drain_delay_ms;
     uint32_t auth_cache_ttl_ms;

@@ -15,6 +15,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "hostaddr.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
@@ -38,6 +39,8 @@ struct server {
     struct listen_spec spec[CONFIG_MAX_LISTEN];
     int *fds[CONFIG_MAX_LISTEN]; /* [listen][worker] */
     int activated;               /* listeners came from systemd (LISTEN_FDS) */
+    struct addr_list *self;      /* the host's own addresses, as the workers have them */
+    int addr_watch;              /* netlink socket: own addresses changed; -1: none */
 };
 
 /* Soft fd limit up to the hard limit; returns the limit now in force. */
@@ -171,7 +174,7 @@ static int start_workers(struct server *sv)
         return -1;
     for (int k = 0; k < sv->nworkers; k++) {
         size_t n = worker_set(sv, k, ls);
-        if (!(sv->w[k] = worker_new(k, sv->cfg, ls, n, err, sizeof err))) {
+        if (!(sv->w[k] = worker_new(k, sv->cfg, sv->self, ls, n, err, sizeof err))) {
             log_error("%s", err);
             return -1;
         }
@@ -182,6 +185,66 @@ static int start_workers(struct server *sv)
             return -1;
         }
     return 0;
+}
+
+/* ---------------- the host's own addresses ---------------- */
+
+/* Takes a new snapshot of the host's addresses and, when it differs, hands
+ * it to every worker. On failure the workers keep the previous one. */
+static void refresh_self(struct server *sv)
+{
+    char err[256];
+    struct addr_list *l = hostaddr_snapshot(err, sizeof err);
+    if (!l) {
+        log_error("own addresses: %s (deny-private keeps the previous list)", err);
+        return;
+    }
+    if (addr_list_equal(l, sv->self)) {
+        addr_list_unref(l);
+        return;
+    }
+    for (int k = 0; k < sv->nworkers; k++)
+        if (worker_set_self(sv->w[k], l) < 0)
+            log_error("own addresses: worker %d: out of memory", k);
+    addr_list_unref(sv->self);
+    sv->self = l;
+    log_debug("own addresses changed: %zu now", l->n);
+}
+
+/* Start-up: the first snapshot, and the socket that says when to take the next. */
+static int watch_self(struct server *sv)
+{
+    char err[256];
+    /* The socket first: a change during the snapshot is then not missed. */
+    if ((sv->addr_watch = hostaddr_watch()) < 0)
+        log_warn("own addresses: netlink: %s (deny-private sees new addresses only on reload)",
+                 strerror(errno));
+    if (!(sv->self = hostaddr_snapshot(err, sizeof err))) {
+        log_error("start-up: own addresses: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+static void unwatch_self(struct server *sv)
+{
+    addr_list_unref(sv->self);
+    if (sv->addr_watch >= 0)
+        close(sv->addr_watch);
+}
+
+static void poll_self(struct server *sv)
+{
+    int rc = sv->addr_watch >= 0 ? hostaddr_changed(sv->addr_watch) : 0;
+    if (rc > 0)
+        refresh_self(sv);
+    else if (rc < 0) {
+        /* Not every 100 ms: one message, then reloads alone refresh. */
+        log_error("own addresses: netlink: %s (deny-private sees new addresses only on reload)",
+                  strerror(errno));
+        close(sv->addr_watch);
+        sv->addr_watch = -1;
+    }
 }
 
 /* ---------------- reload ---------------- */
@@ -286,6 +349,7 @@ static void reload(struct server *sv)
     }
     if (log_configure(c, err, sizeof err) < 0)
         log_error("reload: %s (logs stay where they were)", err);
+    refresh_self(sv);
     if (!sv->activated) {
         /* Sockets of addresses no longer listed are closed by the workers. */
         for (size_t j = 0; j < sv->nlisten; j++) {
@@ -397,8 +461,10 @@ static int run(struct server *sv)
         }
         if (draining && atomic_load(&g_workers_running) == 0)
             return 0;
-        if (!draining)
+        if (!draining) {
+            poll_self(sv);
             report_status();
+        }
     }
 }
 
@@ -430,6 +496,7 @@ static void shutdown_all(struct server *sv)
     for (size_t i = 0; i < sv->nlisten; i++)
         free(sv->fds[i]);
     config_unref(sv->cfg);
+    unwatch_self(sv);
     ares_library_cleanup();
 }
 
@@ -464,13 +531,14 @@ static int abandon(struct server *sv, int code)
     }
     auth_pool_stop();
     config_unref(sv->cfg);
+    unwatch_self(sv);
     ares_library_cleanup();
     return code;
 }
 
 int main(int argc, char **argv)
 {
-    struct server sv = {.argc = argc, .argv = argv};
+    struct server sv = {.argc = argc, .argv = argv, .addr_watch = -1};
     char err[512];
     int code, check;
     if (argc >= 2 && strcmp(argv[1], "passwd") == 0) {
@@ -504,6 +572,8 @@ int main(int argc, char **argv)
         log_error("start-up: cannot initialise the resolver or the password threads");
         return abandon(&sv, 1);
     }
+    if (watch_self(&sv) < 0)
+        return abandon(&sv, 1);
     if ((code = prepare(&sv)) != 0)
         return abandon(&sv, code);
     if (start_workers(&sv) < 0)

@@ -52,6 +52,7 @@ static void request_of(const struct session *s, int cmd, const struct sockaddr *
     r->dst_name = name;
     r->dst_name_len = name ? strlen(name) : 0;
     r->dst_port = dst ? addr_port(dst) : addr_port(&s->dst.sa);
+    r->self = s->w->self;
 }
 
 enum policy_verdict policy_request(struct session *s)

@@ -51,6 +51,7 @@ enum clause { C_FROM, C_USER, C_CMD, C_TO, C_PORT, C_COUNT };
 
 struct rule {
     int allow;
+    int deny_private;   /* `to` lists the private ranges; `except` and the host's own apply */
     unsigned written;   /* clauses present in the text, even as `any`: duplicates check */
     unsigned restricts; /* clauses that restrict, i.e. present and not `any` */
     unsigned cmds;      /* BIT(RULES_CMD_x) */
@@ -59,6 +60,7 @@ struct rule {
     struct vec to;      /* struct cidr */
     struct vec pats;    /* struct pattern */
     struct vec ports;   /* struct port_range */
+    struct vec except;  /* struct cidr: deny-private's globally reachable exceptions */
     char *file;
     int line;
 };
@@ -126,6 +128,7 @@ static void rule_clear(struct rule *r)
     free(r->to.items);
     free(r->pats.items);
     free(r->ports.items);
+    free(r->except.items);
     free(r->file);
     memset(r, 0, sizeof *r);
 }
@@ -587,35 +590,79 @@ static int parse_list(struct parser *p, struct rule *r, int c, const struct tok 
     return 0;
 }
 
-/* What deny-private denies. IPv4-mapped forms (::ffff:10.0.0.1) are covered by
- * the IPv4 entries, being the same numbers here. */
+/* What deny-private denies: the blocks the IANA IPv4 and IPv6 Special-Purpose
+ * Address Registries mark as not globally reachable, multicast, and cloud
+ * platform services outside them. IPv4-mapped forms (::ffff:10.0.0.1) are
+ * covered by the IPv4 entries, being the same numbers here; other forms that
+ * embed an IPv4 address are unwrapped by embedded_v4(). docs/rules.md lists
+ * the same table. */
 static const char *const private_nets[] = {
-    "127.0.0.0/8",    /* loopback */
-    "::1/128",        /* loopback */
-    "0.0.0.0/8",      /* "this network": connecting to 0.0.0.0 reaches the local host */
-    "::/128",         /* unspecified: likewise reaches the local host on Linux */
-    "10.0.0.0/8",     /* RFC 1918 */
-    "172.16.0.0/12",  /* RFC 1918 */
-    "192.168.0.0/16", /* RFC 1918 */
-    "100.64.0.0/10",  /* CGNAT shared space, RFC 6598 */
-    "169.254.0.0/16", /* link-local, with the cloud metadata service 169.254.169.254 */
-    "fe80::/10",      /* link-local */
-    "fc00::/7",       /* unique local, RFC 4193 */
-    "224.0.0.0/4",    /* multicast */
-    "ff00::/8",       /* multicast */
+    "0.0.0.0/8",        /* "this network": connecting to 0.0.0.0 reaches the local host */
+    "10.0.0.0/8",       /* private use, RFC 1918 */
+    "100.64.0.0/10",    /* shared (CGNAT) space, RFC 6598; Alibaba metadata 100.100.100.200 */
+    "127.0.0.0/8",      /* loopback */
+    "169.254.0.0/16",   /* link-local; the metadata service 169.254.169.254 of most clouds */
+    "172.16.0.0/12",    /* private use */
+    "192.0.0.0/24",     /* IETF protocol assignments (Oracle metadata 192.0.0.192) */
+    "192.0.2.0/24",     /* documentation */
+    "192.168.0.0/16",   /* private use */
+    "198.18.0.0/15",    /* benchmarking */
+    "198.51.100.0/24",  /* documentation */
+    "203.0.113.0/24",   /* documentation */
+    "224.0.0.0/4",      /* multicast */
+    "240.0.0.0/4",      /* reserved, and the limited broadcast 255.255.255.255 */
+    "168.63.129.16/32", /* Azure platform (WireServer, DNS, health probes) */
+    "::/128",           /* unspecified: likewise reaches the local host on Linux */
+    "::1/128",          /* loopback */
+    "64:ff9b:1::/48",   /* local-use IPv4/IPv6 translation */
+    "100::/64",         /* discard-only */
+    "100:0:0:1::/64",   /* dummy prefix */
+    "2001::/23",        /* IETF protocol assignments, Teredo included; see below */
+    "2001:db8::/32",    /* documentation */
+    "3fff::/20",        /* documentation */
+    "5f00::/16",        /* segment routing SIDs */
+    "fc00::/7",         /* unique local (AWS metadata fd00:ec2::254, GCP fd20:ce::254) */
+    "fe80::/10",        /* link-local */
+    "fec0::/10",        /* deprecated site-local: still routed as local by some stacks */
+    "ff00::/8",         /* multicast */
 };
+
+/* Globally reachable blocks inside the ones above, per the registries. */
+static const char *const private_exceptions[] = {
+    "192.0.0.9/32",    /* PCP anycast */
+    "192.0.0.10/32",   /* TURN anycast */
+    "2001:1::1/128",   /* PCP anycast */
+    "2001:1::2/128",   /* TURN anycast */
+    "2001:1::3/128",   /* DNS-SD SRP anycast */
+    "2001:3::/32",     /* AMT */
+    "2001:4:112::/48", /* AS112-v6 */
+    "2001:20::/28",    /* ORCHIDv2 */
+    "2001:30::/28",    /* drone remote ID */
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Appends the CIDRs of a built-in table; errors are reported at column col. */
+static int add_table(struct parser *p, struct vec *v, const char *const *t, size_t n, size_t col)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct tok tk = {t[i], strlen(t[i]), col};
+        if (add_cidr(p, v, &tk) < 0)
+            return -1;
+    }
+    return 0;
+}
 
 static int parse_deny_private(struct parser *p, struct rule *r, const struct tok *kw)
 {
     struct tok extra;
     if (next_tok(p, &extra))
         return fail(p, extra.col, "'deny-private' takes no clauses (add a separate rule)");
-    for (size_t i = 0; i < sizeof private_nets / sizeof private_nets[0]; i++) {
-        struct tok t = {private_nets[i], strlen(private_nets[i]), kw->col};
-        if (add_cidr(p, &r->to, &t) < 0)
-            return -1;
-    }
+    if (add_table(p, &r->to, private_nets, COUNT(private_nets), kw->col) < 0 ||
+        add_table(p, &r->except, private_exceptions, COUNT(private_exceptions), kw->col) < 0)
+        return -1;
     r->allow = 0;
+    r->deny_private = 1;
     r->written = r->restricts = BIT(C_TO);
     return 0;
 }
@@ -712,6 +759,7 @@ struct req {
     size_t name_len;
     int addr_later; /* no address now, but resolving the name will give one */
     uint16_t port;
+    const struct addr_list *self;
 };
 
 /* The name as the resolver will see it: C strings stop at the first NUL, so
@@ -755,6 +803,7 @@ static void prepare(const struct rules_request *rq, struct req *q)
     q->user = rq->user;
     q->cmd = rq->cmd;
     q->port = rq->dst_port;
+    q->self = rq->self;
     size_t raw = cut_at_nul(rq->dst_name, rq->dst_name_len), len = raw;
     while (len > 0 && rq->dst_name[len - 1] == '.')
         len--; /* "example.com." is example.com */
@@ -810,12 +859,57 @@ static int name_matches(const struct rule *r, const char *name, size_t len)
 
 enum { NO, YES, MAYBE };
 
+/* The IPv4 address carried by an IPv6 form that reaches it: IPv4-compatible
+ * ::a.b.c.d, SIIT ::ffff:0:a.b.c.d, NAT64 64:ff9b::a.b.c.d and 6to4
+ * 2002:AABB:CCDD::. (IPv4-mapped is the IPv4 number itself here.) */
+static int embedded_v4(const struct addr128 *a, struct addr128 *v4)
+{
+    uint32_t ip;
+    if (a->hi == 0 && (a->lo >> 32) == 0)
+        ip = (uint32_t)a->lo;
+    else if (a->hi == 0 && (a->lo >> 32) == 0xffff0000ULL)
+        ip = (uint32_t)a->lo;
+    else if (a->hi == 0x0064ff9b00000000ULL && (a->lo >> 32) == 0)
+        ip = (uint32_t)a->lo;
+    else if ((a->hi >> 48) == 0x2002)
+        ip = (uint32_t)(a->hi >> 16);
+    else
+        return 0;
+    v4->hi = 0;
+    v4->lo = 0x0000ffff00000000ULL | ip;
+    return 1;
+}
+
+static int is_self(const struct addr_list *self, const struct addr128 *a)
+{
+    struct in6_addr a6;
+    for (int i = 0; i < 8; i++) {
+        a6.s6_addr[i] = (unsigned char)(a->hi >> (56 - 8 * i));
+        a6.s6_addr[8 + i] = (unsigned char)(a->lo >> (56 - 8 * i));
+    }
+    return addr_list_has(self, &a6);
+}
+
+static int private_has(const struct rule *r, const struct addr128 *a, const struct addr_list *self)
+{
+    return (cidrs_have(&r->to, a) && !cidrs_have(&r->except, a)) || is_self(self, a);
+}
+
+static int to_has(const struct rule *r, const struct req *q)
+{
+    struct addr128 v4;
+    if (!r->deny_private)
+        return cidrs_have(&r->to, &q->dst);
+    return private_has(r, &q->dst, q->self) ||
+           (embedded_v4(&q->dst, &v4) && private_has(r, &v4, q->self));
+}
+
 static int to_matches(const struct rule *r, const struct req *q)
 {
     if (q->name && name_matches(r, q->name, q->name_len))
         return YES;
     if (q->has_dst)
-        return cidrs_have(&r->to, &q->dst) ? YES : NO;
+        return to_has(r, q) ? YES : NO;
     return (q->addr_later && r->to.n > 0) ? MAYBE : NO;
 }
 
@@ -925,24 +1019,122 @@ int rules_check_client(const struct rules *rs, const struct sockaddr *client,
     return out->allow;
 }
 
-/* True if the list admits the whole Internet of one family. */
-static int from_is_open(const struct rule *r)
+/* The CIDR for network hi:lo/prefix. */
+static struct cidr cidr_of(uint64_t hi, uint64_t lo, unsigned prefix)
 {
-    const struct cidr *c = r->from.items;
-    for (size_t i = 0; i < r->from.n; i++)
-        if (cidr_covers(&c[i], 0, 0x0000ffff00000000ULL, 96) ||
-            cidr_covers(&c[i], 0x2000000000000000ULL, 0, 3))
+    struct cidr c;
+    mask_for(prefix, &c);
+    c.hi = hi & c.mhi;
+    c.lo = lo & c.mlo;
+    return c;
+}
+
+/* A run of CIDRs, as the union measure narrows it down. */
+struct span {
+    const struct cidr *c;
+    size_t n;
+};
+
+static int span_covers(struct span s, const struct cidr *n, unsigned prefix)
+{
+    for (size_t i = 0; i < s.n; i++)
+        if (cidr_covers(&s.c[i], n->hi, n->lo, prefix))
             return 1;
+    return 0;
+}
+
+/* Two prefixes overlap iff one holds the other: compare under the shorter mask. */
+static int cidr_overlaps(const struct cidr *c, const struct cidr *n)
+{
+    uint64_t mhi = c->mhi & n->mhi, mlo = c->mlo & n->mlo;
+    return (c->hi & mhi) == (n->hi & mhi) && (c->lo & mlo) == (n->lo & mlo);
+}
+
+/* The CIDRs of s that overlap n, copied into out (room for s.n). */
+static struct span span_within(struct span s, const struct cidr *n, struct cidr *out)
+{
+    struct span r = {out, 0};
+    for (size_t i = 0; i < s.n; i++)
+        if (cidr_overlaps(&s.c[i], n))
+            out[r.n++] = s.c[i];
+    return r;
+}
+
+/* 2^e as a double, for address counts beyond 64 bits (0 <= e <= 128). */
+static double pow2(int e)
+{
+    double d = 1;
+    for (; e >= 32; e -= 32)
+        d *= 4294967296.0;
+    return d * (double)(1ULL << e);
+}
+
+/* How many addresses of network n (of `prefix` bits) `allow` admits outside
+ * `skip`. Each level keeps only the CIDRs that overlap its network, and
+ * halves are visited only where a CIDR boundary lies inside, so the work is
+ * about (number of CIDRs) x 128. Out of memory counts as everything. */
+static double admitted(struct span allow, struct span skip, struct cidr n, unsigned prefix)
+{
+    double sum = pow2(128 - (int)prefix);
+    struct cidr *buf = malloc((allow.n + skip.n) * sizeof *buf + 1);
+    if (buf == NULL)
+        return sum;
+    allow = span_within(allow, &n, buf);
+    skip = span_within(skip, &n, buf + allow.n);
+    if (allow.n == 0 || span_covers(skip, &n, prefix))
+        sum = 0;
+    else if (!(skip.n == 0 && span_covers(allow, &n, prefix))) {
+        struct cidr lo = cidr_of(n.hi, n.lo, prefix + 1), hi = lo;
+        if (prefix < 64)
+            hi.hi |= 1ULL << (63 - prefix);
+        else
+            hi.lo |= 1ULL << (127 - prefix);
+        sum = admitted(allow, skip, lo, prefix + 1) + admitted(allow, skip, hi, prefix + 1);
+    }
+    free(buf);
+    return sum;
+}
+
+/* Whether the `from` networks admit a sixteenth of global IPv4 or IPv6. */
+static int union_is_open(const struct vec *from, const struct vec *skip)
+{
+    const uint64_t v4 = 0x0000ffff00000000ULL, unicast6 = 0x2000000000000000ULL;
+    struct span a = {from->items, from->n}, s = {skip->items, skip->n};
+    return admitted(a, s, cidr_of(0, v4, 96), 96) >= pow2(28) ||
+           admitted(a, s, cidr_of(unicast6, 0, 3), 3) >= pow2(121);
+}
+
+/* Collects the `from` CIDRs of every allow rule; -1 when one has none. */
+static int allow_sources(const struct rules *rs, struct vec *out)
+{
+    const struct rule *v = rs->rules.items;
+    for (size_t i = 0; i < rs->rules.n; i++) {
+        if (!v[i].allow)
+            continue;
+        if (!(v[i].restricts & BIT(C_FROM)))
+            return -1;
+        const struct cidr *c = v[i].from.items;
+        for (size_t k = 0; k < v[i].from.n; k++) {
+            struct cidr *slot = vec_push(out, sizeof *slot);
+            if (slot == NULL)
+                return -1; /* out of memory: fail closed, as if unrestricted */
+            *slot = c[k];
+        }
+    }
     return 0;
 }
 
 int rules_allow_restricted_by_client(const struct rules *rs)
 {
+    struct parser p = {"", 0, NULL, 0};
+    struct vec from = {0}, skip = {0};
+    int restricted = 0;
     if (rs == NULL || rs->rules.n == 0)
         return 0;
-    const struct rule *v = rs->rules.items;
-    for (size_t i = 0; i < rs->rules.n; i++)
-        if (v[i].allow && (!(v[i].restricts & BIT(C_FROM)) || from_is_open(&v[i])))
-            return 0;
-    return 1;
+    if (allow_sources(rs, &from) == 0 &&
+        add_table(&p, &skip, private_nets, COUNT(private_nets), 1) == 0)
+        restricted = !union_is_open(&from, &skip);
+    free(from.items);
+    free(skip.items);
+    return restricted;
 }

@@ -8,7 +8,7 @@
  * Grammar (one rule per rules_add call; see docs/rules.md):
  *   allow|deny [from CIDR[,CIDR...]] [user NAME[,NAME...]] [cmd connect|bind|udp[,...]]
  *              [to CIDR|DOMAIN-PATTERN[,...]] [port N|N-M[,...]]
- *   deny-private
+ *   deny-private   (every address that is not globally reachable, and the host's own)
  * First match wins; with no match the answer is deny if any rule exists, and
  * allow if the set is empty.
  */
@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+
+#include "addr.h"
 
 struct rules;
 
@@ -31,7 +33,8 @@ struct rules_request {
     const struct sockaddr *dst;    /* NULL while only a name is known; its port is ignored */
     const char *dst_name;          /* NULL if none; need not be NUL-terminated */
     size_t dst_name_len;
-    uint16_t dst_port; /* host order */
+    uint16_t dst_port;            /* host order */
+    const struct addr_list *self; /* the host's own addresses, for deny-private; may be NULL */
 };
 
 struct rules_verdict {
@@ -90,11 +93,13 @@ void rules_match_any_destination(const struct rules *rs, const struct rules_requ
 int rules_check_client(const struct rules *rs, const struct sockaddr *client,
                        struct rules_verdict *out);
 
-/* Returns 1 if the set has at least one rule and every `allow` rule has a
- * `from` clause that excludes part of the Internet (a list containing all of
- * IPv4, such as 0.0.0.0/0, ::/0 or ::ffff:0:0/96, or all of global unicast
- * IPv6 2000::/3, does not count). Returns 0 otherwise, and for NULL.
- * Protected mode uses it to accept a non-loopback listener without auth. */
+/* Returns 1 if the set has at least one rule, every `allow` rule has a `from`
+ * clause, and together those clauses admit less than a sixteenth of the
+ * Internet: fewer globally reachable addresses than a /4 holds in IPv4 and a
+ * /7 in IPv6 (the union counts, so 0.0.0.0/1,128.0.0.0/1 is as open as
+ * 0.0.0.0/0; ranges that are not globally reachable count for nothing).
+ * Returns 0 otherwise, and for NULL. Protected mode uses it to accept a
+ * non-loopback listener without auth. */
 int rules_allow_restricted_by_client(const struct rules *rs);
 
 #endif

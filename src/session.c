@@ -792,7 +792,9 @@ static int admit(struct session *s, const struct listen_spec *ln)
     if (!ln->proxy_protocol)
         return policy_accept(s);
     s->state = S_PROXY;
-    if (s->cfg->pp_from && !rules_check_client(s->cfg->pp_from, &s->client.sa, NULL)) {
+    /* No trust list (a socket-activated listener kept across a reload that
+     * dropped it) trusts nobody: rules_check_client fails closed on NULL. */
+    if (!rules_check_client(s->cfg->pp_from, &s->client.sa, NULL)) {
         s->fail = HSF_PROXY;
         s->why = "PROXY protocol from an untrusted address";
         return 0;

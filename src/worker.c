@@ -24,7 +24,8 @@ atomic_int g_workers_running;
 struct worker_msg {
     struct mail mail;
     struct worker *w;
-    struct config *cfg; /* reload: the new snapshot (one reference) */
+    struct config *cfg;     /* reload: the new snapshot (one reference) */
+    struct addr_list *self; /* own addresses: the new list (one reference) */
     size_t n;
     struct worker_listen ls[CONFIG_MAX_LISTEN];
 };
@@ -155,8 +156,8 @@ static void close_listeners(struct worker *w)
             close_listener(w, &w->listeners[i]);
 }
 
-struct worker *worker_new(int id, struct config *cfg, const struct worker_listen *ls, size_t n,
-                          char *err, size_t errlen)
+struct worker *worker_new(int id, struct config *cfg, struct addr_list *self,
+                          const struct worker_listen *ls, size_t n, char *err, size_t errlen)
 {
     struct worker *w = calloc(1, sizeof *w);
     size_t i;
@@ -170,6 +171,7 @@ struct worker *worker_new(int id, struct config *cfg, const struct worker_listen
         w->listeners[i].io.fd = -1;
     w->id = id;
     w->cfg = config_ref(cfg);
+    w->self = addr_list_ref(self);
     bufpool_init(&w->pool, POOL_MAX_FREE);
     if (!(w->loop = loop_new()) || mailbox_init(&w->mbox, w->loop) < 0) {
         snprintf(err, errlen, "worker %d: epoll/eventfd: %s", id, strerror(errno));
@@ -252,6 +254,25 @@ int worker_reload(struct worker *w, struct config *cfg, const struct worker_list
     m->n = n;
     memcpy(m->ls, ls, n * sizeof *ls);
     mailbox_post(&w->mbox, &m->mail, on_reload);
+    return 0;
+}
+
+static void on_self(struct mail *m)
+{
+    struct worker_msg *msg = (struct worker_msg *)m;
+    addr_list_unref(msg->w->self);
+    msg->w->self = msg->self;
+    free(msg);
+}
+
+int worker_set_self(struct worker *w, struct addr_list *self)
+{
+    struct worker_msg *m = calloc(1, sizeof *m);
+    if (!m)
+        return -1;
+    m->w = w;
+    m->self = addr_list_ref(self);
+    mailbox_post(&w->mbox, &m->mail, on_self);
     return 0;
 }
 
@@ -346,6 +367,7 @@ void worker_free(struct worker *w)
     bufpool_destroy(&w->pool);
     if (w->cfg)
         config_unref(w->cfg);
+    addr_list_unref(w->self);
     loop_free(w->loop);
     free(w);
 }

@@ -35,7 +35,8 @@ struct worker {
     pthread_t thread;
     struct loop *loop;
     struct mailbox mbox;
-    struct config *cfg; /* snapshot new sessions start with (one reference) */
+    struct config *cfg;     /* snapshot new sessions start with (one reference) */
+    struct addr_list *self; /* the host's own addresses now (one reference) */
     struct resolver *resolver;
     struct auth_cache *auth_cache;
     struct bufpool pool;
@@ -56,13 +57,18 @@ extern atomic_ulong g_sessions;
 extern atomic_int g_workers_running;
 
 /* Creates a worker around listening sockets ls[0..n) (ownership of the fds
- * taken) and a config reference. Returns NULL with a reason in err. */
-struct worker *worker_new(int id, struct config *cfg, const struct worker_listen *ls, size_t n,
-                          char *err, size_t errlen);
+ * taken), a config reference and a reference to the host's addresses (self
+ * may be NULL). Returns NULL with a reason in err. */
+struct worker *worker_new(int id, struct config *cfg, struct addr_list *self,
+                          const struct worker_listen *ls, size_t n, char *err, size_t errlen);
 /* Hands the worker a new snapshot (a reference is taken) and its complete
  * set of listeners: fds it has and ls lacks are closed, new ones adopted.
  * Thread-safe; applied on the worker's loop. Returns 0 or -1 (ENOMEM). */
 int worker_reload(struct worker *w, struct config *cfg, const struct worker_listen *ls, size_t n);
+/* Hands the worker a new list of the host's addresses (a reference is
+ * taken); sessions check against it from then on. Thread-safe; applied on
+ * the worker's loop. Returns 0 or -1 (ENOMEM). */
+int worker_set_self(struct worker *w, struct addr_list *self);
 int worker_start(struct worker *w);
 /* Asks the worker to stop accepting and end once its sessions are done or
  * grace_ms has passed. Thread-safe. */

@@ -326,6 +326,68 @@ TEST(len_and_port_follow_the_family)
     assert_int_equal(addr_port(&b.sa), 4321);
 }
 
+static struct in6_addr in6(const char *ip)
+{
+    struct in6_addr a;
+    assert_int_equal(inet_pton(AF_INET6, ip, &a), 1);
+    return a;
+}
+
+TEST(list_keeps_v4_as_mapped_drops_duplicates_and_other_families)
+{
+    union addr_any a = v4("1.2.3.4", 80), b = v6("2001:db8::1", 0), c = v4("1.2.3.4", 0),
+                   d = v6("::ffff:1.2.3.4", 9), unix_sa;
+    memset(&unix_sa, 0, sizeof unix_sa);
+    unix_sa.sa.sa_family = AF_UNIX;
+    const struct sockaddr *sa[] = {&b.sa, &a.sa, NULL, &unix_sa.sa, &c.sa, &d.sa};
+    struct addr_list *l = addr_list_new(sa, 6);
+    assert_non_null(l);
+    assert_int_equal(l->n, 2);
+    struct in6_addr x = in6("::ffff:1.2.3.4"), y = in6("2001:db8::1"), z = in6("102:304::");
+    assert_true(addr_list_has(l, &x));
+    assert_true(addr_list_has(l, &y));
+    assert_false(addr_list_has(l, &z));
+    assert_false(addr_list_has(NULL, &x));
+    addr_list_unref(l);
+}
+
+TEST(list_equal_compares_contents_in_any_input_order)
+{
+    union addr_any a = v4("10.0.0.1", 0), b = v6("fe80::1", 0), c = v4("10.0.0.2", 0);
+    const struct sockaddr *ab[] = {&a.sa, &b.sa}, *ba[] = {&b.sa, &a.sa}, *ac[] = {&a.sa, &c.sa};
+    struct addr_list *x = addr_list_new(ab, 2), *y = addr_list_new(ba, 2),
+                     *z = addr_list_new(ac, 2), *empty = addr_list_new(NULL, 0);
+    assert_non_null(x);
+    assert_non_null(y);
+    assert_non_null(z);
+    assert_non_null(empty);
+    assert_true(addr_list_equal(x, y));
+    assert_false(addr_list_equal(x, z));
+    assert_false(addr_list_equal(x, NULL));
+    assert_true(addr_list_equal(empty, NULL));
+    assert_true(addr_list_equal(NULL, NULL));
+    addr_list_unref(x);
+    addr_list_unref(y);
+    addr_list_unref(z);
+    addr_list_unref(empty);
+}
+
+TEST(list_lives_until_its_last_reference)
+{
+    union addr_any a = v4("192.0.2.1", 0);
+    const struct sockaddr *sa[] = {&a.sa};
+    struct addr_list *l = addr_list_new(sa, 1);
+    assert_non_null(l);
+    assert_ptr_equal(addr_list_ref(l), l);
+    assert_int_equal(atomic_load(&l->refs), 2);
+    addr_list_unref(l);
+    struct in6_addr x = in6("::ffff:192.0.2.1");
+    assert_true(addr_list_has(l, &x)); /* still alive: ASan would say otherwise */
+    addr_list_unref(l);
+    addr_list_unref(NULL);
+    assert_null(addr_list_ref(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -345,6 +407,9 @@ int main(void)
         cmocka_unit_test(same_ip_ignores_ports_and_v4_mapping),
         cmocka_unit_test(normalize_unmaps_v4_mapped_and_copies_the_rest),
         cmocka_unit_test(len_and_port_follow_the_family),
+        cmocka_unit_test(list_keeps_v4_as_mapped_drops_duplicates_and_other_families),
+        cmocka_unit_test(list_equal_compares_contents_in_any_input_order),
+        cmocka_unit_test(list_lives_until_its_last_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

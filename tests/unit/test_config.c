@@ -531,9 +531,9 @@ TEST(command_line_replaces_listeners_and_rules_and_wins_for_values)
                      "workers 3\n"
                      "deny to 127.0.0.1 port 80\n"
                      "allow\n");
-    struct loaded r =
-        LOAD("-l", "127.0.0.1:19012", "-c", path, "--timeout-idle", "30s", "--rule",
-             "allow from 127.0.0.0/8", "--workers", "2", "--listen", "[::1]:19013 proxy-protocol");
+    struct loaded r = LOAD("-l", "127.0.0.1:19012", "-c", path, "--timeout-idle", "30s", "--rule",
+                           "allow from 127.0.0.0/8", "--workers", "2", "--listen",
+                           "[::1]:19013 proxy-protocol", "--proxy-protocol-from", "10.0.0.1");
     expect_ok(&r);
     const struct config *c = r.c;
     assert_int_equal(c->nlisten, 2);
@@ -553,7 +553,8 @@ TEST(command_line_flags_verbose_quiet_and_proxy_protocol)
     test_dir("cli-flags", dir, sizeof dir);
     in_dir(dir, "socks5d.conf", path, sizeof path);
     write_file(path, "listen 127.0.0.1:19014\nlisten 127.0.0.1:19015\nlog-level error\n");
-    struct loaded r = LOAD("-c", path, "-v", "--proxy-protocol");
+    struct loaded r =
+        LOAD("-c", path, "-v", "--proxy-protocol", "--proxy-protocol-from", "10.0.0.1");
     expect_ok(&r);
     assert_int_equal(r.c->log_level, LOG_LVL_DEBUG);
     assert_int_equal(r.c->proxy_protocol_all, 1);
@@ -1013,6 +1014,86 @@ TEST(check_open_proxy_on_given_listeners_refuses_only_public_ones)
     free(text);
 }
 
+TEST(proxy_listener_without_trusted_sources_is_refused_at_the_listener)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    test_dir("pp-trust", dir, sizeof dir);
+    /* The open proxy of issue 10: anyone could claim 10.9.9.9. */
+    struct loaded r = load_text(dir,
+                                "allow from 10.0.0.0/8\n"
+                                "deny\n"
+                                "listen 127.0.0.1:19040\n"
+                                "  listen 0.0.0.0:19041 proxy-protocol\n",
+                                path, sizeof path);
+    expect_located(&r, path, 4, 10, "0.0.0.0:19041");
+    assert_non_null(strstr(r.err, "proxy-protocol-from"));
+    assert_null(strstr(r.err, "19040"));
+    loaded_free(&r);
+    /* Every listener of a global proxy-protocol, each at its own line. */
+    r = load_text(dir, "listen 127.0.0.1:19040\nlisten 127.0.0.1:19041\nproxy-protocol\n", path,
+                  sizeof path);
+    expect_located(&r, path, 1, 8, "127.0.0.1:19040");
+    expect_located(&r, path, 2, 8, "127.0.0.1:19041");
+    loaded_free(&r);
+    /* From the command line: named, and the same exit code. */
+    r = LOAD("-c", path, "-l", "0.0.0.0:19042 proxy-protocol", "--rule", "allow from 10.0.0.0/8");
+    expect_message(&r, "listen 0.0.0.0:19042: proxy-protocol needs proxy-protocol-from");
+    loaded_free(&r);
+    r = LOAD("-c", path, "--proxy-protocol-from", "");
+    expect_error(&r);
+    loaded_free(&r);
+    r = LOAD("-c", path, "--proxy-protocol-from", "127.0.0.1");
+    expect_ok(&r);
+    loaded_free(&r);
+}
+
+TEST(allow_from_is_no_protection_behind_an_open_proxy_trust_list)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    test_dir("pp-protected", dir, sizeof dir);
+    struct loaded r = load_text(dir,
+                                "listen 0.0.0.0:19043 proxy-protocol\n"
+                                "proxy-protocol-from 0.0.0.0/1,128.0.0.0/1\n"
+                                "allow from 10.0.0.0/8\n",
+                                path, sizeof path);
+    expect_message(&r, "open proxy on 0.0.0.0:19043");
+    loaded_free(&r);
+    r = load_text(dir,
+                  "listen 0.0.0.0:19043 proxy-protocol\n"
+                  "proxy-protocol-from 192.0.2.7\n"
+                  "allow from 10.0.0.0/8\n",
+                  path, sizeof path);
+    expect_ok(&r);
+    loaded_free(&r);
+}
+
+TEST(protected_mode_judges_the_union_of_allow_sources)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    test_dir("protected-union", dir, sizeof dir);
+    static const char *const open[] = {
+        "allow from 0.0.0.0/1,128.0.0.0/1\n",
+        "allow from 0.0.0.0/1\nallow from 128.0.0.0/1 cmd connect\n",
+        "allow from 0.0.0.0/2\ndeny from 10.0.0.0/8\nallow from 64.0.0.0/2,128.0.0.0/1\n",
+        "allow from 16.0.0.0/4\n",
+        "allow from 2000::/4,3000::/4\n",
+    };
+    char text[256];
+    for (size_t i = 0; i < sizeof open / sizeof open[0]; i++) {
+        fmt(text, sizeof text, "listen 0.0.0.0:19044\n%s", open[i]);
+        struct loaded r = load_text(dir, text, path, sizeof path);
+        if (r.c)
+            fail_msg("accepted as restricted: %s", open[i]);
+        expect_message(&r, "open proxy");
+        loaded_free(&r);
+    }
+    struct loaded r = load_text(
+        dir, "listen 0.0.0.0:19044\nallow from 10.0.0.0/8,192.0.2.0/24\nallow from 2001:db8::/32\n",
+        path, sizeof path);
+    expect_ok(&r);
+    loaded_free(&r);
+}
+
 TEST(max_sessions_per_user_needs_a_users_file)
 {
     char dir[PATH_MAX], path[PATH_MAX];
@@ -1184,6 +1265,9 @@ int main(void)
         cmocka_unit_test(open_proxy_beyond_loopback_without_auth_is_refused),
         cmocka_unit_test(open_proxy_is_accepted_when_asked_for_or_restricted),
         cmocka_unit_test(check_open_proxy_on_given_listeners_refuses_only_public_ones),
+        cmocka_unit_test(proxy_listener_without_trusted_sources_is_refused_at_the_listener),
+        cmocka_unit_test(allow_from_is_no_protection_behind_an_open_proxy_trust_list),
+        cmocka_unit_test(protected_mode_judges_the_union_of_allow_sources),
         cmocka_unit_test(max_sessions_per_user_needs_a_users_file),
         cmocka_unit_test(advertise_prefers_exact_listener_then_wildcard_then_global),
         cmocka_unit_test(advertise_parsed_from_listen_lines_and_global_directive),

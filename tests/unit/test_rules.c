@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
 
@@ -58,6 +59,7 @@ struct q {
     int cmd;
     const char *dst, *name;
     uint16_t port;
+    const struct addr_list *self;
 };
 
 static struct rules_verdict run(const struct rules *rs, struct q q)
@@ -71,6 +73,7 @@ static struct rules_verdict run(const struct rules *rs, struct q q)
         .dst_name = q.name,
         .dst_name_len = q.name ? strlen(q.name) : 0,
         .dst_port = q.port,
+        .self = q.self,
     };
     struct rules_verdict v;
     memset(&v, 0x5a, sizeof v); /* prove rules_match fills every field */
@@ -606,7 +609,7 @@ static void name_only_request_needs_address_for_cidr_rule(void **state)
     v = run(rs, (struct q){.name = "intranet.corp", .dst = "10.0.0.5"});
     assert_int_equal(v.need_addr, 0);
     assert_int_equal(v.allow, 0);
-    v = run(rs, (struct q){.name = "intranet.corp", .dst = "203.0.113.5"});
+    v = run(rs, (struct q){.name = "intranet.corp", .dst = "93.184.216.34"});
     assert_int_equal(v.allow, 1);
     assert_int_equal(v.line, 3);
     rules_free(rs);
@@ -675,24 +678,144 @@ static void deny_private_covers_private_ranges(void **state)
     rules_free(rs);
 }
 
+/* First and last address of every range deny-private names (docs/rules.md). */
+static const char *const private_bounds[][2] = {
+    {"0.0.0.0", "0.255.255.255"},
+    {"10.0.0.0", "10.255.255.255"},
+    {"100.64.0.0", "100.127.255.255"},
+    {"127.0.0.0", "127.255.255.255"},
+    {"169.254.0.0", "169.254.255.255"},
+    {"172.16.0.0", "172.31.255.255"},
+    {"192.0.0.0", "192.0.0.8"},
+    {"192.0.0.11", "192.0.0.255"},
+    {"192.0.2.0", "192.0.2.255"},
+    {"192.168.0.0", "192.168.255.255"},
+    {"198.18.0.0", "198.19.255.255"},
+    {"198.51.100.0", "198.51.100.255"},
+    {"203.0.113.0", "203.0.113.255"},
+    {"224.0.0.0", "239.255.255.255"},
+    {"240.0.0.0", "255.255.255.255"},
+    {"168.63.129.16", "168.63.129.16"},
+    {"::", "::"},
+    {"::1", "::1"},
+    {"64:ff9b:1::", "64:ff9b:1:ffff:ffff:ffff:ffff:ffff"},
+    {"100::", "100::ffff:ffff:ffff:ffff"},
+    {"100:0:0:1::", "100::1:ffff:ffff:ffff:ffff"},
+    {"2001::", "2001:0:ffff:ffff:ffff:ffff:ffff:ffff"},
+    {"2001:1::", "2001:1::0"},
+    {"2001:1::4", "2001:2:ffff:ffff:ffff:ffff:ffff:ffff"},
+    {"2001:4::", "2001:4:111:ffff:ffff:ffff:ffff:ffff"},
+    {"2001:4:113::", "2001:1f:ffff:ffff:ffff:ffff:ffff:ffff"},
+    {"2001:40::", "2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff"},
+    {"2001:db8::", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"},
+    {"3fff::", "3fff:fff:ffff:ffff:ffff:ffff:ffff:ffff"},
+    {"5f00::", "5f00:ffff:ffff:ffff:ffff:ffff:ffff:ffff"},
+    {"fc00::", "fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"},
+    {"fe80::", "febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff"},
+    {"fec0::", "feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"},
+    {"ff00::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"},
+};
+
+/* IPv6 forms of an IPv4 address a.b.c.d that reach it, as text. */
+static void v4_forms(const char *v4, char out[5][64])
+{
+    unsigned char b[4];
+    assert_int_equal(inet_pton(AF_INET, v4, b), 1);
+    unsigned hi = (unsigned)b[0] << 8 | b[1], lo = (unsigned)b[2] << 8 | b[3];
+    snprintf(out[0], 64, "::ffff:%s", v4);          /* mapped */
+    snprintf(out[1], 64, "::%x:%x", hi, lo);        /* compatible */
+    snprintf(out[2], 64, "::ffff:0:%x:%x", hi, lo); /* SIIT translated */
+    snprintf(out[3], 64, "64:ff9b::%x:%x", hi, lo); /* NAT64 */
+    snprintf(out[4], 64, "2002:%x:%x::1", hi, lo);  /* 6to4 */
+}
+
+static void deny_private_covers_every_listed_range_and_its_ipv6_forms(void **state)
+{
+    (void)state;
+    struct rules *rs = BUILD("deny-private", "allow");
+    for (size_t i = 0; i < sizeof private_bounds / sizeof private_bounds[0]; i++)
+        for (int k = 0; k < 2; k++) {
+            const char *a = private_bounds[i][k];
+            if (run(rs, (struct q){.dst = a}).allow != 0)
+                fail_msg("deny-private did not cover %s", a);
+            if (strchr(a, ':'))
+                continue;
+            char forms[5][64];
+            v4_forms(a, forms);
+            for (int f = 0; f < 5; f++)
+                if (run(rs, (struct q){.dst = forms[f]}).allow != 0)
+                    fail_msg("deny-private did not cover %s (%s)", forms[f], a);
+        }
+    rules_free(rs);
+}
+
+static void deny_private_keeps_the_registries_global_exceptions(void **state)
+{
+    (void)state;
+    struct rules *rs = BUILD("deny-private", "allow");
+    const char *global[] = {"192.0.0.9",  "192.0.0.10",    "2001:1::1",     "2001:1::2",
+                            "2001:1::3",  "2001:3::1",     "2001:4:112::1", "2001:20::1",
+                            "2001:3f::1", "168.63.129.15", "168.63.129.17", "::ffff:0:808:808",
+                            "::808:808"};
+    for (size_t i = 0; i < sizeof global / sizeof global[0]; i++)
+        if (run(rs, (struct q){.dst = global[i]}).allow != 1)
+            fail_msg("deny-private wrongly covered %s", global[i]);
+    rules_free(rs);
+}
+
+static void deny_private_covers_cloud_metadata_services(void **state)
+{
+    (void)state;
+    struct rules *rs = BUILD("deny-private", "allow");
+    const char *meta[] = {"169.254.169.254", "169.254.170.2",     "168.63.129.16",
+                          "100.100.100.200", "192.0.0.192",       "fd00:ec2::254",
+                          "fd20:ce::254",    "64:ff9b::a9fe:a9fe"};
+    for (size_t i = 0; i < sizeof meta / sizeof meta[0]; i++)
+        if (run(rs, (struct q){.dst = meta[i]}).allow != 0)
+            fail_msg("deny-private did not cover %s", meta[i]);
+    rules_free(rs);
+}
+
+static void deny_private_denies_the_hosts_own_addresses_in_every_form(void **state)
+{
+    (void)state;
+    struct sockaddr_storage a, b;
+    const struct sockaddr *own[] = {addr(&a, "1.2.3.4"), addr(&b, "2a00:1450::5")};
+    struct addr_list *self = addr_list_new(own, 2);
+    assert_non_null(self);
+    struct rules *rs = BUILD("deny-private", "allow");
+    char forms[5][64];
+    v4_forms("1.2.3.4", forms);
+    const char *denied[] = {"1.2.3.4", "2a00:1450::5", forms[0], forms[1],
+                            forms[2],  forms[3],       forms[4]};
+    for (size_t i = 0; i < sizeof denied / sizeof denied[0]; i++) {
+        if (run(rs, (struct q){.dst = denied[i], .self = self}).allow != 0)
+            fail_msg("deny-private did not cover the host's own %s", denied[i]);
+        if (run(rs, (struct q){.dst = denied[i]}).allow != 1)
+            fail_msg("%s denied without being the host's", denied[i]);
+    }
+    assert_int_equal(allowed(rs, (struct q){.name = "1.2.3.4", .self = self}), 0);
+    assert_int_equal(allowed(rs, (struct q){.dst = "1.2.3.5", .self = self}), 1);
+    assert_int_equal(allowed(rs, (struct q){.dst = "2a00:1450::6", .self = self}), 1);
+    rules_free(rs);
+    /* Only deny-private consults the list: other rules are about what they name. */
+    rs = BUILD("deny to 10.0.0.0/8", "allow");
+    assert_int_equal(allowed(rs, (struct q){.dst = "1.2.3.4", .self = self}), 1);
+    rules_free(rs);
+    addr_list_unref(self);
+}
+
 static void deny_private_does_not_cover_public_addresses(void **state)
 {
     (void)state;
     struct rules *rs = BUILD("deny-private", "allow");
-    const char *open[] = {"8.8.8.8",
-                          "1.1.1.1",
-                          "100.63.255.255",
-                          "100.128.0.0",
-                          "172.15.255.255",
-                          "172.32.0.0",
-                          "192.167.255.255",
-                          "169.253.255.255",
-                          "223.255.255.255",
-                          "240.0.0.1",
-                          "2001:4860:4860::8888",
-                          "::ffff:8.8.8.8",
-                          "::2",
-                          "fec0::1"};
+    const char *open[] = {
+        "8.8.8.8",         "1.1.1.1",         "100.63.255.255",       "100.128.0.0",
+        "172.15.255.255",  "172.32.0.0",      "192.167.255.255",      "169.253.255.255",
+        "223.255.255.255", "223.0.0.1",       "2001:4860:4860::8888", "::ffff:8.8.8.8",
+        "192.0.1.255",     "192.0.3.0",       "198.17.255.255",       "198.20.0.0",
+        "198.51.99.255",   "203.0.114.0",     "2001:200::1",          "2001:dba::1",
+        "3fff:1000::1",    "2002:808:808::1", "64:ff9b::808:808"};
     for (size_t i = 0; i < sizeof open / sizeof open[0]; i++)
         if (run(rs, (struct q){.dst = open[i]}).allow != 1)
             fail_msg("deny-private wrongly covered %s", open[i]);
@@ -775,6 +898,32 @@ static void check_client_on_empty_and_null(void **state)
 
 /* ------------------------------------------------------------ rules_allow_restricted_by_client */
 
+/* Thousands of small networks (a country list) are measured quickly and
+ * exactly: 8192 /24s are restricted; the same space as 4096 /16s plus the
+ * /4 they fall short of is not. */
+static void allow_restricted_by_client_measures_long_lists(void **state)
+{
+    (void)state;
+    size_t cap = 8192 * 16 + 32;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    size_t n = (size_t)snprintf(text, cap, "allow from ");
+    for (unsigned i = 0; i < 8192; i++)
+        n += (size_t)snprintf(text + n, cap - n, "%s%u.%u.%u.0/24", i ? "," : "", 32 + i / 4096,
+                              (i / 16) % 256, (i % 16) * 16);
+    struct rules *rs = BUILD(text);
+    assert_int_equal(rules_allow_restricted_by_client(rs), 1);
+    rules_free(rs);
+    n = (size_t)snprintf(text, cap, "allow from ");
+    for (unsigned i = 0; i < 4096; i++)
+        n += (size_t)snprintf(text + n, cap - n, "%s%u.%u.0.0/16", i ? "," : "", 16 + i / 256,
+                              i % 256);
+    rs = BUILD(text);
+    assert_int_equal(rules_allow_restricted_by_client(rs), 0); /* 16.0.0.0/4 in pieces */
+    rules_free(rs);
+    free(text);
+}
+
 static void allow_restricted_by_client_cases(void **state)
 {
     (void)state;
@@ -793,7 +942,14 @@ static void allow_restricted_by_client_cases(void **state)
         {{"allow from ::ffff:0:0/96", NULL, NULL}, 0},
         {{"allow from 2000::/3", NULL, NULL}, 0},
         {{"allow from 2001:db8::/32", NULL, NULL}, 1},
-        {{"allow from 0.0.0.0/1", NULL, NULL}, 1},
+        {{"allow from 0.0.0.0/1", NULL, NULL}, 0}, /* half of the Internet */
+        {{"allow from 0.0.0.0/1,128.0.0.0/1", NULL, NULL}, 0},
+        {{"allow from 0.0.0.0/1", "allow from 128.0.0.0/1 user any", NULL}, 0},
+        {{"allow from 16.0.0.0/4", NULL, NULL}, 0}, /* a sixteenth, all global */
+        {{"allow from 0.0.0.0/4", NULL, NULL}, 1},  /* 0/8 and 10/8 do not count */
+        {{"allow from 10.0.0.0/8,172.16.0.0/12,192.168.0.0/16", "allow from fc00::/7", NULL}, 1},
+        {{"allow from 2000::/4,3000::/5", NULL, NULL}, 0},
+        {{"allow from 2000::/8", NULL, NULL}, 1},
         {{NULL, NULL, NULL}, 0}, /* empty set allows everyone */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -1100,12 +1256,17 @@ int main(void)
         cmocka_unit_test(request_without_destination_matches_no_to),
         cmocka_unit_test(deny_private_covers_private_ranges),
         cmocka_unit_test(deny_private_does_not_cover_public_addresses),
+        cmocka_unit_test(deny_private_covers_every_listed_range_and_its_ipv6_forms),
+        cmocka_unit_test(deny_private_keeps_the_registries_global_exceptions),
+        cmocka_unit_test(deny_private_covers_cloud_metadata_services),
+        cmocka_unit_test(deny_private_denies_the_hosts_own_addresses_in_every_form),
         cmocka_unit_test(deny_private_matches_literal_names),
         cmocka_unit_test(check_client_refuses_unconditional_deny),
         cmocka_unit_test(check_client_waits_when_allow_may_match),
         cmocka_unit_test(check_client_skips_conditional_denies),
         cmocka_unit_test(check_client_on_empty_and_null),
         cmocka_unit_test(allow_restricted_by_client_cases),
+        cmocka_unit_test(allow_restricted_by_client_measures_long_lists),
         cmocka_unit_test(bad_cidr_error_names_column),
         cmocka_unit_test(bad_cidr_address_is_rejected),
         cmocka_unit_test(bad_cidr_prefix_is_rejected),
