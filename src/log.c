@@ -466,6 +466,7 @@ int log_start(void)
     lt.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (lt.wake_fd < 0)
         return -1;
+    atomic_store(&lt.stopping, 0);
     atomic_store(&lt.running, 1);
     int e = pthread_create(&lt.id, NULL, log_main, NULL);
     if (e != 0) {
