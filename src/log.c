@@ -118,7 +118,9 @@ static int commit(struct sink *s, int kind, int fd, const char *path)
     }
     if (fd > STDERR_FILENO)
         close(fd);
-    if (kind == SINK_FILE)
+    /* A reopen passes s->path itself: copying it onto itself would empty
+     * it (overlapping snprintf), and the next reopen would fail. */
+    if (kind == SINK_FILE && path != s->path)
         snprintf(s->path, sizeof s->path, "%s", path);
     if (kind == SINK_SYSLOG && !syslog_open) {
         openlog("socks5d", LOG_PID | LOG_NDELAY, LOG_DAEMON);
