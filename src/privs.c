@@ -92,12 +92,13 @@ int privs_check_log_file(const struct config *c, const char *what, const char *p
         return -1;
     }
     snprintf(dir, sizeof dir, "%s", path);
+    const char *d = dirname(dir);
     /* A missing directory fails the open, with its own message. */
-    if (stat(dirname(dir), &st) == 0 && user_can_write(&st, pw)) {
+    if (stat(d, &st) == 0 && user_can_write(&st, pw)) {
         snprintf(err, errlen,
                  "%s %s: directory %s is writable by user %s, who could replace the file with "
                  "a link before root opens it; use a directory only root can write",
-                 what, path, dir, c->run_user);
+                 what, path, d, c->run_user);
         return -1;
     }
     return 0;
