@@ -30,7 +30,7 @@
 struct sink {
     int fd;          /* owned for life; targets are dup2()ed onto it */
     atomic_int kind; /* enum log_sink */
-    char path[4096]; /* for SINK_FILE: reopened on SIGUSR1 (main thread only) */
+    char path[4096]; /* for SINK_FILE: reopened on SIGUSR1 (under switch_lock) */
 };
 
 static struct sink err_sink = {.fd = STDERR_FILENO, .kind = SINK_STDERR};

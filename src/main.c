@@ -456,7 +456,6 @@ static int prepare(struct server *sv)
  * what was made so far. */
 static int abandon(struct server *sv, int code)
 {
-    log_stop(); /* the reason is written before the exit */
     metrics_stop();
     for (size_t i = 0; i < sv->nlisten; i++) {
         for (int k = 0; k < sv->nworkers; k++)
@@ -466,6 +465,7 @@ static int abandon(struct server *sv, int code)
     auth_pool_stop();
     config_unref(sv->cfg);
     ares_library_cleanup();
+    log_stop(); /* the reason is written before the exit */
     return code;
 }
 
