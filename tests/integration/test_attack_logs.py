@@ -14,16 +14,15 @@ import pwd
 import select
 import shutil
 import signal
-import socket
 import tempfile
 import threading
 import time
 
 import pytest
 
-from harness import echo_roundtrip, free_port, open_tunnel, scaled, wait_until
+from harness import free_port, open_tunnel, scaled, wait_until
 from ops_support import metric, parse_metrics, scrape
-from security_support import run_expect_exit
+from security_support import echo_ok, run_expect_exit
 
 F_SETPIPE_SZ = 1031
 NOBODY = pwd.getpwnam("nobody")
@@ -108,7 +107,7 @@ def test_access_log_sink_nobody_reads_stalls_no_tunnel_and_drops_are_counted(
 
     def session():
         with open_tunnel(srv, *echo.addr) as s:
-            echo_roundtrip(s, b"x" * 64)
+            echo_ok(s, b"x" * 64)
 
     flood_until_dropped(mport, session)
     # The pipe is full and nobody reads it: a new tunnel on the same (only)
@@ -116,8 +115,7 @@ def test_access_log_sink_nobody_reads_stalls_no_tunnel_and_drops_are_counted(
     before = dropped(mport)
     t0 = time.monotonic()
     with open_tunnel(srv, *echo.addr) as s:
-        echo_roundtrip(s, b"still served while the log is stuck")
-        port = s.getsockname()[1]
+        echo_ok(s, b"still served while the log is stuck")
     assert time.monotonic() - t0 < scaled(5)
     # That session's line found the buffer full too: counted, not waited for.
     wait_until(lambda: dropped(mport) > before, scaled(5), what="the dropped line to be counted")
@@ -125,7 +123,7 @@ def test_access_log_sink_nobody_reads_stalls_no_tunnel_and_drops_are_counted(
     fifo.start_reading()
     wait_until(lambda: fifo.text().count("\n") > 100, scaled(10), what="queued lines")
     with open_tunnel(srv, *echo.addr) as s:
-        echo_roundtrip(s, b"after the reader came back")
+        echo_ok(s, b"after the reader came back")
         port = s.getsockname()[1]
     wait_until(lambda: f"client=127.0.0.1:{port} " in fifo.text(), scaled(10),
                what="the access line of a session made after reading resumed")
@@ -153,7 +151,7 @@ def test_error_log_sink_nobody_reads_stalls_no_tunnel_and_drops_are_counted(
     try:
         flood_until_dropped(mport, refused_connection)
         t0 = time.monotonic()
-        echo_roundtrip(held, b"the open tunnel still relays")
+        echo_ok(held, b"the open tunnel still relays")
         refused_connection()  # and the worker still accepts and answers
         assert time.monotonic() - t0 < scaled(5)
         fifo.start_reading()
@@ -232,14 +230,14 @@ def test_log_directory_only_root_can_write_is_accepted(socks5d_bin, socks5d, wor
     assert r.returncode == 0 and "configuration OK" in r.stdout, (r.returncode, r.stderr)
     srv = socks5d("--auth", "none", "--user", "nobody", "--access-log", path)
     with open_tunnel(srv, *echo.addr) as s:
-        echo_roundtrip(s, b"logged")
+        echo_ok(s, b"logged")
     wait_until(lambda: "client=" in open(path).read(), scaled(5), what="an access line")
 
 
 def _session(srv, echo):
     """One tunnel; returns the text that marks its access line."""
     with open_tunnel(srv, *echo.addr) as s:
-        echo_roundtrip(s, b"x")
+        echo_ok(s, b"x")
         return f"client=127.0.0.1:{s.getsockname()[1]} "
 
 
