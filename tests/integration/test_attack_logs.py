@@ -278,3 +278,16 @@ def test_sigusr1_reopens_log_files_after_the_drop_to_the_run_user(socks5d, world
     text = open(old).read()
     assert first in text and second in text
     assert "reopen" not in srv.log(), srv.log()
+
+
+def test_sigterm_writes_every_queued_line_before_exit(socks5d, tmp_path, echo):
+    """Lines still queued for the log thread at shutdown are written, not
+    lost: one access line per session, none missing, right after exit."""
+    path = tmp_path / "access.log"
+    srv = socks5d("--auth", "none", "--workers", "2", "--access-log", str(path))
+    keys = [_session(srv, echo) for _ in range(300)]
+    assert srv.stop() == 0
+    text = path.read_text()
+    assert text.count("\n") == 300
+    missing = [k for k in keys if k not in text]
+    assert not missing, missing[:5]
