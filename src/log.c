@@ -2,21 +2,35 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "logring.h"
+
+#define LINE_BYTES 2048
+/* Per thread that logs: about 300 lines, as much as nginx buffers for an
+ * access log, so a sink that stalls for a moment loses nothing. */
+#define RING_BYTES (64 * 1024)
+#define MAX_RINGS 256
+#define TAG_ACCESS 0x80 /* ring tag: access log; otherwise the error-log level */
+#define ROUND_LINES 64  /* per ring per round, so one busy worker cannot starve the rest */
+#define STOP_WAIT_S 2
 
 struct sink {
     int fd;          /* owned for life; targets are dup2()ed onto it */
     atomic_int kind; /* enum log_sink */
-    char path[4096]; /* for SINK_FILE: reopened on SIGUSR1 (main thread only) */
+    char path[4096]; /* for SINK_FILE: reopened on SIGUSR1 (under switch_lock) */
 };
 
 static struct sink err_sink = {.fd = STDERR_FILENO, .kind = SINK_STDERR};
@@ -25,6 +39,26 @@ static atomic_int max_level = LOG_LVL_INFO;
 static atomic_int access_json;
 static int stamp_lines = 1; /* stderr into systemd's journal: it stamps lines itself */
 static int syslog_open;
+/* Held while targets are opened and switched (main thread on reload, log
+ * thread on reopen), never while a line is written. */
+static pthread_mutex_t switch_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The log thread and the rings it empties: one per thread that logs, made
+ * on its first line and kept for the life of the process. */
+static struct {
+    pthread_t id;
+    atomic_int running;  /* lines go through the rings */
+    atomic_int stopping; /* write what is queued, then exit */
+    atomic_int reopen;   /* SIGUSR1 seen: reopen the files */
+    atomic_int sleeping; /* waiting on wake_fd: producers must signal */
+    int wake_fd;
+    pthread_mutex_t add_lock; /* taken once per thread, to register its ring */
+    struct logring *rings[MAX_RINGS];
+    atomic_size_t nrings;
+    atomic_uint_least64_t ringless; /* lines of threads that got no ring */
+} lt = {.wake_fd = -1, .add_lock = PTHREAD_MUTEX_INITIALIZER};
+static _Thread_local struct logring *my_ring;
+static _Thread_local int no_ring;
 
 int log_init(void)
 {
@@ -46,14 +80,30 @@ int log_init(void)
 
 /* The descriptor a sink of this kind writes to: a newly opened file,
  * stderr, or -1 (syslog, off). Returns -2 with errno when a file cannot be
- * opened. */
+ * opened. A link at the path is refused: whoever can plant one would have
+ * root append to any file. O_NONBLOCK makes a FIFO without a reader fail
+ * instead of hanging; writes then block again (on the log thread only). */
 static int open_target(int kind, const char *path)
 {
-    if (kind == SINK_FILE) {
-        int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-        return fd < 0 ? -2 : fd;
+    if (kind != SINK_FILE)
+        return kind == SINK_STDERR ? STDERR_FILENO : -1;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0640);
+    if (fd < 0)
+        return -2;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -2;
     }
-    return kind == SINK_STDERR ? STDERR_FILENO : -1;
+    return fd;
+}
+
+static const char *open_error(int e)
+{
+    return e == ELOOP ? "is a symbolic link (log files are opened without following links)"
+                      : strerror(e);
 }
 
 /* Switches s to kind, writing to fd (from open_target, which it takes). */
@@ -68,7 +118,9 @@ static int commit(struct sink *s, int kind, int fd, const char *path)
     }
     if (fd > STDERR_FILENO)
         close(fd);
-    if (kind == SINK_FILE)
+    /* A reopen passes s->path itself: copying it onto itself would empty
+     * it (overlapping snprintf), and the next reopen would fail. */
+    if (kind == SINK_FILE && path != s->path)
         snprintf(s->path, sizeof s->path, "%s", path);
     if (kind == SINK_SYSLOG && !syslog_open) {
         openlog("socks5d", LOG_PID | LOG_NDELAY, LOG_DAEMON);
@@ -78,17 +130,17 @@ static int commit(struct sink *s, int kind, int fd, const char *path)
     return 0;
 }
 
-int log_configure(const struct config *c, char *err, size_t errlen)
+static int switch_targets(const struct config *c, char *err, size_t errlen)
 {
     /* Both targets open before either changes: all or nothing. */
     int efd = open_target(c->error_sink, c->error_log_path);
     if (efd == -2) {
-        snprintf(err, errlen, "error-log %s: %s", c->error_log_path, strerror(errno));
+        snprintf(err, errlen, "error-log %s: %s", c->error_log_path, open_error(errno));
         return -1;
     }
     int afd = open_target(c->access_sink, c->access_log_path);
     if (afd == -2) {
-        snprintf(err, errlen, "access-log %s: %s", c->access_log_path, strerror(errno));
+        snprintf(err, errlen, "access-log %s: %s", c->access_log_path, open_error(errno));
         if (efd > STDERR_FILENO)
             close(efd);
         return -1;
@@ -98,25 +150,76 @@ int log_configure(const struct config *c, char *err, size_t errlen)
         snprintf(err, errlen, "log: %s", strerror(errno));
         return -1;
     }
+    return 0;
+}
+
+int log_configure(const struct config *c, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&switch_lock);
+    int rc = switch_targets(c, err, errlen);
+    pthread_mutex_unlock(&switch_lock);
+    if (rc < 0)
+        return -1;
     atomic_store(&max_level, c->log_level);
     atomic_store(&access_json, c->access_json);
     return 0;
 }
 
-int log_reopen(void)
+static int reopen_files(void)
 {
     struct sink *all[] = {&err_sink, &acc_sink};
     int rc = 0;
+    pthread_mutex_lock(&switch_lock);
     for (int i = 0; i < 2; i++) {
         if (atomic_load(&all[i]->kind) != SINK_FILE)
             continue;
         int fd = open_target(SINK_FILE, all[i]->path);
         if (fd == -2 || commit(all[i], SINK_FILE, fd, all[i]->path) < 0) {
-            log_error("reopen %s: %s", all[i]->path, strerror(errno));
+            log_error("reopen %s: %s", all[i]->path, open_error(errno));
             rc = -1;
         }
     }
+    pthread_mutex_unlock(&switch_lock);
     return rc;
+}
+
+int log_chown(uid_t uid)
+{
+    struct sink *all[] = {&err_sink, &acc_sink};
+    for (int i = 0; i < 2; i++) {
+        struct stat st;
+        if (atomic_load(&all[i]->kind) != SINK_FILE)
+            continue;
+        if (fstat(all[i]->fd, &st) < 0)
+            return -1;
+        /* A second name could be a link to a file the user must not own. */
+        if (S_ISREG(st.st_mode) && st.st_nlink != 1) {
+            errno = EMLINK;
+            return -1;
+        }
+        if (S_ISREG(st.st_mode) && st.st_uid != uid && fchown(all[i]->fd, uid, (gid_t)-1) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Reopening is the log thread's job when it runs: a file on a stalled disk
+ * then holds up nobody else. */
+static void wake_now(void)
+{
+    uint64_t one = 1;
+    /* Fails only when the counter is full: a wake-up is pending anyway. */
+    ssize_t w = write(lt.wake_fd, &one, sizeof one);
+    (void)w;
+}
+
+int log_reopen(void)
+{
+    if (!atomic_load(&lt.running))
+        return reopen_files();
+    atomic_store(&lt.reopen, 1);
+    wake_now();
+    return 0;
 }
 
 int log_enabled(enum log_level level)
@@ -142,7 +245,7 @@ static size_t stamp(char *buf, size_t len)
 
 /* Appends to a line buffer, never past its end. */
 struct line {
-    char buf[2048];
+    char buf[LINE_BYTES];
     size_t n;
 };
 
@@ -160,26 +263,73 @@ static void puts_(struct line *l, const char *s)
     put(l, s, strlen(s));
 }
 
-static void emit(struct sink *s, int prio, struct line *l)
+/* Writes one line (n bytes in buf, which has room for one more) to the
+ * sink the tag names. */
+static void write_line(uint8_t tag, char *buf, size_t n)
 {
+    static const int prios[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+    struct sink *s = tag & TAG_ACCESS ? &acc_sink : &err_sink;
     int kind = atomic_load_explicit(&s->kind, memory_order_relaxed);
     if (kind == SINK_SYSLOG) {
-        l->buf[l->n] = '\0';
-        syslog(prio, "%s", l->buf);
+        buf[n] = '\0';
+        syslog(tag & TAG_ACCESS ? LOG_INFO : prios[tag & 3], "%s", buf);
         return;
     }
     if (kind == SINK_OFF)
         return;
-    l->buf[l->n++] = '\n';
+    buf[n++] = '\n';
     /* Best effort: a log line that cannot be written has nowhere else to go. */
-    ssize_t w = write(s->fd, l->buf, l->n);
+    ssize_t w = write(s->fd, buf, n);
     (void)w;
+}
+
+/* The calling thread's ring, made on its first line; NULL when none can be
+ * had (out of memory, too many threads). */
+static struct logring *thread_ring(void)
+{
+    if (my_ring || no_ring)
+        return my_ring;
+    struct logring *r = logring_new(RING_BYTES);
+    pthread_mutex_lock(&lt.add_lock);
+    size_t n = atomic_load(&lt.nrings);
+    if (r && n < MAX_RINGS) {
+        lt.rings[n] = r;
+        atomic_store(&lt.nrings, n + 1); /* after the slot: the log thread reads it next */
+        my_ring = r;
+    } else {
+        logring_free(r);
+        no_ring = 1;
+    }
+    pthread_mutex_unlock(&lt.add_lock);
+    return my_ring;
+}
+
+/* Queues the line for the log thread, or writes it at once when there is
+ * none (start-up, -t, after shutdown, unit tests). Never waits for a sink. */
+static void emit(uint8_t tag, struct line *l)
+{
+    if (!atomic_load(&lt.running)) {
+        write_line(tag, l->buf, l->n);
+        return;
+    }
+    struct logring *r = thread_ring();
+    if (!r) {
+        atomic_fetch_add_explicit(&lt.ringless, 1, memory_order_relaxed);
+        return;
+    }
+    if (logring_push(r, tag, l->buf, l->n) < 0)
+        return;
+    /* Pairs with the fence in log_main: either it sees the line, or this
+     * sees it asleep and wakes it. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&lt.sleeping, memory_order_relaxed) &&
+        atomic_exchange(&lt.sleeping, 0))
+        wake_now();
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)
 {
     static const char *const names[] = {"error: ", "warn: ", "info: ", "debug: "};
-    static const int prios[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
     struct line l = {.n = 0};
     va_list ap;
     if (!log_enabled(level))
@@ -195,7 +345,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
     va_end(ap);
     if (m > 0)
         l.n += (size_t)m < sizeof l.buf - 1 - l.n ? (size_t)m : sizeof l.buf - 2 - l.n;
-    emit(&err_sink, prios[level], &l);
+    emit((uint8_t)level, &l);
 }
 
 /* Length of the well-formed UTF-8 sequence at p (1..4), or 0. */
@@ -263,5 +413,100 @@ void log_access(const char *const *kv, size_t n)
     }
     if (json)
         puts_(&l, "}");
-    emit(&acc_sink, LOG_INFO, &l);
+    emit(TAG_ACCESS, &l);
+}
+
+/* ---------------- the log thread ---------------- */
+
+/* Writes up to ROUND_LINES lines of every ring. Returns how many. */
+static size_t drain_round(void)
+{
+    char buf[LINE_BYTES + 1];
+    size_t done = 0, n = atomic_load(&lt.nrings);
+    for (size_t i = 0; i < n; i++)
+        for (int k = 0; k < ROUND_LINES; k++) {
+            uint8_t tag;
+            ssize_t len = logring_pop(lt.rings[i], &tag, buf, LINE_BYTES);
+            if (len < 0)
+                break;
+            write_line(tag, buf, (size_t)len);
+            done++;
+        }
+    return done;
+}
+
+/* Sleeps until a producer wakes it, or 100 ms (a missed wake-up costs no
+ * more than that). */
+static void doze(void)
+{
+    struct pollfd p = {.fd = lt.wake_fd, .events = POLLIN};
+    uint64_t v;
+    if (poll(&p, 1, 100) > 0 && read(lt.wake_fd, &v, sizeof v) < 0 && errno != EAGAIN)
+        log_error("log thread: eventfd: %s", strerror(errno));
+}
+
+static void *log_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        if (atomic_exchange(&lt.reopen, 0))
+            reopen_files();
+        if (drain_round() > 0)
+            continue;
+        if (atomic_load(&lt.stopping))
+            return NULL;
+        atomic_store(&lt.sleeping, 1);
+        atomic_thread_fence(memory_order_seq_cst);
+        if (drain_round() == 0 && !atomic_load(&lt.reopen) && !atomic_load(&lt.stopping))
+            doze();
+        atomic_store(&lt.sleeping, 0);
+    }
+}
+
+int log_start(void)
+{
+    lt.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (lt.wake_fd < 0)
+        return -1;
+    atomic_store(&lt.stopping, 0);
+    atomic_store(&lt.running, 1);
+    int e = pthread_create(&lt.id, NULL, log_main, NULL);
+    if (e != 0) {
+        atomic_store(&lt.running, 0);
+        close(lt.wake_fd);
+        lt.wake_fd = -1;
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+void log_stop(void)
+{
+    struct timespec until;
+    if (!atomic_load(&lt.running) || atomic_exchange(&lt.stopping, 1))
+        return;
+    wake_now();
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += STOP_WAIT_S;
+    /* A sink that stays stuck keeps its thread and its lines: exiting must
+     * not wait for it, and later lines queue or are dropped. */
+    if (pthread_timedjoin_np(lt.id, NULL, &until) != 0)
+        return;
+    atomic_store(&lt.running, 0);
+    /* Lines queued after the thread's last round: this thread is the
+     * consumer now. */
+    while (drain_round() > 0)
+        ;
+    close(lt.wake_fd);
+    lt.wake_fd = -1;
+}
+
+uint64_t log_dropped(void)
+{
+    uint64_t sum = atomic_load_explicit(&lt.ringless, memory_order_relaxed);
+    size_t n = atomic_load(&lt.nrings);
+    for (size_t i = 0; i < n; i++)
+        sum += logring_dropped(lt.rings[i]);
+    return sum;
 }

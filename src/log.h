@@ -1,12 +1,22 @@
 /* Error log and access log. Each goes to stderr, syslog, a file (reopened
- * on SIGUSR1 for logrotate) or, for the access log, nowhere. Lines are
- * written with one write(2) each, so workers never interleave them, and
- * switching targets never closes a descriptor a worker may be using: each
- * log owns one descriptor for life and new targets are dup2()ed onto it. */
+ * on SIGUSR1 for logrotate) or, for the access log, nowhere.
+ *
+ * Once log_start has run, no thread that logs ever waits for a sink: each
+ * formats its line into its own bounded ring and a log thread writes the
+ * rings out, one write(2) per line. A line that finds its ring full is
+ * dropped and counted (log_dropped). One thread's lines, and so one
+ * session's, keep their order. Before log_start and after log_stop lines
+ * are written at once by the caller.
+ *
+ * Switching targets never closes a descriptor a writer may be using: each
+ * log owns one descriptor for life and new targets are dup2()ed onto it.
+ * Files are opened with O_NOFOLLOW: a symbolic link at the path is refused. */
 #ifndef SOCKS5D_LOG_H
 #define SOCKS5D_LOG_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 struct config;
 
@@ -17,8 +27,22 @@ int log_init(void);
 /* Points both logs where c says (at start and on reload). Returns 0, or -1
  * with the reason in err (the previous targets stay in force). */
 int log_configure(const struct config *c, char *err, size_t errlen);
-/* Reopens log files (SIGUSR1). Returns 0 or -1 after logging why. */
+/* Reopens log files (SIGUSR1): on the log thread when it runs (returns 0
+ * at once), else now (returns 0 or -1 after logging why). */
 int log_reopen(void);
+/* Gives the open log files to uid (the group stays), so that the user root
+ * drops to can reopen them. Refuses a file with several names. Returns 0,
+ * or -1 with errno. */
+int log_chown(uid_t uid);
+
+/* Starts the log thread (signals must already be blocked). Returns 0, or -1
+ * with errno. */
+int log_start(void);
+/* Writes what is queued and stops the log thread; waits at most 2 s for a
+ * stuck sink, then leaves it. */
+void log_stop(void);
+/* Lines dropped because their thread's buffer was full. */
+uint64_t log_dropped(void);
 
 int log_enabled(enum log_level level);
 int log_access_enabled(void);

@@ -533,7 +533,22 @@ static int abandon(struct server *sv, int code)
     config_unref(sv->cfg);
     unwatch_self(sv);
     ares_library_cleanup();
+    log_stop(); /* the reason is written before the exit */
     return code;
+}
+
+/* Log files are checked before root opens them, at start and by -t. */
+static int check_log_files(const struct config *c)
+{
+    char err[512];
+    if ((c->error_sink == SINK_FILE &&
+         privs_check_log_file(c, "error-log", c->error_log_path, err, sizeof err) < 0) ||
+        (c->access_sink == SINK_FILE &&
+         privs_check_log_file(c, "access-log", c->access_log_path, err, sizeof err) < 0)) {
+        fprintf(stderr, "socks5d: %s\n", err);
+        return -1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -553,6 +568,10 @@ int main(int argc, char **argv)
         return 1;
     if (!(sv.cfg = config_load(argc, argv, stderr, &code, &check)))
         return code;
+    if (check_log_files(sv.cfg) < 0) {
+        config_unref(sv.cfg);
+        return 2;
+    }
     if (check) {
         printf("socks5d: configuration OK%s%s\n", sv.cfg->path ? ": " : "",
                sv.cfg->path ? sv.cfg->path : "");
@@ -565,6 +584,11 @@ int main(int argc, char **argv)
         return 2;
     }
     block_signals();
+    if (log_start() < 0) {
+        fprintf(stderr, "socks5d: log thread: %s\n", strerror(errno));
+        config_unref(sv.cfg);
+        return 1;
+    }
     config_size_limits(sv.cfg, raise_nofile());
     sv.nworkers = worker_count(sv.cfg);
     if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS || quota_init() < 0 ||
@@ -576,8 +600,10 @@ int main(int argc, char **argv)
         return abandon(&sv, 1);
     if ((code = prepare(&sv)) != 0)
         return abandon(&sv, code);
-    if (start_workers(&sv) < 0)
+    if (start_workers(&sv) < 0) {
+        log_stop();
         _exit(1); /* some threads may run already: they cannot be unwound */
+    }
     for (size_t i = 0; i < sv.nlisten; i++) {
         char name[ADDR_STRLEN];
         log_info("socks5d %s listening on %s%s (%d workers, max %llu sessions)", SOCKS5D_VERSION,
@@ -588,9 +614,12 @@ int main(int argc, char **argv)
     metrics_set_workers(sv.w, sv.nworkers);
     notify("READY=1\nSTATUS=listening");
     code = run(&sv);
-    if (atomic_load(&g_workers_running) != 0)
+    if (atomic_load(&g_workers_running) != 0) {
+        log_stop();
         _exit(code); /* second signal: do not wait for anyone */
+    }
     shutdown_all(&sv);
     log_info("stopped");
+    log_stop();
     return code;
 }

@@ -199,6 +199,8 @@ static char *render(size_t *len)
            stat_get(&t.dns_failures));
     histogram(f, "socks5d_connect_duration_seconds", "Outbound connects, first attempt to success.",
               &t.connect);
+    single(f, "socks5d_log_lines_dropped_total", "counter",
+           "Log lines dropped because the log sink could not keep up.", log_dropped());
     single(f, "socks5d_open_fds", "gauge", "File descriptors open.", open_fds());
     single(f, "socks5d_max_fds", "gauge", "File descriptor limit.", (uint64_t)rl.rlim_cur);
     single(f, "socks5d_config_reloads_total", "counter", "Configuration reloads attempted.",

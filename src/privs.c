@@ -2,11 +2,14 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <libgen.h>
+#include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -27,8 +30,17 @@ static int become(const char *name, char *err, size_t errlen)
         snprintf(err, errlen, "user %s: no such user", name);
         return -1;
     }
-    /* Supplementary groups first: root's would otherwise survive the drop. */
-    if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+    /* Groups first, while still root: the user's own (a group that may read
+     * a key or socket), none of root's. */
+    if (initgroups(name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0) {
+        snprintf(err, errlen, "user %s: cannot drop privileges: %s", name, strerror(errno));
+        return -1;
+    }
+    if (log_chown(pw->pw_uid) < 0) {
+        snprintf(err, errlen, "user %s: cannot give it the log files: %s", name, strerror(errno));
+        return -1;
+    }
+    if (setuid(pw->pw_uid) < 0) {
         snprintf(err, errlen, "user %s: cannot drop privileges: %s", name, strerror(errno));
         return -1;
     }
@@ -36,7 +48,59 @@ static int become(const char *name, char *err, size_t errlen)
         snprintf(err, errlen, "user %s: privileges could be regained after the drop", name);
         return -1;
     }
+    /* A change of uid resets the flag to fs.suid_dumpable, which may be 1. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+        snprintf(err, errlen, "user %s: PR_SET_DUMPABLE: %s", name, strerror(errno));
+        return -1;
+    }
     log_info("running as %s (uid %u, gid %u)", name, (unsigned)pw->pw_uid, (unsigned)pw->pw_gid);
+    return 0;
+}
+
+/* Whether pw may add or remove names in a directory of this mode, by the
+ * classic permission bits (owner, else group, else others). */
+static int user_can_write(const struct stat *dir, const struct passwd *pw)
+{
+    gid_t groups[1024];
+    int n = 1024;
+    if (dir->st_uid == pw->pw_uid)
+        return (dir->st_mode & S_IWUSR) != 0;
+    if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &n) < 0)
+        return 1; /* cannot tell: assume the worst */
+    for (int i = 0; i < n; i++)
+        if (groups[i] == dir->st_gid)
+            return (dir->st_mode & S_IWGRP) != 0;
+    return (dir->st_mode & S_IWOTH) != 0;
+}
+
+int privs_check_log_file(const struct config *c, const char *what, const char *path, char *err,
+                         size_t errlen)
+{
+    struct stat st;
+    char dir[PATH_MAX];
+    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+        snprintf(err, errlen,
+                 "%s %s: is a symbolic link (log files are opened without following links)", what,
+                 path);
+        return -1;
+    }
+    if (geteuid() != 0 || !c->run_user)
+        return 0;
+    struct passwd *pw = getpwnam(c->run_user);
+    if (!pw) {
+        snprintf(err, errlen, "user %s: no such user", c->run_user);
+        return -1;
+    }
+    snprintf(dir, sizeof dir, "%s", path);
+    const char *d = dirname(dir);
+    /* A missing directory fails the open, with its own message. */
+    if (stat(d, &st) == 0 && user_can_write(&st, pw)) {
+        snprintf(err, errlen,
+                 "%s %s: directory %s is writable by user %s, who could replace the file with "
+                 "a link before root opens it; use a directory only root can write",
+                 what, path, d, c->run_user);
+        return -1;
+    }
     return 0;
 }
 

@@ -7,6 +7,7 @@ drop to `nobody`, and start servers as `nobody` with setpriv.
 
 Run: /usr/bin/python3 -m pytest -q tests/integration/test_hardening.py
 """
+import grp
 import os
 import pwd
 import shutil
@@ -39,6 +40,12 @@ def tasks(pid):
 # ---------------------------------------------------------------- privilege drop
 
 
+def groups_of(name):
+    """The supplementary groups initgroups(3) gives a user, as /proc shows them."""
+    pw = pwd.getpwnam(name)
+    return " ".join(str(g) for g in sorted(set(os.getgrouplist(name, pw.pw_gid))))
+
+
 def test_user_option_drops_to_nobody_in_every_thread(socks5d, echo):
     need_root()
     srv = socks5d("--auth", "none", "--user", "nobody")
@@ -50,14 +57,52 @@ def test_user_option_drops_to_nobody_in_every_thread(socks5d, echo):
         st = proc_status(f"{srv.pid}/task/{tid}")
         assert st["Uid"].split() == [uid] * 4, (tid, st["Uid"])
         assert st["Gid"].split() == [gid] * 4, (tid, st["Gid"])
-        assert st["Groups"] == "", (tid, st["Groups"])
+        # nobody's own groups (initgroups), none of root's.
+        assert st["Groups"] == groups_of("nobody"), (tid, st["Groups"])
         assert st["NoNewPrivs"] == "1", (tid, st["NoNewPrivs"])
         for cap in ("CapPrm", "CapEff", "CapAmb"):
             assert int(st[cap], 16) == 0, (tid, cap, st[cap])
     assert f"running as nobody (uid {uid}, gid {gid})" in srv.log()
+    # Not dumpable after the uid change: /proc files of a dumpable process
+    # belong to its user (see test_server_is_not_dumpable).
+    assert os.stat(f"/proc/{srv.pid}/status").st_uid == 0, "dumpable after the drop"
+    assert os.stat(f"/proc/{srv.pid}/mem").st_uid == 0, "dumpable after the drop"
     # Still serving.
     with open_tunnel(srv, *echo.addr) as s:
         echo_ok(s, b"as nobody")
+
+
+@pytest.fixture
+def run_user():
+    """A throw-away user with a supplementary group (e.g. one allowed to read
+    a key), removed after the test."""
+    tag = f"s5d{os.getpid() % 100000}"
+    user, group = f"{tag}u", f"{tag}g"
+    subprocess.run(["groupadd", group], check=True, capture_output=True, timeout=30)
+    try:
+        subprocess.run(["useradd", "-M", "-N", "-s", "/usr/sbin/nologin", "-G", group, user],
+                       check=True, capture_output=True, timeout=30)
+        try:
+            yield user, grp.getgrnam(group).gr_gid
+        finally:
+            subprocess.run(["userdel", user], capture_output=True, timeout=30)
+    finally:
+        subprocess.run(["groupdel", group], capture_output=True, timeout=30)
+
+
+def test_user_option_takes_the_run_users_supplementary_groups(run_user, socks5d, echo):
+    need_root()
+    user, extra = run_user
+    pw = pwd.getpwnam(user)
+    srv = socks5d("--auth", "none", "--user", user)
+    with open_tunnel(srv, *echo.addr) as s:
+        echo_ok(s, b"as a user with groups")
+    for tid in tasks(srv.pid):
+        st = proc_status(f"{srv.pid}/task/{tid}")
+        assert st["Uid"].split() == [str(pw.pw_uid)] * 4, (tid, st["Uid"])
+        groups = st["Groups"].split()
+        assert str(extra) in groups and "0" not in groups, (tid, st["Groups"])
+        assert st["Groups"] == groups_of(user), (tid, st["Groups"])
 
 
 def test_user_option_allows_a_non_loopback_listener_as_root(socks5d, users_file, echo):

@@ -1,6 +1,8 @@
 /* Unit tests for src/log.c: the access log in logfmt and JSON, level
  * filtering of the error log, reopening after rotation, syslog and off
- * sinks, and a failed reconfiguration.
+ * sinks, a failed reconfiguration, a link at the log path; the per-thread
+ * ring (src/logring.c): order, wrap-around, drops counted; the log thread:
+ * order, reopen, flush on stop, exact drop accounting behind a stuck pipe.
  *
  * Both logs are pointed at files in a temporary directory through a minimal
  * struct config and log_configure; the files are read back and checked.
@@ -16,6 +18,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "logring.h"
 
 static char dir[PATH_MAX];
 
@@ -597,6 +600,217 @@ TEST(failed_configure_keeps_both_previous_targets)
     free(a);
 }
 
+/* ---------------------------------------------------------------------------
+ * The ring between a thread that logs and the log thread. */
+
+TEST(ring_returns_lines_in_order_with_their_tags)
+{
+    struct logring *r = logring_new(1024);
+    char buf[64];
+    uint8_t tag;
+    assert_non_null(r);
+    assert_int_equal(logring_push(r, 1, "first", 5), 0);
+    assert_int_equal(logring_push(r, 0x80, "second line", 11), 0);
+    assert_int_equal(logring_pop(r, &tag, buf, sizeof buf), 5);
+    assert_int_equal(tag, 1);
+    assert_memory_equal(buf, "first", 5);
+    assert_int_equal(logring_pop(r, &tag, buf, sizeof buf), 11);
+    assert_int_equal(tag, 0x80);
+    assert_memory_equal(buf, "second line", 11);
+    assert_int_equal(logring_pop(r, &tag, buf, sizeof buf), -1);
+    assert_int_equal(logring_dropped(r), 0);
+    logring_free(r);
+}
+
+TEST(ring_size_must_be_a_power_of_two)
+{
+    assert_null(logring_new(1000));
+    assert_null(logring_new(0));
+}
+
+TEST(ring_full_drops_the_line_counts_it_and_takes_lines_again_once_read)
+{
+    /* 64 bytes: three 16-byte lines with their 4-byte headers fill 60. */
+    struct logring *r = logring_new(64);
+    char buf[64];
+    uint8_t tag;
+    assert_non_null(r);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(logring_push(r, (uint8_t)i, "0123456789abcdef", 16), 0);
+    assert_int_equal(logring_push(r, 9, "0123456789abcdef", 16), -1);
+    assert_int_equal(logring_push(r, 9, "x", 1), -1); /* 4 + 1 bytes in 4 */
+    assert_int_equal(logring_push(r, 9, "", 0), 0);   /* a bare header fits */
+    assert_int_equal(logring_dropped(r), 2);
+    assert_int_equal(logring_pop(r, &tag, buf, sizeof buf), 16);
+    assert_int_equal(tag, 0);
+    assert_int_equal(logring_push(r, 3, "0123456789abcdef", 16), 0);
+    for (int want = 1; want <= 3; want++) {
+        assert_int_equal(logring_pop(r, &tag, buf, sizeof buf), want == 3 ? 0 : 16);
+        assert_int_equal(tag, want == 3 ? 9 : want);
+    }
+    assert_int_equal(logring_pop(r, &tag, buf, sizeof buf), 16);
+    assert_int_equal(tag, 3);
+    assert_int_equal(logring_dropped(r), 2);
+    logring_free(r);
+}
+
+TEST(ring_lines_across_the_end_come_out_whole)
+{
+    struct logring *r = logring_new(128);
+    char line[40], buf[64];
+    uint8_t tag;
+    assert_non_null(r);
+    /* Lengths prime to the size, so headers and bodies land on the wrap. */
+    for (int i = 0; i < 500; i++) {
+        size_t n = 1 + (size_t)(i * 7) % 37;
+        for (size_t k = 0; k < n; k++)
+            line[k] = (char)('a' + (i + (int)k) % 26);
+        assert_int_equal(logring_push(r, (uint8_t)i, line, n), 0);
+        assert_int_equal(logring_pop(r, &tag, buf, sizeof buf), (ssize_t)n);
+        assert_int_equal(tag, (uint8_t)i);
+        assert_memory_equal(buf, line, n);
+    }
+    assert_int_equal(logring_dropped(r), 0);
+    logring_free(r);
+}
+
+TEST(ring_pop_cuts_a_line_longer_than_the_buffer)
+{
+    struct logring *r = logring_new(256);
+    char buf[4];
+    uint8_t tag;
+    assert_non_null(r);
+    assert_int_equal(logring_push(r, 0, "abcdefgh", 8), 0);
+    assert_int_equal(logring_push(r, 0, "ij", 2), 0);
+    assert_int_equal(logring_pop(r, &tag, buf, sizeof buf), 4);
+    assert_memory_equal(buf, "abcd", 4);
+    assert_int_equal(logring_pop(r, &tag, buf, sizeof buf), 2);
+    assert_memory_equal(buf, "ij", 2);
+    logring_free(r);
+}
+
+/* ---------------------------------------------------------------------------
+ * Opening files, and the log thread. */
+
+TEST(symlink_at_the_log_path_is_refused_and_its_target_untouched)
+{
+    char target[PATH_MAX], link_[PATH_MAX], msg[512];
+    struct config c;
+    path_of("precious", target, sizeof target);
+    path_of("link.log", link_, sizeof link_);
+    FILE *f = fopen(target, "w");
+    assert_non_null(f);
+    fputs("keep\n", f);
+    fclose(f);
+    assert_int_equal(symlink(target, link_), 0);
+    memset(&c, 0, sizeof c);
+    c.error_sink = SINK_FILE;
+    c.error_log_path = link_;
+    c.access_sink = SINK_OFF;
+    assert_int_equal(log_configure(&c, msg, sizeof msg), -1);
+    assert_non_null(strstr(msg, link_));
+    assert_non_null(strstr(msg, "symbolic link"));
+    char *t = slurp(target);
+    assert_string_equal(t, "keep\n");
+    free(t);
+}
+
+TEST(log_thread_keeps_order_reopens_and_stop_writes_everything)
+{
+    char err[PATH_MAX], acc[PATH_MAX], old[PATH_MAX];
+    path_of("thread-error.log", err, sizeof err);
+    path_of("thread-access.log", acc, sizeof acc);
+    path_of("thread-error.log.1", old, sizeof old);
+    configure(SINK_FILE, err, SINK_FILE, acc, 0, LOG_LVL_INFO);
+    uint64_t dropped = log_dropped();
+    assert_int_equal(log_start(), 0);
+    /* 1200 lines of at most 48 bytes with their headers fit one 64 KiB
+     * ring even if the thread never ran: none may be dropped. */
+    for (int i = 0; i < 600; i++) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", i);
+        const char *kv[] = {"n", v};
+        log_info("line %d", i);
+        log_access(kv, 1);
+    }
+    assert_int_equal(rename(err, old), 0);
+    assert_int_equal(log_reopen(), 0);
+    /* The log thread reopens: wait for the new file. */
+    uint64_t until = now_ms() + WAIT_MS;
+    while (access(err, F_OK) != 0 && now_ms() < until)
+        usleep(1000);
+    log_info("after reopen");
+    log_stop();
+    assert_int_equal(log_dropped(), dropped);
+    /* Lines queued before the reopen may land on either side of it; in
+     * order, the two files hold them all. */
+    char *a = slurp(acc), *e = slurp(old), *e2 = slurp(err);
+    char *both = malloc(strlen(e) + strlen(e2) + 1);
+    assert_non_null(both);
+    strcpy(stpcpy(both, e), e2);
+    const char *pa = a, *pe = both;
+    for (int i = 0; i < 600; i++) {
+        char want[32];
+        snprintf(want, sizeof want, " n=%d\n", i);
+        assert_non_null(pa = strstr(pa, want));
+        snprintf(want, sizeof want, "info: line %d\n", i);
+        assert_non_null(pe = strstr(pe, want));
+    }
+    assert_non_null(strstr(pe, "info: after reopen\n"));
+    assert_non_null(strstr(e2, "info: after reopen\n"));
+    assert_int_equal(count_lines(a), 600);
+    assert_int_equal(count_lines(both), 601);
+    free(a);
+    free(e);
+    free(e2);
+    free(both);
+}
+
+/* Reads the FIFO until n lines came or WAIT_MS passed; returns the count. */
+static size_t read_lines(int fd, size_t n)
+{
+    char buf[65536];
+    size_t got = 0;
+    uint64_t until = now_ms() + WAIT_MS;
+    while (got < n && now_ms() < until) {
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r < 0 && errno != EAGAIN)
+            fail_msg("read: %s", strerror(errno));
+        for (ssize_t i = 0; i < r; i++)
+            got += buf[i] == '\n';
+        if (r <= 0)
+            usleep(1000);
+    }
+    return got;
+}
+
+TEST(stuck_pipe_drops_lines_without_blocking_and_every_line_is_written_or_counted)
+{
+    char fifo[PATH_MAX];
+    path_of("stuck.fifo", fifo, sizeof fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    int rd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    assert_true(rd >= 0);
+    assert_true(fcntl(rd, F_SETPIPE_SZ, 4096) >= 0);
+    configure(SINK_FILE, fifo, SINK_OFF, NULL, 0, LOG_LVL_INFO);
+    uint64_t before = log_dropped();
+    assert_int_equal(log_start(), 0);
+    /* 3000 lines of about 150 bytes: 450 KB against 4 KiB of pipe and a
+     * 64 KiB ring. Nobody reads yet; the calls must return all the same. */
+    enum { LINES = 3000 };
+    for (int i = 0; i < LINES; i++)
+        log_warn("line %04d %0100d", i, 0);
+    uint64_t dropped = log_dropped() - before;
+    assert_true(dropped > 0);
+    assert_true(dropped < LINES);
+    /* Reading now lets every line that was not counted come out. */
+    assert_int_equal(read_lines(rd, LINES - dropped), LINES - dropped);
+    log_stop();
+    assert_int_equal(log_dropped() - before, dropped);
+    configure(SINK_STDERR, NULL, SINK_OFF, NULL, 0, LOG_LVL_INFO);
+    close(rd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -611,6 +825,15 @@ int main(void)
         cmocka_unit_test(reopen_after_rename_writes_to_a_new_file_at_the_old_path),
         cmocka_unit_test(syslog_sink_does_not_write_to_the_file),
         cmocka_unit_test(failed_configure_keeps_both_previous_targets),
+        cmocka_unit_test(ring_returns_lines_in_order_with_their_tags),
+        cmocka_unit_test(ring_size_must_be_a_power_of_two),
+        cmocka_unit_test(ring_full_drops_the_line_counts_it_and_takes_lines_again_once_read),
+        cmocka_unit_test(ring_lines_across_the_end_come_out_whole),
+        cmocka_unit_test(ring_pop_cuts_a_line_longer_than_the_buffer),
+        cmocka_unit_test(symlink_at_the_log_path_is_refused_and_its_target_untouched),
+        cmocka_unit_test(log_thread_keeps_order_reopens_and_stop_writes_everything),
+        cmocka_unit_test(
+            stuck_pipe_drops_lines_without_blocking_and_every_line_is_written_or_counted),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
