@@ -381,8 +381,8 @@ static void on_dialed(void *owner, int fd, struct loop_io *io, int err, const un
     }
     stats_observe(&s->w->stats.connect, loop_now(s->w->loop) - s->active_ms);
     s->peer = *peer;
+    /* Moved or not, the target side owns fd now: closing the session closes it. */
     if (loop_io_move(s->w->loop, io, &s->relay.target.io, LOOP_READ | LOOP_WRITE, on_target) < 0) {
-        close(fd);
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "epoll_ctl failed");
         return;
     }
@@ -821,7 +821,6 @@ void session_start(struct worker *w, int fd, const union addr_any *client,
     stat_inc(&w->stats.active);
     if (loop_io_add(w->loop, &s->relay.client.io, fd, LOOP_READ | LOOP_WRITE, on_client) < 0) {
         close(fd);
-        s->relay.client.io.fd = -1;
         session_fail(s, "epoll_ctl failed");
         return;
     }

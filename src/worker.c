@@ -130,11 +130,7 @@ static int adopt_listener(struct worker *w, const struct worker_listen *l)
             continue;
         ln->w = w;
         ln->spec = l->spec;
-        if (loop_io_add(w->loop, &ln->io, l->fd, LOOP_READ, on_accept) < 0) {
-            ln->io.fd = -1;
-            return -1;
-        }
-        return 0;
+        return loop_io_add(w->loop, &ln->io, l->fd, LOOP_READ, on_accept);
     }
     errno = EMFILE;
     return -1;
