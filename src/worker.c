@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "fdbudget.h"
 #include "log.h"
 #include "resolve.h"
 #include "session.h"
@@ -106,11 +107,20 @@ static void on_accept(struct loop_io *io, unsigned events)
             return;
         }
         w->emfile_logged = 0;
+        /* Over budget: closed at once rather than left to wait in the
+         * queue for descriptors that other sessions hold. */
+        if (!fdbudget_take(1, FDB_CLIENT)) {
+            stat_inc(&w->stats.refused_limit);
+            log_debug("worker %d: out of descriptor budget, closing new connection", w->id);
+            close(fd);
+            continue;
+        }
         if (!admit(w->cfg)) {
             stat_inc(&w->stats.refused_limit);
             log_debug("worker %d: session limit %llu reached, closing new connection", w->id,
                       (unsigned long long)w->cfg->max_sessions);
             close(fd);
+            fdbudget_give(1);
             continue;
         }
         session_start(w, fd, &peer, &ln->spec);
