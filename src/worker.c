@@ -165,15 +165,15 @@ struct worker *worker_new(int id, struct config *cfg, const struct worker_listen
                           char *err, size_t errlen)
 {
     struct worker *w = calloc(1, sizeof *w);
-    size_t i;
+    size_t i = 0; /* ls[i..n) are not adopted yet: closed here on failure */
     if (!w) {
         snprintf(err, errlen, "worker %d: out of memory", id);
         for (i = 0; i < n; i++)
             close(ls[i].fd);
         return NULL;
     }
-    for (i = 0; i < CONFIG_MAX_LISTEN; i++)
-        w->listeners[i].io.fd = -1;
+    for (size_t k = 0; k < CONFIG_MAX_LISTEN; k++)
+        w->listeners[k].io.fd = -1;
     w->id = id;
     w->cfg = config_ref(cfg);
     bufpool_init(&w->pool, POOL_MAX_FREE);
