@@ -56,7 +56,8 @@ void loop_free(struct loop *l);
  *   who closes it (nothing else will: io never held it).
  * - loop_io_move hands the fd from `from` to `to` whether or not the kernel
  *   took the new registration: on failure `to` owns it all the same and its
- *   owner closes it as usual (never the caller directly).
+ *   owner closes it as usual (never the caller directly), before returning
+ *   to the loop, since the kernel's registration may still name `from`.
  * Hence an owner's close path may always run `if (io->fd >= 0) close`, and
  * a descriptor is never closed twice. */
 
