@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fdbudget.h"
 #include "log.h"
 #include "policy.h"
 #include "proto.h"
@@ -42,6 +43,7 @@ static void on_bind_accept(struct loop_io *io, unsigned events)
             close(fd);
             continue;
         }
+        /* The listener's budget charge passes on to the peer that replaces it. */
         loop_io_close(s->w->loop, io);
         addr_normalize(&peer.sa, &s->peer);
         if (session_attach_target(s, fd) < 0) {
@@ -71,18 +73,32 @@ static void listen_addr(const struct session *s, union addr_any *a)
     addr_set_port(a, 0);
 }
 
+/* Closes a listener that open_listener made, keeping errno. */
+static void drop_listener(int fd)
+{
+    int e = errno;
+    close(fd);
+    fdbudget_give(1);
+    errno = e;
+}
+
+/* A listening socket charged to the budget, or -1 with errno set. */
 static int open_listener(const union addr_any *a)
 {
     int one = 1;
-    int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
+    if (!fdbudget_take(1, FDB_EXTRA)) {
+        errno = EMFILE;
         return -1;
+    }
+    int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        fdbudget_give(1);
+        return -1;
+    }
     /* The accepted peer inherits TCP_NODELAY, as on the main listeners. */
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0 ||
         bind(fd, &a->sa, addr_len(&a->sa)) < 0 || listen(fd, 8) < 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
+        drop_listener(fd);
         return -1;
     }
     return fd;
@@ -100,7 +116,7 @@ void bind_start(struct session *s)
     }
     if (getsockname(fd, &bnd.sa, &len) < 0 ||
         loop_io_add(s->w->loop, &s->relay.target.io, fd, LOOP_READ, on_bind_accept) < 0) {
-        close(fd);
+        drop_listener(fd);
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, strerror(errno));
         return;
     }

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "fdbudget.h"
+
 static void *fl_get(struct freelist *f)
 {
     void *b = f->head;
@@ -50,6 +52,7 @@ static void pipe_close(struct relay_pipe *pp)
 {
     close(pp->r);
     close(pp->w);
+    fdbudget_give(2);
     free(pp);
 }
 
@@ -101,9 +104,10 @@ struct relay_pipe *bufpool_get_pipe(struct bufpool *p)
         p->npipes--;
         return pp;
     }
-    if (!(pp = malloc(sizeof *pp)))
+    if (!fdbudget_take(2, FDB_EXTRA))
         return NULL;
-    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) {
+    if (!(pp = malloc(sizeof *pp)) || pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) {
+        fdbudget_give(2);
         free(pp);
         return NULL;
     }
@@ -119,7 +123,8 @@ void bufpool_put_pipe(struct bufpool *p, struct relay_pipe *pp, int dirty)
 {
     if (!pp)
         return;
-    if (dirty || p->npipes >= p->max_free) {
+    /* Short of descriptors, an idle pipe is worth more to a new session. */
+    if (dirty || p->npipes >= p->max_free || fdbudget_tight()) {
         pipe_close(pp);
         return;
     }

@@ -39,7 +39,8 @@ void bufpool_put(struct bufpool *p, uint8_t *buf);
 /* The same for BUFPOOL_SMALL buffers. */
 uint8_t *bufpool_get_small(struct bufpool *p);
 void bufpool_put_small(struct bufpool *p, uint8_t *buf);
-/* Returns an empty non-blocking pipe of BUFPOOL_PIPE_SIZE or NULL. */
+/* Returns an empty non-blocking pipe of BUFPOOL_PIPE_SIZE, or NULL (no
+ * memory, or its two descriptors do not fit the budget: use buffers). */
 struct relay_pipe *bufpool_get_pipe(struct bufpool *p);
 /* Takes back a pipe; one still holding bytes (`dirty`) is closed. */
 void bufpool_put_pipe(struct bufpool *p, struct relay_pipe *pipe, int dirty);

@@ -984,6 +984,10 @@ void config_size_limits(struct config *c, uint64_t nofile)
     /* Slow-loris clients may hold at most half the sessions in the handshake. */
     if (c->max_handshakes == 0)
         c->max_handshakes = (uint32_t)(c->max_sessions / 2 > 64 ? c->max_sessions / 2 : 64);
+    /* One address may hold an eighth of the sessions: enough for a busy
+     * NAT gateway, not enough for one client to take every descriptor. */
+    if (c->max_per_ip == 0)
+        c->max_per_ip = (uint32_t)(c->max_sessions / 8 > 64 ? c->max_sessions / 8 : 64);
 }
 
 uint64_t config_rate_limit(const struct config *c, const char *user)

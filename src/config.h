@@ -48,7 +48,7 @@ struct config {
     uint32_t timeout_bind_ms, timeout_udp_ms, shutdown_grace_ms, drain_delay_ms;
     uint32_t auth_cache_ttl_ms;
     uint64_t max_sessions;                             /* 0: derived from the fd limit */
-    uint32_t max_per_ip, max_per_user, max_handshakes; /* 0: unlimited */
+    uint32_t max_per_ip, max_per_user, max_handshakes; /* 0: unlimited (ip: derived) */
     uint32_t auth_fail_limit, auth_fail_window_ms, auth_fail_cooldown_ms;
     struct rate_limit *rate_limits;
     size_t nrate_limits;

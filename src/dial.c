@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fdbudget.h"
 #include "resolve.h"
 
 struct attempt {
@@ -30,6 +31,7 @@ struct dial {
 static void close_attempt(struct dial *d, struct attempt *a)
 {
     loop_io_close(d->loop, &a->io);
+    fdbudget_give(1);
     a->live = 0;
     d->active--;
 }
@@ -61,31 +63,44 @@ static void finish(struct dial *d, struct attempt *winner, int err)
 static void on_connect(struct loop_io *io, unsigned events);
 static void on_stagger(struct loop_timer *t);
 
-/* Starts attempts until one is in flight or the list is exhausted. */
+/* A connecting socket charged to the budget, or -1 with errno set. */
+static int open_attempt(struct dial *d, struct attempt *a, const union addr_any *to)
+{
+    int one = 1, fd;
+    if (!fdbudget_take(1, FDB_EXTRA)) {
+        errno = EMFILE;
+        return -1;
+    }
+    fd = socket(to->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        /* Interest in both directions from the start: the winner's
+         * registration is handed to the session as it is. */
+        if ((connect(fd, &to->sa, addr_len(&to->sa)) == 0 || errno == EINPROGRESS) &&
+            loop_io_add(d->loop, &a->io, fd, LOOP_READ | LOOP_WRITE, on_connect) == 0)
+            return fd;
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+    fdbudget_give(1);
+    return -1;
+}
+
+/* Starts attempts until one is in flight or the list is exhausted. Out of
+ * budget, it stops: the next address waits for an attempt to end. */
 static void start_next(struct dial *d)
 {
     while (d->next < d->n) {
         struct attempt *a = &d->at[d->next];
-        const union addr_any *to = &d->addrs[d->next++];
-        int fd = socket(to->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
+        if (open_attempt(d, a, &d->addrs[d->next]) < 0) {
             d->last_err = errno;
+            if (errno == EMFILE)
+                return;
+            d->next++;
             continue;
         }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (connect(fd, &to->sa, addr_len(&to->sa)) < 0 && errno != EINPROGRESS) {
-            d->last_err = errno;
-            close(fd);
-            continue;
-        }
-        /* Interest in both directions from the start: the winner's
-         * registration is handed to the session as it is. */
-        if (loop_io_add(d->loop, &a->io, fd, LOOP_READ | LOOP_WRITE, on_connect) < 0) {
-            d->last_err = errno;
-            close(fd);
-            continue;
-        }
+        d->next++;
         a->d = d;
         a->live = 1;
         d->active++;

@@ -69,9 +69,13 @@ int loop_io_add(struct loop *l, struct loop_io *io, int fd, unsigned mask, loop_
 {
     struct epoll_event ev = {.events = to_epoll(mask), .data.ptr = io};
     io->fn = fn;
-    io->fd = fd;
     io->mask = mask;
-    return epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev);
+    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        io->fd = -1; /* never held: the caller closes fd */
+        return -1;
+    }
+    io->fd = fd;
+    return 0;
 }
 
 int loop_io_set(struct loop *l, struct loop_io *io, unsigned mask)

@@ -47,12 +47,28 @@ struct loop_timer {
 struct loop *loop_new(void);
 void loop_free(struct loop *l);
 
-/* Registers fd with interest mask. Returns 0 or -1 with errno set. */
+/* Descriptor ownership, the one rule every module follows:
+ * - Before loop_io_add the fd belongs to whoever opened it.
+ * - loop_io_add that succeeds hands the fd to `io`: from then on it is
+ *   closed exactly once, by the owner of io, through loop_io_close (or
+ *   loop_io_del followed by close), and io->fd reads -1 afterwards.
+ * - loop_io_add that fails leaves io->fd at -1 and the fd with the caller,
+ *   who closes it (nothing else will: io never held it).
+ * - loop_io_move hands the fd from `from` to `to` whether or not the kernel
+ *   took the new registration: on failure `to` owns it all the same and its
+ *   owner closes it as usual (never the caller directly), before returning
+ *   to the loop, since the kernel's registration may still name `from`.
+ * Hence an owner's close path may always run `if (io->fd >= 0) close`, and
+ * a descriptor is never closed twice. */
+
+/* Registers fd with interest mask. Returns 0 or -1 with errno set (io->fd
+ * is then -1 and the caller still owns fd). */
 int loop_io_add(struct loop *l, struct loop_io *io, int fd, unsigned mask, loop_io_fn fn);
 /* Changes interest; a no-op when unchanged. Returns 0 or -1 with errno set. */
 int loop_io_set(struct loop *l, struct loop_io *io, unsigned mask);
 /* Points fd's registration at `to` (a different owner) with a new mask and
- * handler; `from` is left unregistered. Returns 0 or -1 with errno set. */
+ * handler; `from` is left unregistered. Returns 0 or -1 with errno set; in
+ * both cases `to` owns the fd now (see above). */
 int loop_io_move(struct loop *l, struct loop_io *from, struct loop_io *to, unsigned mask,
                  loop_io_fn fn);
 /* Forgets io and closes its fd, which also ends the registration: one

@@ -15,6 +15,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "fdbudget.h"
 #include "hostaddr.h"
 #include "log.h"
 #include "metrics.h"
@@ -179,6 +180,8 @@ static int start_workers(struct server *sv)
             return -1;
         }
     }
+    /* What is open now (listeners, loops, logs, metrics) is not charged. */
+    fdbudget_init(raise_nofile(), fdbudget_count_open(), sv->nworkers);
     for (int k = 0; k < sv->nworkers; k++)
         if (worker_start(sv->w[k]) < 0) {
             log_error("worker %d: pthread_create: %s", k, strerror(errno));

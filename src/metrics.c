@@ -1,7 +1,6 @@
 /* Prometheus text exposition over a minimal, read-only HTTP/1.0 server. */
 #include "metrics.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -12,15 +11,20 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fdbudget.h"
 #include "log.h"
 #include "loop.h"
 #include "stats.h"
 #include "version.h"
 #include "worker.h"
 
-#define MAX_SCRAPES 8
+/* Connections served at once. Past it, the oldest one still waiting for
+ * its request makes room: idle connections cannot lock a load balancer's
+ * health check out. */
+#define MAX_SCRAPES 256
 #define REQUEST_MAX 4096
-#define SCRAPE_TIMEOUT_MS 5000
+#define REQUEST_TIMEOUT_MS 2000 /* from accept to a complete request head */
+#define SCRAPE_TIMEOUT_MS 5000  /* then to the last byte of the answer */
 
 const uint32_t stats_bucket_ms[STATS_BUCKETS - 1] = {1,   2,   5,    10,   25,   50,
                                                      100, 250, 1000, 2500, 10000};
@@ -36,6 +40,7 @@ void stats_observe(struct histogram *h, uint64_t ms)
 }
 
 struct scrape {
+    struct scrape *prev, *next; /* oldest first */
     struct loop_io io;
     struct loop_timer timer;
     char req[REQUEST_MAX];
@@ -56,7 +61,7 @@ static struct {
     atomic_ulong reloads;
     atomic_int last_reload_ok;
     int active;
-    struct scrape *slot[MAX_SCRAPES];
+    struct scrape *head, *tail; /* open connections, oldest first */
 } m = {.last_reload_ok = 1};
 
 void metrics_set_workers(struct worker **w, int n)
@@ -89,18 +94,6 @@ static void sum_stats(struct stats *t)
         for (size_t i = 0; i < n; i++)
             stat_add(&dst[i], stat_get(&src[i]));
     }
-}
-
-static unsigned long open_fds(void)
-{
-    unsigned long n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n > 2 ? n - 3 : 0; /* ".", ".." and the directory's own fd */
 }
 
 static void metric(FILE *f, const char *name, const char *type, const char *help)
@@ -201,7 +194,7 @@ static char *render(size_t *len)
               &t.connect);
     single(f, "socks5d_log_lines_dropped_total", "counter",
            "Log lines dropped because the log sink could not keep up.", log_dropped());
-    single(f, "socks5d_open_fds", "gauge", "File descriptors open.", open_fds());
+    single(f, "socks5d_open_fds", "gauge", "File descriptors open.", fdbudget_count_open());
     single(f, "socks5d_max_fds", "gauge", "File descriptor limit.", (uint64_t)rl.rlim_cur);
     single(f, "socks5d_config_reloads_total", "counter", "Configuration reloads attempted.",
            atomic_load(&m.reloads));
@@ -220,13 +213,11 @@ static char *render(size_t *len)
 
 static void scrape_end(struct scrape *s)
 {
-    int fd = s->io.fd;
-    loop_io_del(m.loop, &s->io);
-    close(fd);
+    loop_io_close(m.loop, &s->io);
+    fdbudget_give(1);
     loop_timer_cancel(m.loop, &s->timer);
-    for (int i = 0; i < MAX_SCRAPES; i++)
-        if (m.slot[i] == s)
-            m.slot[i] = NULL;
+    *(s->prev ? &s->prev->next : &m.head) = s->next;
+    *(s->next ? &s->next->prev : &m.tail) = s->prev;
     m.active--;
     free(s->out);
     free(s);
@@ -275,31 +266,48 @@ static void route(struct scrape *s)
     }
 }
 
-static void scrape_io(struct loop_io *io, unsigned events)
+static void scrape_timeout(struct loop_timer *t)
 {
-    struct scrape *s = container_of(io, struct scrape, io);
-    (void)events;
+    scrape_end(container_of(t, struct scrape, timer));
+}
+
+/* Reads until the request head is in, then decides the answer. Returns 0,
+ * or -1 when the connection was ended. */
+static int read_request(struct scrape *s)
+{
     while (!s->out) {
-        ssize_t n = read(io->fd, s->req + s->len, sizeof s->req - 1 - s->len);
+        ssize_t n = read(s->io.fd, s->req + s->len, sizeof s->req - 1 - s->len);
+        if (n < 0 && errno == EINTR)
+            continue;
         if (n < 0 && errno == EAGAIN)
-            return;
+            return 0;
         if (n <= 0) {
             scrape_end(s);
-            return;
+            return -1;
         }
         s->len += (size_t)n;
         s->req[s->len] = '\0';
         if (strstr(s->req, "\r\n\r\n") || strstr(s->req, "\n\n"))
             route(s);
-        else if (s->len == sizeof s->req - 1) {
+        else if (s->len == sizeof s->req - 1)
             respond(s, "431 Request Header Fields Too Large", "text/plain", strdup("too large\n"),
                     10);
+        if (!s->out && s->len == sizeof s->req - 1) {
+            scrape_end(s); /* no memory for an answer */
+            return -1;
         }
-        if (s->out == NULL && s->len == sizeof s->req - 1)
-            break;
     }
+    /* Answered: the reader gets its own deadline to take the answer. */
+    loop_timer_arm(m.loop, &s->timer, SCRAPE_TIMEOUT_MS, scrape_timeout);
+    return 0;
+}
+
+static void send_answer(struct scrape *s)
+{
     while (s->out_off < s->out_len) {
-        ssize_t n = send(io->fd, s->out + s->out_off, s->out_len - s->out_off, MSG_NOSIGNAL);
+        ssize_t n = send(s->io.fd, s->out + s->out_off, s->out_len - s->out_off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
         if (n < 0 && errno == EAGAIN)
             return;
         if (n <= 0)
@@ -309,9 +317,48 @@ static void scrape_io(struct loop_io *io, unsigned events)
     scrape_end(s);
 }
 
-static void scrape_timeout(struct loop_timer *t)
+static void scrape_io(struct loop_io *io, unsigned events)
 {
-    scrape_end(container_of(t, struct scrape, timer));
+    struct scrape *s = container_of(io, struct scrape, io);
+    (void)events;
+    if (!s->out && read_request(s) < 0)
+        return;
+    if (s->out)
+        send_answer(s);
+}
+
+/* At the cap, ends the oldest connection that has not sent its request.
+ * Returns 0 when there is room for one more. */
+static int make_room(void)
+{
+    struct scrape *s = m.head;
+    if (m.active < MAX_SCRAPES)
+        return 0;
+    while (s && s->out)
+        s = s->next;
+    if (!s)
+        return -1;
+    scrape_end(s);
+    return 0;
+}
+
+/* Takes over an accepted connection (charged to the budget). */
+static void scrape_start(int fd)
+{
+    struct scrape *s = make_room() == 0 ? calloc(1, sizeof *s) : NULL;
+    if (!s || loop_io_add(m.loop, &s->io, fd, LOOP_READ | LOOP_WRITE, scrape_io) < 0 ||
+        loop_timer_arm(m.loop, &s->timer, REQUEST_TIMEOUT_MS, scrape_timeout) < 0) {
+        if (s && s->io.fd >= 0)
+            loop_io_del(m.loop, &s->io);
+        free(s); /* too many scrapes at once: the client retries */
+        close(fd);
+        fdbudget_give(1);
+        return;
+    }
+    s->prev = m.tail;
+    *(m.tail ? &m.tail->next : &m.head) = s;
+    m.tail = s;
+    m.active++;
 }
 
 static void on_accept(struct loop_io *io, unsigned events)
@@ -319,21 +366,15 @@ static void on_accept(struct loop_io *io, unsigned events)
     (void)events;
     for (;;) {
         int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && errno == EINTR)
+            continue;
         if (fd < 0)
             return;
-        struct scrape *s = m.active < MAX_SCRAPES ? calloc(1, sizeof *s) : NULL;
-        if (!s || loop_io_add(m.loop, &s->io, fd, LOOP_READ | LOOP_WRITE, scrape_io) < 0) {
-            free(s); /* too many scrapes at once: the client retries */
+        if (!fdbudget_take(1, FDB_CLIENT)) {
             close(fd);
             continue;
         }
-        for (int i = 0; i < MAX_SCRAPES; i++)
-            if (!m.slot[i]) {
-                m.slot[i] = s;
-                break;
-            }
-        m.active++;
-        loop_timer_arm(m.loop, &s->timer, SCRAPE_TIMEOUT_MS, scrape_timeout);
+        scrape_start(fd);
     }
 }
 
@@ -356,7 +397,7 @@ int metrics_start(const union addr_any *addr, int nworkers, char *err, size_t er
     addr_str(&addr->sa, name, sizeof name);
     int fd = socket(addr->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        bind(fd, &addr->sa, addr_len(&addr->sa)) < 0 || listen(fd, 16) < 0) {
+        bind(fd, &addr->sa, addr_len(&addr->sa)) < 0 || listen(fd, 128) < 0) {
         snprintf(err, errlen, "metrics %s: %s", name, strerror(errno));
         if (fd >= 0)
             close(fd);
@@ -382,9 +423,8 @@ void metrics_stop(void)
         return;
     atomic_store(&m.stop, 1);
     pthread_join(m.thread, NULL);
-    for (int i = 0; i < MAX_SCRAPES; i++)
-        if (m.slot[i])
-            scrape_end(m.slot[i]);
+    while (m.head)
+        scrape_end(m.head);
     int fd = m.listener.fd;
     loop_io_del(m.loop, &m.listener);
     close(fd);

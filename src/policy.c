@@ -32,7 +32,14 @@ int policy_accept(struct session *s)
         return 0;
     }
     s->held |= HELD_IP;
-    if (!quota_handshake_take(c->max_handshakes)) {
+    return policy_handshake_begin(s);
+}
+
+int policy_handshake_begin(struct session *s)
+{
+    if (s->held & HELD_HANDSHAKE)
+        return 1; /* taken at accept, before the PROXY header */
+    if (!quota_handshake_take(s->cfg->max_handshakes)) {
         s->why = "too many handshakes in progress";
         stat_inc(&s->w->stats.refused_limit);
         return 0;

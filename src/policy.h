@@ -2,7 +2,8 @@
  * failed-login throttling, in one place so no command can skip them.
  *
  *   accept   client address only: rules that refuse it outright, per-IP
- *            limit, handshake slots (before a byte is read)
+ *            limit, handshake slots (before a byte is read; on a PROXY
+ *            listener the slot is taken before the header, the rest after)
  *   request  client, user, command, destination (by name before it is
  *            resolved), disabled commands, per-user limit
  *   address  every resolved address, every UDP destination, every BIND peer */
@@ -24,6 +25,11 @@ enum policy_verdict policy_request(struct session *s);
  * command cmd; name is the name the client asked for, or NULL. Returns 1 if
  * allowed; on 0 s->rule_* name the deciding rule. */
 int policy_address(struct session *s, int cmd, const struct sockaddr *dst, const char *name);
+/* Takes a handshake slot (max-handshakes) unless the session holds one
+ * already: on a PROXY listener at accept, since waiting for the header is
+ * part of the handshake; otherwise in policy_accept. Returns 1, or 0 with
+ * s->why set. */
+int policy_handshake_begin(struct session *s);
 /* Handshake over: its slot goes back (idempotent). */
 void policy_handshake_done(struct session *s);
 /* Failed-login throttling. */

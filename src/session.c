@@ -13,6 +13,7 @@
 #include "bind.h"
 #include "config.h"
 #include "dial.h"
+#include "fdbudget.h"
 #include "log.h"
 #include "policy.h"
 #include "proto.h"
@@ -147,10 +148,14 @@ static void cancel_pending(struct session *s)
     s->pending = NULL;
 }
 
+/* Each side's fd was charged to the budget when it was opened (the client's
+ * by accept, the target's by the dial or the BIND listener). */
 static void close_side(struct session *s, struct relay_side *side)
 {
-    if (side->io.fd >= 0)
-        loop_io_close(s->w->loop, &side->io);
+    if (side->io.fd < 0)
+        return;
+    loop_io_close(s->w->loop, &side->io);
+    fdbudget_give(1);
 }
 
 static void count_end(const struct session *s)
@@ -334,6 +339,7 @@ int session_attach_target(struct session *s, int fd)
 {
     if (loop_io_add(s->w->loop, &s->relay.target.io, fd, LOOP_READ | LOOP_WRITE, on_target) < 0) {
         close(fd);
+        fdbudget_give(1);
         return -1;
     }
     return 0;
@@ -381,8 +387,8 @@ static void on_dialed(void *owner, int fd, struct loop_io *io, int err, const un
     }
     stats_observe(&s->w->stats.connect, loop_now(s->w->loop) - s->active_ms);
     s->peer = *peer;
+    /* Moved or not, the target side owns fd now: closing the session closes it. */
     if (loop_io_move(s->w->loop, io, &s->relay.target.io, LOOP_READ | LOOP_WRITE, on_target) < 0) {
-        close(fd);
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "epoll_ctl failed");
         return;
     }
@@ -799,7 +805,7 @@ static int admit(struct session *s, const struct listen_spec *ln)
         s->why = "PROXY protocol from an untrusted address";
         return 0;
     }
-    return 1;
+    return policy_handshake_begin(s);
 }
 
 void session_start(struct worker *w, int fd, const union addr_any *client,
@@ -808,6 +814,7 @@ void session_start(struct worker *w, int fd, const union addr_any *client,
     struct session *s = calloc(1, sizeof *s);
     if (!s) {
         close(fd);
+        fdbudget_give(1);
         atomic_fetch_sub_explicit(&g_sessions, 1, memory_order_relaxed);
         return;
     }
@@ -823,7 +830,7 @@ void session_start(struct worker *w, int fd, const union addr_any *client,
     stat_inc(&w->stats.active);
     if (loop_io_add(w->loop, &s->relay.client.io, fd, LOOP_READ | LOOP_WRITE, on_client) < 0) {
         close(fd);
-        s->relay.client.io.fd = -1;
+        fdbudget_give(1);
         session_fail(s, "epoll_ctl failed");
         return;
     }

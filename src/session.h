@@ -60,7 +60,7 @@ struct session {
 
 struct listen_spec;
 /* Takes ownership of an accepted, non-blocking client socket that arrived
- * on listener `ln`. */
+ * on listener `ln`, with its descriptor charged to the budget (fdbudget.h). */
 void session_start(struct worker *w, int fd, const union addr_any *client,
                    const struct listen_spec *ln);
 /* Ends a session at once (shutdown after the grace period). */
@@ -72,7 +72,8 @@ void session_close(struct session *s);
 int session_reply(struct session *s, uint8_t rep, const struct sockaddr *bnd, const char *why);
 /* Closes with `why` (NULL: a normal end) for the access log. */
 void session_fail(struct session *s, const char *why);
-/* Registers fd (owned from now on) as the target side. Returns 0 or -1. */
+/* Registers fd (owned from now on, charged to the budget) as the target
+ * side. Returns 0, or -1 with fd closed and its charge given back. */
 int session_attach_target(struct session *s, int fd);
 /* Starts relaying between client and target. */
 void session_relay(struct session *s);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fdbudget.h"
 #include "log.h"
 #include "policy.h"
 #include "loop.h"
@@ -23,6 +24,9 @@
 #define UDP_BUDGET 64   /* datagrams per socket per event */
 #define UDP_HEADROOM 32 /* room to prepend a header in front of a payload */
 #define UDP_MAX_DGRAM 65535
+/* Descriptors an association may hold: the client side and a target
+ * socket per family, charged to the budget as a whole when it opens. */
+#define UDP_FDS 3
 
 struct udp_dns {
     char name[256];
@@ -377,6 +381,11 @@ struct udp_assoc *udp_open(struct session *s, const struct proto_addr *hint, uni
         *why = "out of memory";
         return NULL;
     }
+    if (!fdbudget_take(UDP_FDS, FDB_EXTRA)) {
+        *why = "out of descriptors";
+        free(u);
+        return NULL;
+    }
     u->s = s;
     u->cio.fd = u->tio4.fd = u->tio6.fd = -1;
     /* The relay listens where the control connection arrived, never on a
@@ -385,6 +394,7 @@ struct udp_assoc *udp_open(struct session *s, const struct proto_addr *hint, uni
         open_sock(u, &u->cio, &local, s->cfg->udp_port_lo, s->cfg->udp_port_hi, on_client_dgram) <
             0) {
         *why = strerror(errno);
+        fdbudget_give(UDP_FDS);
         free(u);
         return NULL;
     }
@@ -412,5 +422,6 @@ void udp_close(struct udp_assoc *u)
     close_io(u, &u->cio);
     close_io(u, &u->tio4);
     close_io(u, &u->tio6);
+    fdbudget_give(UDP_FDS);
     free(u);
 }

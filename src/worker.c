@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "fdbudget.h"
 #include "log.h"
 #include "resolve.h"
 #include "session.h"
@@ -107,11 +108,20 @@ static void on_accept(struct loop_io *io, unsigned events)
             return;
         }
         w->emfile_logged = 0;
+        /* Over budget: closed at once rather than left to wait in the
+         * queue for descriptors that other sessions hold. */
+        if (!fdbudget_take(1, FDB_CLIENT)) {
+            stat_inc(&w->stats.refused_limit);
+            log_debug("worker %d: out of descriptor budget, closing new connection", w->id);
+            close(fd);
+            continue;
+        }
         if (!admit(w->cfg)) {
             stat_inc(&w->stats.refused_limit);
             log_debug("worker %d: session limit %llu reached, closing new connection", w->id,
                       (unsigned long long)w->cfg->max_sessions);
             close(fd);
+            fdbudget_give(1);
             continue;
         }
         session_start(w, fd, &peer, &ln->spec);
@@ -131,11 +141,7 @@ static int adopt_listener(struct worker *w, const struct worker_listen *l)
             continue;
         ln->w = w;
         ln->spec = l->spec;
-        if (loop_io_add(w->loop, &ln->io, l->fd, LOOP_READ, on_accept) < 0) {
-            ln->io.fd = -1;
-            return -1;
-        }
-        return 0;
+        return loop_io_add(w->loop, &ln->io, l->fd, LOOP_READ, on_accept);
     }
     errno = EMFILE;
     return -1;
@@ -160,15 +166,15 @@ struct worker *worker_new(int id, struct config *cfg, struct addr_list *self,
                           const struct worker_listen *ls, size_t n, char *err, size_t errlen)
 {
     struct worker *w = calloc(1, sizeof *w);
-    size_t i;
+    size_t i = 0; /* ls[i..n) are not adopted yet: closed here on failure */
     if (!w) {
         snprintf(err, errlen, "worker %d: out of memory", id);
         for (i = 0; i < n; i++)
             close(ls[i].fd);
         return NULL;
     }
-    for (i = 0; i < CONFIG_MAX_LISTEN; i++)
-        w->listeners[i].io.fd = -1;
+    for (size_t k = 0; k < CONFIG_MAX_LISTEN; k++)
+        w->listeners[k].io.fd = -1;
     w->id = id;
     w->cfg = config_ref(cfg);
     w->self = addr_list_ref(self);

@@ -631,6 +631,29 @@ TEST(io_move_inside_handler_redelivers_current_readiness)
     loop_free(m.l);
 }
 
+/* The ownership rule of loop.h: a failed add leaves the fd with the caller
+ * and io->fd at -1, so the owner's close path cannot close it a second time. */
+TEST(failed_io_add_leaves_the_fd_with_the_caller)
+{
+    struct loop *l = loop_new();
+    struct rec_io a = {.calls = 0}, b = {.calls = 0};
+    int sv[2];
+    assert_non_null(l);
+    nb_socketpair(sv);
+    assert_int_equal(loop_io_add(l, &a.io, sv[0], LOOP_READ, on_rec_io), 0);
+    b.io.fd = 12345; /* stale value from an earlier use */
+    assert_int_equal(loop_io_add(l, &b.io, sv[0], LOOP_READ, on_rec_io), -1);
+    assert_int_equal(errno, EEXIST);
+    assert_int_equal(b.io.fd, -1);
+    assert_int_equal(a.io.fd, sv[0]);
+    assert_true(fcntl(sv[0], F_GETFD) >= 0); /* still open: the caller's */
+    loop_io_close(l, &a.io);
+    assert_int_equal(a.io.fd, -1);
+    assert_true(fcntl(sv[0], F_GETFD) < 0);
+    close(sv[1]);
+    loop_free(l);
+}
+
 TEST(peer_shutdown_wr_gives_rdhup_without_hup)
 {
     struct loop *l = loop_new();
@@ -936,6 +959,7 @@ int main(void)
         cmocka_unit_test(io_del_of_itself_leaves_other_events_in_the_batch),
         cmocka_unit_test(io_move_hands_the_registration_to_the_new_owner),
         cmocka_unit_test(io_move_inside_handler_redelivers_current_readiness),
+        cmocka_unit_test(failed_io_add_leaves_the_fd_with_the_caller),
         cmocka_unit_test(peer_shutdown_wr_gives_rdhup_without_hup),
         cmocka_unit_test(peer_close_gives_hup),
         cmocka_unit_test(tcp_reset_gives_hup),
