@@ -9,6 +9,7 @@
 #ifndef SOCKS5D_POLICY_H
 #define SOCKS5D_POLICY_H
 
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct session;
@@ -24,6 +25,9 @@ enum policy_verdict policy_request(struct session *s);
  * command cmd; name is the name the client asked for, or NULL. Returns 1 if
  * allowed; on 0 s->rule_* name the deciding rule. */
 int policy_address(struct session *s, int cmd, const struct sockaddr *dst, const char *name);
+/* A destination known only by name (port in host order): 1 when the rules
+ * refuse it before it is resolved, so it is not looked up at all. */
+int policy_name_denied(struct session *s, int cmd, const char *name, uint16_t port);
 /* Handshake over: its slot goes back (idempotent). */
 void policy_handshake_done(struct session *s);
 /* Failed-login throttling. */
