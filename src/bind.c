@@ -16,6 +16,23 @@
 #include "session.h"
 #include "worker.h"
 
+/* The peer the request named: at the requested address (any address when it
+ * is unspecified, one of the name's addresses for a name) and from the
+ * requested port unless that is 0. Rules match the same port both times:
+ * DST.PORT at the request, the peer's own port here. */
+static int peer_expected(const struct session *s, const struct sockaddr *peer)
+{
+    uint16_t port = addr_port(&s->dst.sa);
+    if (port != 0 && addr_port(peer) != port)
+        return 0;
+    if (!s->dst_name)
+        return addr_is_unspecified(&s->dst.sa) || addr_same_ip(peer, &s->dst.sa);
+    for (size_t i = 0; i < s->nbind_peers; i++)
+        if (addr_same_ip(peer, &s->bind_peers[i].sa))
+            return 1;
+    return 0;
+}
+
 /* The listener lives in the session's target slot until the peer comes. */
 static void on_bind_accept(struct loop_io *io, unsigned events)
 {
@@ -33,13 +50,11 @@ static void on_bind_accept(struct loop_io *io, unsigned events)
                 session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, strerror(errno));
             return;
         }
-        /* A named DST.ADDR admits only that host; others are turned away
-         * and the wait goes on. */
-        if ((!s->dst_name && !addr_is_unspecified(&s->dst.sa) &&
-             !addr_same_ip(&peer.sa, &s->dst.sa)) ||
-            !policy_address(s, SOCKS5_CMD_BIND, &peer.sa, NULL)) {
+        /* Any other peer is turned away and the wait goes on. */
+        if (!peer_expected(s, &peer.sa) ||
+            !policy_address(s, SOCKS5_CMD_BIND, &peer.sa, s->dst_name)) {
             log_debug("bind: refused %s, waiting for %s", addr_str(&peer.sa, name, sizeof name),
-                      addr_str(&s->dst.sa, want, sizeof want));
+                      s->dst_name ? s->dst_name : addr_str(&s->dst.sa, want, sizeof want));
             close(fd);
             continue;
         }

@@ -6,7 +6,8 @@
 struct session;
 
 /* Opens the listener and sends the first reply. The session waits in
- * S_BIND_WAIT; on failure the session is closed after its reply. */
+ * S_BIND_WAIT; on failure the session is closed after its reply. A request
+ * naming its peer by a name comes here resolved: s->bind_peers. */
 void bind_start(struct session *s);
 
 #endif

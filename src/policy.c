@@ -112,6 +112,21 @@ int policy_address(struct session *s, int cmd, const struct sockaddr *dst, const
     return v.allow;
 }
 
+int policy_name_denied(struct session *s, int cmd, const char *name, uint16_t port)
+{
+    struct rules_request r;
+    struct rules_verdict v;
+    if (!s->cfg->rules)
+        return 0;
+    request_of(s, cmd, NULL, name, &r);
+    r.dst_port = port;
+    rules_match(s->cfg->rules, &r, &v);
+    if (v.allow || v.need_addr)
+        return 0;
+    note_rule(s, &v);
+    return 1;
+}
+
 void policy_handshake_done(struct session *s)
 {
     if (s->held & HELD_HANDSHAKE)

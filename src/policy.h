@@ -10,6 +10,7 @@
 #ifndef SOCKS5D_POLICY_H
 #define SOCKS5D_POLICY_H
 
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct session;
@@ -30,6 +31,9 @@ int policy_address(struct session *s, int cmd, const struct sockaddr *dst, const
  * part of the handshake; otherwise in policy_accept. Returns 1, or 0 with
  * s->why set. */
 int policy_handshake_begin(struct session *s);
+/* A destination known only by name (port in host order): 1 when the rules
+ * refuse it before it is resolved, so it is not looked up at all. */
+int policy_name_denied(struct session *s, int cmd, const char *name, uint16_t port);
 /* Handshake over: its slot goes back (idempotent). */
 void policy_handshake_done(struct session *s);
 /* Failed-login throttling. */

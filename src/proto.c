@@ -1,8 +1,11 @@
 /* RFC 1928 / RFC 1929 parsers and encoders. See proto.h for the contract. */
 #include "proto.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>
+
+#include "hostname.h"
 
 /* Bounds-checked cursor over untrusted bytes: every getter fails instead of
  * reading past the end, so a parser never sees a byte it was not given. */
@@ -97,6 +100,30 @@ int proto_parse_userpass(const uint8_t *buf, size_t len, struct proto_userpass *
     return PROTO_DONE;
 }
 
+/* The rules must judge the name the resolver looks up. A resolver reads more
+ * than host names (backslash escapes, a search list for relative names), so
+ * only the host name syntax passes, plus IPv6 literals, which rules and
+ * resolver both take as addresses. One trailing dot is dropped and letters
+ * are folded to lower case, so the name has one spelling from here on.
+ * Returns 0 when the name is refused. */
+static int normalize_name(struct proto_addr *a)
+{
+    char *name = a->u.name;
+    size_t n = a->name_len;
+    struct in6_addr ip6;
+    if (n > 1 && name[n - 1] == '.')
+        n--;
+    name[n] = '\0';
+    if (strlen(name) != n ||
+        (hostname_problem(name, n) != NULL && inet_pton(AF_INET6, name, &ip6) != 1))
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (name[i] >= 'A' && name[i] <= 'Z')
+            name[i] = (char)(name[i] - 'A' + 'a');
+    a->name_len = (uint8_t)n;
+    return 1;
+}
+
 /* ATYP, address and port. Returns PROTO_DONE, PROTO_NEED_MORE or PROTO_ERROR. */
 static int get_addr(struct cursor *c, struct proto_addr *a, enum proto_err *err)
 {
@@ -116,6 +143,8 @@ static int get_addr(struct cursor *c, struct proto_addr *a, enum proto_err *err)
             return fail(err, PROTO_E_DOMAIN_EMPTY);
         if (!get_lstring(c, &a->name_len, a->u.name))
             return PROTO_NEED_MORE;
+        if (!normalize_name(a))
+            return fail(err, PROTO_E_HOSTNAME);
         break;
     default:
         return fail(err, PROTO_E_ATYP);
@@ -189,6 +218,9 @@ int proto_err_rep(enum proto_err err)
     case PROTO_E_VERSION:
     case PROTO_E_DOMAIN_EMPTY:
         return SOCKS5_REP_GENERAL_FAILURE;
+    case PROTO_E_HOSTNAME:
+        /* No host has such a name: answered as a name that does not resolve. */
+        return SOCKS5_REP_HOST_UNREACHABLE;
     default:
         return -1;
     }
@@ -213,6 +245,8 @@ const char *proto_err_str(enum proto_err err)
         return "unknown address type";
     case PROTO_E_DOMAIN_EMPTY:
         return "empty domain name";
+    case PROTO_E_HOSTNAME:
+        return "not a host name";
     case PROTO_E_TRUNCATED:
         return "truncated datagram header";
     case PROTO_E_FRAG:

@@ -52,6 +52,7 @@ enum proto_err {
     PROTO_E_CMD,          /* unknown CMD */
     PROTO_E_ATYP,         /* unknown ATYP */
     PROTO_E_DOMAIN_EMPTY, /* domain of length 0 */
+    PROTO_E_HOSTNAME,     /* domain outside the host name syntax (hostname.h) */
     PROTO_E_TRUNCATED,    /* datagram shorter than its header */
     PROTO_E_FRAG,         /* UDP FRAG is not 0: fragments are not supported */
 };
@@ -64,7 +65,7 @@ struct proto_addr {
     union {
         uint8_t ip4[4];
         uint8_t ip6[16];
-        char name[256]; /* NUL-terminated copy of the domain */
+        char name[256]; /* the domain, NUL-terminated, lower case, no trailing dot */
     } u;
 };
 

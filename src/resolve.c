@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "hostname.h"
 #include "log.h"
 
 struct ares_sock {
@@ -119,9 +120,16 @@ struct resolver *resolver_new(struct loop *l, char *err, size_t errlen)
     o.timeout = 1500; /* ms per try, with ARES_OPT_TIMEOUTMS */
     o.tries = 2;
     o.lookups = (char *)"fb"; /* /etc/hosts, then DNS */
+    /* The name looked up must be the name the rules judged: no domain from
+     * the search list of resolv.conf (or $LOCALDOMAIN) may be appended, and
+     * no $HOSTALIASES alias followed. ares_getaddrinfo ignores NOSEARCH
+     * before c-ares 1.23; an empty domain list is what stops it there. */
+    o.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES;
+    o.domains = NULL;
+    o.ndomains = 0;
     rc = ares_init_options(&r->ch, &o,
                            ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES |
-                               ARES_OPT_LOOKUPS);
+                               ARES_OPT_LOOKUPS | ARES_OPT_FLAGS | ARES_OPT_DOMAINS);
     if (rc != ARES_SUCCESS) {
         snprintf(err, errlen, "resolver: c-ares init: %s", ares_strerror(rc));
         free(r);
@@ -280,7 +288,10 @@ struct resolve_query *resolve_start(struct resolver *r, const char *name, uint16
     /* c-ares may answer from /etc/hosts inside this call; the caller is told
      * that fn never runs from here, so such an answer waits for a 0 ms timer. */
     q->starting = 1;
-    ares_getaddrinfo(r->ch, name, NULL, &hints, on_answer, q);
+    if (hostname_problem(name, strlen(name)) == NULL)
+        ares_getaddrinfo(r->ch, name, NULL, &hints, on_answer, q);
+    else /* c-ares would read escapes in it: refused like proto does */
+        on_answer(q, ARES_EBADNAME, 0, NULL);
     rearm_timer(r);
     if (q->starting == 2) {
         free(q);

@@ -27,8 +27,10 @@ void resolver_free(struct resolver *r);
  * and "*.localhost" (loopback, RFC 6761). Returns 1 when it answered. */
 int resolve_literal(const char *name, uint16_t port, union addr_any *addrs, size_t *n);
 
-/* Starts an A+AAAA lookup; fn(owner, ...) runs later on the loop, never from
- * inside this call. Returns NULL on allocation failure. */
+/* Starts an A+AAAA lookup of exactly `name`, with no search list: a name
+ * outside the host name syntax (hostname.h) is answered RESOLVE_FAILED
+ * without a lookup. fn(owner, ...) runs later on the loop, never from inside
+ * this call. Returns NULL on allocation failure. */
 struct resolve_query *resolve_start(struct resolver *r, const char *name, uint16_t port,
                                     resolve_fn fn, void *owner);
 /* The owner is going away: fn will not be called. */

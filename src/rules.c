@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hostname.h"
+
 #define MAX_USER_LEN 255 /* RFC 1929 */
-#define MAX_NAME_LEN 253 /* RFC 1035 text form, without the trailing dot */
-#define MAX_LABEL_LEN 63 /* RFC 1035 */
 #define QUOTE_MAX 48     /* longest excerpt of the rule text quoted in errors */
 
 struct addr128 {
@@ -437,30 +437,13 @@ bad:
     return fail(p, t->col, "bad port '%s' (expected a number 0..65535 or a range N-M)", q);
 }
 
-/* Checks a host name (no wildcard, no trailing dot); returns NULL or why not. */
+/* Checks a host name (no wildcard, no trailing dot); returns NULL or why not.
+ * The syntax is the one requests are held to (hostname.h). */
 static const char *bad_name_reason(const char *s, size_t len)
 {
-    if (len == 0)
-        return "empty name";
-    if (len > MAX_NAME_LEN)
-        return "name longer than 253 characters";
-    size_t label = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (c == '.') {
-            if (label == 0)
-                return "empty label";
-            label = 0;
-        } else if (c == '*') {
-            return "'*' is only allowed as the whole first label, as in *.example.com";
-        } else if ((lower(c) >= 'a' && lower(c) <= 'z') || is_digit(c) || c == '-' || c == '_') {
-            if (++label > MAX_LABEL_LEN)
-                return "label longer than 63 characters";
-        } else {
-            return "invalid character (use letters, digits, '-', '_' and '.')";
-        }
-    }
-    return label == 0 ? "empty label" : NULL;
+    if (memchr(s, '*', len))
+        return "'*' is only allowed as the whole first label, as in *.example.com";
+    return hostname_problem(s, len);
 }
 
 static int add_pattern(struct parser *p, struct rule *r, const struct tok *t)

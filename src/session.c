@@ -193,6 +193,7 @@ void session_close(struct session *s)
     config_unref(s->cfg);
     free(s->user);
     free(s->dst_name);
+    free(s->bind_peers);
     free(s);
     atomic_fetch_sub_explicit(&g_sessions, 1, memory_order_relaxed);
 }
@@ -399,21 +400,30 @@ static void on_dialed(void *owner, int fd, struct loop_io *io, int err, const un
         session_relay(s);
 }
 
-/* Dials the addresses the rules allow; a name that resolves only to refused
- * addresses is refused as a whole. */
-static void dial_addrs(struct session *s, const union addr_any *all, size_t count)
+/* Keeps the addresses the rules allow for the command; a name that resolves
+ * only to refused addresses is refused as a whole. Returns how many. */
+static size_t allowed_addrs(struct session *s, const union addr_any *all, size_t count,
+                            union addr_any *out)
 {
-    union addr_any addrs[RESOLVE_MAX_ADDRS];
     size_t n = 0;
-    int err;
     for (size_t i = 0; i < count && n < RESOLVE_MAX_ADDRS; i++)
-        if (policy_address(s, SOCKS5_CMD_CONNECT, &all[i].sa, s->dst_name))
-            addrs[n++] = all[i];
+        if (policy_address(s, s->cmd, &all[i].sa, s->dst_name))
+            out[n++] = all[i];
     if (n == 0) {
         stat_inc(&s->w->stats.refused_rule);
         session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL, "denied by rule");
-        return;
     }
+    return n;
+}
+
+/* Dials the addresses the rules allow. */
+static void dial_addrs(struct session *s, const union addr_any *all, size_t count)
+{
+    union addr_any addrs[RESOLVE_MAX_ADDRS];
+    size_t n = allowed_addrs(s, all, count, addrs);
+    int err;
+    if (n == 0)
+        return;
     s->rule_file = NULL;
     s->rule_line = 0;
     s->active_ms = loop_now(s->w->loop);
@@ -421,6 +431,33 @@ static void dial_addrs(struct session *s, const union addr_any *all, size_t coun
     s->pending = dial_start(s->w->loop, addrs, n, s->cfg->timeout_connect_ms, on_dialed, s, &err);
     if (!s->pending)
         session_reply(s, rep_from_errno(err), NULL, strerror(err));
+}
+
+/* A BIND that names its peer by a name admits only a peer at one of the
+ * addresses the name has and the rules allow. */
+static void bind_named(struct session *s, const union addr_any *all, size_t count)
+{
+    union addr_any addrs[RESOLVE_MAX_ADDRS];
+    size_t n = allowed_addrs(s, all, count, addrs);
+    if (n == 0)
+        return;
+    s->bind_peers = malloc(n * sizeof *s->bind_peers);
+    if (!s->bind_peers) {
+        session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
+        return;
+    }
+    memcpy(s->bind_peers, addrs, n * sizeof *addrs);
+    s->nbind_peers = n;
+    bind_start(s);
+}
+
+/* The destination as addresses, for the command that asked. */
+static void with_addrs(struct session *s, const union addr_any *addrs, size_t n)
+{
+    if (s->cmd == SOCKS5_CMD_BIND)
+        bind_named(s, addrs, n);
+    else
+        dial_addrs(s, addrs, n);
 }
 
 static void on_resolved(void *owner, int status, const union addr_any *addrs, size_t n)
@@ -434,20 +471,18 @@ static void on_resolved(void *owner, int status, const union addr_any *addrs, si
                       status == RESOLVE_NOTFOUND ? "name not found" : "resolver failed");
         return;
     }
-    dial_addrs(s, addrs, n);
+    with_addrs(s, addrs, n);
 }
 
-static void do_connect(struct session *s)
+/* CONNECT, and BIND when it names its peer: the name becomes addresses
+ * first, bounded by the connect timeout. */
+static void resolve_destination(struct session *s)
 {
     union addr_any addrs[RESOLVE_MAX_ADDRS];
     size_t n = 0;
     session_arm(s, s->cfg->timeout_connect_ms);
-    if (!s->dst_name) {
-        dial_addrs(s, &s->dst, 1);
-        return;
-    }
     if (resolve_literal(s->dst_name, addr_port(&s->dst.sa), addrs, &n)) {
-        dial_addrs(s, addrs, n);
+        with_addrs(s, addrs, n);
         return;
     }
     s->state = S_RESOLVE;
@@ -455,6 +490,16 @@ static void do_connect(struct session *s)
     s->pending = resolve_start(s->w->resolver, s->dst_name, addr_port(&s->dst.sa), on_resolved, s);
     if (!s->pending)
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
+}
+
+static void do_connect(struct session *s)
+{
+    if (s->dst_name) {
+        resolve_destination(s);
+        return;
+    }
+    session_arm(s, s->cfg->timeout_connect_ms);
+    dial_addrs(s, &s->dst, 1);
 }
 
 /* ---------------- handshake ---------------- */
@@ -626,6 +671,8 @@ static int on_request(struct session *s)
     }
     if (req.cmd == SOCKS5_CMD_CONNECT)
         do_connect(s);
+    else if (req.cmd == SOCKS5_CMD_BIND && s->dst_name)
+        resolve_destination(s);
     else if (req.cmd == SOCKS5_CMD_BIND)
         bind_start(s);
     else

@@ -47,6 +47,9 @@ struct session {
     struct udp_assoc *udp; /* in S_UDP */
     char *user;            /* authenticated user name, or NULL */
     char *dst_name;        /* requested domain, or NULL */
+    /* BIND naming its peer by a name: the addresses that peer may come from */
+    union addr_any *bind_peers;
+    size_t nbind_peers;
     uint8_t held;          /* HELD_*: limit slots to give back */
     int8_t fail;           /* enum hs_fail when the handshake failed, else -1 */
     const char *rule_file; /* the rule that decided, for the access log */

@@ -236,7 +236,9 @@ static void resolve_and_send(struct udp_assoc *u, const struct proto_addr *a, co
         send_to_target(u, &to, a->u.name, data, len);
         return;
     }
-    if (u->q || !(u->held = malloc(len ? len : 1))) {
+    /* A name the rules refuse by itself is not even looked up. */
+    if (policy_name_denied(u->s, SOCKS5_CMD_UDP, a->u.name, a->port) || u->q ||
+        !(u->held = malloc(len ? len : 1))) {
         dropped(u);
         return;
     }

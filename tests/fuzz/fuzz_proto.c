@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "proto.h"
+#include "spec_name.h"
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
@@ -90,6 +91,7 @@ static int spec_userpass(const uint8_t *b, size_t n, size_t *need, enum proto_er
 
 static int spec_request(const uint8_t *b, size_t n, size_t *need, enum proto_err *err)
 {
+    char name[256];
     if (n < 1)
         return PROTO_NEED_MORE;
     if (b[0] != SOCKS5_VERSION)
@@ -113,6 +115,8 @@ static int spec_request(const uint8_t *b, size_t n, size_t *need, enum proto_err
         if (b[4] == 0)
             return *err = PROTO_E_DOMAIN_EMPTY, PROTO_ERROR;
         *need = 4 + 1 + (size_t)b[4] + 2;
+        if (n >= *need - 2 && spec_name(b + 5, b[4], name) == 0)
+            return *err = PROTO_E_HOSTNAME, PROTO_ERROR;
         break;
     default:
         return *err = PROTO_E_ATYP, PROTO_ERROR;
@@ -127,9 +131,10 @@ static void check_addr(const struct proto_addr *a, const uint8_t *p)
 
     CHECK(a->atyp == p[0]);
     if (a->atyp == SOCKS5_ATYP_DOMAIN) {
-        CHECK(a->name_len == p[1] && a->name_len > 0);
-        CHECK(memcmp(a->u.name, p + 2, a->name_len) == 0 && a->u.name[a->name_len] == '\0');
-        port_at = 2 + (size_t)a->name_len;
+        char want[256];
+        CHECK(a->name_len == spec_name(p + 2, p[1], want) && a->name_len > 0);
+        CHECK(memcmp(a->u.name, want, (size_t)a->name_len + 1) == 0);
+        port_at = 2 + (size_t)p[1];
     } else {
         size_t iplen = a->atyp == SOCKS5_ATYP_IPV4 ? 4 : 16;
         CHECK(memcmp(a->u.ip6, p + 1, iplen) == 0);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "proto.h"
+#include "spec_name.h"
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
@@ -26,6 +27,7 @@ static const uint8_t V4_MAPPED[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
  * anything short of its header is TRUNCATED, never NEED_MORE. */
 static int spec_udp(const uint8_t *b, size_t n, size_t *hdr_len, enum proto_err *err)
 {
+    char name[256];
     size_t need;
 
     if (n < 3)
@@ -47,6 +49,8 @@ static int spec_udp(const uint8_t *b, size_t n, size_t *hdr_len, enum proto_err 
         if (b[4] == 0)
             return *err = PROTO_E_DOMAIN_EMPTY, PROTO_ERROR;
         need = 4 + 1 + (size_t)b[4] + 2;
+        if (n >= need - 2 && spec_name(b + 5, b[4], name) == 0)
+            return *err = PROTO_E_HOSTNAME, PROTO_ERROR;
         break;
     default:
         return *err = PROTO_E_ATYP, PROTO_ERROR;
@@ -64,8 +68,9 @@ static void check_fields(const struct proto_addr *a, const uint8_t *p, size_t hd
 
     CHECK(a->atyp == p[0]);
     if (a->atyp == SOCKS5_ATYP_DOMAIN) {
-        CHECK(a->name_len == p[1]);
-        CHECK(memcmp(a->u.name, p + 2, a->name_len) == 0 && a->u.name[a->name_len] == '\0');
+        char want[256];
+        CHECK(a->name_len == spec_name(p + 2, p[1], want));
+        CHECK(memcmp(a->u.name, want, (size_t)a->name_len + 1) == 0);
     } else {
         CHECK(memcmp(a->u.ip6, p + 1, port_at - 1) == 0);
     }

@@ -124,10 +124,19 @@ class NetNS:
     sleeping child made with `unshare --net` (no mount needed, so it works in
     a chroot too); processes join it with nsenter and sockets for it are made
     by a thread that joined it (a socket keeps the namespace it was created
-    in, whichever thread uses it later)."""
+    in, whichever thread uses it later).
 
-    def __init__(self):
-        self.holder = subprocess.Popen(["unshare", "--net", "sleep", "infinity"])
+    `mounts` ({path: file}) also gives the namespace a private mount
+    namespace in which each file is bind-mounted over its path (e.g. its
+    own /etc/resolv.conf); processes started through exec_prefix see them."""
+
+    def __init__(self, mounts=None):
+        self.mounts = dict(mounts or {})
+        cmd = ["unshare", "--net", "sleep", "infinity"]
+        if self.mounts:
+            binds = "".join(f'mount --bind "{src}" "{dst}" && ' for dst, src in self.mounts.items())
+            cmd = ["unshare", "--net", "--mount", "sh", "-c", binds + "exec sleep infinity"]
+        self.holder = subprocess.Popen(cmd)
         self.path = f"/proc/{self.holder.pid}/ns/net"
         try:
             wait_until(self._entered, scaled(5), what="the namespace holder to start")
@@ -138,16 +147,21 @@ class NetNS:
             raise
 
     def _entered(self):
+        """In the namespace, and past the mounts (the holder is `sleep` once
+        they are done)."""
         try:
-            return os.readlink(self.path) != os.readlink("/proc/self/ns/net")
+            with open(f"/proc/{self.holder.pid}/cmdline", "rb") as f:
+                slept = f.read().startswith(b"sleep\0")
+            return slept and os.readlink(self.path) != os.readlink("/proc/self/ns/net")
         except OSError:
             return False
 
     @property
     def exec_prefix(self):
-        return ["nsenter", f"--net={self.path}"]
+        mnt = [f"--mount=/proc/{self.holder.pid}/ns/mnt"] if self.mounts else []
+        return ["nsenter", f"--net={self.path}", *mnt]
 
-    def socket(self, family=socket.AF_INET):
+    def socket(self, family=socket.AF_INET, kind=socket.SOCK_STREAM):
         out = {}
 
         def run():
@@ -159,7 +173,7 @@ class NetNS:
                     return
             finally:
                 os.close(fd)
-            out["sock"] = socket.socket(family, socket.SOCK_STREAM)
+            out["sock"] = socket.socket(family, kind)
 
         t = threading.Thread(target=run)
         t.start()

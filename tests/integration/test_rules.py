@@ -205,11 +205,12 @@ def test_cmd_rule_only_connect_allowed_default_denies_bind_and_udp(socks5d, echo
     assert all("rule" not in l for l in lines), "the default decided: no rule to name"
 
 
-# Names that the wildcard pattern covers (any case, trailing dots) and names
-# it must not cover (the apex, look-alikes, a NUL-cut name).
-WILDCARD_HITS = ["www.example.test", "A.B.EXAMPLE.test", "www.Example.Test.", "x.example.test.."]
+# Names that the wildcard pattern covers (any case, a trailing dot) and names
+# it must not cover (the apex, look-alikes). Names that are not host names
+# ("x.example.test..", a NUL inside) never reach the rules: test_attack_names.
+WILDCARD_HITS = ["www.example.test", "A.B.EXAMPLE.test", "www.Example.Test."]
 WILDCARD_MISSES = ["example.test", "EXAMPLE.TEST.", "badexample.test", "example.test.evil",
-                   "www.example.tes", b"evil.test\x00.example.test"]
+                   "www.example.tes"]
 
 
 def test_domain_pattern_wildcard_vs_apex_case_insensitive(socks5d, tmp_path):

@@ -479,11 +479,110 @@ TEST(request_domain_decodes_byte_by_byte_for_connect_bind_udp)
     assert_request_decodes_for_every_cmd(SOCKS5_ATYP_DOMAIN, DOMAIN, DOMAIN_LEN);
 }
 
-TEST(request_with_255_byte_domain_is_accepted)
+/* 253 characters in labels of 63, 63, 63 and 61: the longest host name. */
+static void longest_name(char name[253])
+{
+    memset(name, 'a', 253);
+    name[63] = name[127] = name[191] = '.';
+}
+
+TEST(request_with_253_byte_host_name_is_accepted)
+{
+    char name[253];
+    longest_name(name);
+    assert_request_decodes_for_every_cmd(SOCKS5_ATYP_DOMAIN, name, sizeof name);
+}
+
+/* Asserts a request (CONNECT, BIND, UDP) and a datagram naming `sent`
+ * decode to `want`, the one spelling rules and resolver both see. */
+static void assert_name_becomes(const char *sent, const char *want)
+{
+    const uint8_t cmds[] = {SOCKS5_CMD_CONNECT, SOCKS5_CMD_BIND, SOCKS5_CMD_UDP};
+    uint8_t buf[BUF_MAX];
+    struct proto_request r;
+    struct proto_addr a;
+    size_t len;
+
+    for (size_t i = 0; i < sizeof cmds; i++) {
+        len = build_request(buf, cmds[i], SOCKS5_ATYP_DOMAIN, sent, strlen(sent), 443);
+        assert_done(parse_request, buf, len, &r, len);
+        assert_addr(&r.dst, SOCKS5_ATYP_DOMAIN, want, strlen(want), 443);
+    }
+    len = build_udp(buf, 0, SOCKS5_ATYP_DOMAIN, sent, strlen(sent), 53);
+    assert_done(parse_udp, buf, len, &a, len);
+    assert_addr(&a, SOCKS5_ATYP_DOMAIN, want, strlen(want), 53);
+}
+
+TEST(request_name_is_folded_to_lower_case_without_its_trailing_dot)
+{
+    char name[254];
+    longest_name(name);
+    name[253] = '.';
+    assert_name_becomes("SECRET.Corp.Example.", "secret.corp.example");
+    assert_name_becomes("secret.corp.example.", "secret.corp.example");
+    assert_name_becomes("Under_Score-1.example", "under_score-1.example");
+    assert_name_becomes("secret", "secret");
+    /* IPv6 literals are addresses to the rules and to the resolver alike. */
+    assert_name_becomes("::FFFF:127.0.0.1", "::ffff:127.0.0.1");
+    assert_name_becomes("10.0.0.1.", "10.0.0.1");
+
+    uint8_t buf[BUF_MAX];
+    struct proto_request r;
+    size_t len = build_request(buf, SOCKS5_CMD_CONNECT, SOCKS5_ATYP_DOMAIN, name, sizeof name, 1);
+    assert_done(parse_request, buf, len, &r, len);
+    assert_int_equal(r.dst.name_len, 253);
+}
+
+/* Asserts a request naming `bad` (len bytes) is refused with REP 4 as soon as
+ * the name is complete, and a datagram naming it is rejected. */
+static void assert_name_refused(const char *bad, size_t bad_len)
+{
+    uint8_t buf[BUF_MAX];
+    size_t len = build_request(buf, SOCKS5_CMD_CONNECT, SOCKS5_ATYP_DOMAIN, bad, bad_len, 443);
+    assert_rejected_at(parse_request, buf, len, 5 + bad_len, PROTO_E_HOSTNAME,
+                       SOCKS5_REP_HOST_UNREACHABLE);
+    len = build_udp(buf, 0, SOCKS5_ATYP_DOMAIN, bad, bad_len, 53);
+    assert_udp_rejected(buf, len, PROTO_E_HOSTNAME);
+}
+
+TEST(request_name_outside_host_name_syntax_is_refused_with_host_unreachable)
+{
+    static const char *const bad[] = {
+        "secret.corp.exampl\\e", /* a resolver reads the escape as 'e' */
+        "secret.corp.example\\.",
+        "secret\\046corp.example",
+        "secret.corp.example..",
+        "a..example",
+        ".example",
+        ".",
+        "..",
+        "exa mple.com",
+        "example.com/x",
+        "ex%61mple.com",
+        "*.example.com",
+        "fe80::1%eth0",
+        "[::1]",
+        "host:80",
+        "caf\xc3\xa9.example",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_name_refused(bad[i], strlen(bad[i]));
+    /* The name a C string would make of it is not the name that was sent. */
+    assert_name_refused("evil.com\0.example.com", 21);
+}
+
+TEST(request_name_with_long_label_or_over_253_bytes_is_refused)
 {
     char name[255];
-    fill_pattern(name, sizeof name, 'a');
-    assert_request_decodes_for_every_cmd(SOCKS5_ATYP_DOMAIN, name, sizeof name);
+    longest_name(name);
+    memset(name + 253, 'a', 2);
+    assert_name_refused(name, 254); /* fifth label: 254 bytes */
+    name[253] = '.';
+    name[254] = '.';
+    assert_name_refused(name, 255);
+    memset(name, 'b', 64);
+    assert_name_refused(name, 64); /* one label of 64 */
+    assert_name_refused(name, 255);
 }
 
 TEST(request_port_is_big_endian)
@@ -821,6 +920,7 @@ TEST(err_rep_replies_only_to_request_errors)
     assert_int_equal(proto_err_rep(PROTO_E_FRAG), -1);
     assert_int_equal(proto_err_rep(PROTO_E_VERSION), SOCKS5_REP_GENERAL_FAILURE);
     assert_int_equal(proto_err_rep(PROTO_E_DOMAIN_EMPTY), SOCKS5_REP_GENERAL_FAILURE);
+    assert_int_equal(proto_err_rep(PROTO_E_HOSTNAME), SOCKS5_REP_HOST_UNREACHABLE);
     assert_int_equal(proto_err_rep(PROTO_E_CMD), SOCKS5_REP_CMD_UNSUPPORTED);
     assert_int_equal(proto_err_rep(PROTO_E_ATYP), SOCKS5_REP_ATYP_UNSUPPORTED);
 }
@@ -879,7 +979,10 @@ int main(void)
         cmocka_unit_test(request_ipv4_decodes_byte_by_byte_for_connect_bind_udp),
         cmocka_unit_test(request_ipv6_decodes_byte_by_byte_for_connect_bind_udp),
         cmocka_unit_test(request_domain_decodes_byte_by_byte_for_connect_bind_udp),
-        cmocka_unit_test(request_with_255_byte_domain_is_accepted),
+        cmocka_unit_test(request_with_253_byte_host_name_is_accepted),
+        cmocka_unit_test(request_name_is_folded_to_lower_case_without_its_trailing_dot),
+        cmocka_unit_test(request_name_outside_host_name_syntax_is_refused_with_host_unreachable),
+        cmocka_unit_test(request_name_with_long_label_or_over_253_bytes_is_refused),
         cmocka_unit_test(request_port_is_big_endian),
         cmocka_unit_test(request_nonzero_rsv_is_ignored),
         cmocka_unit_test(request_version_other_than_5_is_rejected_with_general_failure),

@@ -292,6 +292,25 @@ TEST(invalid_tld_fails_with_notfound_or_failed)
     assert_int_equal(a.calls, 1);
 }
 
+/* c-ares would ask DNS for "socks5d-unit.test" when given
+ * "socks5d-unit.tes\\t": what is not a host name is refused, on the loop,
+ * without a lookup (the answer comes well before a DNS timeout). */
+TEST(name_outside_host_name_syntax_fails_without_a_lookup)
+{
+    static const char *const names[] = {TEST_HOSTS_NAME "\\", "socks5d-unit.tes\\t",
+                                        "socks5d-unit\\.test", "socks5d-unit..test", "a b"};
+    struct fixture *f = *state;
+    struct hosts_name h;
+    find_hosts_name(&h);
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        struct answer a = {0};
+        start(f->r, names[i], 80, &a);
+        wait_answer(f->l, &a, 1000);
+        if (a.status != RESOLVE_FAILED || a.n != 0)
+            fail_msg("%s: status %d, %zu addresses", names[i], a.status, a.n);
+    }
+}
+
 TEST(concurrent_queries_are_each_answered_once)
 {
     struct fixture *f = *state;
@@ -419,6 +438,8 @@ int main(void)
                                         fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(invalid_tld_fails_with_notfound_or_failed, fixture_setup,
                                         fixture_teardown),
+        cmocka_unit_test_setup_teardown(name_outside_host_name_syntax_fails_without_a_lookup,
+                                        fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(concurrent_queries_are_each_answered_once, fixture_setup,
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(cancel_prevents_the_callback_for_an_answer_ready_at_start,
