@@ -442,7 +442,9 @@ static void *pool_main(void *arg)
         pthread_mutex_lock(&pool.mu);
         while (!pool.head && !pool.stop)
             pthread_cond_wait(&pool.cv, &pool.mu);
-        struct auth_work *j = pool.head;
+        /* On stop, what is still queued is not hashed: each queued work has
+         * a waiting session, whose close cancels and frees it. */
+        struct auth_work *j = pool.stop ? NULL : pool.head;
         if (j)
             queue_unlink(j);
         pthread_mutex_unlock(&pool.mu);
