@@ -1,7 +1,8 @@
-/* Limits shared by all workers without locks: sessions per client IP and
- * per user, sessions in the handshake, and failed-login throttling.
+/* Limits shared by all workers: sessions per client IP and per user and
+ * sessions in the handshake without locks, failed-login throttling under
+ * one lock (taken per login, next to a password hash).
  *
- * Per-key counts live in fixed-size count-min sketches (two rows of atomic
+ * Per-key counts live in fixed-size count-min sketches (two rows of
  * counters, each indexed by a keyed hash): memory is bounded whatever an
  * attacker sends, a key's count is never underestimated (a limit is never
  * exceeded), and an innocent key shares a counter with another only if both
