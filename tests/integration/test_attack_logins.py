@@ -342,3 +342,17 @@ def test_ipv6_prefix_128_keys_each_address(socks5d, ns64):
         for s in (a, b):
             s.sendall(greeting())
             assert recv_exact(s, 2) == b"\x05\x00"
+
+
+def test_ipv6_prefix_is_checked_as_option_and_as_directive(socks5d_bin, tmp_path):
+    for bad in ("0", "129", "64x"):
+        r = run_expect_exit(socks5d_bin, "-t", "--ipv6-prefix", bad)
+        assert r.returncode == 2 and "expected a prefix length 1..128" in r.stderr, r.stderr
+    good = tmp_path / "good.conf"
+    good.write_text("ipv6-prefix 48\n")
+    r = run_expect_exit(socks5d_bin, "-t", "-c", str(good))
+    assert r.returncode == 0, r.stderr
+    bad = tmp_path / "bad.conf"
+    bad.write_text("# site-wide keying\nipv6-prefix 200\n")
+    r = run_expect_exit(socks5d_bin, "-t", "-c", str(bad))
+    assert r.returncode == 2 and f"{bad}:2" in r.stderr, r.stderr
