@@ -310,9 +310,9 @@ void auth_wipe(void *p, size_t n)
 /* ---------------- verification pool ---------------- */
 
 /* The queue holds what the pool hashes in this long at the slowest setting of
- * the users file: a login let in is answered about that soon, well inside any
- * handshake timeout, and one beyond it is refused at once (the client may
- * retry) instead of timing out behind an attacker's. The floor keeps cheap
+ * the users file: a login let in is answered about that soon, well inside the
+ * default 10 s handshake timeout, and one beyond it is refused at once (the
+ * client may retry) instead of timing out behind an attacker's. The floor keeps cheap
  * hashes from refusing a small burst; the ceiling bounds memory (~1 KB each). */
 #define AUTH_QUEUE_BUDGET_MS 1000
 #define AUTH_QUEUE_MIN 16
