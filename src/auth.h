@@ -19,6 +19,11 @@ void users_free(struct users *u);
 size_t users_count(const struct users *u);
 /* The stored hash for name, or NULL. */
 const char *users_find(const struct users *u, const char *name);
+/* Distinct hash settings (algorithm and cost) in the file. With more than
+ * one, every login is answered as late as the slowest (`socks5d -t` warns). */
+size_t users_settings(const struct users *u);
+/* What one hash of the slowest setting took when the file was loaded. */
+uint32_t users_cost_us(const struct users *u);
 
 /* Starts/stops the verification threads (process-wide). Returns 0 or -1. */
 int auth_pool_start(int nthreads);
@@ -31,20 +36,26 @@ struct auth_cache;
 typedef void (*auth_done_fn)(void *owner, int ok);
 
 /* Verifies user/pass against `users` on a pool thread and calls done(owner)
- * through `reply_to`. A request for the same user and password as one still
- * in flight on this cache waits for that one instead of hashing again. Unknown users are verified
- * against a stand-in hash, so they take the same path and about the same time as a wrong password.
- * A success is remembered in `cache` (owned by the receiving worker). Returns the pending job (for
- * auth_cancel) or NULL on allocation failure. */
+ * on the loop of `cache`'s worker. A request for the same user and password
+ * as one still in flight on this cache waits for that one instead of hashing
+ * again. Unknown users are verified against a hash of the file's slowest
+ * setting, and every answer, right or wrong, known user or not, comes no
+ * sooner than that setting takes from the start of its hash. A success is
+ * remembered in `cache` when someone still waits for it. Returns the pending
+ * job (for auth_cancel), or NULL with errno ENOMEM, or EAGAIN when the
+ * verification queue is full (see AUTH_QUEUE_BUDGET_MS in auth.c). */
 struct auth_job *auth_verify(const struct users *users, const char *user, const char *pass,
-                             struct auth_cache *cache, struct mailbox *reply_to, auth_done_fn done,
-                             void *owner);
-/* The owner is going away: the result will be dropped. */
+                             struct auth_cache *cache, auth_done_fn done, void *owner);
+/* The owner is going away: its callback never runs. A verification nobody
+ * waits for any more leaves the queue at once, O(1), unhashed; one already
+ * hashing is dropped when it ends. */
 void auth_cancel(struct auth_job *job);
 
-/* Per-worker cache of successful verifications keyed on the user, the stored
- * hash and a keyed digest of the password; bounded and expiring. */
-struct auth_cache *auth_cache_new(uint32_t ttl_ms);
+/* Per-worker verification state: the cache of successful verifications keyed
+ * on the user, the stored hash and a keyed digest of the password (bounded
+ * and expiring), the verifications in flight, and the worker's loop and
+ * mailbox the answers come through (NULL for a cache used only as a cache). */
+struct auth_cache *auth_cache_new(uint32_t ttl_ms, struct loop *loop, struct mailbox *mbox);
 void auth_cache_free(struct auth_cache *c);
 /* 1 when this user (with this stored hash) verified with this password
  * within the cache's ttl. A changed hash never hits. */

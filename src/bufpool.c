@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "fdbudget.h"
@@ -86,13 +87,20 @@ void bufpool_put(struct bufpool *p, uint8_t *buf)
 
 uint8_t *bufpool_get_small(struct bufpool *p)
 {
-    return fl_get(&p->small);
+    uint8_t *b = fl_get(&p->small);
+    if (b)
+        memset(b, 0, sizeof(void *)); /* the free-list link */
+    return b;
 }
 
+/* A handshake buffer may hold credentials, whole or cut short: none of it
+ * outlives the session, in the pool or back in the allocator. */
 void bufpool_put_small(struct bufpool *p, uint8_t *buf)
 {
-    if (buf)
-        fl_put(&p->small, buf);
+    if (!buf)
+        return;
+    explicit_bzero(buf, BUFPOOL_SMALL);
+    fl_put(&p->small, buf);
 }
 
 struct relay_pipe *bufpool_get_pipe(struct bufpool *p)

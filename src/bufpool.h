@@ -36,7 +36,8 @@ void bufpool_destroy(struct bufpool *p);
 uint8_t *bufpool_get(struct bufpool *p);
 /* Accepts NULL. */
 void bufpool_put(struct bufpool *p, uint8_t *buf);
-/* The same for BUFPOOL_SMALL buffers. */
+/* The same for BUFPOOL_SMALL buffers, which are wiped when they come back
+ * (they hold handshakes, credentials included): a reused one is all zeros. */
 uint8_t *bufpool_get_small(struct bufpool *p);
 void bufpool_put_small(struct bufpool *p, uint8_t *buf);
 /* Returns an empty non-blocking pipe of BUFPOOL_PIPE_SIZE, or NULL (no

@@ -53,6 +53,7 @@ enum {
     O_AUTH_FAIL_WINDOW,
     O_AUTH_FAIL_COOLDOWN,
     O_AUTH_CACHE_TTL,
+    O_IPV6_PREFIX,
     O_OPEN_PROXY,
     O_NO_BIND,
     O_NO_UDP,
@@ -95,6 +96,7 @@ static const struct option long_opts[] = {
     {"auth-fail-window", required_argument, NULL, O_AUTH_FAIL_WINDOW},
     {"auth-fail-cooldown", required_argument, NULL, O_AUTH_FAIL_COOLDOWN},
     {"auth-cache-ttl", required_argument, NULL, O_AUTH_CACHE_TTL},
+    {"ipv6-prefix", required_argument, NULL, O_IPV6_PREFIX},
     {"open-proxy", no_argument, NULL, O_OPEN_PROXY},
     {"no-bind", no_argument, NULL, O_NO_BIND},
     {"no-udp", no_argument, NULL, O_NO_UDP},
@@ -150,6 +152,8 @@ void config_usage(FILE *out)
         "      --auth-fail-window T    ...counted over this window (default 1m)\n"
         "      --auth-fail-cooldown T  ...refused for this long (default 5m)\n"
         "      --auth-cache-ttl T      remember verified passwords (default 5m, 0: off)\n"
+        "      --ipv6-prefix N         IPv6 clients share per-IP limits and login\n"
+        "                              throttling per /N (default 64, 128: per address)\n"
         "      --rate-limit 'USER RATE' per-user bytes/s each way, e.g. 'alice 10M'\n"
         "      --no-bind, --no-udp     refuse BIND / UDP ASSOCIATE (REP 2)\n"
         "      --udp-ports LO-HI       UDP relay ports (default: ephemeral)\n"
@@ -522,6 +526,11 @@ static int apply(struct config *c, int opt, const char *arg, struct origin *o, c
         return 0;
     case O_USERS:
         return set_string(&c->users_path, arg);
+    case O_IPV6_PREFIX:
+        if (parse_uint(arg, 128, &v) < 0 || v == 0)
+            return snprintf(err, errlen, "'%s': expected a prefix length 1..128", arg), -1;
+        c->ipv6_prefix = (uint32_t)v;
+        return 0;
     case O_MAX_SESSIONS:
         if (parse_uint(arg, UINT64_MAX, &v) < 0 || v == 0)
             return snprintf(err, errlen, "'%s': expected a positive number", arg), -1;
@@ -769,6 +778,7 @@ static void set_defaults(struct config *c)
     c->auth_fail_limit = 10;
     c->auth_fail_window_ms = 60000;
     c->auth_fail_cooldown_ms = 300000;
+    c->ipv6_prefix = 64;
     c->log_level = LOG_LVL_INFO;
     c->error_sink = SINK_STDERR;
     c->access_sink = SINK_STDERR;

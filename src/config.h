@@ -50,6 +50,7 @@ struct config {
     uint64_t max_sessions;                             /* 0: derived from the fd limit */
     uint32_t max_per_ip, max_per_user, max_handshakes; /* 0: unlimited (ip: derived) */
     uint32_t auth_fail_limit, auth_fail_window_ms, auth_fail_cooldown_ms;
+    uint32_t ipv6_prefix; /* IPv6 clients are keyed by this many leading bits */
     struct rate_limit *rate_limits;
     size_t nrate_limits;
     int log_level;               /* enum log_level */

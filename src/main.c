@@ -576,6 +576,13 @@ int main(int argc, char **argv)
         return 2;
     }
     if (check) {
+        if (users_settings(sv.cfg->users) > 1)
+            fprintf(stderr,
+                    "socks5d: warning: users file %s mixes %zu hash algorithms or costs: every "
+                    "login is answered as late as the slowest (%u ms), so that timing does not "
+                    "tell users apart; rehash with one setting (`socks5d passwd NAME`)\n",
+                    sv.cfg->users_path, users_settings(sv.cfg->users),
+                    (unsigned)((users_cost_us(sv.cfg->users) + 999) / 1000));
         printf("socks5d: configuration OK%s%s\n", sv.cfg->path ? ": " : "",
                sv.cfg->path ? sv.cfg->path : "");
         config_unref(sv.cfg);

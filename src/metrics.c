@@ -177,6 +177,9 @@ static char *render(size_t *len)
            "Connections closed without sending a byte (health checks).", stat_get(&t.probes));
     pair(f, "socks5d_auth_total", "counter", "Username/password verifications.", "result",
          "success", stat_get(&t.auth_ok), "failure", stat_get(&t.auth_fail));
+    single(f, "socks5d_auth_rejected_busy_total", "counter",
+           "Logins refused at once because the password verification queue was full.",
+           stat_get(&t.auth_busy));
     pair(f, "socks5d_refused_total", "counter",
          "Requests refused by access rules or session limits.", "reason", "rule",
          stat_get(&t.refused_rule), "limit", stat_get(&t.refused_limit));

@@ -26,7 +26,7 @@ int policy_accept(struct session *s)
         stat_inc(&s->w->stats.refused_rule);
         return 0;
     }
-    if (!quota_ip_take(&s->client.sa, c->max_per_ip)) {
+    if (!quota_ip_take(&s->client.sa, c->ipv6_prefix, c->max_per_ip)) {
         s->why = "too many sessions from this address";
         stat_inc(&s->w->stats.refused_limit);
         return 0;
@@ -134,23 +134,30 @@ void policy_handshake_done(struct session *s)
     s->held &= (uint8_t)~HELD_HANDSHAKE;
 }
 
-int policy_auth_blocked(struct session *s)
+int policy_auth_attempt(struct session *s)
 {
     const struct config *c = s->cfg;
-    return quota_auth_blocked(&s->client.sa, c->auth_fail_limit, c->auth_fail_window_ms,
-                              c->auth_fail_cooldown_ms, loop_now(s->w->loop));
+    if (!quota_auth_attempt(&s->client.sa, c->ipv6_prefix, c->auth_fail_limit,
+                            c->auth_fail_cooldown_ms, loop_now(s->w->loop)))
+        return 0;
+    s->held |= HELD_LOGIN;
+    return 1;
 }
 
-void policy_auth_failed(struct session *s)
+void policy_auth_settle(struct session *s, int failed)
 {
-    quota_auth_failed(&s->client.sa, s->cfg->auth_fail_window_ms, loop_now(s->w->loop));
+    if (s->held & HELD_LOGIN)
+        quota_auth_settle(&s->client.sa, s->cfg->ipv6_prefix, failed, s->cfg->auth_fail_window_ms,
+                          loop_now(s->w->loop));
+    s->held &= (uint8_t)~HELD_LOGIN;
 }
 
 void policy_release(struct session *s)
 {
     policy_handshake_done(s);
+    policy_auth_settle(s, 1);
     if (s->held & HELD_IP)
-        quota_ip_release(&s->client.sa);
+        quota_ip_release(&s->client.sa, s->cfg->ipv6_prefix);
     if (s->held & HELD_USER)
         quota_user_release(s->user);
     s->held = 0;

@@ -36,9 +36,12 @@ int policy_handshake_begin(struct session *s);
 int policy_name_denied(struct session *s, int cmd, const char *name, uint16_t port);
 /* Handshake over: its slot goes back (idempotent). */
 void policy_handshake_done(struct session *s);
-/* Failed-login throttling. */
-int policy_auth_blocked(struct session *s);
-void policy_auth_failed(struct session *s);
+/* Failed-login throttling: a login attempt counts from the moment it is
+ * made (0: the address is throttled, nothing taken). It is settled as a
+ * failure, or not (it succeeded, or was refused unjudged); one that is still
+ * open when the session ends (abandoned) is a failure. */
+int policy_auth_attempt(struct session *s);
+void policy_auth_settle(struct session *s, int failed);
 /* Gives back everything the session holds. */
 void policy_release(struct session *s);
 

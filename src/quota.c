@@ -1,5 +1,6 @@
 #include "quota.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -16,15 +17,20 @@ struct sketch {
 static struct sketch by_ip, by_user;
 static _Atomic uint32_t in_handshake;
 
-/* Failed logins: per cell, the failures in the current window and when the
- * window started / the last failure happened (seconds, coarse on purpose). */
+/* Login attempts: per cell, the failures in the current window, when the
+ * window started / the last failure happened (seconds, coarse on purpose),
+ * and the attempts still in flight. One lock for all cells: it is taken
+ * twice per login, which costs a password hash (milliseconds) anyway, and it
+ * makes check-and-take exact. */
 struct fail_cell {
-    _Atomic uint64_t word; /* window start s (24 bits) | last s (24 bits) | count (16 bits) */
+    uint32_t start, last; /* seconds modulo 2^24 */
+    uint32_t count, pending;
 };
 static struct {
+    pthread_mutex_t mu;
     uint64_t key[ROWS][2];
     struct fail_cell cell[ROWS][COLS / 4];
-} fails;
+} fails = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 int quota_init(void)
 {
@@ -35,8 +41,9 @@ int quota_init(void)
     return 0;
 }
 
-/* The IP bytes only (ports do not matter; v4-mapped is v4). */
-static size_t ip_bytes(const struct sockaddr *sa, uint8_t out[16])
+/* The key of a client: its IP bytes (ports do not matter; v4-mapped is v4),
+ * an IPv6 address cut to its first v6_prefix bits. */
+static size_t ip_bytes(const struct sockaddr *sa, unsigned v6_prefix, uint8_t out[16])
 {
     union addr_any a;
     addr_normalize(sa, &a);
@@ -45,6 +52,8 @@ static size_t ip_bytes(const struct sockaddr *sa, uint8_t out[16])
         return 4;
     }
     memcpy(out, &a.in6.sin6_addr, 16);
+    for (unsigned bit = v6_prefix < 128 ? v6_prefix : 128; bit < 128; bit++)
+        out[bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
     return 16;
 }
 
@@ -71,19 +80,19 @@ static void sketch_release(struct sketch *s, const void *k, size_t len)
                                   memory_order_relaxed);
 }
 
-int quota_ip_take(const struct sockaddr *ip, uint32_t limit)
+int quota_ip_take(const struct sockaddr *ip, unsigned v6_prefix, uint32_t limit)
 {
     uint8_t b[16];
-    size_t n = ip_bytes(ip, b);
+    size_t n = ip_bytes(ip, v6_prefix, b);
     /* Counted even without a limit: a reload may bring one in, and the
      * release at the end must match. */
     return sketch_take(&by_ip, b, n, limit);
 }
 
-void quota_ip_release(const struct sockaddr *ip)
+void quota_ip_release(const struct sockaddr *ip, unsigned v6_prefix)
 {
     uint8_t b[16];
-    size_t n = ip_bytes(ip, b);
+    size_t n = ip_bytes(ip, v6_prefix, b);
     sketch_release(&by_ip, b, n);
 }
 
@@ -111,17 +120,6 @@ void quota_handshake_release(void)
     atomic_fetch_sub_explicit(&in_handshake, 1, memory_order_relaxed);
 }
 
-#define F_COUNT(w) ((uint32_t)((w)&0xffff))
-#define F_LAST(w) ((uint32_t)(((w) >> 16) & 0xffffff))
-#define F_START(w) ((uint32_t)((w) >> 40))
-#define F_WORD(start, last, count)                                                                 \
-    (((uint64_t)((start)&0xffffff) << 40) | ((uint64_t)((last)&0xffffff) << 16) | (count))
-
-static struct fail_cell *fail_cell(int r, const uint8_t *b, size_t n)
-{
-    return &fails.cell[r][hash_sip(fails.key[r], b, n) & (COLS / 4 - 1)];
-}
-
 /* Seconds modulo 2^24 (194 days): differences stay right across the wrap. */
 static uint32_t secs(uint64_t now_ms)
 {
@@ -133,39 +131,60 @@ static uint32_t ago(uint32_t now, uint32_t then)
     return (now - then) & 0xffffff;
 }
 
-int quota_auth_blocked(const struct sockaddr *ip, uint32_t limit, uint32_t window_ms,
-                       uint32_t cooldown_ms, uint64_t now_ms)
+/* Blocked only if every row says so: a row shared with an attacker alone
+ * does not lock an innocent client out. Called with fails.mu held. */
+static int blocked(struct fail_cell *c[ROWS], uint32_t limit, uint32_t cooldown_ms, uint32_t now)
 {
-    uint8_t b[16];
-    size_t n = ip_bytes(ip, b);
-    uint32_t now = secs(now_ms);
-    (void)window_ms;
     if (limit == 0)
         return 0;
-    /* Blocked only if every row says so: a row shared with an attacker alone
-     * does not lock an innocent client out. */
-    for (int r = 0; r < ROWS; r++) {
-        uint64_t w = atomic_load_explicit(&fail_cell(r, b, n)->word, memory_order_relaxed);
-        if (F_COUNT(w) < limit || ago(now, F_LAST(w)) * 1000ull >= cooldown_ms)
+    for (int r = 0; r < ROWS; r++)
+        if ((uint64_t)c[r]->count + c[r]->pending < limit ||
+            (c[r]->pending == 0 && ago(now, c[r]->last) * 1000ull >= cooldown_ms))
             return 0;
-    }
     return 1;
 }
 
-void quota_auth_failed(const struct sockaddr *ip, uint32_t window_ms, uint64_t now_ms)
+static void cells_of(const struct sockaddr *ip, unsigned v6_prefix, struct fail_cell *c[ROWS])
 {
     uint8_t b[16];
-    size_t n = ip_bytes(ip, b);
+    size_t n = ip_bytes(ip, v6_prefix, b);
+    for (int r = 0; r < ROWS; r++)
+        c[r] = &fails.cell[r][hash_sip(fails.key[r], b, n) & (COLS / 4 - 1)];
+}
+
+int quota_auth_attempt(const struct sockaddr *ip, unsigned v6_prefix, uint32_t limit,
+                       uint32_t cooldown_ms, uint64_t now_ms)
+{
+    struct fail_cell *c[ROWS];
+    cells_of(ip, v6_prefix, c);
+    pthread_mutex_lock(&fails.mu);
+    /* Counted even without a limit: a reload may bring one in. */
+    int ok = !blocked(c, limit, cooldown_ms, secs(now_ms));
+    for (int r = 0; ok && r < ROWS; r++)
+        c[r]->pending++;
+    pthread_mutex_unlock(&fails.mu);
+    return ok;
+}
+
+void quota_auth_settle(const struct sockaddr *ip, unsigned v6_prefix, int failed,
+                       uint32_t window_ms, uint64_t now_ms)
+{
+    struct fail_cell *c[ROWS];
     uint32_t now = secs(now_ms);
+    cells_of(ip, v6_prefix, c);
+    pthread_mutex_lock(&fails.mu);
     for (int r = 0; r < ROWS; r++) {
-        _Atomic uint64_t *cell = &fail_cell(r, b, n)->word;
-        uint64_t w = atomic_load_explicit(cell, memory_order_relaxed), next;
-        do {
-            if (ago(now, F_START(w)) * 1000ull >= window_ms || F_COUNT(w) == 0)
-                next = F_WORD(now, now, 1);
-            else
-                next = F_WORD(F_START(w), now, F_COUNT(w) < 0xffff ? F_COUNT(w) + 1 : 0xffff);
-        } while (!atomic_compare_exchange_weak_explicit(cell, &w, next, memory_order_relaxed,
-                                                        memory_order_relaxed));
+        if (c[r]->pending)
+            c[r]->pending--;
+        if (!failed)
+            continue;
+        if (c[r]->count == 0 || ago(now, c[r]->start) * 1000ull >= window_ms) {
+            c[r]->start = now;
+            c[r]->count = 0;
+        }
+        c[r]->last = now;
+        if (c[r]->count < UINT32_MAX)
+            c[r]->count++;
     }
+    pthread_mutex_unlock(&fails.mu);
 }

@@ -1,11 +1,16 @@
-/* Limits shared by all workers without locks: sessions per client IP and
- * per user, sessions in the handshake, and failed-login throttling.
+/* Limits shared by all workers: sessions per client IP and per user and
+ * sessions in the handshake without locks, failed-login throttling under
+ * one lock (taken per login, next to a password hash).
  *
- * Per-key counts live in fixed-size count-min sketches (two rows of atomic
+ * Per-key counts live in fixed-size count-min sketches (two rows of
  * counters, each indexed by a keyed hash): memory is bounded whatever an
  * attacker sends, a key's count is never underestimated (a limit is never
  * exceeded), and an innocent key shares a counter with another only if both
- * of its hashes collide. */
+ * of its hashes collide.
+ *
+ * An IPv6 client is keyed by its first `v6_prefix` bits (a /64 is what one
+ * host or one customer usually gets, so a single address per attacker would
+ * mean unlimited keys); IPv4 by the whole address. */
 #ifndef SOCKS5D_QUOTA_H
 #define SOCKS5D_QUOTA_H
 
@@ -20,8 +25,8 @@ int quota_init(void);
 /* Takes a slot for ip / user under limit (0: unlimited, always succeeds,
  * still counted). Returns 1 when taken (release it later), 0 when the limit
  * is reached. */
-int quota_ip_take(const struct sockaddr *ip, uint32_t limit);
-void quota_ip_release(const struct sockaddr *ip);
+int quota_ip_take(const struct sockaddr *ip, unsigned v6_prefix, uint32_t limit);
+void quota_ip_release(const struct sockaddr *ip, unsigned v6_prefix);
 int quota_user_take(const char *user, uint32_t limit);
 void quota_user_release(const char *user);
 
@@ -29,10 +34,16 @@ void quota_user_release(const char *user);
 int quota_handshake_take(uint32_t limit);
 void quota_handshake_release(void);
 
-/* Failed logins: 1 when ip has failed `limit` times within window_ms and is
- * still inside cooldown_ms of the last failure. */
-int quota_auth_blocked(const struct sockaddr *ip, uint32_t limit, uint32_t window_ms,
+/* Login attempts count from the moment they are made, so attempts in flight
+ * count against the limit too. Returns 0 when ip is throttled: its failures
+ * within window_ms plus its attempts in flight reach `limit`, and either one
+ * is still in flight or the last failure is inside cooldown_ms (nothing is
+ * counted then). Otherwise takes an in-flight slot and returns 1; the check
+ * and the take are one step under a lock, so parallel attempts cannot all
+ * pass. Every slot taken is settled once, as a failure or not. */
+int quota_auth_attempt(const struct sockaddr *ip, unsigned v6_prefix, uint32_t limit,
                        uint32_t cooldown_ms, uint64_t now_ms);
-void quota_auth_failed(const struct sockaddr *ip, uint32_t window_ms, uint64_t now_ms);
+void quota_auth_settle(const struct sockaddr *ip, unsigned v6_prefix, int failed,
+                       uint32_t window_ms, uint64_t now_ms);
 
 #endif

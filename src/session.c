@@ -539,8 +539,7 @@ static void auth_result(struct session *s, int ok)
 {
     uint8_t msg[2];
     stat_inc(ok ? &s->w->stats.auth_ok : &s->w->stats.auth_fail);
-    if (!ok)
-        policy_auth_failed(s);
+    policy_auth_settle(s, !ok);
     if (send_small(s, msg, proto_encode_userpass_reply(msg, sizeof msg, ok ? 0 : 1)) < 0) {
         hs_fail(s, HSF_CLOSED, "client gone during authentication");
         return;
@@ -551,6 +550,14 @@ static void auth_result(struct session *s, int ok)
     }
     s->state = S_REQUEST;
     handshake_continue(s);
+}
+
+/* RFC 1929 status 1 without verifying, and the end of the session. */
+static void auth_refuse(struct session *s, enum hs_fail reason, const char *why)
+{
+    uint8_t msg[2];
+    send_small(s, msg, proto_encode_userpass_reply(msg, sizeof msg, 1));
+    hs_fail(s, reason, why);
 }
 
 static void on_verified(void *owner, int ok)
@@ -569,18 +576,21 @@ static int on_auth(struct session *s)
     if (rc == PROTO_NEED_MORE)
         return HS_MORE;
     if (rc == PROTO_ERROR) {
-        uint8_t msg[2];
-        send_small(s, msg, proto_encode_userpass_reply(msg, sizeof msg, 1));
-        hs_fail(s, HSF_PROTOCOL, proto_err_str(err));
+        auth_refuse(s, HSF_PROTOCOL, proto_err_str(err));
         return HS_GONE;
     }
     auth_wipe(s->hbuf, used);
     consume(s, used);
-    if (policy_auth_blocked(s)) {
-        uint8_t msg[2];
+    if (!policy_auth_attempt(s)) {
         auth_wipe(up.pass, sizeof up.pass);
-        send_small(s, msg, proto_encode_userpass_reply(msg, sizeof msg, 1));
-        hs_fail(s, HSF_THROTTLED, "too many failed logins from this address");
+        auth_refuse(s, HSF_THROTTLED, "too many failed logins from this address");
+        return HS_GONE;
+    }
+    /* Closed with nothing after the credentials: no request can follow, so
+     * nothing is verified; the open attempt counts as a failure. */
+    if (s->relay.client.eof && s->hlen == 0) {
+        auth_wipe(up.pass, sizeof up.pass);
+        hs_fail(s, HSF_CLOSED, "client gone during authentication");
         return HS_GONE;
     }
     s->user = strdup(up.user);
@@ -596,9 +606,15 @@ static int on_auth(struct session *s)
         return HS_GONE; /* auth_result continued (or ended) the handshake itself */
     }
     s->state = S_AUTH_WAIT;
-    s->pending =
-        auth_verify(s->cfg->users, up.user, up.pass, s->w->auth_cache, &s->w->mbox, on_verified, s);
+    s->pending = auth_verify(s->cfg->users, up.user, up.pass, s->w->auth_cache, on_verified, s);
     auth_wipe(up.pass, sizeof up.pass);
+    if (!s->pending && errno == EAGAIN) {
+        /* Nothing was checked: not a failed login. */
+        policy_auth_settle(s, 0);
+        stat_inc(&s->w->stats.auth_busy);
+        auth_refuse(s, HSF_THROTTLED, "password verification queue full");
+        return HS_GONE;
+    }
     if (!s->pending) {
         session_fail(s, "out of memory");
         return HS_GONE;

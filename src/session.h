@@ -17,7 +17,7 @@ struct worker;
 struct config;
 struct session_rate;
 
-enum { HELD_IP = 1, HELD_USER = 2, HELD_HANDSHAKE = 4 };
+enum { HELD_IP = 1, HELD_USER = 2, HELD_HANDSHAKE = 4, HELD_LOGIN = 8 };
 
 enum session_state {
     S_PROXY, /* waiting for the PROXY protocol header */

@@ -185,7 +185,7 @@ struct worker *worker_new(int id, struct config *cfg, struct addr_list *self,
     }
     if (!(w->resolver = resolver_new(w->loop, err, errlen)))
         goto fail;
-    if (!(w->auth_cache = auth_cache_new(cfg->auth_cache_ttl_ms))) {
+    if (!(w->auth_cache = auth_cache_new(cfg->auth_cache_ttl_ms, w->loop, &w->mbox))) {
         snprintf(err, errlen, "worker %d: auth cache: out of memory", id);
         goto fail;
     }

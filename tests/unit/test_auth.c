@@ -8,6 +8,7 @@
 #include "unit_support.h"
 
 #include <crypt.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 
@@ -22,6 +23,8 @@ static const char *const alg_pass[NALG] = {"s3cret-sha", "s3cret-bcrypt", "s3cre
 static char alg_hash[NALG][CRYPT_OUTPUT_SIZE];
 /* A second hash of the same password (another salt): "the hash changed". */
 static char alt_hash[CRYPT_OUTPUT_SIZE];
+/* The verification queue's ceiling (AUTH_QUEUE_MAX in auth.c). */
+#define AUTH_TEST_MAX_QUEUE 4096
 
 static void make_hash(const char *prefix, const char *pass, char *out)
 {
@@ -294,7 +297,7 @@ TEST(wipe_zeroes_the_bytes)
 
 TEST(cache_put_then_hit)
 {
-    struct auth_cache *c = auth_cache_new(LONG_TTL);
+    struct auth_cache *c = auth_cache_new(LONG_TTL, NULL, NULL);
     assert_non_null(c);
     assert_false(auth_cache_hit(c, "alice", alg_hash[0], "pw"));
     auth_cache_put(c, "alice", alg_hash[0], "pw");
@@ -305,7 +308,7 @@ TEST(cache_put_then_hit)
 
 TEST(cache_wrong_password_or_other_user_misses)
 {
-    struct auth_cache *c = auth_cache_new(LONG_TTL);
+    struct auth_cache *c = auth_cache_new(LONG_TTL, NULL, NULL);
     assert_non_null(c);
     auth_cache_put(c, "alice", alg_hash[0], "pw");
     assert_false(auth_cache_hit(c, "alice", alg_hash[0], "pW"));
@@ -322,7 +325,7 @@ TEST(cache_wrong_password_or_other_user_misses)
 
 TEST(cache_changed_hash_misses)
 {
-    struct auth_cache *c = auth_cache_new(LONG_TTL);
+    struct auth_cache *c = auth_cache_new(LONG_TTL, NULL, NULL);
     assert_non_null(c);
     auth_cache_put(c, "sha", alg_hash[ALG_SHA512], alg_pass[ALG_SHA512]);
     assert_true(auth_cache_hit(c, "sha", alg_hash[ALG_SHA512], alg_pass[ALG_SHA512]));
@@ -333,7 +336,7 @@ TEST(cache_changed_hash_misses)
 
 TEST(cache_with_ttl_0_never_hits)
 {
-    struct auth_cache *c = auth_cache_new(0);
+    struct auth_cache *c = auth_cache_new(0, NULL, NULL);
     assert_non_null(c);
     auth_cache_put(c, "alice", alg_hash[0], "pw");
     assert_false(auth_cache_hit(c, "alice", alg_hash[0], "pw"));
@@ -346,7 +349,7 @@ TEST(cache_with_ttl_0_never_hits)
 
 TEST(cache_entry_expires_after_ttl)
 {
-    struct auth_cache *c = auth_cache_new(20);
+    struct auth_cache *c = auth_cache_new(20, NULL, NULL);
     assert_non_null(c);
     uint64_t start = now_ms();
     auth_cache_put(c, "alice", alg_hash[0], "pw");
@@ -366,7 +369,8 @@ TEST(cache_entry_expires_after_ttl)
 
 TEST(cache_distinct_entries_coexist_and_each_cache_has_its_own_key)
 {
-    struct auth_cache *c = auth_cache_new(LONG_TTL), *d = auth_cache_new(LONG_TTL);
+    struct auth_cache *c = auth_cache_new(LONG_TTL, NULL, NULL),
+                      *d = auth_cache_new(LONG_TTL, NULL, NULL);
     char user[32];
     assert_non_null(c);
     assert_non_null(d);
@@ -402,7 +406,7 @@ TEST(cache_handles_rfc1929_maximum_lengths)
     memset(hash, 'h', 511);
     hash[0] = '$';
     hash[511] = '\0';
-    struct auth_cache *c = auth_cache_new(LONG_TTL);
+    struct auth_cache *c = auth_cache_new(LONG_TTL, NULL, NULL);
     assert_non_null(c);
     auth_cache_put(c, user, hash, pass);
     assert_true(auth_cache_hit(c, user, hash, pass));
@@ -428,7 +432,7 @@ TEST(cache_takes_inputs_longer_than_rfc1929_without_overflow_or_collision)
     pass[L] = '\0';
     memcpy(pass2, pass, L + 1);
     pass2[L - 1] = 'q'; /* differs only past byte 511 */
-    struct auth_cache *c = auth_cache_new(LONG_TTL);
+    struct auth_cache *c = auth_cache_new(LONG_TTL, NULL, NULL);
     assert_non_null(c);
     auth_cache_put(c, user, alg_hash[0], pass);
     assert_true(auth_cache_hit(c, user, alg_hash[0], pass));
@@ -448,9 +452,13 @@ struct verify_rec {
     pthread_t thread;
 };
 
+/* Callbacks run so far, all tests together. */
+static int answers;
+
 static void on_verified(void *owner, int ok)
 {
     struct verify_rec *r = owner;
+    answers++;
     r->calls++;
     r->ok = ok;
     r->thread = pthread_self();
@@ -469,7 +477,7 @@ static void harness_init(struct harness *h, int with_users)
     h->l = loop_new();
     assert_non_null(h->l);
     assert_int_equal(mailbox_init(&h->mb, h->l), 0);
-    h->cache = auth_cache_new(LONG_TTL);
+    h->cache = auth_cache_new(LONG_TTL, h->l, &h->mb);
     assert_non_null(h->cache);
     text[0] = '\0';
     if (with_users)
@@ -516,12 +524,20 @@ static void wait_mail(struct mailbox *mb, int n)
     assert_int_equal(write(mb->io.fd, &posted, sizeof posted), sizeof posted);
 }
 
-/* Runs the loop once: the mailbox is drained and every callback runs. */
-static void drain(struct harness *h)
+/* Runs the loop until `n` more callbacks have run (answers are held back
+ * by timers, see auth_verify), then checks nothing else is pending. */
+static void drain(struct harness *h, int n)
 {
-    assert_int_equal(loop_run_once(h->l, WAIT_MS), 1);
+    int want = answers + n;
+    uint64_t deadline = now_ms() + 6 * WAIT_MS;
+    do {
+        assert_true(loop_run_once(h->l, 50) >= 0);
+        if (now_ms() > deadline)
+            fail_msg("only %d of %d answers came", n - (want - answers), n);
+    } while (answers < want);
+    assert_int_equal(loop_run_once(h->l, 0), 0);
     assert_null(h->mb.head);
-    assert_int_equal(loop_run_once(h->l, 0), 0); /* nothing more */
+    assert_int_equal(answers, want);
 }
 
 TEST(verify_right_wrong_and_unknown_each_call_back_once_with_the_right_result)
@@ -534,19 +550,18 @@ TEST(verify_right_wrong_and_unknown_each_call_back_once_with_the_right_result)
     memset(&unknown, 0, sizeof unknown);
     for (int i = 0; i < NALG; i++) {
         assert_non_null(
-            auth_verify(h.users, alg_user[i], alg_pass[i], h.cache, &h.mb, on_verified, &right[i]));
-        assert_non_null(auth_verify(h.users, alg_user[i], "not-the-password", h.cache, &h.mb,
-                                    on_verified, &wrong[i]));
+            auth_verify(h.users, alg_user[i], alg_pass[i], h.cache, on_verified, &right[i]));
+        assert_non_null(
+            auth_verify(h.users, alg_user[i], "not-the-password", h.cache, on_verified, &wrong[i]));
     }
     /* A known user's password does not work for an unknown name. */
-    assert_non_null(
-        auth_verify(h.users, "mallory", alg_pass[0], h.cache, &h.mb, on_verified, &unknown));
+    assert_non_null(auth_verify(h.users, "mallory", alg_pass[0], h.cache, on_verified, &unknown));
     /* Answers only ever come through the loop. */
     wait_mail(&h.mb, 2 * NALG + 1);
     for (int i = 0; i < NALG; i++)
         assert_int_equal(right[i].calls + wrong[i].calls, 0);
     assert_int_equal(unknown.calls, 0);
-    drain(&h);
+    drain(&h, 2 * NALG + 1);
     pthread_t me = pthread_self();
     for (int i = 0; i < NALG; i++) {
         assert_int_equal(right[i].calls, 1);
@@ -566,11 +581,10 @@ TEST(verify_success_is_cached_failure_is_not)
     struct harness h;
     struct verify_rec ok = {0}, bad = {0};
     harness_init(&h, 1);
-    assert_non_null(
-        auth_verify(h.users, alg_user[0], alg_pass[0], h.cache, &h.mb, on_verified, &ok));
-    assert_non_null(auth_verify(h.users, alg_user[1], "nope", h.cache, &h.mb, on_verified, &bad));
+    assert_non_null(auth_verify(h.users, alg_user[0], alg_pass[0], h.cache, on_verified, &ok));
+    assert_non_null(auth_verify(h.users, alg_user[1], "nope", h.cache, on_verified, &bad));
     wait_mail(&h.mb, 2);
-    drain(&h);
+    drain(&h, 2);
     assert_int_equal(ok.ok, 1);
     assert_int_equal(bad.ok, 0);
     assert_true(auth_cache_hit(h.cache, alg_user[0], alg_hash[0], alg_pass[0]));
@@ -584,10 +598,10 @@ TEST(verify_unknown_user_with_empty_users_file_fails)
     struct harness h;
     struct verify_rec r = {0}, e = {0};
     harness_init(&h, 0);
-    assert_non_null(auth_verify(h.users, "anyone", "anything", h.cache, &h.mb, on_verified, &r));
-    assert_non_null(auth_verify(h.users, "", "", h.cache, &h.mb, on_verified, &e));
+    assert_non_null(auth_verify(h.users, "anyone", "anything", h.cache, on_verified, &r));
+    assert_non_null(auth_verify(h.users, "", "", h.cache, on_verified, &e));
     wait_mail(&h.mb, 2);
-    drain(&h);
+    drain(&h, 2);
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.ok, 0);
     assert_int_equal(e.calls, 1);
@@ -597,17 +611,16 @@ TEST(verify_unknown_user_with_empty_users_file_fails)
 
 TEST(verify_with_a_users_password_under_another_name_fails)
 {
-    /* Unknown names are checked against the first user's hash; even that
-     * user's right password must not let an unknown name in. */
+    /* Unknown names are checked against a user's hash of the slowest
+     * setting; no user's right password lets an unknown name in. */
     struct harness h;
     struct verify_rec r[NALG];
     harness_init(&h, 1);
     memset(r, 0, sizeof r);
     for (int i = 0; i < NALG; i++)
-        assert_non_null(
-            auth_verify(h.users, "ghost", alg_pass[i], h.cache, &h.mb, on_verified, &r[i]));
+        assert_non_null(auth_verify(h.users, "ghost", alg_pass[i], h.cache, on_verified, &r[i]));
     wait_mail(&h.mb, NALG);
-    drain(&h);
+    drain(&h, NALG);
     for (int i = 0; i < NALG; i++) {
         assert_int_equal(r[i].calls, 1);
         assert_int_equal(r[i].ok, 0);
@@ -633,41 +646,136 @@ TEST(verify_maximum_length_credentials)
     snprintf(text, sizeof text, "%s:%s\n", user, hash);
     h.users = parse_str(text, err, sizeof err);
     assert_non_null(h.users);
-    assert_non_null(auth_verify(h.users, user, pass, h.cache, &h.mb, on_verified, &ok));
+    assert_non_null(auth_verify(h.users, user, pass, h.cache, on_verified, &ok));
     pass[254] = '\0'; /* one byte short */
-    assert_non_null(auth_verify(h.users, user, pass, h.cache, &h.mb, on_verified, &cut));
+    assert_non_null(auth_verify(h.users, user, pass, h.cache, on_verified, &cut));
     wait_mail(&h.mb, 2);
-    drain(&h);
+    drain(&h, 2);
     assert_int_equal(ok.ok, 1);
     assert_int_equal(cut.ok, 0);
     harness_free(&h);
 }
 
-TEST(cancel_prevents_the_callback_and_frees_the_job)
+/* Occupies both pool threads with slow hashes (bcrypt, yescrypt), so that
+ * what is submitted next waits in the queue for a while. */
+static void occupy_pool(struct harness *h, struct verify_rec busy[2])
+{
+    memset(busy, 0, 2 * sizeof *busy);
+    assert_non_null(
+        auth_verify(h->users, alg_user[ALG_BCRYPT], "busy-1", h->cache, on_verified, &busy[0]));
+    assert_non_null(
+        auth_verify(h->users, alg_user[ALG_YESCRYPT], "busy-2", h->cache, on_verified, &busy[1]));
+}
+
+TEST(cancel_prevents_the_callback_and_drops_the_queued_job_unhashed)
 {
     struct harness h;
-    struct verify_rec r[3];
+    struct verify_rec busy[2], r[3];
     harness_init(&h, 1);
     memset(r, 0, sizeof r);
+    occupy_pool(&h, busy);
     struct auth_job *j[3];
-    j[0] = auth_verify(h.users, alg_user[0], alg_pass[0], h.cache, &h.mb, on_verified, &r[0]);
-    j[1] = auth_verify(h.users, alg_user[1], "wrong", h.cache, &h.mb, on_verified, &r[1]);
-    j[2] = auth_verify(h.users, "nobody", "x", h.cache, &h.mb, on_verified, &r[2]);
+    j[0] = auth_verify(h.users, alg_user[0], alg_pass[0], h.cache, on_verified, &r[0]);
+    j[1] = auth_verify(h.users, alg_user[1], "wrong", h.cache, on_verified, &r[1]);
+    j[2] = auth_verify(h.users, "nobody", "x", h.cache, on_verified, &r[2]);
     for (int i = 0; i < 3; i++) {
         assert_non_null(j[i]);
         auth_cancel(j[i]);
     }
     /* One more, not cancelled, shares the mailbox: it still answers. */
     struct verify_rec live = {0};
-    assert_non_null(
-        auth_verify(h.users, alg_user[2], alg_pass[2], h.cache, &h.mb, on_verified, &live));
-    wait_mail(&h.mb, 4);
-    drain(&h); /* frees the cancelled jobs: ASan/valgrind report a leak if not */
+    assert_non_null(auth_verify(h.users, alg_user[2], alg_pass[2], h.cache, on_verified, &live));
+    /* Only the two busy ones and the live one ever reach the mailbox: the
+     * cancelled ones left the queue before a thread took them (and ASan
+     * reports a leak if they were not freed). */
+    wait_mail(&h.mb, 3);
+    drain(&h, 3);
     for (int i = 0; i < 3; i++)
         assert_int_equal(r[i].calls, 0);
+    assert_false(auth_cache_hit(h.cache, alg_user[0], alg_hash[0], alg_pass[0]));
     assert_int_equal(live.calls, 1);
     assert_int_equal(live.ok, 1);
+    assert_int_equal(busy[0].calls + busy[1].calls, 2);
     harness_free(&h);
+}
+
+TEST(a_full_queue_refuses_with_eagain_and_takes_work_again_once_drained)
+{
+    enum { TRIES = AUTH_TEST_MAX_QUEUE + 8 };
+    struct harness h;
+    static struct verify_rec r[TRIES];
+    struct verify_rec joined = {0};
+    char pass[32];
+    int accepted = 0;
+    harness_init(&h, 1);
+    memset(r, 0, sizeof r);
+    for (; accepted < TRIES; accepted++) {
+        snprintf(pass, sizeof pass, "guess-%d", accepted);
+        if (!auth_verify(h.users, alg_user[0], pass, h.cache, on_verified, &r[accepted]))
+            break;
+    }
+    assert_int_equal(errno, EAGAIN);
+    assert_true(accepted >= 16 && accepted < TRIES);
+    /* Joining a verification already in flight needs no queue space. */
+    assert_non_null(auth_verify(h.users, alg_user[0], "guess-0", h.cache, on_verified, &joined));
+    drain(&h, accepted + 1);
+    for (int i = 0; i < accepted; i++)
+        assert_int_equal(r[i].calls, 1);
+    struct verify_rec again = {0};
+    assert_non_null(auth_verify(h.users, alg_user[0], alg_pass[0], h.cache, on_verified, &again));
+    drain(&h, 1);
+    assert_int_equal(again.ok, 1);
+    harness_free(&h);
+}
+
+TEST(every_answer_waits_for_the_slowest_setting_of_the_file)
+{
+    /* sha512-crypt is many times cheaper than yescrypt or bcrypt here: its
+     * wrong password, right password and an unknown name all answer no
+     * sooner than the slowest setting took at load. */
+    struct harness h;
+    harness_init(&h, 1);
+    uint64_t cost_ms = users_cost_us(h.users) / 1000;
+    const char *who[3] = {alg_user[ALG_SHA512], alg_user[ALG_SHA512], "nobody"};
+    const char *pw[3] = {"wrong", alg_pass[ALG_SHA512], "x"};
+    assert_true(users_settings(h.users) == NALG);
+    for (int i = 0; i < 3; i++) {
+        struct verify_rec r = {0};
+        uint64_t t0 = now_ms();
+        assert_non_null(auth_verify(h.users, who[i], pw[i], h.cache, on_verified, &r));
+        drain(&h, 1);
+        /* 1 ms for the loop's millisecond clock. */
+        assert_true(now_ms() - t0 + 1 >= cost_ms);
+        assert_int_equal(r.ok, i == 1);
+    }
+    harness_free(&h);
+}
+
+TEST(users_settings_counts_algorithms_and_costs_not_salts)
+{
+    char text[4096], err[256], h2[CRYPT_OUTPUT_SIZE], rounds[CRYPT_OUTPUT_SIZE];
+    struct crypt_data *cd = calloc(1, sizeof *cd);
+    assert_non_null(cd);
+    make_hash("$6$", "other", h2); /* same setting, another salt */
+    const char *h = crypt_r("pw", "$6$rounds=6000$abcdefgh", cd);
+    assert_non_null(h);
+    snprintf(rounds, sizeof rounds, "%s", h);
+    free(cd);
+    snprintf(text, sizeof text, "a:%s\nb:%s\n", alg_hash[ALG_SHA512], h2);
+    struct users *u = parse_str(text, err, sizeof err);
+    assert_non_null(u);
+    assert_int_equal(users_settings(u), 1);
+    assert_true(users_cost_us(u) > 0);
+    users_free(u);
+    snprintf(text, sizeof text, "a:%s\nb:%s\nc:%s\n", alg_hash[ALG_SHA512], h2, rounds);
+    u = parse_str(text, err, sizeof err);
+    assert_non_null(u);
+    assert_int_equal(users_settings(u), 2);
+    users_free(u);
+    u = parse_str("", err, sizeof err);
+    assert_non_null(u);
+    assert_int_equal(users_settings(u), 0);
+    users_free(u);
 }
 
 TEST(same_credentials_in_flight_share_one_verification)
@@ -681,15 +789,14 @@ TEST(same_credentials_in_flight_share_one_verification)
     harness_init(&h, 1);
     memset(r, 0, sizeof r);
     for (int i = 0; i < 3; i++) {
-        j[i] = auth_verify(h.users, alg_user[0], alg_pass[0], h.cache, &h.mb, on_verified, &r[i]);
+        j[i] = auth_verify(h.users, alg_user[0], alg_pass[0], h.cache, on_verified, &r[i]);
         assert_non_null(j[i]);
     }
     assert_ptr_not_equal(j[0], j[1]);
     auth_cancel(j[1]); /* one waiter leaves: the others still hear */
-    assert_non_null(
-        auth_verify(h.users, alg_user[1], alg_pass[1], h.cache, &h.mb, on_verified, &marker));
+    assert_non_null(auth_verify(h.users, alg_user[1], alg_pass[1], h.cache, on_verified, &marker));
     wait_mail(&h.mb, 2);
-    drain(&h);
+    drain(&h, 3);
     assert_int_equal(marker.calls, 1);
     assert_int_equal(r[0].calls, 1);
     assert_int_equal(r[0].ok, 1);
@@ -705,13 +812,14 @@ TEST(cancel_after_the_result_is_queued_still_drops_it)
     struct harness h;
     struct verify_rec r = {0};
     harness_init(&h, 1);
-    struct auth_job *j =
-        auth_verify(h.users, alg_user[0], alg_pass[0], h.cache, &h.mb, on_verified, &r);
+    struct auth_job *j = auth_verify(h.users, alg_user[0], alg_pass[0], h.cache, on_verified, &r);
     assert_non_null(j);
     wait_mail(&h.mb, 1);
     auth_cancel(j);
-    drain(&h);
+    drain(&h, 0);
     assert_int_equal(r.calls, 0);
+    /* Nobody waited for that success: it is not remembered either. */
+    assert_false(auth_cache_hit(h.cache, alg_user[0], alg_hash[0], alg_pass[0]));
     harness_free(&h);
 }
 
@@ -746,7 +854,10 @@ int main(void)
         cmocka_unit_test(verify_unknown_user_with_empty_users_file_fails),
         cmocka_unit_test(verify_with_a_users_password_under_another_name_fails),
         cmocka_unit_test(verify_maximum_length_credentials),
-        cmocka_unit_test(cancel_prevents_the_callback_and_frees_the_job),
+        cmocka_unit_test(cancel_prevents_the_callback_and_drops_the_queued_job_unhashed),
+        cmocka_unit_test(a_full_queue_refuses_with_eagain_and_takes_work_again_once_drained),
+        cmocka_unit_test(every_answer_waits_for_the_slowest_setting_of_the_file),
+        cmocka_unit_test(users_settings_counts_algorithms_and_costs_not_salts),
         cmocka_unit_test(cancel_after_the_result_is_queued_still_drops_it),
         cmocka_unit_test(same_credentials_in_flight_share_one_verification),
 

@@ -220,6 +220,27 @@ TEST(small_buffers_are_separate_reused_and_bounded)
     bufpool_destroy(&p); /* frees both lists: a leak checker sees none */
 }
 
+TEST(small_buffer_is_wiped_before_reuse)
+{
+    /* A handshake buffer held credentials; the next session that gets it
+     * (or a read past what it received) must find none of them. */
+    static const char secret[] = "\x01\x05alice\x06s3cret";
+    struct bufpool p;
+    bufpool_init(&p, 2);
+    uint8_t *b = bufpool_get_small(&p);
+    assert_non_null(b);
+    memset(b, 0xA5, BUFPOOL_SMALL);
+    memcpy(b + 3, secret, sizeof secret); /* after a greeting, cut short */
+    bufpool_put_small(&p, b);
+    uint8_t *again = bufpool_get_small(&p);
+    assert_ptr_equal(again, b);
+    for (size_t i = 0; i < BUFPOOL_SMALL; i++)
+        if (again[i] != 0)
+            fail_msg("byte %zu of a reused handshake buffer is 0x%02x, not 0", i, again[i]);
+    bufpool_put_small(&p, again);
+    bufpool_destroy(&p);
+}
+
 /* ---------------------------------------------------------------------------
  * pipes for splice */
 
@@ -321,6 +342,7 @@ int main(void)
         cmocka_unit_test(in_use_counts_buffers_handed_out),
         cmocka_unit_test(destroy_frees_the_free_list_and_pool_is_reusable),
         cmocka_unit_test(small_buffers_are_separate_reused_and_bounded),
+        cmocka_unit_test(small_buffer_is_wiped_before_reuse),
         cmocka_unit_test(get_pipe_returns_an_empty_non_blocking_close_on_exec_pipe),
         cmocka_unit_test(clean_pipe_is_reused_dirty_pipe_is_closed),
         cmocka_unit_test(idle_pipes_are_bounded_and_destroy_closes_them),

@@ -3,7 +3,8 @@
  *
  * The sketches are process-wide, so every test uses addresses and user
  * names of its own and gives back what it takes. Throttling is driven by a
- * fake clock (the now_ms argument); nothing here depends on real time. */
+ * fake clock (the now_ms argument); nothing here depends on real time.
+ * IPv6 clients are keyed by their /64 (P64), the default of --ipv6-prefix. */
 #include "unit_support.h"
 
 #include <arpa/inet.h>
@@ -13,6 +14,8 @@
 
 #include "addr.h"
 #include "quota.h"
+
+#define P64 64
 
 /* An IPv4 or IPv6 literal (with a port, which must not matter) as a sockaddr. */
 static union addr_any ip(const char *text, uint16_t port)
@@ -35,14 +38,14 @@ static int take_ip_n(const union addr_any *a, uint32_t limit, int tries)
 {
     int got = 0;
     for (int i = 0; i < tries; i++)
-        got += quota_ip_take(&a->sa, limit);
+        got += quota_ip_take(&a->sa, P64, limit);
     return got;
 }
 
 static void release_ip_n(const union addr_any *a, int n)
 {
     for (int i = 0; i < n; i++)
-        quota_ip_release(&a->sa);
+        quota_ip_release(&a->sa, P64);
 }
 
 static int take_user_n(const char *user, uint32_t limit, int tries)
@@ -71,14 +74,14 @@ static int group_setup(void **state)
 TEST(ip_limit_3_grants_three_refuses_fourth_and_one_after_release)
 {
     union addr_any a = ip("192.0.2.1", 1000);
-    assert_int_equal(quota_ip_take(&a.sa, 3), 1);
-    assert_int_equal(quota_ip_take(&a.sa, 3), 1);
-    assert_int_equal(quota_ip_take(&a.sa, 3), 1);
-    assert_int_equal(quota_ip_take(&a.sa, 3), 0);
-    assert_int_equal(quota_ip_take(&a.sa, 3), 0); /* a refusal takes nothing */
-    quota_ip_release(&a.sa);
-    assert_int_equal(quota_ip_take(&a.sa, 3), 1);
-    assert_int_equal(quota_ip_take(&a.sa, 3), 0);
+    assert_int_equal(quota_ip_take(&a.sa, P64, 3), 1);
+    assert_int_equal(quota_ip_take(&a.sa, P64, 3), 1);
+    assert_int_equal(quota_ip_take(&a.sa, P64, 3), 1);
+    assert_int_equal(quota_ip_take(&a.sa, P64, 3), 0);
+    assert_int_equal(quota_ip_take(&a.sa, P64, 3), 0); /* a refusal takes nothing */
+    quota_ip_release(&a.sa, P64);
+    assert_int_equal(quota_ip_take(&a.sa, P64, 3), 1);
+    assert_int_equal(quota_ip_take(&a.sa, P64, 3), 0);
     release_ip_n(&a, 3);
     /* All given back: the full quota again. */
     assert_int_equal(take_ip_n(&a, 3, 5), 3);
@@ -88,11 +91,11 @@ TEST(ip_limit_3_grants_three_refuses_fourth_and_one_after_release)
 TEST(ip_port_does_not_matter)
 {
     union addr_any a = ip("192.0.2.2", 1), b = ip("192.0.2.2", 65535);
-    assert_int_equal(quota_ip_take(&a.sa, 2), 1);
-    assert_int_equal(quota_ip_take(&b.sa, 2), 1);
-    assert_int_equal(quota_ip_take(&a.sa, 2), 0);
-    quota_ip_release(&b.sa);
-    assert_int_equal(quota_ip_take(&a.sa, 2), 1);
+    assert_int_equal(quota_ip_take(&a.sa, P64, 2), 1);
+    assert_int_equal(quota_ip_take(&b.sa, P64, 2), 1);
+    assert_int_equal(quota_ip_take(&a.sa, P64, 2), 0);
+    quota_ip_release(&b.sa, P64);
+    assert_int_equal(quota_ip_take(&a.sa, P64, 2), 1);
     release_ip_n(&a, 2);
 }
 
@@ -110,7 +113,7 @@ TEST(ip_unlimited_take_and_release_leave_the_count_unchanged)
      * disturb the count a limit set later (by a reload) relies on. */
     union addr_any a = ip("192.0.2.4", 80);
     for (int i = 0; i < 10; i++)
-        assert_int_equal(quota_ip_take(&a.sa, 0), 1);
+        assert_int_equal(quota_ip_take(&a.sa, P64, 0), 1);
     release_ip_n(&a, 10);
     assert_int_equal(take_ip_n(&a, 3, 5), 3);
     release_ip_n(&a, 3);
@@ -119,26 +122,49 @@ TEST(ip_unlimited_take_and_release_leave_the_count_unchanged)
 TEST(ipv4_and_its_v4_mapped_ipv6_form_share_one_count)
 {
     union addr_any v4 = ip("198.51.100.7", 1), mapped = ip("::ffff:198.51.100.7", 2);
-    assert_int_equal(quota_ip_take(&v4.sa, 3), 1);
-    assert_int_equal(quota_ip_take(&mapped.sa, 3), 1);
-    assert_int_equal(quota_ip_take(&v4.sa, 3), 1);
-    assert_int_equal(quota_ip_take(&mapped.sa, 3), 0);
-    assert_int_equal(quota_ip_take(&v4.sa, 3), 0);
-    quota_ip_release(&mapped.sa); /* released under the other spelling */
-    assert_int_equal(quota_ip_take(&v4.sa, 3), 1);
+    assert_int_equal(quota_ip_take(&v4.sa, P64, 3), 1);
+    assert_int_equal(quota_ip_take(&mapped.sa, P64, 3), 1);
+    assert_int_equal(quota_ip_take(&v4.sa, P64, 3), 1);
+    assert_int_equal(quota_ip_take(&mapped.sa, P64, 3), 0);
+    assert_int_equal(quota_ip_take(&v4.sa, P64, 3), 0);
+    quota_ip_release(&mapped.sa, P64); /* released under the other spelling */
+    assert_int_equal(quota_ip_take(&v4.sa, P64, 3), 1);
     release_ip_n(&v4, 2);
     release_ip_n(&mapped, 1);
     assert_int_equal(take_ip_n(&mapped, 3, 4), 3);
     release_ip_n(&mapped, 3);
 }
 
-TEST(ipv6_addresses_are_counted_separately_from_each_other)
+TEST(ipv6_addresses_of_one_64_share_a_count_other_64s_do_not)
 {
-    union addr_any a = ip("2001:db8::1", 1), b = ip("2001:db8::2", 1);
-    assert_int_equal(take_ip_n(&a, 2, 3), 2);
-    assert_int_equal(take_ip_n(&b, 2, 3), 2);
-    release_ip_n(&a, 2);
-    release_ip_n(&b, 2);
+    union addr_any a = ip("2001:db8:1:2::1", 1), b = ip("2001:db8:1:2:ffff:ffff:ffff:fffe", 1);
+    union addr_any other = ip("2001:db8:1:3::1", 1);
+    assert_int_equal(take_ip_n(&a, 2, 1), 1);
+    assert_int_equal(take_ip_n(&b, 2, 2), 1); /* a's slot counts for b */
+    assert_int_equal(take_ip_n(&other, 2, 3), 2);
+    release_ip_n(&a, 1);
+    release_ip_n(&b, 1);
+    release_ip_n(&other, 2);
+}
+
+TEST(ipv6_prefix_128_counts_each_address_and_48_a_whole_site)
+{
+    union addr_any a = ip("2001:db8:5::1", 1), b = ip("2001:db8:5::2", 1);
+    union addr_any far = ip("2001:db8:5:ffff::9", 1);
+    assert_int_equal(quota_ip_take(&a.sa, 128, 1), 1);
+    assert_int_equal(quota_ip_take(&b.sa, 128, 1), 1);
+    assert_int_equal(quota_ip_take(&a.sa, 128, 1), 0);
+    quota_ip_release(&a.sa, 128);
+    quota_ip_release(&b.sa, 128);
+    assert_int_equal(quota_ip_take(&a.sa, 48, 1), 1);
+    assert_int_equal(quota_ip_take(&far.sa, 48, 1), 0);
+    quota_ip_release(&a.sa, 48);
+    /* IPv4 is keyed by the whole address whatever the prefix. */
+    union addr_any v4a = ip("192.0.2.77", 1), v4b = ip("192.0.2.78", 1);
+    assert_int_equal(quota_ip_take(&v4a.sa, 48, 1), 1);
+    assert_int_equal(quota_ip_take(&v4b.sa, 48, 1), 1);
+    quota_ip_release(&v4a.sa, 48);
+    quota_ip_release(&v4b.sa, 48);
 }
 
 #define CROWD 300
@@ -157,7 +183,7 @@ TEST(hundreds_of_ips_at_their_limit_neither_exceed_it_nor_block_fresh_ips)
         assert_int_equal(take_ip_n(&crowd[i], 3, 3), 3);
     }
     for (int i = 0; i < CROWD; i++)
-        assert_int_equal(quota_ip_take(&crowd[i].sa, 3), 0);
+        assert_int_equal(quota_ip_take(&crowd[i].sa, P64, 3), 0);
     for (int f = 0; f < 10; f++) {
         snprintf(text, sizeof text, "203.0.113.%d", 100 + f);
         union addr_any fresh = ip(text, 4242);
@@ -266,11 +292,11 @@ static void *pairs_main(void *arg)
     struct racer *r = arg;
     pthread_barrier_wait(r->start);
     for (int i = 0; i < PAIRS; i++) {
-        if (!quota_ip_take(&r->addr.sa, r->limit)) {
+        if (!quota_ip_take(&r->addr.sa, P64, r->limit)) {
             r->refused++;
             continue;
         }
-        quota_ip_release(&r->addr.sa);
+        quota_ip_release(&r->addr.sa, P64);
     }
     return NULL;
 }
@@ -303,14 +329,14 @@ static void *holders_main(void *arg)
     struct racer *r = arg;
     pthread_barrier_wait(r->start);
     for (int i = 0; i < PAIRS; i++) {
-        if (!quota_ip_take(&r->addr.sa, r->limit))
+        if (!quota_ip_take(&r->addr.sa, P64, r->limit))
             continue;
         int now = atomic_fetch_add(r->holders, 1) + 1;
         int max = atomic_load(r->max_holders);
         while (now > max && !atomic_compare_exchange_weak(r->max_holders, &max, now))
             ;
         atomic_fetch_sub(r->holders, 1);
-        quota_ip_release(&r->addr.sa);
+        quota_ip_release(&r->addr.sa, P64);
     }
     return NULL;
 }
@@ -348,14 +374,26 @@ TEST(contending_threads_never_hold_more_than_the_limit)
 #define COOLDOWN_MS 300000u
 #define T0 5000000000ull /* an arbitrary monotonic time, whole seconds */
 
-static int blocked(const union addr_any *a, uint64_t now)
+/* Whether an attempt at `now` is refused; one let in is settled as not
+ * failed, so asking changes nothing. */
+static int blocked_with(const union addr_any *a, uint32_t limit, uint64_t now)
 {
-    return quota_auth_blocked(&a->sa, LIMIT, WINDOW_MS, COOLDOWN_MS, now);
+    if (!quota_auth_attempt(&a->sa, P64, limit, COOLDOWN_MS, now))
+        return 1;
+    quota_auth_settle(&a->sa, P64, 0, WINDOW_MS, now);
+    return 0;
 }
 
+static int blocked(const union addr_any *a, uint64_t now)
+{
+    return blocked_with(a, LIMIT, now);
+}
+
+/* A failed login at `now`, as if let in before the address was blocked. */
 static void fail_at(const union addr_any *a, uint64_t now)
 {
-    quota_auth_failed(&a->sa, WINDOW_MS, now);
+    assert_int_equal(quota_auth_attempt(&a->sa, P64, 0, COOLDOWN_MS, now), 1);
+    quota_auth_settle(&a->sa, P64, 1, WINDOW_MS, now);
 }
 
 TEST(auth_never_failed_is_not_blocked)
@@ -446,7 +484,7 @@ TEST(auth_limit_0_never_blocks)
     union addr_any a = ip("192.0.2.57", 1);
     for (int i = 0; i < 20; i++)
         fail_at(&a, T0 + (uint64_t)i * 100);
-    assert_int_equal(quota_auth_blocked(&a.sa, 0, WINDOW_MS, COOLDOWN_MS, T0 + 2000), 0);
+    assert_int_equal(blocked_with(&a, 0, T0 + 2000), 0);
     assert_int_equal(blocked(&a, T0 + 2000), 1);
 }
 
@@ -464,6 +502,76 @@ TEST(auth_throttle_works_across_the_seconds_counter_wrap)
     assert_int_equal(blocked(&a, wrap + COOLDOWN_MS), 0);
 }
 
+TEST(auth_attempts_in_flight_count_against_the_limit)
+{
+    union addr_any a = ip("192.0.2.59", 1);
+    for (int i = 0; i < LIMIT; i++)
+        assert_int_equal(quota_auth_attempt(&a.sa, P64, LIMIT, COOLDOWN_MS, T0), 1);
+    assert_int_equal(quota_auth_attempt(&a.sa, P64, LIMIT, COOLDOWN_MS, T0), 0);
+    /* A success gives its slot back; a failure keeps it. */
+    quota_auth_settle(&a.sa, P64, 0, WINDOW_MS, T0);
+    assert_int_equal(quota_auth_attempt(&a.sa, P64, LIMIT, COOLDOWN_MS, T0), 1);
+    quota_auth_settle(&a.sa, P64, 1, WINDOW_MS, T0);
+    assert_int_equal(quota_auth_attempt(&a.sa, P64, LIMIT, COOLDOWN_MS, T0), 0);
+    quota_auth_settle(&a.sa, P64, 1, WINDOW_MS, T0);
+    quota_auth_settle(&a.sa, P64, 1, WINDOW_MS, T0);
+    /* Three failures now: blocked for the cooldown, then let in again. */
+    assert_int_equal(blocked(&a, T0 + 1000), 1);
+    assert_int_equal(blocked(&a, T0 + COOLDOWN_MS), 0);
+}
+
+TEST(auth_one_64_shares_a_throttle)
+{
+    union addr_any a = ip("2001:db8:9:9::1", 1), b = ip("2001:db8:9:9::2", 1);
+    union addr_any other = ip("2001:db8:9:a::1", 1);
+    for (int i = 0; i < LIMIT; i++)
+        fail_at(i % 2 ? &a : &b, T0 + (uint64_t)i * 1000);
+    assert_int_equal(blocked(&a, T0 + 3000), 1);
+    assert_int_equal(blocked(&b, T0 + 3000), 1);
+    assert_int_equal(blocked(&other, T0 + 3000), 0);
+}
+
+#define RACERS 8
+#define GUESSES 40
+
+struct guesser {
+    union addr_any addr;
+    pthread_barrier_t *start;
+    int let_in;
+};
+
+static void *guesser_main(void *arg)
+{
+    struct guesser *g = arg;
+    pthread_barrier_wait(g->start);
+    for (int i = 0; i < GUESSES / RACERS; i++)
+        g->let_in += quota_auth_attempt(&g->addr.sa, P64, LIMIT, COOLDOWN_MS, T0);
+    return NULL;
+}
+
+TEST(auth_parallel_attempts_from_one_address_let_exactly_limit_in)
+{
+    pthread_t th[RACERS];
+    struct guesser g[RACERS];
+    pthread_barrier_t start;
+    int total = 0;
+    union addr_any a = ip("198.51.100.61", 1);
+    assert_int_equal(pthread_barrier_init(&start, NULL, RACERS), 0);
+    for (int t = 0; t < RACERS; t++) {
+        g[t] = (struct guesser){.addr = a, .start = &start};
+        assert_int_equal(pthread_create(&th[t], NULL, guesser_main, &g[t]), 0);
+    }
+    for (int t = 0; t < RACERS; t++) {
+        assert_int_equal(pthread_join(th[t], NULL), 0);
+        total += g[t].let_in;
+    }
+    pthread_barrier_destroy(&start);
+    assert_int_equal(total, LIMIT);
+    for (int i = 0; i < LIMIT; i++)
+        quota_auth_settle(&a.sa, P64, 1, WINDOW_MS, T0);
+    assert_int_equal(blocked(&a, T0), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -472,7 +580,8 @@ int main(void)
         cmocka_unit_test(ip_limit_0_always_succeeds),
         cmocka_unit_test(ip_unlimited_take_and_release_leave_the_count_unchanged),
         cmocka_unit_test(ipv4_and_its_v4_mapped_ipv6_form_share_one_count),
-        cmocka_unit_test(ipv6_addresses_are_counted_separately_from_each_other),
+        cmocka_unit_test(ipv6_addresses_of_one_64_share_a_count_other_64s_do_not),
+        cmocka_unit_test(ipv6_prefix_128_counts_each_address_and_48_a_whole_site),
         cmocka_unit_test(hundreds_of_ips_at_their_limit_neither_exceed_it_nor_block_fresh_ips),
         cmocka_unit_test(user_limit_2_grants_two_refuses_third_and_one_after_release),
         cmocka_unit_test(users_are_counted_independently_and_names_are_exact),
@@ -491,6 +600,9 @@ int main(void)
         cmocka_unit_test(auth_v4_mapped_form_shares_the_throttle),
         cmocka_unit_test(auth_limit_0_never_blocks),
         cmocka_unit_test(auth_throttle_works_across_the_seconds_counter_wrap),
+        cmocka_unit_test(auth_attempts_in_flight_count_against_the_limit),
+        cmocka_unit_test(auth_one_64_shares_a_throttle),
+        cmocka_unit_test(auth_parallel_attempts_from_one_address_let_exactly_limit_in),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
