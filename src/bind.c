@@ -78,6 +78,7 @@ static void listen_addr(const struct session *s, union addr_any *a)
     union addr_any local;
     socklen_t len = sizeof local;
     int family = s->dst_name ? 0 : s->dst.sa.sa_family;
+    memset(&local, 0, sizeof local);
     memset(a, 0, sizeof *a);
     if (getsockname(s->relay.client.io.fd, &local.sa, &len) == 0 &&
         (family == 0 || family == local.sa.sa_family)) {

@@ -117,18 +117,15 @@ static int take_activated(struct server *sv)
         struct listen_spec *sp = &sv->spec[sv->nlisten];
         socklen_t len = sizeof sp->addr;
         int fd = 3 + i;
-        if (getsockname(fd, &sp->addr.sa, &len) < 0 ||
+        /* systemd hands over blocking sockets unless told NonBlocking=. */
+        int fl = fcntl(fd, F_GETFL);
+        if (getsockname(fd, &sp->addr.sa, &len) < 0 || fl < 0 ||
+            fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
             !(sv->fds[sv->nlisten] = calloc((size_t)sv->nworkers, sizeof(int)))) {
             log_error("LISTEN_FDS: fd %d: %s", fd, strerror(errno));
             return -1;
         }
         sp->proxy_protocol = (uint8_t)sv->cfg->proxy_protocol_all;
-        /* systemd hands over blocking sockets unless told NonBlocking=. */
-        int fl = fcntl(fd, F_GETFL);
-        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
-            log_error("LISTEN_FDS: fd %d: %s", fd, strerror(errno));
-            return -1;
-        }
         for (int k = 0; k < sv->nworkers; k++)
             sv->fds[sv->nlisten][k] = k == 0 ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 3);
         sv->nlisten++;
@@ -307,11 +304,11 @@ static int reconcile(struct server *sv, const struct config *c, struct listen_sp
 /* "Reloaded" is announced once every worker runs the new snapshot, so a
  * session accepted after the announcement is sure to see it. Workers take
  * their mail within a loop round; the wait is bounded all the same. */
-static void wait_applied(struct server *sv, const unsigned *want)
+static void wait_applied(struct server *sv)
 {
     for (int tries = 0; tries < 2000; tries++) {
         int k = 0;
-        while (k < sv->nworkers && (int)(atomic_load(&sv->w[k]->reloads_applied) - want[k]) >= 0)
+        while (k < sv->nworkers && !worker_reload_pending(sv->w[k]))
             k++;
         if (k == sv->nworkers)
             return;
@@ -366,16 +363,12 @@ static void reload(struct server *sv)
         memcpy(sv->fds, fds, n * sizeof *fds);
         sv->nlisten = n;
     }
-    unsigned want[sv->nworkers];
     for (int k = 0; k < sv->nworkers; k++) {
         size_t m = worker_set(sv, k, ls);
-        want[k] = atomic_load(&sv->w[k]->reloads_applied) + 1;
-        if (worker_reload(sv->w[k], c, ls, m) < 0) {
+        if (worker_reload(sv->w[k], c, ls, m) < 0)
             log_error("reload: worker %d: out of memory", k);
-            want[k]--;
-        }
     }
-    wait_applied(sv, want);
+    wait_applied(sv);
     config_unref(sv->cfg);
     sv->cfg = c;
     if (c->workers && c->workers != sv->nworkers)

@@ -378,6 +378,7 @@ struct udp_assoc *udp_open(struct session *s, const struct proto_addr *hint, uni
     struct udp_assoc *u = calloc(1, sizeof *u);
     union addr_any local;
     socklen_t len = sizeof local;
+    memset(&local, 0, sizeof local);
     *rep = SOCKS5_REP_GENERAL_FAILURE;
     if (!u) {
         *why = "out of memory";

@@ -259,8 +259,14 @@ int worker_reload(struct worker *w, struct config *cfg, const struct worker_list
     m->cfg = config_ref(cfg);
     m->n = n;
     memcpy(m->ls, ls, n * sizeof *ls);
+    atomic_fetch_add(&w->reloads_posted, 1);
     mailbox_post(&w->mbox, &m->mail, on_reload);
     return 0;
+}
+
+int worker_reload_pending(struct worker *w)
+{
+    return atomic_load(&w->reloads_applied) != atomic_load(&w->reloads_posted);
 }
 
 static void on_self(struct mail *m)

@@ -47,6 +47,7 @@ struct worker {
     struct loop_timer drain_deadline;
     int draining;
     int emfile_logged;
+    atomic_uint reloads_posted;  /* reload messages sent by the main thread */
     atomic_uint reloads_applied; /* reload messages taken in (main waits on it) */
     struct stats stats;
 };
@@ -65,6 +66,8 @@ struct worker *worker_new(int id, struct config *cfg, struct addr_list *self,
  * set of listeners: fds it has and ls lacks are closed, new ones adopted.
  * Thread-safe; applied on the worker's loop. Returns 0 or -1 (ENOMEM). */
 int worker_reload(struct worker *w, struct config *cfg, const struct worker_listen *ls, size_t n);
+/* 1 while a snapshot handed over by worker_reload is not in use yet. */
+int worker_reload_pending(struct worker *w);
 /* Hands the worker a new list of the host's addresses (a reference is
  * taken); sessions check against it from then on. Thread-safe; applied on
  * the worker's loop. Returns 0 or -1 (ENOMEM). */
