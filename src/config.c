@@ -15,7 +15,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "auth.h"
+#include "users.h"
 #include "log.h"
 #include "proto.h"
 #include "rules.h"

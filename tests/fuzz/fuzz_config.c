@@ -26,7 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "auth.h"
+#include "users.h"
 #include "config.h"
 #include "proto.h"
 

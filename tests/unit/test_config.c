@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 
 #include "addr.h"
-#include "auth.h"
+#include "users.h"
 #include "config.h"
 #include "log.h"
 #include "proto.h"
