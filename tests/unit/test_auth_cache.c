@@ -125,7 +125,7 @@ TEST(cache_handles_rfc1929_maximum_lengths)
     auth_cache_free(c);
 }
 
-/* auth.h puts no bound on the strings the cache takes. An earlier
+/* auth_cache.h puts no bound on the strings the cache takes. An earlier
  * cache_digest copied up to 511 bytes of each part into a 1024-byte stack
  * buffer: longer inputs overflowed it (ASan: stack-buffer-overflow) and
  * parts were cut at 511 bytes, so two passwords sharing 511 bytes collided.
