@@ -104,6 +104,7 @@ static int make_fallback_hash(void)
     auth_wipe(&cd, sizeof cd);
     return 0;
 }
+
 static void job_run(struct auth_work *j)
 {
     struct crypt_data *cd = calloc(1, sizeof *cd);
