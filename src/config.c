@@ -15,10 +15,10 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "auth.h"
 #include "log.h"
 #include "proto.h"
 #include "rules.h"
+#include "users.h"
 #include "version.h"
 
 #define MAX_INCLUDE_DEPTH 8

@@ -13,7 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "auth.h"
+#include "auth_pool.h"
 #include "config.h"
 #include "fdbudget.h"
 #include "hostaddr.h"
@@ -22,6 +22,7 @@
 #include "notify.h"
 #include "privs.h"
 #include "quota.h"
+#include "users.h"
 #include "version.h"
 #include "worker.h"
 
@@ -557,7 +558,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "usage: socks5d passwd NAME\n");
             return 2;
         }
-        return auth_passwd_main(argv[2]);
+        return users_passwd_main(argv[2]);
     }
     /* Before any thread exists, so every thread inherits it. */
     if (privs_early() < 0 || log_init() < 0)
@@ -569,13 +570,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (check) {
-        if (users_settings(sv.cfg->users) > 1)
-            fprintf(stderr,
-                    "socks5d: warning: users file %s mixes %zu hash algorithms or costs: every "
-                    "login is answered as late as the slowest (%u ms), so that timing does not "
-                    "tell users apart; rehash with one setting (`socks5d passwd NAME`)\n",
-                    sv.cfg->users_path, users_settings(sv.cfg->users),
-                    (unsigned)((users_cost_us(sv.cfg->users) + 999) / 1000));
+        users_warn_mixed(sv.cfg->users, sv.cfg->users_path, stderr);
         printf("socks5d: configuration OK%s%s\n", sv.cfg->path ? ": " : "",
                sv.cfg->path ? sv.cfg->path : "");
         config_unref(sv.cfg);

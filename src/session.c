@@ -9,7 +9,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "auth.h"
+#include "auth_cache.h"
+#include "auth_pool.h"
+#include "auth_secret.h"
 #include "bind.h"
 #include "config.h"
 #include "dial.h"

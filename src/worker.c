@@ -9,7 +9,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "auth.h"
+#include "auth_cache.h"
+#include "auth_pool.h"
 #include "fdbudget.h"
 #include "log.h"
 #include "resolve.h"
@@ -365,6 +366,7 @@ void worker_free(struct worker *w)
     if (w->loop) {
         while (w->sessions)
             session_close(w->sessions);
+        auth_pool_release(w->auth_cache);
         close_listeners(w);
         resolver_free(w->resolver);
         /* Timers of 0 ms (deferred answers) and mail (auth results) may

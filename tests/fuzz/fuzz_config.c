@@ -26,9 +26,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "auth.h"
 #include "config.h"
 #include "proto.h"
+#include "users.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

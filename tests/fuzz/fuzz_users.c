@@ -1,4 +1,4 @@
-/* libFuzzer target for the users-file parser (users_parse in src/auth.c).
+/* libFuzzer target for the users-file parser (users_parse in src/users.c).
  *
  * The input is the file's text. It is handed over in an exact-size heap copy
  * (not NUL-terminated), so ASan reports any read past `len`; the error buffer
@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth.h"
+#include "users.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

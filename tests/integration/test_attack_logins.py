@@ -262,6 +262,23 @@ def test_check_warns_about_a_users_file_mixing_hash_settings(socks5d_bin, tmp_pa
     assert r.returncode == 0 and "mixes" not in r.stderr, r.stderr
 
 
+def test_check_loads_100k_users_and_names_a_late_duplicate(socks5d_bin, tmp_path):
+    """The users file is sorted once: 100,000 users load well inside the
+    deadline (re-sorting after every line took minutes), and a repeat of the
+    first name on the last line is still reported with that line."""
+    n, h = 100000, sha512("x")
+    lines = [f"u{i:07d}:{h}\n" for i in reversed(range(n))]
+    big = tmp_path / "big"
+    big.write_text("".join(lines))
+    r = run_expect_exit(socks5d_bin, "-t", "--users", str(big), timeout=scaled(30))
+    assert r.returncode == 0, r.stderr
+    dup = tmp_path / "dup"
+    dup.write_text("".join(lines) + lines[0])
+    r = run_expect_exit(socks5d_bin, "-t", "--users", str(dup), timeout=scaled(30))
+    assert r.returncode == 2, r.stderr
+    assert f"{dup}:{n + 1}: duplicate user" in r.stderr, r.stderr
+
+
 # ---------------------------------------------------------------- IPv6 /64
 
 

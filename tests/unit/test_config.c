@@ -14,11 +14,11 @@
 #include <sys/stat.h>
 
 #include "addr.h"
-#include "auth.h"
 #include "config.h"
 #include "log.h"
 #include "proto.h"
 #include "rules.h"
+#include "users.h"
 #include "version.h"
 
 static char root[PATH_MAX];
