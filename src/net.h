@@ -39,7 +39,8 @@ int net_socket(int family, int type, unsigned flags, char *err, size_t errlen);
 int net_listen_tcp(const union addr_any *a, int backlog, unsigned flags, char *err, size_t errlen);
 
 /* A UDP socket bound to a's IP on a port from lo..hi, tried from a random
- * start (lo == 0: an ephemeral port). a's port becomes the one bound. */
+ * start; a's port becomes the one bound. lo == 0 asks for an ephemeral
+ * port and leaves a's port 0 (getsockname tells which). */
 int net_bind_udp(union addr_any *a, uint16_t lo, uint16_t hi, unsigned flags, char *err,
                  size_t errlen);
 
