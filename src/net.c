@@ -76,7 +76,10 @@ static int open_socket(int family, int type, unsigned flags, const char *ctx, ch
 
 int net_socket(int family, int type, unsigned flags, char *err, size_t errlen)
 {
-    const char *ctx = family == AF_INET ? "IPv4" : family == AF_INET6 ? "IPv6" : "(other family)";
+    const char *ctx = family == AF_INET    ? "IPv4"
+                      : family == AF_INET6 ? "IPv6"
+                      : family == AF_UNIX  ? "unix"
+                                           : "(other family)";
     return open_socket(family, type, flags, ctx, err, errlen);
 }
 

@@ -181,6 +181,10 @@ TEST(net_socket_makes_nonblocking_cloexec_sockets_of_the_type_asked)
     assert_int_equal(opt(u, IPPROTO_IPV6, IPV6_V6ONLY), 1);
     assert_int_equal(opt(t, SOL_SOCKET, SO_TYPE), SOCK_STREAM);
     assert_int_equal(opt(t, IPPROTO_TCP, TCP_NODELAY), 1);
+    int x = net_socket(AF_UNIX, SOCK_DGRAM, 0, NULL, 0);
+    assert_true(x >= 0);
+    assert_nonblock_cloexec(x);
+    close(x);
     close(u);
     close(t);
 }
