@@ -27,6 +27,15 @@ static int fail(char *err, size_t errlen, const char *op, const char *ctx)
     return -1;
 }
 
+/* fail, then closes fd (giving back its charge under NET_BUDGET). */
+static int fail_close(int fd, unsigned flags, char *err, size_t errlen, const char *op,
+                      const char *ctx)
+{
+    fail(err, errlen, op, ctx);
+    net_close(fd, flags);
+    return -1;
+}
+
 static const struct net_opt {
     unsigned flag;
     int level, name;
@@ -38,24 +47,11 @@ static const struct net_opt {
     {NET_V6ONLY, IPPROTO_IPV6, IPV6_V6ONLY, "setsockopt IPV6_V6ONLY"},
 };
 
-static int set_options(int fd, int family, unsigned flags, const char *ctx, char *err,
-                       size_t errlen)
-{
-    int one = 1;
-    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
-        const struct net_opt *o = &opts[i];
-        if (!(flags & o->flag) || (o->flag == NET_V6ONLY && family != AF_INET6))
-            continue;
-        if (setsockopt(fd, o->level, o->name, &one, sizeof one) < 0)
-            return fail(err, errlen, o->label, ctx);
-    }
-    return 0;
-}
-
 /* net_socket with ctx naming the socket in messages. */
 static int open_socket(int family, int type, unsigned flags, const char *ctx, char *err,
                        size_t errlen)
 {
+    int one = 1;
     if ((flags & NET_BUDGET) && !fdbudget_take(1, FDB_EXTRA)) {
         errno = EMFILE;
         return fail(err, errlen, "socket", ctx);
@@ -67,9 +63,12 @@ static int open_socket(int family, int type, unsigned flags, const char *ctx, ch
             fdbudget_give(1);
         return -1;
     }
-    if (set_options(fd, family, flags, ctx, err, errlen) < 0) {
-        net_close(fd, flags);
-        return -1;
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+        const struct net_opt *o = &opts[i];
+        if (!(flags & o->flag) || (o->flag == NET_V6ONLY && family != AF_INET6))
+            continue;
+        if (setsockopt(fd, o->level, o->name, &one, sizeof one) < 0)
+            return fail_close(fd, flags, err, errlen, o->label, ctx);
     }
     return fd;
 }
@@ -90,14 +89,10 @@ int net_listen_tcp(const union addr_any *a, int backlog, unsigned flags, char *e
     int fd = open_socket(a->sa.sa_family, SOCK_STREAM, flags, name, err, errlen);
     if (fd < 0)
         return -1;
-    const char *op = bind(fd, &a->sa, addr_len(&a->sa)) < 0 ? "bind"
-                     : listen(fd, backlog) < 0              ? "listen"
-                                                            : NULL;
-    if (op) {
-        fail(err, errlen, op, name);
-        net_close(fd, flags);
-        return -1;
-    }
+    if (bind(fd, &a->sa, addr_len(&a->sa)) < 0)
+        return fail_close(fd, flags, err, errlen, "bind", name);
+    if (listen(fd, backlog) < 0)
+        return fail_close(fd, flags, err, errlen, "listen", name);
     return fd;
 }
 
@@ -137,11 +132,8 @@ int net_bind_udp(union addr_any *a, uint16_t lo, uint16_t hi, unsigned flags, ch
     int fd = open_socket(a->sa.sa_family, SOCK_DGRAM, flags, name, err, errlen);
     if (fd < 0)
         return -1;
-    if (bind_port_range(fd, a, lo, hi) < 0) {
-        fail(err, errlen, "bind", name);
-        net_close(fd, flags);
-        return -1;
-    }
+    if (bind_port_range(fd, a, lo, hi) < 0)
+        return fail_close(fd, flags, err, errlen, "bind", name);
     return fd;
 }
 
@@ -152,11 +144,8 @@ int net_connect_nb(const union addr_any *to, unsigned flags, char *err, size_t e
     int fd = open_socket(to->sa.sa_family, SOCK_STREAM, flags, name, err, errlen);
     if (fd < 0)
         return -1;
-    if (connect(fd, &to->sa, addr_len(&to->sa)) < 0 && errno != EINPROGRESS) {
-        fail(err, errlen, "connect", name);
-        net_close(fd, flags);
-        return -1;
-    }
+    if (connect(fd, &to->sa, addr_len(&to->sa)) < 0 && errno != EINPROGRESS)
+        return fail_close(fd, flags, err, errlen, "connect", name);
     return fd;
 }
 
