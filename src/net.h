@@ -1,9 +1,10 @@
 /* Socket set-up for the whole server, in one convention (in the spirit of
  * Redis anet.c).
  *
- * A function that makes a socket returns its descriptor; the others return
- * 0. On failure every one returns -1 with errno set and, when err is not
- * NULL, writes what failed with its context for the caller to log:
+ * A function that makes or accepts a socket returns its descriptor;
+ * net_set_nonblock returns 0. On failure each returns -1 with errno set
+ * and, when it takes an err that is not NULL, writes there what failed with
+ * its context for the caller to log:
  * "bind 127.0.0.1:1080: Address already in use". A failed call leaves
  * nothing open and nothing charged.
  *
