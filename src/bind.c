@@ -4,13 +4,12 @@
 #include <errno.h>
 #include <string.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "config.h"
-#include "fdbudget.h"
 #include "log.h"
+#include "net.h"
 #include "policy.h"
 #include "proto.h"
 #include "session.h"
@@ -40,11 +39,10 @@ static void on_bind_accept(struct loop_io *io, unsigned events)
     (void)events;
     for (;;) {
         union addr_any peer;
-        socklen_t len = sizeof peer;
         char name[ADDR_STRLEN], want[ADDR_STRLEN];
-        int fd = accept4(io->fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = net_accept(io->fd, &peer);
         if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
+            if (errno == ECONNABORTED)
                 continue;
             if (errno != EAGAIN)
                 session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, strerror(errno));
@@ -89,50 +87,21 @@ static void listen_addr(const struct session *s, union addr_any *a)
     addr_set_port(a, 0);
 }
 
-/* Closes a listener that open_listener made, keeping errno. */
-static void drop_listener(int fd)
-{
-    int e = errno;
-    close(fd);
-    fdbudget_give(1);
-    errno = e;
-}
-
-/* A listening socket charged to the budget, or -1 with errno set. */
-static int open_listener(const union addr_any *a)
-{
-    int one = 1;
-    if (!fdbudget_take(1, FDB_EXTRA)) {
-        errno = EMFILE;
-        return -1;
-    }
-    int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        fdbudget_give(1);
-        return -1;
-    }
-    /* The accepted peer inherits TCP_NODELAY, as on the main listeners. */
-    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0 ||
-        bind(fd, &a->sa, addr_len(&a->sa)) < 0 || listen(fd, 8) < 0) {
-        drop_listener(fd);
-        return -1;
-    }
-    return fd;
-}
-
 void bind_start(struct session *s)
 {
     union addr_any a, bnd;
     socklen_t len = sizeof bnd;
     listen_addr(s, &a);
-    int fd = open_listener(&a);
+    /* Charged to the budget; the accepted peer inherits TCP_NODELAY, as on
+     * the main listeners. */
+    int fd = net_listen_tcp(&a, 8, NET_NODELAY | NET_BUDGET, NULL, 0);
     if (fd < 0) {
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, strerror(errno));
         return;
     }
     if (getsockname(fd, &bnd.sa, &len) < 0 ||
         loop_io_add(s->w->loop, &s->relay.target.io, fd, LOOP_READ, on_bind_accept) < 0) {
-        drop_listener(fd);
+        net_close(fd, NET_BUDGET);
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, strerror(errno));
         return;
     }

@@ -4,11 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "fdbudget.h"
+#include "net.h"
 #include "resolve.h"
 
 struct attempt {
@@ -66,25 +66,16 @@ static void on_stagger(struct loop_timer *t);
 /* A connecting socket charged to the budget, or -1 with errno set. */
 static int open_attempt(struct dial *d, struct attempt *a, const union addr_any *to)
 {
-    int one = 1, fd;
-    if (!fdbudget_take(1, FDB_EXTRA)) {
-        errno = EMFILE;
+    int fd = net_connect_nb(to, NET_NODELAY | NET_BUDGET, NULL, 0);
+    if (fd < 0)
+        return -1;
+    /* Interest in both directions from the start: the winner's
+     * registration is handed to the session as it is. */
+    if (loop_io_add(d->loop, &a->io, fd, LOOP_READ | LOOP_WRITE, on_connect) < 0) {
+        net_close(fd, NET_BUDGET);
         return -1;
     }
-    fd = socket(to->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd >= 0) {
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        /* Interest in both directions from the start: the winner's
-         * registration is handed to the session as it is. */
-        if ((connect(fd, &to->sa, addr_len(&to->sa)) == 0 || errno == EINPROGRESS) &&
-            loop_io_add(d->loop, &a->io, fd, LOOP_READ | LOOP_WRITE, on_connect) == 0)
-            return fd;
-        int e = errno;
-        close(fd);
-        errno = e;
-    }
-    fdbudget_give(1);
-    return -1;
+    return fd;
 }
 
 /* Starts attempts until one is in flight or the list is exhausted. Out of

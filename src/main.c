@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +18,7 @@
 #include "hostaddr.h"
 #include "log.h"
 #include "metrics.h"
+#include "net.h"
 #include "notify.h"
 #include "privs.h"
 #include "quota.h"
@@ -60,33 +60,16 @@ static rlim_t raise_nofile(void)
 }
 
 /* One SO_REUSEPORT listening socket; the kernel spreads connections over
- * the workers' sockets. Returns the fd or -1 after logging why. */
+ * the workers' sockets. TCP_NODELAY here is inherited by every accepted
+ * socket. Returns the fd or -1 after logging why. */
 static int open_listener(const union addr_any *a)
 {
-    char name[ADDR_STRLEN];
-    int one = 1;
-    int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    addr_str(&a->sa, name, sizeof name);
-    if (fd < 0) {
-        log_error("listen %s: socket: %s", name, strerror(errno));
-        return -1;
-    }
-    /* TCP_NODELAY here is inherited by every accepted socket (Linux), which
-     * saves a setsockopt per session. */
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0 ||
-        (a->sa.sa_family == AF_INET6 &&
-         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0)) {
-        log_error("listen %s: setsockopt: %s", name, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    if (bind(fd, &a->sa, addr_len(&a->sa)) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
-        log_error("listen %s: %s", name, strerror(errno));
-        close(fd);
-        return -1;
-    }
+    char err[256];
+    int fd =
+        net_listen_tcp(a, LISTEN_BACKLOG, NET_REUSEADDR | NET_REUSEPORT | NET_NODELAY | NET_V6ONLY,
+                       err, sizeof err);
+    if (fd < 0)
+        log_error("listener: %s", err);
     return fd;
 }
 
@@ -118,12 +101,19 @@ static int take_activated(struct server *sv)
         struct listen_spec *sp = &sv->spec[sv->nlisten];
         socklen_t len = sizeof sp->addr;
         int fd = 3 + i;
-        /* systemd hands over blocking sockets unless told NonBlocking=. */
-        int fl = fcntl(fd, F_GETFL);
-        if (getsockname(fd, &sp->addr.sa, &len) < 0 || fl < 0 ||
-            fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
-            !(sv->fds[sv->nlisten] = calloc((size_t)sv->nworkers, sizeof(int)))) {
+        char err[64];
+        /* systemd hands over blocking sockets unless told NonBlocking=; the
+         * array is allocated last so that a failure leaves nothing behind. */
+        if (getsockname(fd, &sp->addr.sa, &len) < 0) {
             log_error("LISTEN_FDS: fd %d: %s", fd, strerror(errno));
+            return -1;
+        }
+        if (net_set_nonblock(fd, err, sizeof err) < 0) {
+            log_error("LISTEN_FDS: %s", err);
+            return -1;
+        }
+        if (!(sv->fds[sv->nlisten] = calloc((size_t)sv->nworkers, sizeof(int)))) {
+            log_error("LISTEN_FDS: fd %d: out of memory", fd);
             return -1;
         }
         sp->proxy_protocol = (uint8_t)sv->cfg->proxy_protocol_all;

@@ -14,6 +14,7 @@
 #include "fdbudget.h"
 #include "log.h"
 #include "loop.h"
+#include "net.h"
 #include "stats.h"
 #include "version.h"
 #include "worker.h"
@@ -368,9 +369,7 @@ static void on_accept(struct loop_io *io, unsigned events)
 {
     (void)events;
     for (;;) {
-        int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0 && errno == EINTR)
-            continue;
+        int fd = net_accept(io->fd, NULL);
         if (fd < 0)
             return;
         if (!fdbudget_take(1, FDB_CLIENT)) {
@@ -392,18 +391,14 @@ static void *metrics_main(void *arg)
 
 int metrics_start(const union addr_any *addr, int nworkers, char *err, size_t errlen)
 {
-    char name[ADDR_STRLEN];
-    int one = 1;
+    char name[ADDR_STRLEN], why[256];
     (void)nworkers;
     if (addr->sa.sa_family == 0)
         return 0;
     addr_str(&addr->sa, name, sizeof name);
-    int fd = socket(addr->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        bind(fd, &addr->sa, addr_len(&addr->sa)) < 0 || listen(fd, 128) < 0) {
-        snprintf(err, errlen, "metrics %s: %s", name, strerror(errno));
-        if (fd >= 0)
-            close(fd);
+    int fd = net_listen_tcp(addr, 128, NET_REUSEADDR, why, sizeof why);
+    if (fd < 0) {
+        snprintf(err, errlen, "metrics: %s", why);
         return -1;
     }
     if (!(m.loop = loop_new()) || loop_io_add(m.loop, &m.listener, fd, LOOP_READ, on_accept) < 0) {

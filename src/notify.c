@@ -9,6 +9,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "net.h"
+
 void notify(const char *fmt, ...)
 {
     const char *path = getenv("NOTIFY_SOCKET");
@@ -26,7 +28,7 @@ void notify(const char *fmt, ...)
     va_end(ap);
     if (n <= 0)
         return;
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int fd = net_socket(AF_UNIX, SOCK_DGRAM, 0, NULL, 0);
     if (fd < 0)
         return;
     /* Best effort, never waiting: a supervisor that stops reading must not

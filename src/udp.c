@@ -5,13 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "fdbudget.h"
 #include "log.h"
+#include "net.h"
 #include "policy.h"
 #include "loop.h"
 #include "resolve.h"
@@ -68,47 +68,20 @@ static void touch(struct udp_assoc *u)
 
 /* ---------------- sockets ---------------- */
 
-/* Binds to a's IP on a port from lo..hi (0, 0: ephemeral). */
-static int bind_port(int fd, union addr_any *a, uint16_t lo, uint16_t hi)
-{
-    uint32_t span, start;
-    if (lo == 0) {
-        addr_set_port(a, 0);
-        return bind(fd, &a->sa, addr_len(&a->sa));
-    }
-    span = (uint32_t)(hi - lo) + 1;
-    if (getrandom(&start, sizeof start, 0) != sizeof start)
-        start = 0;
-    for (uint32_t i = 0; i < span && i < 4096; i++) {
-        uint16_t port = (uint16_t)(lo + (start + i) % span);
-        addr_set_port(a, port);
-        if (bind(fd, &a->sa, addr_len(&a->sa)) == 0)
-            return 0;
-        if (errno != EADDRINUSE)
-            return -1;
-    }
-    errno = EADDRINUSE;
-    return -1;
-}
-
 static void on_client_dgram(struct loop_io *io, unsigned events);
 static void on_target4_dgram(struct loop_io *io, unsigned events);
 static void on_target6_dgram(struct loop_io *io, unsigned events);
 static void on_more(struct loop_defer *d);
 
+/* Not charged here: the association charged UDP_FDS when it opened. */
 static int open_sock(struct udp_assoc *u, struct loop_io *io, union addr_any *local, uint16_t lo,
                      uint16_t hi, loop_io_fn fn)
 {
-    int one = 1;
-    int fd = socket(local->sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = net_bind_udp(local, lo, hi, NET_V6ONLY, NULL, 0);
     if (fd < 0)
         return -1;
-    if ((local->sa.sa_family == AF_INET6 &&
-         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) ||
-        bind_port(fd, local, lo, hi) < 0 || loop_io_add(u->s->w->loop, io, fd, LOOP_READ, fn) < 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
+    if (loop_io_add(u->s->w->loop, io, fd, LOOP_READ, fn) < 0) {
+        net_close(fd, 0);
         return -1;
     }
     return 0;

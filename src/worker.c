@@ -13,6 +13,7 @@
 #include "auth_pool.h"
 #include "fdbudget.h"
 #include "log.h"
+#include "net.h"
 #include "resolve.h"
 #include "session.h"
 
@@ -97,10 +98,9 @@ static void on_accept(struct loop_io *io, unsigned events)
      * starves the sessions already running. */
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         union addr_any peer;
-        socklen_t len = sizeof peer;
-        int fd = accept4(io->fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = net_accept(io->fd, &peer);
         if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
+            if (errno == ECONNABORTED)
                 continue;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
                 pause_accepting(w, errno);

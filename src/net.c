@@ -1,0 +1,180 @@
+/* Socket set-up helpers. See net.h. */
+#include "net.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "fdbudget.h"
+
+/* Tries per port range: a busy range fails in bounded time. */
+#define NET_PORT_TRIES 4096
+
+/* Writes "op ctx: reason" for the current errno and returns -1, errno
+ * untouched. */
+static int fail(char *err, size_t errlen, const char *op, const char *ctx)
+{
+    int e = errno;
+    if (err && errlen > 0)
+        snprintf(err, errlen, "%s %s: %s", op, ctx, strerror(e));
+    errno = e;
+    return -1;
+}
+
+/* fail, then closes fd (giving back its charge under NET_BUDGET). */
+static int fail_close(int fd, unsigned flags, char *err, size_t errlen, const char *op,
+                      const char *ctx)
+{
+    fail(err, errlen, op, ctx);
+    net_close(fd, flags);
+    return -1;
+}
+
+static const struct net_opt {
+    unsigned flag;
+    int level, name;
+    const char *label;
+} opts[] = {
+    {NET_REUSEADDR, SOL_SOCKET, SO_REUSEADDR, "setsockopt SO_REUSEADDR"},
+    {NET_REUSEPORT, SOL_SOCKET, SO_REUSEPORT, "setsockopt SO_REUSEPORT"},
+    {NET_NODELAY, IPPROTO_TCP, TCP_NODELAY, "setsockopt TCP_NODELAY"},
+    {NET_V6ONLY, IPPROTO_IPV6, IPV6_V6ONLY, "setsockopt IPV6_V6ONLY"},
+};
+
+/* net_socket with ctx naming the socket in messages. */
+static int open_socket(int family, int type, unsigned flags, const char *ctx, char *err,
+                       size_t errlen)
+{
+    int one = 1;
+    if ((flags & NET_BUDGET) && !fdbudget_take(1, FDB_EXTRA)) {
+        errno = EMFILE;
+        return fail(err, errlen, "socket", ctx);
+    }
+    int fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        fail(err, errlen, "socket", ctx);
+        if (flags & NET_BUDGET)
+            fdbudget_give(1);
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+        const struct net_opt *o = &opts[i];
+        if (!(flags & o->flag) || (o->flag == NET_V6ONLY && family != AF_INET6))
+            continue;
+        if (setsockopt(fd, o->level, o->name, &one, sizeof one) < 0)
+            return fail_close(fd, flags, err, errlen, o->label, ctx);
+    }
+    return fd;
+}
+
+int net_socket(int family, int type, unsigned flags, char *err, size_t errlen)
+{
+    const char *ctx = family == AF_INET    ? "IPv4"
+                      : family == AF_INET6 ? "IPv6"
+                      : family == AF_UNIX  ? "unix"
+                                           : "(other family)";
+    return open_socket(family, type, flags, ctx, err, errlen);
+}
+
+int net_listen_tcp(const union addr_any *a, int backlog, unsigned flags, char *err, size_t errlen)
+{
+    char name[ADDR_STRLEN];
+    addr_str(&a->sa, name, sizeof name);
+    int fd = open_socket(a->sa.sa_family, SOCK_STREAM, flags, name, err, errlen);
+    if (fd < 0)
+        return -1;
+    if (bind(fd, &a->sa, addr_len(&a->sa)) < 0)
+        return fail_close(fd, flags, err, errlen, "bind", name);
+    if (listen(fd, backlog) < 0)
+        return fail_close(fd, flags, err, errlen, "listen", name);
+    return fd;
+}
+
+/* Binds fd to a's IP on a port from lo..hi (0, 0: ephemeral). */
+static int bind_port_range(int fd, union addr_any *a, uint16_t lo, uint16_t hi)
+{
+    uint32_t span, start;
+    if (lo == 0) {
+        addr_set_port(a, 0);
+        return bind(fd, &a->sa, addr_len(&a->sa));
+    }
+    span = (uint32_t)(hi - lo) + 1;
+    if (getrandom(&start, sizeof start, 0) != sizeof start)
+        start = 0;
+    for (uint32_t i = 0; i < span && i < NET_PORT_TRIES; i++) {
+        uint16_t port = (uint16_t)(lo + (start + i) % span);
+        addr_set_port(a, port);
+        if (bind(fd, &a->sa, addr_len(&a->sa)) == 0)
+            return 0;
+        if (errno != EADDRINUSE)
+            return -1;
+    }
+    errno = EADDRINUSE;
+    return -1;
+}
+
+int net_bind_udp(union addr_any *a, uint16_t lo, uint16_t hi, unsigned flags, char *err,
+                 size_t errlen)
+{
+    char name[ADDR_STRLEN + 8];
+    size_t n;
+    addr_set_port(a, lo);
+    addr_str(&a->sa, name, sizeof name);
+    n = strlen(name);
+    if (hi > lo)
+        snprintf(name + n, sizeof name - n, "-%u", (unsigned)hi);
+    int fd = open_socket(a->sa.sa_family, SOCK_DGRAM, flags, name, err, errlen);
+    if (fd < 0)
+        return -1;
+    if (bind_port_range(fd, a, lo, hi) < 0)
+        return fail_close(fd, flags, err, errlen, "bind", name);
+    return fd;
+}
+
+int net_connect_nb(const union addr_any *to, unsigned flags, char *err, size_t errlen)
+{
+    char name[ADDR_STRLEN];
+    addr_str(&to->sa, name, sizeof name);
+    int fd = open_socket(to->sa.sa_family, SOCK_STREAM, flags, name, err, errlen);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, &to->sa, addr_len(&to->sa)) < 0 && errno != EINPROGRESS)
+        return fail_close(fd, flags, err, errlen, "connect", name);
+    return fd;
+}
+
+int net_accept(int fd, union addr_any *peer)
+{
+    for (;;) {
+        socklen_t len = sizeof *peer;
+        int c =
+            accept4(fd, peer ? &peer->sa : NULL, peer ? &len : NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (c >= 0 || errno != EINTR)
+            return c;
+    }
+}
+
+int net_set_nonblock(int fd, char *err, size_t errlen)
+{
+    char ctx[32];
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0)
+        return 0;
+    snprintf(ctx, sizeof ctx, "fd %d", fd);
+    return fail(err, errlen, "fcntl O_NONBLOCK", ctx);
+}
+
+void net_close(int fd, unsigned flags)
+{
+    int e = errno;
+    close(fd);
+    if (flags & NET_BUDGET)
+        fdbudget_give(1);
+    errno = e;
+}
