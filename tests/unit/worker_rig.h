@@ -159,14 +159,24 @@ static inline void rig_stop(struct rig *r)
     assert_int_equal(fd_count(), r->fds_before);
 }
 
-/* A client connected to the worker's listener (accepted on a later turn). */
-static inline int rig_client(struct rig *r)
+/* A client from IPv4 address `from` (another 127/8 address keeps the
+ * per-address limits of one test away from the others), connected to the
+ * worker's listener (accepted on a later turn). */
+static inline int rig_client_from(struct rig *r, const char *from)
 {
+    struct sockaddr_in a = {.sin_family = AF_INET};
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(fd >= 0);
+    assert_int_equal(inet_pton(AF_INET, from, &a.sin_addr), 1);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
     assert_int_equal(connect(fd, (struct sockaddr *)&r->proxy, sizeof r->proxy), 0);
     set_nonblock(fd);
     return fd;
+}
+
+static inline int rig_client(struct rig *r)
+{
+    return rig_client_from(r, "127.0.0.1");
 }
 
 static inline void rig_send(int fd, const void *buf, size_t len)
