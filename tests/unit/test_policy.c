@@ -36,7 +36,7 @@ TEST(client_denied_by_rule_is_closed_at_accept_without_a_byte)
     int c = rig_client(&r);
     rig_send(c, "\x05\x01\x00", 3);
     rig_expect_closed(&r, c);
-    assert_int_equal(stat_get(&r.w->stats.refused_rule), 1);
+    assert_int_equal(RIG_STAT(&r, refused_rule), 1);
     close(c);
     rig_stop(&r);
 }
@@ -61,7 +61,7 @@ TEST(request_denied_by_port_gets_rep_2_other_ports_pass)
     int t = rig_accept(&r, lfd2);
     close(t);
     close(c);
-    assert_int_equal(stat_get(&r.w->stats.refused_rule), 1);
+    assert_int_equal(RIG_STAT(&r, refused_rule), 1);
     rig_stop(&r);
     close(lfd);
     close(lfd2);
@@ -76,7 +76,7 @@ TEST(name_denied_by_a_pattern_gets_rep_2_without_being_looked_up)
     /* A lookup would fail (no such name): REP 4, not 2, and a DNS failure. */
     assert_int_equal(connect_name(&r, c, "www.blocked.test", 80), SOCKS5_REP_NOT_ALLOWED);
     rig_expect_closed(&r, c);
-    assert_int_equal(stat_get(&r.w->stats.dns_failures), 0);
+    assert_int_equal(RIG_STAT(&r, dns_failures), 0);
     close(c);
     rig_stop(&r);
 }
@@ -103,7 +103,7 @@ TEST(denied_addresses_of_a_name_are_skipped_and_the_allowed_one_is_dialed)
     int c = rig_client(&r);
     assert_int_equal(connect_name(&r, c, RIG_NAME, port), SOCKS5_REP_SUCCEEDED);
     int t = rig_accept(&r, lfd);
-    assert_int_equal(r.w->sessions->peer.sa.sa_family, AF_INET);
+    assert_int_equal(rig_session(&r)->peer.sa.sa_family, AF_INET);
     close(t);
     close(c);
     rig_stop(&r);
@@ -134,11 +134,11 @@ TEST(per_ip_limit_closes_the_extra_client_and_frees_its_slot_at_close)
     int c2 = rig_client_from(&r, "127.0.0.11");
     rig_send(c2, "\x05\x01\x00", 3);
     rig_expect_closed(&r, c2);
-    assert_int_equal(stat_get(&r.w->stats.refused_limit), 1);
+    assert_int_equal(RIG_STAT(&r, refused_limit), 1);
     int other = rig_client_from(&r, "127.0.0.12"); /* another address is not limited */
     rig_greet(&r, other);
     close(c1);
-    RIG_UNTIL(&r, r.w->nsessions == 1);
+    RIG_UNTIL(&r, rig_sessions(&r) == 1);
     int c3 = rig_client_from(&r, "127.0.0.11");
     rig_greet(&r, c3);
     close(c2);
@@ -155,10 +155,10 @@ TEST(handshake_slot_is_taken_at_accept_and_given_back_at_the_request)
     rig_start(&r, opts);
     closed_loopback_port(&closed);
     int c1 = rig_client(&r);
-    RIG_UNTIL(&r, r.w->nsessions == 1); /* silent, yet holding the slot */
+    RIG_UNTIL(&r, rig_sessions(&r) == 1); /* silent, yet holding the slot */
     int c2 = rig_client(&r);
     rig_expect_closed(&r, c2);
-    assert_int_equal(stat_get(&r.w->stats.refused_limit), 1);
+    assert_int_equal(RIG_STAT(&r, refused_limit), 1);
     /* The request ends c1's handshake even while its dial is out. */
     rig_greet(&r, c1);
     rig_request4(c1, SOCKS5_CMD_CONNECT, "127.0.0.1", ntohs(closed.sin_port));
@@ -244,9 +244,9 @@ TEST(failed_logins_throttle_the_address_even_for_the_right_password)
     assert_int_equal(login(&r, c, "secret"), 1);
     rig_expect_closed(&r, c);
     close(c);
-    assert_int_equal(stat_get(&r.w->stats.auth_fail), 2); /* the third was never checked */
-    assert_int_equal(stat_get(&r.w->stats.auth_ok), 0);
-    assert_int_equal(stat_get(&r.w->stats.handshake_fail[HSF_THROTTLED]), 1);
+    assert_int_equal(RIG_STAT(&r, auth_fail), 2); /* the third was never checked */
+    assert_int_equal(RIG_STAT(&r, auth_ok), 0);
+    assert_int_equal(RIG_STAT(&r, handshake_fail[HSF_THROTTLED]), 1);
     c = rig_client_from(&r, "127.0.0.22"); /* another address logs in */
     assert_int_equal(login(&r, c, "secret"), 0);
     close(c);

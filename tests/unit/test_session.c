@@ -63,9 +63,9 @@ TEST(connect_tunnels_bytes_and_passes_each_half_close_on)
     expect_bytes(&r, tn.c, "tail");
     assert_int_equal(shutdown(tn.t, SHUT_WR), 0);
     rig_expect_closed(&r, tn.c);
-    RIG_UNTIL(&r, r.w->nsessions == 0);
-    assert_int_equal(stat_get(&r.w->stats.bytes_up), 7);
-    assert_int_equal(stat_get(&r.w->stats.bytes_down), 10);
+    RIG_UNTIL(&r, rig_sessions(&r) == 0);
+    assert_int_equal(RIG_STAT(&r, bytes_up), 7);
+    assert_int_equal(RIG_STAT(&r, bytes_down), 10);
 
     tunnel_close(&tn);
     rig_stop(&r);
@@ -133,7 +133,7 @@ TEST(no_acceptable_method_gets_0xff_then_close)
     rig_recv(&r, c, rsp, 2);
     assert_memory_equal(rsp, "\x05\xff", 2);
     rig_expect_closed(&r, c);
-    assert_int_equal(stat_get(&r.w->stats.handshake_fail[HSF_NO_METHOD]), 1);
+    assert_int_equal(RIG_STAT(&r, handshake_fail[HSF_NO_METHOD]), 1);
     close(c);
     rig_stop(&r);
 }
@@ -145,7 +145,7 @@ TEST(socks4_or_garbage_greeting_is_closed_without_a_reply)
     int c = rig_client(&r);
     rig_send(c, "\x04\x01\x00\x50\x7f\x00\x00\x01", 8);
     rig_expect_closed(&r, c);
-    assert_int_equal(stat_get(&r.w->stats.handshake_fail[HSF_PROTOCOL]), 1);
+    assert_int_equal(RIG_STAT(&r, handshake_fail[HSF_PROTOCOL]), 1);
     close(c);
     rig_stop(&r);
 }
@@ -199,8 +199,8 @@ TEST(connect_by_name_resolves_and_reaches_the_address_that_answers)
     rig_request_name(c, SOCKS5_CMD_CONNECT, RIG_NAME, ntohs(ta.sin_port));
     assert_int_equal(rig_reply(&r, c, NULL), SOCKS5_REP_SUCCEEDED);
     int t = rig_accept(&r, lfd);
-    assert_string_equal(r.w->sessions->dst_name, RIG_NAME);
-    assert_true(addr_same_ip(&r.w->sessions->peer.sa, (struct sockaddr *)&ta));
+    assert_string_equal(rig_session(&r)->dst_name, RIG_NAME);
+    assert_true(addr_same_ip(&rig_session(&r)->peer.sa, (struct sockaddr *)&ta));
 
     close(t);
     close(lfd);
@@ -234,7 +234,7 @@ TEST(userpass_right_password_goes_on_wrong_one_gets_status_1_and_close)
     closed_loopback_port(&closed);
     int c = rig_client(&r);
     assert_int_equal(login(&r, c, "secret"), 0);
-    assert_string_equal(r.w->sessions->user, "alice");
+    assert_string_equal(rig_session(&r)->user, "alice");
     rig_request4(c, SOCKS5_CMD_CONNECT, "127.0.0.1", ntohs(closed.sin_port));
     assert_int_equal(rig_reply(&r, c, NULL), SOCKS5_REP_CONN_REFUSED);
     close(c);
@@ -242,8 +242,8 @@ TEST(userpass_right_password_goes_on_wrong_one_gets_status_1_and_close)
     assert_int_not_equal(login(&r, c, "wrong"), 0);
     rig_expect_closed(&r, c);
     close(c);
-    assert_int_equal(stat_get(&r.w->stats.auth_ok), 1);
-    assert_int_equal(stat_get(&r.w->stats.auth_fail), 1);
+    assert_int_equal(RIG_STAT(&r, auth_ok), 1);
+    assert_int_equal(RIG_STAT(&r, auth_fail), 1);
     rig_stop(&r);
 }
 
@@ -255,8 +255,8 @@ TEST(silent_client_is_closed_at_the_handshake_timeout)
     int c = rig_client(&r);
     rig_send(c, "\x05", 1); /* half a greeting, then nothing */
     rig_expect_closed(&r, c);
-    assert_int_equal(r.w->nsessions, 0);
-    assert_int_equal(stat_get(&r.w->stats.handshake_fail[HSF_TIMEOUT]), 1);
+    assert_int_equal(rig_sessions(&r), 0);
+    assert_int_equal(RIG_STAT(&r, handshake_fail[HSF_TIMEOUT]), 1);
     close(c);
     rig_stop(&r);
 }
@@ -286,8 +286,8 @@ TEST(proxy_header_from_a_trusted_balancer_names_the_client)
     int c = rig_client(&r);
     rig_send(c, hdr, sizeof hdr - 1);
     rig_greet(&r, c);
-    assert_int_equal(r.w->sessions->client.sa.sa_family, AF_INET);
-    assert_int_equal(ntohl(r.w->sessions->client.in4.sin_addr.s_addr), 0xc0000209);
+    assert_int_equal(rig_session(&r)->client.sa.sa_family, AF_INET);
+    assert_int_equal(ntohl(rig_session(&r)->client.in4.sin_addr.s_addr), 0xc0000209);
     close(c);
     rig_stop(&r);
 }
@@ -305,13 +305,13 @@ TEST(proxy_header_local_health_check_ends_cleanly)
     rig_send(c, v2, sizeof v2);
     rig_expect_closed(&r, c);
     close(c);
-    assert_int_equal(stat_get(&r.w->stats.handshake_fail[HSF_PROXY]), 0);
+    assert_int_equal(RIG_STAT(&r, handshake_fail[HSF_PROXY]), 0);
     /* A broken header, unlike the health check, is a handshake failure. */
     c = rig_client(&r);
     rig_send(c, "PROXY TCP4 nonsense\r\n", 21);
     rig_expect_closed(&r, c);
     close(c);
-    assert_int_equal(stat_get(&r.w->stats.handshake_fail[HSF_PROXY]), 1);
+    assert_int_equal(RIG_STAT(&r, handshake_fail[HSF_PROXY]), 1);
     rig_stop(&r);
 }
 
@@ -321,8 +321,8 @@ TEST(session_close_of_a_live_tunnel_closes_both_sides)
     struct tunnel tn;
     rig_start(&r, NULL);
     tunnel_open(&r, &tn);
-    session_close(r.w->sessions);
-    assert_int_equal(r.w->nsessions, 0);
+    session_close(rig_session(&r));
+    assert_int_equal(rig_sessions(&r), 0);
     rig_expect_closed(&r, tn.c);
     rig_expect_closed(&r, tn.t);
     tunnel_close(&tn);

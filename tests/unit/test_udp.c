@@ -114,7 +114,7 @@ static void client_gets(struct rig *r, const struct assoc *as, const union addr_
 
 static uint64_t drops(const struct rig *r)
 {
-    return stat_get(&r->w->stats.dgrams_dropped);
+    return RIG_STAT(r, dgrams_dropped);
 }
 
 TEST(datagram_goes_out_without_its_header_and_the_answer_comes_back_with_one)
@@ -135,8 +135,8 @@ TEST(datagram_goes_out_without_its_header_and_the_answer_comes_back_with_one)
     assert_int_not_equal(addr_port(&out.sa), addr_port(&cl.sa));
     assert_int_equal(sendto(t, "pong", 4, 0, &out.sa, addr_len(&out.sa)), 4);
     client_gets(&r, &as, &ta, "pong");
-    assert_int_equal(stat_get(&r.w->stats.dgrams_up), 1);
-    assert_int_equal(stat_get(&r.w->stats.dgrams_down), 1);
+    assert_int_equal(RIG_STAT(&r, dgrams_up), 1);
+    assert_int_equal(RIG_STAT(&r, dgrams_down), 1);
     assert_int_equal(drops(&r), 0);
 
     assoc_close(&as);
@@ -378,9 +378,9 @@ TEST(closing_the_control_connection_ends_the_association)
     struct assoc as;
     rig_start(&r, NULL);
     assoc_open(&r, &as, 0);
-    assert_int_equal(r.w->nsessions, 1);
+    assert_int_equal(rig_sessions(&r), 1);
     close(as.ctl);
-    RIG_UNTIL(&r, r.w->nsessions == 0);
+    RIG_UNTIL(&r, rig_sessions(&r) == 0);
     close(as.cu);
     rig_stop(&r); /* and every socket of the association is closed */
 }
@@ -393,7 +393,7 @@ TEST(association_without_traffic_ends_at_the_udp_timeout)
     rig_start(&r, opts);
     assoc_open(&r, &as, 0);
     rig_expect_closed(&r, as.ctl);
-    assert_int_equal(r.w->nsessions, 0);
+    assert_int_equal(rig_sessions(&r), 0);
     assoc_close(&as);
     rig_stop(&r);
 }

@@ -12,15 +12,15 @@ TEST(queued_clients_all_become_sessions_and_the_counts_return_to_zero)
     rig_start(&r, NULL);
     for (int i = 0; i < 5; i++)
         c[i] = rig_client(&r);
-    RIG_UNTIL(&r, r.w->nsessions == 5);
+    RIG_UNTIL(&r, rig_sessions(&r) == 5);
     assert_int_equal(atomic_load(&g_sessions), 5);
-    assert_int_equal(stat_get(&r.w->stats.active), 5);
+    assert_int_equal(RIG_STAT(&r, active), 5);
     for (int i = 0; i < 5; i++)
         close(c[i]);
-    RIG_UNTIL(&r, r.w->nsessions == 0);
+    RIG_UNTIL(&r, rig_sessions(&r) == 0);
     assert_int_equal(atomic_load(&g_sessions), 0);
-    assert_int_equal(stat_get(&r.w->stats.active), 0);
-    assert_int_equal(stat_get(&r.w->stats.probes), 5); /* closed without a byte */
+    assert_int_equal(RIG_STAT(&r, active), 0);
+    assert_int_equal(RIG_STAT(&r, probes), 5); /* closed without a byte */
     rig_stop(&r);
 }
 
@@ -34,9 +34,9 @@ TEST(max_sessions_closes_connections_over_the_limit_at_accept)
     rig_greet(&r, c2);
     int c3 = rig_client(&r);
     rig_expect_closed(&r, c3);
-    assert_int_equal(stat_get(&r.w->stats.refused_limit), 1);
+    assert_int_equal(RIG_STAT(&r, refused_limit), 1);
     close(c1);
-    RIG_UNTIL(&r, r.w->nsessions == 1);
+    RIG_UNTIL(&r, rig_sessions(&r) == 1);
     int c4 = rig_client(&r);
     rig_greet(&r, c4);
     close(c2);
@@ -100,9 +100,9 @@ TEST(reload_rules_apply_to_new_sessions_while_old_tunnels_go_on)
     int c = rig_client(&r);
     rig_expect_closed(&r, c); /* refused at accept by the new rules */
     close(c);
-    assert_int_equal(stat_get(&r.w->stats.refused_rule), 1);
+    assert_int_equal(RIG_STAT(&r, refused_rule), 1);
     tunnel_still_works(&r, &tn);
-    assert_null(r.w->sessions->cfg->rules); /* the tunnel keeps its snapshot */
+    assert_null(rig_session(&r)->cfg->rules); /* the tunnel keeps its snapshot */
 
     tunnel_close(&tn);
     rig_stop(&r);
@@ -149,7 +149,7 @@ TEST(drain_stops_accepting_and_closes_what_is_left_after_the_grace_period)
     close(p);
     tunnel_still_works(&r, &tn); /* within the grace period */
     rig_expect_closed(&r, tn.c);
-    assert_int_equal(r.w->nsessions, 0);
+    assert_int_equal(rig_sessions(&r), 0);
 
     tunnel_close(&tn);
     rig_stop(&r);
