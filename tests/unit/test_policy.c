@@ -170,23 +170,6 @@ TEST(handshake_slot_is_taken_at_accept_and_given_back_at_the_request)
     rig_stop(&r);
 }
 
-/* RFC 1929 login as alice from c; returns the status byte. */
-static uint8_t login(struct rig *r, int c, const char *pass)
-{
-    uint8_t msg[64] = {1, 5, 'a', 'l', 'i', 'c', 'e'};
-    uint8_t rsp[2];
-    size_t n = strlen(pass);
-    msg[7] = (uint8_t)n;
-    memcpy(msg + 8, pass, n);
-    rig_send(c, "\x05\x01\x02", 3);
-    rig_recv(r, c, rsp, 2);
-    assert_memory_equal(rsp, "\x05\x02", 2);
-    rig_send(c, msg, 8 + n);
-    rig_recv(r, c, rsp, 2);
-    assert_int_equal(rsp[0], 1);
-    return rsp[1];
-}
-
 TEST(per_user_limit_refuses_the_extra_request_with_rep_2)
 {
     const char *opts[] = {
@@ -196,12 +179,12 @@ TEST(per_user_limit_refuses_the_extra_request_with_rep_2)
     uint16_t port = target(&lfd);
     rig_start(&r, opts);
     int c1 = rig_client(&r);
-    assert_int_equal(login(&r, c1, "secret"), 0);
+    assert_int_equal(rig_login(&r, c1, "secret"), 0);
     rig_request4(c1, SOCKS5_CMD_CONNECT, "127.0.0.1", port);
     assert_int_equal(rig_reply(&r, c1, NULL), SOCKS5_REP_SUCCEEDED);
     int t = rig_accept(&r, lfd);
     int c2 = rig_client(&r);
-    assert_int_equal(login(&r, c2, "secret"), 0);
+    assert_int_equal(rig_login(&r, c2, "secret"), 0);
     rig_request4(c2, SOCKS5_CMD_CONNECT, "127.0.0.1", port);
     assert_int_equal(rig_reply(&r, c2, NULL), SOCKS5_REP_NOT_ALLOWED);
     rig_expect_closed(&r, c2);
@@ -219,7 +202,7 @@ TEST(rule_naming_the_user_refuses_that_user_with_rep_2)
     struct rig r;
     rig_start(&r, opts);
     int c = rig_client(&r);
-    assert_int_equal(login(&r, c, "secret"), 0);
+    assert_int_equal(rig_login(&r, c, "secret"), 0);
     rig_request4(c, SOCKS5_CMD_CONNECT, "127.0.0.1", 80);
     assert_int_equal(rig_reply(&r, c, NULL), SOCKS5_REP_NOT_ALLOWED);
     rig_expect_closed(&r, c);
@@ -236,19 +219,19 @@ TEST(failed_logins_throttle_the_address_even_for_the_right_password)
     rig_start(&r, opts);
     for (int i = 0; i < 2; i++) {
         int c = rig_client_from(&r, "127.0.0.21");
-        assert_int_equal(login(&r, c, "wrong"), 1);
+        assert_int_equal(rig_login(&r, c, "wrong"), 1);
         rig_expect_closed(&r, c);
         close(c);
     }
     int c = rig_client_from(&r, "127.0.0.21");
-    assert_int_equal(login(&r, c, "secret"), 1);
+    assert_int_equal(rig_login(&r, c, "secret"), 1);
     rig_expect_closed(&r, c);
     close(c);
     assert_int_equal(RIG_STAT(&r, auth_fail), 2); /* the third was never checked */
     assert_int_equal(RIG_STAT(&r, auth_ok), 0);
     assert_int_equal(RIG_STAT(&r, handshake_fail[HSF_THROTTLED]), 1);
     c = rig_client_from(&r, "127.0.0.22"); /* another address logs in */
-    assert_int_equal(login(&r, c, "secret"), 0);
+    assert_int_equal(rig_login(&r, c, "secret"), 0);
     close(c);
     rig_stop(&r);
 }

@@ -4,39 +4,6 @@
  * byte for byte, and a refused request must end in the RFC's REP code. */
 #include "worker_rig.h"
 
-struct tunnel {
-    int c;   /* the client */
-    int t;   /* the target's end, accepted by the test */
-    int lfd; /* the target listener */
-    union addr_any bnd;
-};
-
-/* CONNECT to a fresh loopback listener; the reply must be a success naming
- * the proxy's outbound address, which is where the target sees it from. */
-static void tunnel_open(struct rig *r, struct tunnel *tn)
-{
-    struct sockaddr_in ta;
-    union addr_any from;
-    socklen_t len = sizeof from;
-    tn->lfd = listen_loopback(&ta, 4);
-    set_nonblock(tn->lfd);
-    tn->c = rig_client(r);
-    rig_greet(r, tn->c);
-    rig_request4(tn->c, SOCKS5_CMD_CONNECT, "127.0.0.1", ntohs(ta.sin_port));
-    assert_int_equal(rig_reply(r, tn->c, &tn->bnd), SOCKS5_REP_SUCCEEDED);
-    tn->t = rig_accept(r, tn->lfd);
-    assert_int_equal(getpeername(tn->t, &from.sa, &len), 0);
-    assert_true(addr_same_ip(&from.sa, &tn->bnd.sa));
-    assert_int_equal(addr_port(&from.sa), addr_port(&tn->bnd.sa));
-}
-
-static void tunnel_close(struct tunnel *tn)
-{
-    close(tn->c);
-    close(tn->t);
-    close(tn->lfd);
-}
-
 static void expect_bytes(struct rig *r, int fd, const char *want)
 {
     char buf[64];
@@ -48,9 +15,9 @@ static void expect_bytes(struct rig *r, int fd, const char *want)
 TEST(connect_tunnels_bytes_and_passes_each_half_close_on)
 {
     struct rig r;
-    struct tunnel tn;
+    struct rig_tunnel tn;
     rig_start(&r, NULL);
-    tunnel_open(&r, &tn);
+    rig_tunnel_open(&r, &tn);
 
     rig_send(tn.c, "request", 7);
     expect_bytes(&r, tn.t, "request");
@@ -67,7 +34,7 @@ TEST(connect_tunnels_bytes_and_passes_each_half_close_on)
     assert_int_equal(RIG_STAT(&r, bytes_up), 7);
     assert_int_equal(RIG_STAT(&r, bytes_down), 10);
 
-    tunnel_close(&tn);
+    rig_tunnel_close(&tn);
     rig_stop(&r);
 }
 
@@ -208,23 +175,6 @@ TEST(connect_by_name_resolves_and_reaches_the_address_that_answers)
     rig_stop(&r);
 }
 
-/* RFC 1929 subnegotiation for alice; returns the status byte. */
-static uint8_t login(struct rig *r, int c, const char *pass)
-{
-    uint8_t msg[64] = {1, 5, 'a', 'l', 'i', 'c', 'e'};
-    uint8_t rsp[2];
-    size_t n = strlen(pass);
-    msg[7] = (uint8_t)n;
-    memcpy(msg + 8, pass, n);
-    rig_send(c, "\x05\x01\x02", 3);
-    rig_recv(r, c, rsp, 2);
-    assert_memory_equal(rsp, "\x05\x02", 2);
-    rig_send(c, msg, 8 + n);
-    rig_recv(r, c, rsp, 2);
-    assert_int_equal(rsp[0], 1);
-    return rsp[1];
-}
-
 TEST(userpass_right_password_goes_on_wrong_one_gets_status_1_and_close)
 {
     const char *opts[] = {"--users", rig_users_path(), "--auth", "userpass", NULL};
@@ -233,13 +183,13 @@ TEST(userpass_right_password_goes_on_wrong_one_gets_status_1_and_close)
     rig_start(&r, opts);
     closed_loopback_port(&closed);
     int c = rig_client(&r);
-    assert_int_equal(login(&r, c, "secret"), 0);
+    assert_int_equal(rig_login(&r, c, "secret"), 0);
     assert_string_equal(rig_session(&r)->user, "alice");
     rig_request4(c, SOCKS5_CMD_CONNECT, "127.0.0.1", ntohs(closed.sin_port));
     assert_int_equal(rig_reply(&r, c, NULL), SOCKS5_REP_CONN_REFUSED);
     close(c);
     c = rig_client(&r);
-    assert_int_not_equal(login(&r, c, "wrong"), 0);
+    assert_int_not_equal(rig_login(&r, c, "wrong"), 0);
     rig_expect_closed(&r, c);
     close(c);
     assert_int_equal(RIG_STAT(&r, auth_ok), 1);
@@ -265,14 +215,14 @@ TEST(quiet_tunnel_is_closed_at_the_idle_timeout)
 {
     static const char *const opts[] = {"--timeout-idle", "100ms", NULL};
     struct rig r;
-    struct tunnel tn;
+    struct rig_tunnel tn;
     rig_start(&r, opts);
-    tunnel_open(&r, &tn);
+    rig_tunnel_open(&r, &tn);
     rig_send(tn.c, "x", 1);
     expect_bytes(&r, tn.t, "x");
     rig_expect_closed(&r, tn.c);
     rig_expect_closed(&r, tn.t);
-    tunnel_close(&tn);
+    rig_tunnel_close(&tn);
     rig_stop(&r);
 }
 
@@ -318,14 +268,14 @@ TEST(proxy_header_local_health_check_ends_cleanly)
 TEST(session_close_of_a_live_tunnel_closes_both_sides)
 {
     struct rig r;
-    struct tunnel tn;
+    struct rig_tunnel tn;
     rig_start(&r, NULL);
-    tunnel_open(&r, &tn);
+    rig_tunnel_open(&r, &tn);
     session_close(rig_session(&r));
     assert_int_equal(rig_sessions(&r), 0);
     rig_expect_closed(&r, tn.c);
     rig_expect_closed(&r, tn.t);
-    tunnel_close(&tn);
+    rig_tunnel_close(&tn);
     rig_stop(&r);
 }
 

@@ -45,36 +45,12 @@ TEST(max_sessions_closes_connections_over_the_limit_at_accept)
     rig_stop(&r);
 }
 
-/* A tunnel through the rig to a target of the test's. */
-struct tunnel {
-    int c, t, lfd;
-};
-
-static void tunnel_open(struct rig *r, struct tunnel *tn)
-{
-    struct sockaddr_in ta;
-    tn->lfd = listen_loopback(&ta, 4);
-    set_nonblock(tn->lfd);
-    tn->c = rig_client(r);
-    rig_greet(r, tn->c);
-    rig_request4(tn->c, SOCKS5_CMD_CONNECT, "127.0.0.1", ntohs(ta.sin_port));
-    assert_int_equal(rig_reply(r, tn->c, NULL), SOCKS5_REP_SUCCEEDED);
-    tn->t = rig_accept(r, tn->lfd);
-}
-
-static void tunnel_still_works(struct rig *r, const struct tunnel *tn)
+static void tunnel_still_works(struct rig *r, const struct rig_tunnel *tn)
 {
     char buf[4];
     rig_send(tn->c, "ping", 4);
     rig_recv(r, tn->t, buf, 4);
     assert_memory_equal(buf, "ping", 4);
-}
-
-static void tunnel_close(struct tunnel *tn)
-{
-    close(tn->c);
-    close(tn->t);
-    close(tn->lfd);
 }
 
 /* Hands the worker cfg with the listeners ls[0..n) and waits until its
@@ -91,9 +67,9 @@ TEST(reload_rules_apply_to_new_sessions_while_old_tunnels_go_on)
 {
     static const char *const deny_all[] = {"--rule", "deny", NULL};
     struct rig r;
-    struct tunnel tn;
+    struct rig_tunnel tn;
     rig_start(&r, NULL);
-    tunnel_open(&r, &tn);
+    rig_tunnel_open(&r, &tn);
     struct worker_listen same = {.spec = r.w->listeners[0].spec, .fd = r.w->listeners[0].io.fd};
     reload(&r, rig_config(deny_all), &same, 1);
 
@@ -104,7 +80,7 @@ TEST(reload_rules_apply_to_new_sessions_while_old_tunnels_go_on)
     tunnel_still_works(&r, &tn);
     assert_null(rig_session(&r)->cfg->rules); /* the tunnel keeps its snapshot */
 
-    tunnel_close(&tn);
+    rig_tunnel_close(&tn);
     rig_stop(&r);
 }
 
@@ -135,9 +111,9 @@ TEST(drain_stops_accepting_and_closes_what_is_left_after_the_grace_period)
 {
     static const char *const opts[] = {"--shutdown-grace", "200ms", NULL};
     struct rig r;
-    struct tunnel tn;
+    struct rig_tunnel tn;
     rig_start(&r, opts);
-    tunnel_open(&r, &tn);
+    rig_tunnel_open(&r, &tn);
     struct sockaddr_in addr = r.proxy;
     worker_drain(r.w);
     RIG_UNTIL(&r, r.w->draining);
@@ -151,7 +127,7 @@ TEST(drain_stops_accepting_and_closes_what_is_left_after_the_grace_period)
     rig_expect_closed(&r, tn.c);
     assert_int_equal(rig_sessions(&r), 0);
 
-    tunnel_close(&tn);
+    rig_tunnel_close(&tn);
     rig_stop(&r);
 }
 

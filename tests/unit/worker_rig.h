@@ -314,4 +314,54 @@ static inline int rig_accept(struct rig *r, int lfd)
     return fd;
 }
 
+/* RFC 1929 subnegotiation for alice; returns the status byte. */
+static inline uint8_t rig_login(struct rig *r, int c, const char *pass)
+{
+    uint8_t msg[64] = {1, 5, 'a', 'l', 'i', 'c', 'e'};
+    uint8_t rsp[2];
+    size_t n = strlen(pass);
+    msg[7] = (uint8_t)n;
+    memcpy(msg + 8, pass, n);
+    rig_send(c, "\x05\x01\x02", 3);
+    rig_recv(r, c, rsp, 2);
+    assert_memory_equal(rsp, "\x05\x02", 2);
+    rig_send(c, msg, 8 + n);
+    rig_recv(r, c, rsp, 2);
+    assert_int_equal(rsp[0], 1);
+    return rsp[1];
+}
+
+struct rig_tunnel {
+    int c;   /* the client */
+    int t;   /* the target's end, accepted by the test */
+    int lfd; /* the target listener */
+    union addr_any bnd;
+};
+
+/* CONNECT to a fresh loopback listener; the reply must be a success naming
+ * the proxy's outbound address, which is where the target sees it from. */
+static inline void rig_tunnel_open(struct rig *r, struct rig_tunnel *tn)
+{
+    struct sockaddr_in ta;
+    union addr_any from;
+    socklen_t len = sizeof from;
+    tn->lfd = listen_loopback(&ta, 4);
+    set_nonblock(tn->lfd);
+    tn->c = rig_client(r);
+    rig_greet(r, tn->c);
+    rig_request4(tn->c, SOCKS5_CMD_CONNECT, "127.0.0.1", ntohs(ta.sin_port));
+    assert_int_equal(rig_reply(r, tn->c, &tn->bnd), SOCKS5_REP_SUCCEEDED);
+    tn->t = rig_accept(r, tn->lfd);
+    assert_int_equal(getpeername(tn->t, &from.sa, &len), 0);
+    assert_true(addr_same_ip(&from.sa, &tn->bnd.sa));
+    assert_int_equal(addr_port(&from.sa), addr_port(&tn->bnd.sa));
+}
+
+static inline void rig_tunnel_close(struct rig_tunnel *tn)
+{
+    close(tn->c);
+    close(tn->t);
+    close(tn->lfd);
+}
+
 #endif
