@@ -334,6 +334,82 @@ TEST(name_is_resolved_once_in_the_client_family_then_taken_from_the_cache)
     rig_stop(&r);
 }
 
+TEST(name_with_addresses_of_the_other_family_only_is_sent_there)
+{
+    struct rig r;
+    struct assoc as;
+    union addr_any t6a;
+    uint8_t hdr[300];
+    rig_start(&r, NULL);
+    int t6 = udp_on("::1", &t6a);
+    assoc_open(&r, &as, 0);
+    size_t hlen = name_header(hdr, RIG_NAME6, addr_port(&t6a.sa));
+    send_raw(as.cu, &as, hdr, hlen, "over six");
+    target_gets(&r, t6, "over six");
+    assoc_close(&as);
+    close(t6);
+    rig_stop(&r);
+}
+
+/* An IPv6 answer of the largest size leaves no room for its 22-byte SOCKS
+ * header in a datagram to the client: dropped, not cut. */
+TEST(answer_too_big_for_its_socks_header_is_dropped_not_truncated)
+{
+    static uint8_t big[65520]; /* + 22 > 65535, yet IPv6 carries it */
+    struct rig r;
+    struct assoc as;
+    union addr_any t6a;
+    rig_start(&r, NULL);
+    int t6 = udp_on("::1", &t6a);
+    assoc_open(&r, &as, 0);
+    send_via(as.cu, &as, &t6a, "ping");
+    union addr_any out = target_gets(&r, t6, "ping");
+    memset(big, 'b', sizeof big);
+    assert_int_equal(sendto(t6, big, sizeof big, 0, &out.sa, addr_len(&out.sa)),
+                     (ssize_t)sizeof big);
+    assert_int_equal(sendto(t6, "small", 5, 0, &out.sa, addr_len(&out.sa)), 5);
+    client_gets(&r, &as, &t6a, "small");
+    assert_int_equal(drops(&r), 1);
+    assoc_close(&as);
+    close(t6);
+    rig_stop(&r);
+}
+
+/* More datagrams than one event's budget (64) wait on the socket: the
+ * relay comes back for them in the same loop round, both ways, in order. */
+TEST(burst_beyond_one_events_budget_is_relayed_whole_and_in_order)
+{
+    enum { N = 100 };
+    struct rig r;
+    struct assoc as;
+    union addr_any t6a, out;
+    char msg[16];
+    rig_start(&r, NULL);
+    int t6 = udp_on("::1", &t6a);
+    assoc_open(&r, &as, 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(msg, sizeof msg, "up %03d", i);
+        send_via(as.cu, &as, &t6a, msg);
+    }
+    for (int i = 0; i < N; i++) {
+        snprintf(msg, sizeof msg, "up %03d", i);
+        out = target_gets(&r, t6, msg);
+    }
+    for (int i = 0; i < N; i++) {
+        snprintf(msg, sizeof msg, "down %03d", i);
+        assert_int_equal(sendto(t6, msg, strlen(msg), 0, &out.sa, addr_len(&out.sa)),
+                         (ssize_t)strlen(msg));
+    }
+    for (int i = 0; i < N; i++) {
+        snprintf(msg, sizeof msg, "down %03d", i);
+        client_gets(&r, &as, &t6a, msg);
+    }
+    assert_int_equal(drops(&r), 0);
+    assoc_close(&as);
+    close(t6);
+    rig_stop(&r);
+}
+
 TEST(rules_refuse_a_udp_destination_by_address_and_by_name_before_lookup)
 {
     static const char *const opts[] = {"--rule", "deny to 127.0.0.3,*.blocked.test", "--rule",
@@ -424,6 +500,9 @@ int main(void)
         cmocka_unit_test(full_cone_passes_an_answer_from_anyone_with_its_source_in_the_header),
         cmocka_unit_test(ipv6_target_from_an_ipv4_association_gets_a_socket_of_its_family),
         cmocka_unit_test(name_is_resolved_once_in_the_client_family_then_taken_from_the_cache),
+        cmocka_unit_test(name_with_addresses_of_the_other_family_only_is_sent_there),
+        cmocka_unit_test(answer_too_big_for_its_socks_header_is_dropped_not_truncated),
+        cmocka_unit_test(burst_beyond_one_events_budget_is_relayed_whole_and_in_order),
         cmocka_unit_test(rules_refuse_a_udp_destination_by_address_and_by_name_before_lookup),
         cmocka_unit_test(relay_socket_is_bound_inside_udp_ports),
         cmocka_unit_test(closing_the_control_connection_ends_the_association),

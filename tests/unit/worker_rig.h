@@ -41,9 +41,11 @@ struct rig {
 };
 
 /* A hosts file of the tests' own, named to c-ares by CARES_HOSTS before any
- * resolver exists: RIG_NAME resolves to loopback in both families without
- * a network, whatever the machine's /etc/hosts holds. */
+ * resolver exists: RIG_NAME resolves to loopback in both families and
+ * RIG_NAME6 to ::1 alone, without a network, whatever the machine's
+ * /etc/hosts holds. */
 #define RIG_NAME "rig-target.test"
+#define RIG_NAME6 "rig-target6.test"
 static char rig_hosts[64];
 
 /* What every rig needs once per process, as main() does it. */
@@ -53,7 +55,7 @@ static inline int rig_global_setup(void **state)
     snprintf(rig_hosts, sizeof rig_hosts, "/tmp/socks5d-unit-rig-hosts.%d", (int)getpid());
     FILE *f = fopen(rig_hosts, "w");
     assert_non_null(f);
-    fprintf(f, "127.0.0.1 %s\n::1 %s\n", RIG_NAME, RIG_NAME);
+    fprintf(f, "127.0.0.1 %s\n::1 %s\n::1 %s\n", RIG_NAME, RIG_NAME, RIG_NAME6);
     assert_int_equal(fclose(f), 0);
     assert_int_equal(setenv("CARES_HOSTS", rig_hosts, 1), 0);
     assert_int_equal(log_init(), 0);
