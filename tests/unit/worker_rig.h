@@ -22,11 +22,7 @@
 
 /* The password pool moves to auth_pool.h when auth.c is split (issue 11):
  * either header declares the same auth_pool_start/auth_pool_stop. */
-#if __has_include("auth_pool.h")
 #include "auth_pool.h"
-#else
-#include "auth.h"
-#endif
 #include "config.h"
 #include "log.h"
 #include "proto.h"
