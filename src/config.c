@@ -594,17 +594,17 @@ static int apply(struct config *c, int opt, const char *arg, struct origin *o, c
         static const char *const names[] = {"error", "warn", "info", "debug"};
         for (int i = 0; i < 4; i++)
             if (strcmp(arg, names[i]) == 0)
-                return c->log_level = i, 0;
+                return c->log.level = i, 0;
         return snprintf(err, errlen, "'%s': expected error, warn, info or debug", arg), -1;
     }
     case O_ERROR_LOG:
-        if (parse_sink(arg, 0, &c->error_sink, &c->error_log_path) < 0)
+        if (parse_sink(arg, 0, &c->log.error_sink, &c->log.error_log_path) < 0)
             return snprintf(err, errlen, "'%s': expected stderr, syslog or an absolute file path",
                             arg),
                    -1;
         return 0;
     case O_ACCESS_LOG:
-        if (parse_sink(arg, 1, &c->access_sink, &c->access_log_path) < 0)
+        if (parse_sink(arg, 1, &c->log.access_sink, &c->log.access_log_path) < 0)
             return snprintf(err, errlen,
                             "'%s': expected off, stderr, syslog or an absolute file path", arg),
                    -1;
@@ -612,14 +612,14 @@ static int apply(struct config *c, int opt, const char *arg, struct origin *o, c
     case O_ACCESS_LOG_FORMAT:
         if (strcmp(arg, "json") && strcmp(arg, "logfmt"))
             return snprintf(err, errlen, "'%s': expected logfmt or json", arg), -1;
-        c->access_json = strcmp(arg, "json") == 0;
+        c->log.access_json = strcmp(arg, "json") == 0;
         return 0;
     case O_VERBOSE:
-        c->log_level = LOG_LVL_DEBUG;
+        c->log.level = LOG_LVL_DEBUG;
         return 0;
     case O_QUIET:
-        c->access_sink = SINK_OFF;
-        c->log_level = LOG_LVL_WARN;
+        c->log.access_sink = SINK_OFF;
+        c->log.level = LOG_LVL_WARN;
         return 0;
     default:
         return snprintf(err, errlen, "not allowed here"), -1;
@@ -779,9 +779,9 @@ static void set_defaults(struct config *c)
     c->auth_fail_window_ms = 60000;
     c->auth_fail_cooldown_ms = 300000;
     c->ipv6_prefix = 64;
-    c->log_level = LOG_LVL_INFO;
-    c->error_sink = SINK_STDERR;
-    c->access_sink = SINK_STDERR;
+    c->log.level = LOG_LVL_INFO;
+    c->log.error_sink = SINK_STDERR;
+    c->log.access_sink = SINK_STDERR;
 }
 
 #define BAD(...)                                                                                   \
@@ -980,8 +980,8 @@ void config_unref(struct config *c)
         free(c->rate_limits[i].user);
     free(c->rate_limits);
     free(c->users_path);
-    free(c->error_log_path);
-    free(c->access_log_path);
+    free(c->log.error_log_path);
+    free(c->log.access_log_path);
     free(c->run_user);
     free(c->path);
     free(c);

@@ -11,14 +11,13 @@
 #include <stdio.h>
 
 #include "addr.h"
+#include "log.h"
 
 struct users;
 struct rules;
 
 #define CONFIG_MAX_LISTEN 64
 #define CONFIG_DEFAULT_PATH "/etc/socks5d/socks5d.conf"
-
-enum log_sink { SINK_OFF = 0, SINK_STDERR, SINK_SYSLOG, SINK_FILE };
 
 struct listen_spec {
     union addr_any addr;
@@ -53,10 +52,7 @@ struct config {
     uint32_t ipv6_prefix; /* IPv6 clients are keyed by this many leading bits */
     struct rate_limit *rate_limits;
     size_t nrate_limits;
-    int log_level;               /* enum log_level */
-    int error_sink, access_sink; /* enum log_sink */
-    char *error_log_path, *access_log_path;
-    int access_json;
+    struct log_settings log;
     int open_proxy;
     int proxy_protocol_all; /* --proxy-protocol: on every listener */
     int no_bind, no_udp, udp_full_cone;

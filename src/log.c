@@ -15,7 +15,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
 #include "logring.h"
 
 #define LINE_BYTES 2048
@@ -130,7 +129,7 @@ static int commit(struct sink *s, int kind, int fd, const char *path)
     return 0;
 }
 
-static int switch_targets(const struct config *c, char *err, size_t errlen)
+static int switch_targets(const struct log_settings *c, char *err, size_t errlen)
 {
     /* Both targets open before either changes: all or nothing. */
     int efd = open_target(c->error_sink, c->error_log_path);
@@ -153,14 +152,14 @@ static int switch_targets(const struct config *c, char *err, size_t errlen)
     return 0;
 }
 
-int log_configure(const struct config *c, char *err, size_t errlen)
+int log_configure(const struct log_settings *c, char *err, size_t errlen)
 {
     pthread_mutex_lock(&switch_lock);
     int rc = switch_targets(c, err, errlen);
     pthread_mutex_unlock(&switch_lock);
     if (rc < 0)
         return -1;
-    atomic_store(&max_level, c->log_level);
+    atomic_store(&max_level, c->level);
     atomic_store(&access_json, c->access_json);
     return 0;
 }

@@ -18,15 +18,22 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-struct config;
-
 enum log_level { LOG_LVL_ERROR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
+enum log_sink { SINK_OFF = 0, SINK_STDERR, SINK_SYSLOG, SINK_FILE };
+
+/* Where the logs go and what they keep: part of the configuration. */
+struct log_settings {
+    int level;                   /* enum log_level */
+    int error_sink, access_sink; /* enum log_sink */
+    char *error_log_path, *access_log_path;
+    int access_json;
+};
 
 /* Called once before anything logs. Returns 0 or -1. */
 int log_init(void);
 /* Points both logs where c says (at start and on reload). Returns 0, or -1
  * with the reason in err (the previous targets stay in force). */
-int log_configure(const struct config *c, char *err, size_t errlen);
+int log_configure(const struct log_settings *c, char *err, size_t errlen);
 /* Reopens log files (SIGUSR1): on the log thread when it runs (returns 0
  * at once), else now (returns 0 or -1 after logging why). */
 int log_reopen(void);

@@ -338,7 +338,7 @@ static void reload(struct server *sv)
         metrics_reloaded(0);
         return;
     }
-    if (log_configure(c, err, sizeof err) < 0)
+    if (log_configure(&c->log, err, sizeof err) < 0)
         log_error("reload: %s (logs stay where they were)", err);
     refresh_self(sv);
     if (!sv->activated) {
@@ -528,10 +528,10 @@ static int abandon(struct server *sv, int code)
 static int check_log_files(const struct config *c)
 {
     char err[512];
-    if ((c->error_sink == SINK_FILE &&
-         privs_check_log_file(c, "error-log", c->error_log_path, err, sizeof err) < 0) ||
-        (c->access_sink == SINK_FILE &&
-         privs_check_log_file(c, "access-log", c->access_log_path, err, sizeof err) < 0)) {
+    if ((c->log.error_sink == SINK_FILE &&
+         privs_check_log_file(c, "error-log", c->log.error_log_path, err, sizeof err) < 0) ||
+        (c->log.access_sink == SINK_FILE &&
+         privs_check_log_file(c, "access-log", c->log.access_log_path, err, sizeof err) < 0)) {
         fprintf(stderr, "socks5d: %s\n", err);
         return -1;
     }
@@ -566,7 +566,7 @@ int main(int argc, char **argv)
         config_unref(sv.cfg);
         return 0;
     }
-    if (log_configure(sv.cfg, err, sizeof err) < 0) {
+    if (log_configure(&sv.cfg->log, err, sizeof err) < 0) {
         fprintf(stderr, "socks5d: %s\n", err);
         config_unref(sv.cfg);
         return 2;

@@ -341,12 +341,12 @@ TEST(valid_file_with_every_directive_kind_fills_the_struct)
     assert_int_equal(rules_count(c->pp_from), 1);
     assert_int_equal(c->proxy_protocol_all, 0);
 
-    assert_int_equal(c->log_level, LOG_LVL_DEBUG);
-    assert_int_equal(c->error_sink, SINK_FILE);
-    assert_string_equal(c->error_log_path, errlog);
-    assert_int_equal(c->access_sink, SINK_FILE);
-    assert_string_equal(c->access_log_path, acclog);
-    assert_int_equal(c->access_json, 1);
+    assert_int_equal(c->log.level, LOG_LVL_DEBUG);
+    assert_int_equal(c->log.error_sink, SINK_FILE);
+    assert_string_equal(c->log.error_log_path, errlog);
+    assert_int_equal(c->log.access_sink, SINK_FILE);
+    assert_string_equal(c->log.access_log_path, acclog);
+    assert_int_equal(c->log.access_json, 1);
     assert_addr(&c->metrics, "127.0.0.1:9100");
     assert_string_equal(c->run_user, "nobody");
     assert_int_equal(c->allow_root, 0);
@@ -381,10 +381,10 @@ TEST(minimal_file_keeps_documented_defaults)
     assert_int_equal(c->auth_fail_window_ms, 60000);
     assert_int_equal(c->auth_fail_cooldown_ms, 300000);
     assert_int_equal(c->max_per_ip, 0);
-    assert_int_equal(c->log_level, LOG_LVL_INFO);
-    assert_int_equal(c->error_sink, SINK_STDERR);
-    assert_int_equal(c->access_sink, SINK_STDERR);
-    assert_int_equal(c->access_json, 0);
+    assert_int_equal(c->log.level, LOG_LVL_INFO);
+    assert_int_equal(c->log.error_sink, SINK_STDERR);
+    assert_int_equal(c->log.access_sink, SINK_STDERR);
+    assert_int_equal(c->log.access_json, 0);
     assert_null(c->rules);
     assert_null(c->users);
     assert_int_equal(c->metrics.sa.sa_family, 0);
@@ -556,15 +556,15 @@ TEST(command_line_flags_verbose_quiet_and_proxy_protocol)
     struct loaded r =
         LOAD("-c", path, "-v", "--proxy-protocol", "--proxy-protocol-from", "10.0.0.1");
     expect_ok(&r);
-    assert_int_equal(r.c->log_level, LOG_LVL_DEBUG);
+    assert_int_equal(r.c->log.level, LOG_LVL_DEBUG);
     assert_int_equal(r.c->proxy_protocol_all, 1);
     assert_int_equal(r.c->listen[0].proxy_protocol, 1);
     assert_int_equal(r.c->listen[1].proxy_protocol, 1);
     loaded_free(&r);
     r = LOAD("-c", path, "-q");
     expect_ok(&r);
-    assert_int_equal(r.c->log_level, LOG_LVL_WARN);
-    assert_int_equal(r.c->access_sink, SINK_OFF);
+    assert_int_equal(r.c->log.level, LOG_LVL_WARN);
+    assert_int_equal(r.c->log.access_sink, SINK_OFF);
     loaded_free(&r);
 }
 
@@ -684,7 +684,7 @@ TEST(short_options_parse_after_a_call_whose_argv_changed)
     assert_non_null(err);
     struct config *c = config_load(4, argv1, err, &code, &check);
     assert_non_null(c);
-    assert_int_equal(c->log_level, LOG_LVL_DEBUG);
+    assert_int_equal(c->log.level, LOG_LVL_DEBUG);
     config_unref(c);
     /* The caller reuses its buffer (it owns it once the call returned). */
     memset(cluster, 'v', sizeof cluster - 1);
@@ -693,7 +693,7 @@ TEST(short_options_parse_after_a_call_whose_argv_changed)
     c = config_load(4, argv2, err, &code, &check);
     assert_non_null(c);
     assert_int_equal(check, 1);
-    assert_int_equal(c->log_level, LOG_LVL_INFO); /* no -v this time */
+    assert_int_equal(c->log.level, LOG_LVL_INFO); /* no -v this time */
     config_unref(c);
     fclose(err);
 }

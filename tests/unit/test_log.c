@@ -5,7 +5,7 @@
  * order, reopen, flush on stop, exact drop accounting behind a stuck pipe.
  *
  * Both logs are pointed at files in a temporary directory through a minimal
- * struct config and log_configure; the files are read back and checked.
+ * struct log_settings and log_configure; the files are read back and checked.
  * JSON lines are checked with a small strict parser written here (objects
  * of string values, UTF-8 text, escapes decoded), so "parseable" means what
  * a JSON consumer would accept. */
@@ -54,7 +54,7 @@ static size_t count_lines(const char *s)
 static void configure(int err_kind, const char *err_path, int acc_kind, const char *acc_path,
                       int json, int level)
 {
-    struct config *c = calloc(1, sizeof *c);
+    struct log_settings *c = calloc(1, sizeof *c);
     char msg[512];
     assert_non_null(c);
     c->error_sink = err_kind;
@@ -62,7 +62,7 @@ static void configure(int err_kind, const char *err_path, int acc_kind, const ch
     c->access_sink = acc_kind;
     c->access_log_path = acc_path ? strdup(acc_path) : NULL;
     c->access_json = json;
-    c->log_level = level;
+    c->level = level;
     if (log_configure(c, msg, sizeof msg) < 0)
         fail_msg("log_configure: %s", msg);
     free(c->error_log_path);
@@ -102,12 +102,12 @@ static int group_teardown(void **state)
 {
     (void)state;
     /* Leave the logs somewhere harmless before the files go. */
-    struct config c;
+    struct log_settings c;
     char msg[256];
     memset(&c, 0, sizeof c);
     c.error_sink = SINK_STDERR;
     c.access_sink = SINK_OFF;
-    c.log_level = LOG_LVL_INFO;
+    c.level = LOG_LVL_INFO;
     log_configure(&c, msg, sizeof msg);
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return 0;
@@ -573,7 +573,7 @@ TEST(failed_configure_keeps_both_previous_targets)
     configure(SINK_FILE, err, SINK_FILE, acc, 0, LOG_LVL_INFO);
 
     /* New targets: a fine error log, an access log that cannot be opened. */
-    struct config *c = calloc(1, sizeof *c);
+    struct log_settings *c = calloc(1, sizeof *c);
     char msg[512] = "";
     assert_non_null(c);
     c->error_sink = SINK_FILE;
@@ -581,7 +581,7 @@ TEST(failed_configure_keeps_both_previous_targets)
     c->access_sink = SINK_FILE;
     c->access_log_path = bad;
     c->access_json = 1;
-    c->log_level = LOG_LVL_DEBUG;
+    c->level = LOG_LVL_DEBUG;
     assert_int_equal(log_configure(c, msg, sizeof msg), -1);
     free(c);
     assert_non_null(strstr(msg, bad));
@@ -695,7 +695,7 @@ TEST(ring_pop_cuts_a_line_longer_than_the_buffer)
 TEST(symlink_at_the_log_path_is_refused_and_its_target_untouched)
 {
     char target[PATH_MAX], link_[PATH_MAX], msg[512];
-    struct config c;
+    struct log_settings c;
     path_of("precious", target, sizeof target);
     path_of("link.log", link_, sizeof link_);
     FILE *f = fopen(target, "w");

@@ -125,7 +125,7 @@ static inline void rig_start(struct rig *r, const char *const *extra)
     r->fds_before = fd_count();
     ls.fd = listen_loopback(&r->proxy, 64);
     set_nonblock(ls.fd);
-    if (log_configure(c, err, sizeof err) < 0)
+    if (log_configure(&c->log, err, sizeof err) < 0)
         fail_msg("log_configure: %s", err);
     r->w = worker_new(0, c, NULL, &ls, 1, err, sizeof err);
     if (!r->w)
