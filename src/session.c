@@ -131,8 +131,8 @@ static void access_log(const struct session *s)
         KV("dropped", dropped);
     }
     KV("ms", ms);
-    if (s->rule_file) {
-        snprintf(rule, sizeof rule, "%s:%d", s->rule_file, s->rule_line);
+    if (s->pol.rule_file) {
+        snprintf(rule, sizeof rule, "%s:%d", s->pol.rule_file, s->pol.rule_line);
         KV("rule", rule);
     }
     if (s->why)
@@ -559,8 +559,7 @@ static void dial_addrs(struct session *s, const union addr_any *all, size_t coun
     int err;
     if (n == 0)
         return;
-    s->rule_file = NULL;
-    s->rule_line = 0;
+    policy_forget_rule(s);
     s->active_ms = loop_now(s->w->loop);
     s->expire = on_dial_timeout; /* the deadline the resolve started goes on */
     phase_io(s, on_client_waiting);
@@ -857,7 +856,7 @@ static int parse_request(struct session *s)
     s->requested = 1;
     policy_handshake_done(s);
     if (policy_request(s) == POLICY_DENY) {
-        session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL, s->why);
+        session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL, s->pol.why);
         return HS_GONE;
     }
     if (req.cmd == SOCKS5_CMD_CONNECT)
@@ -895,7 +894,7 @@ static int parse_proxy(struct session *s)
     addr_normalize((struct sockaddr *)&r.src, &real);
     s->client = real;
     if (!policy_accept(s)) {
-        session_close(s);
+        session_fail(s, s->pol.why);
         return HS_GONE;
     }
     phase_parse(s, parse_greeting);
@@ -976,20 +975,19 @@ static void handshake_continue(struct session *s)
     }
 }
 
-/* Whether the connection may proceed before a byte is read. */
-static int admit(struct session *s, const struct listen_spec *ln)
+/* Why the connection may not proceed before a byte is read, or NULL. */
+static const char *refusal(struct session *s, const struct listen_spec *ln)
 {
     if (!ln->proxy_protocol)
-        return policy_accept(s);
+        return policy_accept(s) ? NULL : s->pol.why;
     phase_parse(s, parse_proxy);
     /* No trust list (a socket-activated listener kept across a reload that
      * dropped it) trusts nobody: rules_check_client fails closed on NULL. */
     if (!rules_check_client(s->cfg->pp_from, &s->client.sa, NULL)) {
         s->fail = HSF_PROXY;
-        s->why = "PROXY protocol from an untrusted address";
-        return 0;
+        return "PROXY protocol from an untrusted address";
     }
-    return policy_handshake_begin(s);
+    return policy_handshake_begin(s) ? NULL : s->pol.why;
 }
 
 void session_start(struct worker *w, int fd, const union addr_any *client,
@@ -1020,8 +1018,9 @@ void session_start(struct worker *w, int fd, const union addr_any *client,
         session_fail(s, "epoll_ctl failed");
         return;
     }
-    if (!admit(s, ln)) {
-        session_close(s);
+    const char *why = refusal(s, ln);
+    if (why) {
+        session_fail(s, why);
         return;
     }
     /* No read here: registering reports data that is already waiting. */

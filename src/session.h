@@ -16,13 +16,12 @@
 
 #include "addr.h"
 #include "loop.h"
+#include "policy.h"
 #include "relay.h"
 
 struct worker;
 struct config;
 struct session_rate;
-
-enum { HELD_IP = 1, HELD_USER = 2, HELD_HANDSHAKE = 4, HELD_LOGIN = 8 };
 
 /* An operation in flight for the session (auth job, resolve query, dial,
  * BIND listener): closing the session cancels it. */
@@ -55,10 +54,8 @@ struct session {
     /* BIND naming its peer by a name: the addresses that peer may come from */
     union addr_any *bind_peers;
     size_t nbind_peers;
-    uint8_t held;          /* HELD_*: limit slots to give back */
-    int8_t fail;           /* enum hs_fail when the handshake failed, else -1 */
-    const char *rule_file; /* the rule that decided, for the access log */
-    int rule_line;
+    int8_t fail;               /* enum hs_fail when the handshake failed, else -1 */
+    struct policy_state pol;   /* slots held and the deciding rule */
     struct session_rate *rate; /* per-user bandwidth limit, or NULL */
     union addr_any client;
     union addr_any dst;  /* requested address (port valid for names too) */
