@@ -168,13 +168,16 @@ static void pending_set(struct session *s, void (*cancel)(void *), void *op)
 {
     s->pending.cancel = op ? cancel : NULL;
     s->pending.op = op;
+    s->pending.started_ms = loop_now(s->w->loop);
 }
 
-/* The operation answered: it is no longer ours to cancel. */
-static void pending_done(struct session *s)
+/* The operation answered: it is no longer ours to cancel. Returns how long
+ * it took (ms). */
+static uint64_t pending_done(struct session *s)
 {
     s->pending.cancel = NULL;
     s->pending.op = NULL;
+    return loop_now(s->w->loop) - s->pending.started_ms;
 }
 
 static void pending_cancel(struct session *s)
@@ -516,12 +519,12 @@ static void on_dialed(void *owner, int fd, struct loop_io *io, int err, const un
     struct session *s = owner;
     union addr_any local;
     socklen_t len = sizeof local;
-    pending_done(s);
+    uint64_t took = pending_done(s);
     if (fd < 0) {
         session_reply(s, rep_from_errno(err), NULL, strerror(err));
         return;
     }
-    stats_observe(&s->w->stats.connect, loop_now(s->w->loop) - s->active_ms);
+    stats_observe(&s->w->stats.connect, took);
     s->peer = *peer;
     /* Moved or not, the target side owns fd now: closing the session closes it. */
     if (loop_io_move(s->w->loop, io, &s->relay.target.io, LOOP_READ | LOOP_WRITE, on_target) < 0) {
@@ -560,7 +563,6 @@ static void dial_addrs(struct session *s, const union addr_any *all, size_t coun
     if (n == 0)
         return;
     policy_forget_rule(s);
-    s->active_ms = loop_now(s->w->loop);
     s->expire = on_dial_timeout; /* the deadline the resolve started goes on */
     phase_io(s, on_client_waiting);
     pending_set(s, cancel_dial,
@@ -599,8 +601,7 @@ static void with_addrs(struct session *s, const union addr_any *addrs, size_t n)
 static void on_resolved(void *owner, int status, const union addr_any *addrs, size_t n)
 {
     struct session *s = owner;
-    pending_done(s);
-    stats_observe(&s->w->stats.dns, loop_now(s->w->loop) - s->active_ms);
+    stats_observe(&s->w->stats.dns, pending_done(s));
     if (status != RESOLVE_OK) {
         stat_inc(&s->w->stats.dns_failures);
         session_reply(s, SOCKS5_REP_HOST_UNREACHABLE, NULL,
@@ -621,7 +622,6 @@ static void resolve_destination(struct session *s)
         with_addrs(s, addrs, n);
         return;
     }
-    s->active_ms = loop_now(s->w->loop);
     phase_io(s, on_client_waiting);
     pending_set(s, cancel_resolve,
                 resolve_start(s->w->resolver, s->dst_name, addr_port(&s->dst.sa), on_resolved, s));

@@ -28,6 +28,7 @@ struct session_rate;
 struct pending {
     void (*cancel)(void *op);
     void *op;
+    uint64_t started_ms; /* for the latency histograms */
 };
 
 struct session {
@@ -58,9 +59,9 @@ struct session {
     struct policy_state pol;   /* slots held and the deciding rule */
     struct session_rate *rate; /* per-user bandwidth limit, or NULL */
     union addr_any client;
-    union addr_any dst;  /* requested address (port valid for names too) */
-    union addr_any peer; /* the target actually connected */
-    uint64_t started_ms, active_ms;
+    union addr_any dst;             /* requested address (port valid for names too) */
+    union addr_any peer;            /* the target actually connected */
+    uint64_t started_ms, active_ms; /* accepted; last relayed a byte */
 };
 
 struct listen_spec;
