@@ -33,8 +33,10 @@ static int parse_auth(struct session *s);
 static int parse_request(struct session *s);
 static void start_bind(struct session *s);
 
-/* What a handshake step did. After HS_GONE the session must not be touched:
- * it was closed, or handed on to a callback that owns it now. */
+/* What a handshake parser did: needs more bytes; installed the next phase's
+ * parser (parse on); waits on a pending operation. After HS_GONE the session
+ * must not be touched: it was closed, or handed on to a callback that owns
+ * it now. */
 enum { HS_GONE = -1, HS_MORE = 0, HS_NEXT = 1, HS_WAIT = 2 };
 
 /* Per-user bandwidth limit: one bucket per direction and the timer that
