@@ -2,18 +2,26 @@
 #include "bind.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "fdbudget.h"
 #include "log.h"
 #include "net.h"
 #include "policy.h"
 #include "proto.h"
 #include "session.h"
 #include "worker.h"
+
+struct bind_listener {
+    struct loop_io io;
+    struct session *s; /* read for the request; told through done */
+    bind_fn done;
+};
 
 /* The peer the request named: at the requested address (any address when it
  * is unspecified, one of the name's addresses for a name) and from the
@@ -32,10 +40,23 @@ static int peer_expected(const struct session *s, const struct sockaddr *peer)
     return 0;
 }
 
-/* The listener lives in the session's target slot until the peer comes. */
+/* Ends the wait: the listener goes (its budget charge passes to fd when
+ * there is one) and the session hears how it ended. */
+static void finish(struct bind_listener *b, int fd, const union addr_any *peer, int err)
+{
+    struct session *s = b->s;
+    bind_fn done = b->done;
+    loop_io_close(s->w->loop, &b->io);
+    if (fd < 0)
+        fdbudget_give(1);
+    free(b);
+    done(s, fd, peer, err);
+}
+
 static void on_bind_accept(struct loop_io *io, unsigned events)
 {
-    struct session *s = container_of(io, struct session, relay.target.io);
+    struct bind_listener *b = container_of(io, struct bind_listener, io);
+    const struct session *s = b->s;
     (void)events;
     for (;;) {
         union addr_any peer;
@@ -45,26 +66,20 @@ static void on_bind_accept(struct loop_io *io, unsigned events)
             if (errno == ECONNABORTED)
                 continue;
             if (errno != EAGAIN)
-                session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, strerror(errno));
+                finish(b, -1, NULL, errno);
             return;
         }
         /* Any other peer is turned away and the wait goes on. */
         if (!peer_expected(s, &peer.sa) ||
-            !policy_address(s, SOCKS5_CMD_BIND, &peer.sa, s->dst_name)) {
+            !policy_address(b->s, SOCKS5_CMD_BIND, &peer.sa, s->dst_name)) {
             log_debug("bind: refused %s, waiting for %s", addr_str(&peer.sa, name, sizeof name),
                       s->dst_name ? s->dst_name : addr_str(&s->dst.sa, want, sizeof want));
             close(fd);
             continue;
         }
-        /* The listener's budget charge passes on to the peer that replaces it. */
-        loop_io_close(s->w->loop, io);
-        addr_normalize(&peer.sa, &s->peer);
-        if (session_attach_target(s, fd) < 0) {
-            session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "epoll_ctl failed");
-            return;
-        }
-        if (session_reply(s, SOCKS5_REP_SUCCEEDED, &s->peer.sa, NULL) == 0)
-            session_relay(s);
+        union addr_any normal;
+        addr_normalize(&peer.sa, &normal);
+        finish(b, fd, &normal, 0);
         return;
     }
 }
@@ -87,29 +102,38 @@ static void listen_addr(const struct session *s, union addr_any *a)
     addr_set_port(a, 0);
 }
 
-void bind_start(struct session *s)
+struct bind_listener *bind_start(struct session *s, union addr_any *bnd, bind_fn done)
 {
-    union addr_any a, bnd;
-    socklen_t len = sizeof bnd;
+    union addr_any a, local;
+    socklen_t len = sizeof *bnd;
+    struct bind_listener *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    b->s = s;
+    b->done = done;
     listen_addr(s, &a);
     /* Charged to the budget; the accepted peer inherits TCP_NODELAY, as on
      * the main listeners. */
     int fd = net_listen_tcp(&a, 8, NET_NODELAY | NET_BUDGET, NULL, 0);
     if (fd < 0) {
-        session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, strerror(errno));
-        return;
+        free(b);
+        return NULL;
     }
-    if (getsockname(fd, &bnd.sa, &len) < 0 ||
-        loop_io_add(s->w->loop, &s->relay.target.io, fd, LOOP_READ, on_bind_accept) < 0) {
+    if (getsockname(fd, &bnd->sa, &len) < 0 ||
+        loop_io_add(s->w->loop, &b->io, fd, LOOP_READ, on_bind_accept) < 0) {
         net_close(fd, NET_BUDGET);
-        session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, strerror(errno));
-        return;
+        free(b);
+        return NULL;
     }
-    union addr_any local;
     len = sizeof local;
     if (getsockname(s->relay.client.io.fd, &local.sa, &len) == 0)
-        config_advertise_into(s->cfg, &local.sa, &bnd);
-    s->state = S_BIND_WAIT;
-    if (session_reply(s, SOCKS5_REP_SUCCEEDED, &bnd.sa, NULL) == 0)
-        session_arm(s, s->cfg->timeout_bind_ms);
+        config_advertise_into(s->cfg, &local.sa, bnd);
+    return b;
+}
+
+void bind_cancel(struct bind_listener *b)
+{
+    loop_io_close(b->s->w->loop, &b->io);
+    fdbudget_give(1);
+    free(b);
 }

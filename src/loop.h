@@ -71,6 +71,12 @@ int loop_io_set(struct loop *l, struct loop_io *io, unsigned mask);
  * both cases `to` owns the fd now (see above). */
 int loop_io_move(struct loop *l, struct loop_io *from, struct loop_io *to, unsigned mask,
                  loop_io_fn fn);
+/* Points the next events of io at fn (the fd and interest stay): how an
+ * owner moves a connection from one phase to the next. */
+static inline void loop_io_handler(struct loop_io *io, loop_io_fn fn)
+{
+    io->fn = fn;
+}
 /* Forgets io and closes its fd, which also ends the registration: one
  * syscall instead of two. Only for fds never duplicated (a dup keeps the
  * registration alive after close). */

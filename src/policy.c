@@ -10,10 +10,19 @@
 #include "stats.h"
 #include "worker.h"
 
+/* Limit slots a session holds. */
+enum { HELD_IP = 1, HELD_USER = 2, HELD_HANDSHAKE = 4, HELD_LOGIN = 8 };
+
 static void note_rule(struct session *s, const struct rules_verdict *v)
 {
-    s->rule_file = v->file;
-    s->rule_line = v->line;
+    s->pol.rule_file = v->file;
+    s->pol.rule_line = v->line;
+}
+
+void policy_forget_rule(struct session *s)
+{
+    s->pol.rule_file = NULL;
+    s->pol.rule_line = 0;
 }
 
 int policy_accept(struct session *s)
@@ -22,29 +31,29 @@ int policy_accept(struct session *s)
     struct rules_verdict v;
     if (c->rules && !rules_check_client(c->rules, &s->client.sa, &v)) {
         note_rule(s, &v);
-        s->why = "client denied by rule";
+        s->pol.why = "client denied by rule";
         stat_inc(&s->w->stats.refused_rule);
         return 0;
     }
     if (!quota_ip_take(&s->client.sa, c->ipv6_prefix, c->max_per_ip)) {
-        s->why = "too many sessions from this address";
+        s->pol.why = "too many sessions from this address";
         stat_inc(&s->w->stats.refused_limit);
         return 0;
     }
-    s->held |= HELD_IP;
+    s->pol.held |= HELD_IP;
     return policy_handshake_begin(s);
 }
 
 int policy_handshake_begin(struct session *s)
 {
-    if (s->held & HELD_HANDSHAKE)
+    if (s->pol.held & HELD_HANDSHAKE)
         return 1; /* taken at accept, before the PROXY header */
     if (!quota_handshake_take(s->cfg->max_handshakes)) {
-        s->why = "too many handshakes in progress";
+        s->pol.why = "too many handshakes in progress";
         stat_inc(&s->w->stats.refused_limit);
         return 0;
     }
-    s->held |= HELD_HANDSHAKE;
+    s->pol.held |= HELD_HANDSHAKE;
     return 1;
 }
 
@@ -68,7 +77,7 @@ enum policy_verdict policy_request(struct session *s)
     struct rules_request r;
     struct rules_verdict v = {.allow = 1};
     if ((s->cmd == SOCKS5_CMD_BIND && c->no_bind) || (s->cmd == SOCKS5_CMD_UDP && c->no_udp)) {
-        s->why = "command disabled";
+        s->pol.why = "command disabled";
         stat_inc(&s->w->stats.refused_rule);
         return POLICY_DENY;
     }
@@ -83,18 +92,18 @@ enum policy_verdict policy_request(struct session *s)
             rules_match(c->rules, &r, &v);
         note_rule(s, &v);
         if (!v.allow && !v.need_addr) {
-            s->why = "denied by rule";
+            s->pol.why = "denied by rule";
             stat_inc(&s->w->stats.refused_rule);
             return POLICY_DENY;
         }
     }
     if (s->user) {
         if (!quota_user_take(s->user, c->max_per_user)) {
-            s->why = "too many sessions for this user";
+            s->pol.why = "too many sessions for this user";
             stat_inc(&s->w->stats.refused_limit);
             return POLICY_DENY;
         }
-        s->held |= HELD_USER;
+        s->pol.held |= HELD_USER;
     }
     return v.need_addr ? POLICY_NEED_ADDR : POLICY_ALLOW;
 }
@@ -129,9 +138,9 @@ int policy_name_denied(struct session *s, int cmd, const char *name, uint16_t po
 
 void policy_handshake_done(struct session *s)
 {
-    if (s->held & HELD_HANDSHAKE)
+    if (s->pol.held & HELD_HANDSHAKE)
         quota_handshake_release();
-    s->held &= (uint8_t)~HELD_HANDSHAKE;
+    s->pol.held &= (uint8_t)~HELD_HANDSHAKE;
 }
 
 int policy_auth_attempt(struct session *s)
@@ -140,25 +149,25 @@ int policy_auth_attempt(struct session *s)
     if (!quota_auth_attempt(&s->client.sa, c->ipv6_prefix, c->auth_fail_limit,
                             c->auth_fail_cooldown_ms, loop_now(s->w->loop)))
         return 0;
-    s->held |= HELD_LOGIN;
+    s->pol.held |= HELD_LOGIN;
     return 1;
 }
 
 void policy_auth_settle(struct session *s, int failed)
 {
-    if (s->held & HELD_LOGIN)
+    if (s->pol.held & HELD_LOGIN)
         quota_auth_settle(&s->client.sa, s->cfg->ipv6_prefix, failed, s->cfg->auth_fail_window_ms,
                           loop_now(s->w->loop));
-    s->held &= (uint8_t)~HELD_LOGIN;
+    s->pol.held &= (uint8_t)~HELD_LOGIN;
 }
 
 void policy_release(struct session *s)
 {
     policy_handshake_done(s);
     policy_auth_settle(s, 1);
-    if (s->held & HELD_IP)
+    if (s->pol.held & HELD_IP)
         quota_ip_release(&s->client.sa, s->cfg->ipv6_prefix);
-    if (s->held & HELD_USER)
+    if (s->pol.held & HELD_USER)
         quota_user_release(s->user);
-    s->held = 0;
+    s->pol.held = 0;
 }

@@ -15,25 +15,37 @@
 
 struct session;
 
+/* What the policy points took and decided for one session, embedded in it:
+ * written only here, read by the session (the access log, its replies). */
+struct policy_state {
+    uint8_t held;          /* limit slots to give back */
+    const char *why;       /* why the last refusal refused */
+    const char *rule_file; /* the rule that decided, or NULL */
+    int rule_line;
+};
+
 enum policy_verdict { POLICY_DENY = 0, POLICY_ALLOW = 1, POLICY_NEED_ADDR = 2 };
 
-/* At accept. Returns 1 to go on, 0 when the session must be closed (s->why
- * and s->rule_* say why). Takes slots that policy_release gives back. */
+/* At accept. Returns 1 to go on, 0 when the session must be closed (s->pol
+ * says why). Takes slots that policy_release gives back. */
 int policy_accept(struct session *s);
-/* At the request. For POLICY_DENY s->why / s->rule_* are set. */
+/* At the request. For POLICY_DENY s->pol says why. */
 enum policy_verdict policy_request(struct session *s);
 /* One concrete destination (resolved address, UDP target, BIND peer) for
  * command cmd; name is the name the client asked for, or NULL. Returns 1 if
- * allowed; on 0 s->rule_* name the deciding rule. */
+ * allowed; on 0 s->pol names the deciding rule. */
 int policy_address(struct session *s, int cmd, const struct sockaddr *dst, const char *name);
 /* Takes a handshake slot (max-handshakes) unless the session holds one
  * already: on a PROXY listener at accept, since waiting for the header is
  * part of the handshake; otherwise in policy_accept. Returns 1, or 0 with
- * s->why set. */
+ * s->pol.why set. */
 int policy_handshake_begin(struct session *s);
 /* A destination known only by name (port in host order): 1 when the rules
  * refuse it before it is resolved, so it is not looked up at all. */
 int policy_name_denied(struct session *s, int cmd, const char *name, uint16_t port);
+/* The rule noted so far decides nothing any more (the addresses it did not
+ * refuse are being dialed). */
+void policy_forget_rule(struct session *s);
 /* Handshake over: its slot goes back (idempotent). */
 void policy_handshake_done(struct session *s);
 /* Failed-login throttling: a login attempt counts from the moment it is

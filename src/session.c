@@ -26,13 +26,19 @@
 #include "udp.h"
 #include "worker.h"
 
-static void on_client(struct loop_io *io, unsigned events);
 static void on_target(struct loop_io *io, unsigned events);
 static void handshake_continue(struct session *s);
-static void control_read(struct session *s);
+static void on_handshake_io(struct loop_io *io, unsigned events);
+static void on_handshake_timeout(struct session *s);
+static int parse_greeting(struct session *s);
+static int parse_auth(struct session *s);
+static int parse_request(struct session *s);
+static void start_bind(struct session *s);
 
-/* What a handshake step did. After HS_GONE the session must not be touched:
- * it was closed, or handed on to a callback that owns it now. */
+/* What a handshake parser did: needs more bytes; installed the next phase's
+ * parser (parse on); waits on a pending operation. After HS_GONE the session
+ * must not be touched: it was closed, or handed on to a callback that owns
+ * it now. */
 enum { HS_GONE = -1, HS_MORE = 0, HS_NEXT = 1, HS_WAIT = 2 };
 
 /* Per-user bandwidth limit: one bucket per direction and the timer that
@@ -92,7 +98,7 @@ static const char *dst_str(const struct session *s, char *buf, size_t len)
  * check), not a session: counted, not logged. */
 static int is_probe(const struct session *s)
 {
-    return s->state <= S_GREETING && s->hlen == 0 && !s->why;
+    return !s->greeted && s->hlen == 0 && !s->why;
 }
 
 static void access_log(const struct session *s)
@@ -105,14 +111,16 @@ static void access_log(const struct session *s)
         return;
     if (s->rep != 0xff)
         snprintf(rep, sizeof rep, "%u", s->rep);
-    snprintf(up, sizeof up, "%llu", (unsigned long long)s->relay.up.bytes);
-    snprintf(down, sizeof down, "%llu", (unsigned long long)s->relay.down.bytes);
+    snprintf(up, sizeof up, "%llu",
+             (unsigned long long)(s->udp ? udp_counts(s->udp)->bytes_up : s->relay.up.bytes));
+    snprintf(down, sizeof down, "%llu",
+             (unsigned long long)(s->udp ? udp_counts(s->udp)->bytes_down : s->relay.down.bytes));
     snprintf(ms, sizeof ms, "%llu", (unsigned long long)(loop_now(s->w->loop) - s->started_ms));
 #define KV(k, v) (kv[n++] = (k), kv[n++] = (v))
     KV("client", addr_str(&s->client.sa, client, sizeof client));
     KV("user", s->user ? s->user : "-");
     KV("cmd", cmd_name(s->cmd));
-    KV("dst", s->state >= S_RESOLVE ? dst_str(s, dst, sizeof dst) : "-");
+    KV("dst", s->requested ? dst_str(s, dst, sizeof dst) : "-");
     KV("addr", addr_str(&s->peer.sa, peer, sizeof peer));
     KV("rep", rep);
     KV("up", up);
@@ -127,8 +135,8 @@ static void access_log(const struct session *s)
         KV("dropped", dropped);
     }
     KV("ms", ms);
-    if (s->rule_file) {
-        snprintf(rule, sizeof rule, "%s:%d", s->rule_file, s->rule_line);
+    if (s->pol.rule_file) {
+        snprintf(rule, sizeof rule, "%s:%d", s->pol.rule_file, s->pol.rule_line);
         KV("rule", rule);
     }
     if (s->why)
@@ -137,17 +145,63 @@ static void access_log(const struct session *s)
     log_access(kv, n / 2);
 }
 
-static void cancel_pending(struct session *s)
+/* ---------------- phases ---------------- */
+
+static void cancel_auth(void *op)
 {
-    if (!s->pending)
-        return;
-    if (s->state == S_AUTH_WAIT)
-        auth_cancel(s->pending);
-    else if (s->state == S_RESOLVE)
-        resolve_cancel(s->pending);
-    else if (s->state == S_DIAL)
-        dial_cancel(s->pending);
-    s->pending = NULL;
+    auth_cancel(op);
+}
+
+static void cancel_resolve(void *op)
+{
+    resolve_cancel(op);
+}
+
+static void cancel_dial(void *op)
+{
+    dial_cancel(op);
+}
+
+static void cancel_bind(void *op)
+{
+    bind_cancel(op);
+}
+
+/* Records the operation now in flight (op NULL: it could not start). */
+static void pending_set(struct session *s, void (*cancel)(void *), void *op)
+{
+    s->pending.cancel = op ? cancel : NULL;
+    s->pending.op = op;
+    s->pending.started_ms = loop_now(s->w->loop);
+}
+
+/* The operation answered: it is no longer ours to cancel. Returns how long
+ * it took (ms). */
+static uint64_t pending_done(struct session *s)
+{
+    s->pending.cancel = NULL;
+    s->pending.op = NULL;
+    return loop_now(s->w->loop) - s->pending.started_ms;
+}
+
+static void pending_cancel(struct session *s)
+{
+    if (s->pending.cancel)
+        s->pending.cancel(s->pending.op);
+    pending_done(s);
+}
+
+/* Enters a phase: its handler gets the client's events from now on. */
+static void phase_io(struct session *s, loop_io_fn on_client_io)
+{
+    loop_io_handler(&s->relay.client.io, on_client_io);
+}
+
+/* Enters a handshake phase: client bytes go to `parse`. */
+static void phase_parse(struct session *s, int (*parse)(struct session *))
+{
+    s->parse = parse;
+    phase_io(s, on_handshake_io);
 }
 
 /* Each side's fd was charged to the budget when it was opened (the client's
@@ -175,7 +229,7 @@ static void count_end(const struct session *s)
 void session_close(struct session *s)
 {
     struct worker *w = s->w;
-    cancel_pending(s);
+    pending_cancel(s);
     access_log(s);
     count_end(s);
     policy_release(s);
@@ -241,38 +295,115 @@ int session_reply(struct session *s, uint8_t rep, const struct sockaddr *bnd, co
 
 /* ---------------- timers ---------------- */
 
-static void on_timeout(struct loop_timer *t)
+/* The deadline means what the current phase says (s->expire). */
+static void on_timer(struct loop_timer *t)
 {
     struct session *s = container_of(t, struct session, timer);
-    uint32_t idle = s->state == S_UDP ? s->cfg->timeout_udp_ms : s->cfg->timeout_idle_ms;
-    if (s->state == S_RELAY || s->state == S_UDP) {
-        /* Idle time is checked lazily: activity only stamps active_ms. */
-        uint64_t quiet = loop_now(s->w->loop) - s->active_ms;
-        if (quiet < idle) {
-            loop_timer_arm(s->w->loop, t, idle - quiet, on_timeout);
-            return;
-        }
-        session_fail(s, "idle timeout");
-        return;
-    }
-    if (s->state == S_BIND_WAIT) {
-        session_reply(s, SOCKS5_REP_TTL_EXPIRED, NULL, "no connection to the BIND port in time");
-        return;
-    }
-    if (s->state == S_RESOLVE || s->state == S_DIAL) {
-        cancel_pending(s);
-        session_reply(s,
-                      s->state == S_RESOLVE ? SOCKS5_REP_HOST_UNREACHABLE : SOCKS5_REP_TTL_EXPIRED,
-                      NULL, s->state == S_RESOLVE ? "resolve timeout" : "connect timeout");
-        return;
-    }
+    s->expire(s);
+}
+
+static void arm_timer(struct session *s, uint64_t ms)
+{
+    if (loop_timer_arm(s->w->loop, &s->timer, ms, on_timer) < 0)
+        log_error("session: cannot arm timer: out of memory");
+}
+
+/* Arms the session's one timer with the meaning `expire`. */
+static void session_arm(struct session *s, uint32_t ms, void (*expire)(struct session *))
+{
+    s->expire = expire;
+    arm_timer(s, ms);
+}
+
+static void on_handshake_timeout(struct session *s)
+{
     hs_fail(s, HSF_TIMEOUT, "handshake timeout");
 }
 
-void session_arm(struct session *s, uint32_t ms)
+static void on_resolve_timeout(struct session *s)
 {
-    if (loop_timer_arm(s->w->loop, &s->timer, ms, on_timeout) < 0)
-        log_error("session: cannot arm timer: out of memory");
+    pending_cancel(s);
+    session_reply(s, SOCKS5_REP_HOST_UNREACHABLE, NULL, "resolve timeout");
+}
+
+static void on_dial_timeout(struct session *s)
+{
+    pending_cancel(s);
+    session_reply(s, SOCKS5_REP_TTL_EXPIRED, NULL, "connect timeout");
+}
+
+static void on_bind_timeout(struct session *s)
+{
+    session_reply(s, SOCKS5_REP_TTL_EXPIRED, NULL, "no connection to the BIND port in time");
+}
+
+/* Idle time is checked lazily: activity only stamps the time it happened. */
+static void idle_check(struct session *s, uint64_t active_ms, uint32_t idle)
+{
+    uint64_t quiet = loop_now(s->w->loop) - active_ms;
+    if (quiet < idle) {
+        arm_timer(s, idle - quiet);
+        return;
+    }
+    session_fail(s, "idle timeout");
+}
+
+static void on_relay_idle(struct session *s)
+{
+    idle_check(s, s->active_ms, s->cfg->timeout_idle_ms);
+}
+
+static void on_udp_idle(struct session *s)
+{
+    idle_check(s, udp_counts(s->udp)->active_ms, s->cfg->timeout_udp_ms);
+}
+
+/* ---------------- waiting phases ---------------- */
+
+/* Auth job, resolve or dial in flight: bytes the client sends meanwhile
+ * wait in the socket until the relay starts; a reset ends the session. */
+static void on_client_waiting(struct loop_io *io, unsigned events)
+{
+    struct session *s = container_of(io, struct session, relay.client.io);
+    relay_note(&s->relay.client, events);
+    if (events & LOOP_HUP)
+        session_fail(s, "client gone");
+}
+
+/* BIND waiting for its peer: bytes sent before the peer arrives stay queued
+ * for the relay; only the client's end matters now. */
+static void on_client_bind_wait(struct loop_io *io, unsigned events)
+{
+    struct session *s = container_of(io, struct session, relay.client.io);
+    relay_note(&s->relay.client, events);
+    if (events & LOOP_HUP)
+        session_fail(s, "client gone");
+    else if (events & LOOP_RDHUP)
+        session_fail(s, NULL);
+}
+
+/* The control connection of a UDP association carries nothing more; its
+ * end (FIN or reset) ends the session. */
+static void on_udp_control(struct loop_io *io, unsigned events)
+{
+    struct session *s = container_of(io, struct session, relay.client.io);
+    uint8_t sink[512];
+    relay_note(&s->relay.client, events);
+    if (events & LOOP_HUP) {
+        session_fail(s, "client gone");
+        return;
+    }
+    for (;;) {
+        ssize_t n = read(s->relay.client.io.fd, sink, sizeof sink);
+        if (n > 0)
+            continue;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        session_fail(s, n == 0 ? NULL : strerror(errno));
+        return;
+    }
 }
 
 /* ---------------- relay ---------------- */
@@ -338,7 +469,9 @@ static void on_target(struct loop_io *io, unsigned events)
     pump(s);
 }
 
-int session_attach_target(struct session *s, int fd)
+/* Registers fd (owned from now on, charged to the budget) as the target
+ * side. Returns 0, or -1 with fd closed and its charge given back. */
+static int attach_target(struct session *s, int fd)
 {
     if (loop_io_add(s->w->loop, &s->relay.target.io, fd, LOOP_READ | LOOP_WRITE, on_target) < 0) {
         close(fd);
@@ -348,9 +481,17 @@ int session_attach_target(struct session *s, int fd)
     return 0;
 }
 
-void session_relay(struct session *s)
+static void on_client_relay(struct loop_io *io, unsigned events)
 {
-    s->state = S_RELAY;
+    struct session *s = container_of(io, struct session, relay.client.io);
+    relay_note(&s->relay.client, events);
+    pump(s);
+}
+
+/* Starts relaying between client and target. */
+static void start_relay(struct session *s)
+{
+    phase_io(s, on_client_relay);
     if (setup_rate(s) < 0) {
         session_fail(s, "out of memory");
         return;
@@ -359,20 +500,19 @@ void session_relay(struct session *s)
      * set before connect on outbound ones. */
     /* Bytes the client sent after its request are the first to relay; they
      * move to a relay buffer (the handshake one is too small to read into). */
-    if (s->relay.up.off < s->hlen) {
+    if (s->hlen) {
         if (!(s->relay.up.buf = bufpool_get(&s->w->pool))) {
             session_fail(s, "out of memory");
             return;
         }
-        s->relay.up.len = s->hlen - s->relay.up.off;
-        memcpy(s->relay.up.buf, s->hbuf + s->relay.up.off, s->relay.up.len);
+        s->relay.up.len = s->hlen;
+        memcpy(s->relay.up.buf, s->hbuf, s->hlen);
     }
-    s->relay.up.off = 0;
     bufpool_put_small(&s->w->pool, s->hbuf);
     s->hbuf = NULL;
     s->hlen = 0;
     s->active_ms = loop_now(s->w->loop);
-    session_arm(s, s->cfg->timeout_idle_ms);
+    session_arm(s, s->cfg->timeout_idle_ms, on_relay_idle);
     pump(s);
 }
 
@@ -383,12 +523,12 @@ static void on_dialed(void *owner, int fd, struct loop_io *io, int err, const un
     struct session *s = owner;
     union addr_any local;
     socklen_t len = sizeof local;
-    s->pending = NULL;
+    uint64_t took = pending_done(s);
     if (fd < 0) {
         session_reply(s, rep_from_errno(err), NULL, strerror(err));
         return;
     }
-    stats_observe(&s->w->stats.connect, loop_now(s->w->loop) - s->active_ms);
+    stats_observe(&s->w->stats.connect, took);
     s->peer = *peer;
     /* Moved or not, the target side owns fd now: closing the session closes it. */
     if (loop_io_move(s->w->loop, io, &s->relay.target.io, LOOP_READ | LOOP_WRITE, on_target) < 0) {
@@ -399,7 +539,7 @@ static void on_dialed(void *owner, int fd, struct loop_io *io, int err, const un
     if (getsockname(fd, &local.sa, &len) < 0)
         memset(&local, 0, sizeof local);
     if (session_reply(s, SOCKS5_REP_SUCCEEDED, &local.sa, NULL) == 0)
-        session_relay(s);
+        start_relay(s);
 }
 
 /* Keeps the addresses the rules allow for the command; a name that resolves
@@ -426,12 +566,12 @@ static void dial_addrs(struct session *s, const union addr_any *all, size_t coun
     int err;
     if (n == 0)
         return;
-    s->rule_file = NULL;
-    s->rule_line = 0;
-    s->active_ms = loop_now(s->w->loop);
-    s->state = S_DIAL;
-    s->pending = dial_start(s->w->loop, addrs, n, s->cfg->timeout_connect_ms, on_dialed, s, &err);
-    if (!s->pending)
+    policy_forget_rule(s);
+    s->expire = on_dial_timeout; /* the deadline the resolve started goes on */
+    phase_io(s, on_client_waiting);
+    pending_set(s, cancel_dial,
+                dial_start(s->w->loop, addrs, n, s->cfg->timeout_connect_ms, on_dialed, s, &err));
+    if (!s->pending.op)
         session_reply(s, rep_from_errno(err), NULL, strerror(err));
 }
 
@@ -450,7 +590,7 @@ static void bind_named(struct session *s, const union addr_any *all, size_t coun
     }
     memcpy(s->bind_peers, addrs, n * sizeof *addrs);
     s->nbind_peers = n;
-    bind_start(s);
+    start_bind(s);
 }
 
 /* The destination as addresses, for the command that asked. */
@@ -465,8 +605,7 @@ static void with_addrs(struct session *s, const union addr_any *addrs, size_t n)
 static void on_resolved(void *owner, int status, const union addr_any *addrs, size_t n)
 {
     struct session *s = owner;
-    s->pending = NULL;
-    stats_observe(&s->w->stats.dns, loop_now(s->w->loop) - s->active_ms);
+    stats_observe(&s->w->stats.dns, pending_done(s));
     if (status != RESOLVE_OK) {
         stat_inc(&s->w->stats.dns_failures);
         session_reply(s, SOCKS5_REP_HOST_UNREACHABLE, NULL,
@@ -482,15 +621,15 @@ static void resolve_destination(struct session *s)
 {
     union addr_any addrs[RESOLVE_MAX_ADDRS];
     size_t n = 0;
-    session_arm(s, s->cfg->timeout_connect_ms);
+    session_arm(s, s->cfg->timeout_connect_ms, on_resolve_timeout);
     if (resolve_literal(s->dst_name, addr_port(&s->dst.sa), addrs, &n)) {
         with_addrs(s, addrs, n);
         return;
     }
-    s->state = S_RESOLVE;
-    s->active_ms = loop_now(s->w->loop);
-    s->pending = resolve_start(s->w->resolver, s->dst_name, addr_port(&s->dst.sa), on_resolved, s);
-    if (!s->pending)
+    phase_io(s, on_client_waiting);
+    pending_set(s, cancel_resolve,
+                resolve_start(s->w->resolver, s->dst_name, addr_port(&s->dst.sa), on_resolved, s));
+    if (!s->pending.op)
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
 }
 
@@ -500,8 +639,43 @@ static void do_connect(struct session *s)
         resolve_destination(s);
         return;
     }
-    session_arm(s, s->cfg->timeout_connect_ms);
+    session_arm(s, s->cfg->timeout_connect_ms, on_dial_timeout);
     dial_addrs(s, &s->dst, 1);
+}
+
+/* ---------------- BIND ---------------- */
+
+static void on_bind_peer(void *owner, int fd, const union addr_any *peer, int err)
+{
+    struct session *s = owner;
+    pending_done(s);
+    if (fd < 0) {
+        session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, strerror(err));
+        return;
+    }
+    s->peer = *peer;
+    if (attach_target(s, fd) < 0) {
+        session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "epoll_ctl failed");
+        return;
+    }
+    if (session_reply(s, SOCKS5_REP_SUCCEEDED, &s->peer.sa, NULL) == 0)
+        start_relay(s);
+}
+
+/* Opens the listener and sends the first reply; the second comes with the
+ * peer (on_bind_peer) or the bind timeout. */
+static void start_bind(struct session *s)
+{
+    union addr_any bnd;
+    struct bind_listener *b = bind_start(s, &bnd, on_bind_peer);
+    if (!b) {
+        session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, strerror(errno));
+        return;
+    }
+    pending_set(s, cancel_bind, b);
+    phase_io(s, on_client_bind_wait);
+    if (session_reply(s, SOCKS5_REP_SUCCEEDED, &bnd.sa, NULL) == 0)
+        session_arm(s, s->cfg->timeout_bind_ms, on_bind_timeout);
 }
 
 /* ---------------- handshake ---------------- */
@@ -513,7 +687,7 @@ static void consume(struct session *s, size_t n)
     s->hlen -= (uint32_t)n;
 }
 
-static int on_greeting(struct session *s)
+static int parse_greeting(struct session *s)
 {
     struct proto_greeting g;
     enum proto_err err;
@@ -533,25 +707,28 @@ static int on_greeting(struct session *s)
         hs_fail(s, HSF_NO_METHOD, "no acceptable authentication method");
         return HS_GONE;
     }
-    s->state = s->method == SOCKS5_METHOD_USERPASS ? S_AUTH : S_REQUEST;
+    s->greeted = 1;
+    phase_parse(s, s->method == SOCKS5_METHOD_USERPASS ? parse_auth : parse_request);
     return HS_NEXT;
 }
 
-static void auth_result(struct session *s, int ok)
+/* Answers the login. Returns HS_NEXT with the session in the request
+ * phase, or HS_GONE. */
+static int auth_result(struct session *s, int ok)
 {
     uint8_t msg[2];
     stat_inc(ok ? &s->w->stats.auth_ok : &s->w->stats.auth_fail);
     policy_auth_settle(s, !ok);
     if (send_small(s, msg, proto_encode_userpass_reply(msg, sizeof msg, ok ? 0 : 1)) < 0) {
         hs_fail(s, HSF_CLOSED, "client gone during authentication");
-        return;
+        return HS_GONE;
     }
     if (!ok) {
         hs_fail(s, HSF_AUTH, "authentication failed");
-        return;
+        return HS_GONE;
     }
-    s->state = S_REQUEST;
-    handshake_continue(s);
+    phase_parse(s, parse_request);
+    return HS_NEXT;
 }
 
 /* RFC 1929 status 1 without verifying, and the end of the session. */
@@ -565,11 +742,12 @@ static void auth_refuse(struct session *s, enum hs_fail reason, const char *why)
 static void on_verified(void *owner, int ok)
 {
     struct session *s = owner;
-    s->pending = NULL;
-    auth_result(s, ok);
+    pending_done(s);
+    if (auth_result(s, ok) == HS_NEXT)
+        handshake_continue(s);
 }
 
-static int on_auth(struct session *s)
+static int parse_auth(struct session *s)
 {
     struct proto_userpass up;
     enum proto_err err;
@@ -604,20 +782,20 @@ static int on_auth(struct session *s)
     }
     if (hash && auth_cache_hit(s->w->auth_cache, up.user, hash, up.pass)) {
         auth_wipe(up.pass, sizeof up.pass);
-        auth_result(s, 1);
-        return HS_GONE; /* auth_result continued (or ended) the handshake itself */
+        return auth_result(s, 1);
     }
-    s->state = S_AUTH_WAIT;
-    s->pending = auth_verify(s->cfg->users, up.user, up.pass, s->w->auth_cache, on_verified, s);
+    phase_io(s, on_client_waiting);
+    pending_set(s, cancel_auth,
+                auth_verify(s->cfg->users, up.user, up.pass, s->w->auth_cache, on_verified, s));
     auth_wipe(up.pass, sizeof up.pass);
-    if (!s->pending && errno == EAGAIN) {
+    if (!s->pending.op && errno == EAGAIN) {
         /* Nothing was checked: not a failed login. */
         policy_auth_settle(s, 0);
         stat_inc(&s->w->stats.auth_busy);
         auth_refuse(s, HSF_THROTTLED, "password verification queue full");
         return HS_GONE;
     }
-    if (!s->pending) {
+    if (!s->pending.op) {
         session_fail(s, "out of memory");
         return HS_GONE;
     }
@@ -634,11 +812,9 @@ static void start_udp(struct session *s, const struct proto_addr *hint)
         session_reply(s, rep, NULL, why);
         return;
     }
-    s->state = S_UDP;
-    if (session_reply(s, SOCKS5_REP_SUCCEEDED, &bnd.sa, NULL) == 0) {
-        s->active_ms = loop_now(s->w->loop);
-        session_arm(s, s->cfg->timeout_udp_ms);
-    }
+    phase_io(s, on_udp_control);
+    if (session_reply(s, SOCKS5_REP_SUCCEEDED, &bnd.sa, NULL) == 0)
+        session_arm(s, s->cfg->timeout_udp_ms, on_udp_idle);
 }
 
 /* Fills dst/dst_name from the request. Returns 0 or -1 (out of memory). */
@@ -657,7 +833,7 @@ static int take_destination(struct session *s, const struct proto_addr *a)
     return 0;
 }
 
-static int on_request(struct session *s)
+static int parse_request(struct session *s)
 {
     struct proto_request req;
     enum proto_err err;
@@ -675,16 +851,16 @@ static int on_request(struct session *s)
         return HS_GONE;
     }
     /* What stays in hbuf after the request is early data for the target. */
-    s->relay.up.off = (uint32_t)used;
+    consume(s, used);
     s->cmd = req.cmd;
     if (take_destination(s, &req.dst) < 0) {
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
         return HS_GONE;
     }
-    s->state = S_RESOLVE; /* the destination is known from here on (for the log) */
+    s->requested = 1;
     policy_handshake_done(s);
     if (policy_request(s) == POLICY_DENY) {
-        session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL, s->why);
+        session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL, s->pol.why);
         return HS_GONE;
     }
     if (req.cmd == SOCKS5_CMD_CONNECT)
@@ -692,7 +868,7 @@ static int on_request(struct session *s)
     else if (req.cmd == SOCKS5_CMD_BIND && s->dst_name)
         resolve_destination(s);
     else if (req.cmd == SOCKS5_CMD_BIND)
-        bind_start(s);
+        start_bind(s);
     else
         start_udp(s, &req.dst);
     return HS_GONE; /* the handshake is over either way */
@@ -700,7 +876,7 @@ static int on_request(struct session *s)
 
 /* The PROXY header from a trusted load balancer names the real client,
  * which then replaces the TCP peer for everything that follows. */
-static int on_proxy(struct session *s)
+static int parse_proxy(struct session *s)
 {
     struct proxyproto_result r;
     const char *reason;
@@ -722,10 +898,10 @@ static int on_proxy(struct session *s)
     addr_normalize((struct sockaddr *)&r.src, &real);
     s->client = real;
     if (!policy_accept(s)) {
-        session_close(s);
+        session_fail(s, s->pol.why);
         return HS_GONE;
     }
-    s->state = S_GREETING;
+    phase_parse(s, parse_greeting);
     return HS_NEXT;
 }
 
@@ -733,24 +909,9 @@ static int on_proxy(struct session *s)
 static int handshake_step(struct session *s)
 {
     int rc;
-    do {
-        switch (s->state) {
-        case S_PROXY:
-            rc = on_proxy(s);
-            break;
-        case S_GREETING:
-            rc = on_greeting(s);
-            break;
-        case S_AUTH:
-            rc = on_auth(s);
-            break;
-        case S_REQUEST:
-            rc = on_request(s);
-            break;
-        default:
-            return HS_WAIT;
-        }
-    } while (rc == HS_NEXT);
+    do
+        rc = s->parse(s);
+    while (rc == HS_NEXT);
     return rc;
 }
 
@@ -792,53 +953,14 @@ static int handshake_read(struct session *s)
     return 0;
 }
 
-static void on_client(struct loop_io *io, unsigned events)
+/* A handshake phase's events: read what came and parse it. A reset is read
+ * like an end of file: what came before it (a balancer's health check sends
+ * a PROXY header and resets) is still parsed. */
+static void on_handshake_io(struct loop_io *io, unsigned events)
 {
     struct session *s = container_of(io, struct session, relay.client.io);
     relay_note(&s->relay.client, events);
-    if (s->state == S_RELAY) {
-        pump(s);
-        return;
-    }
-    /* A reset in the handshake is read like an end of file: what came
-     * before it (a balancer's health check sends a PROXY header and resets)
-     * is still parsed. Later, it ends the session. */
-    if ((events & LOOP_HUP) && (s->state > S_REQUEST || s->state == S_AUTH_WAIT)) {
-        session_fail(s, "client gone");
-        return;
-    }
-    if (s->state == S_UDP) {
-        control_read(s);
-        return;
-    }
-    if (s->state == S_BIND_WAIT) {
-        /* Bytes sent before the peer arrives stay queued for the relay;
-         * only the client's end matters now. */
-        if (events & LOOP_RDHUP)
-            session_fail(s, NULL);
-        return;
-    }
-    if (s->state > S_REQUEST || s->state == S_AUTH_WAIT)
-        return; /* the bytes wait in the socket until the relay starts */
     handshake_continue(s);
-}
-
-/* The control connection of a UDP association carries nothing more; its
- * end (FIN or reset) ends the session. */
-static void control_read(struct session *s)
-{
-    uint8_t sink[512];
-    for (;;) {
-        ssize_t n = read(s->relay.client.io.fd, sink, sizeof sink);
-        if (n > 0)
-            continue;
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN)
-            return;
-        session_fail(s, n == 0 ? NULL : strerror(errno));
-        return;
-    }
 }
 
 /* Reads what the client sent and parses it. */
@@ -850,27 +972,26 @@ static void handshake_continue(struct session *s)
     /* A client that closed mid-handshake will never complete it. Checked
      * after parsing: a whole request followed by FIN is still served. */
     if (handshake_step(s) == HS_MORE && eof) {
-        if (s->hlen || s->state > S_GREETING)
+        if (s->hlen || s->greeted)
             hs_fail(s, HSF_CLOSED, "truncated handshake");
         else
             session_fail(s, NULL); /* a probe: connected and closed */
     }
 }
 
-/* Whether the connection may proceed before a byte is read. */
-static int admit(struct session *s, const struct listen_spec *ln)
+/* Why the connection may not proceed before a byte is read, or NULL. */
+static const char *refusal(struct session *s, const struct listen_spec *ln)
 {
     if (!ln->proxy_protocol)
-        return policy_accept(s);
-    s->state = S_PROXY;
+        return policy_accept(s) ? NULL : s->pol.why;
+    phase_parse(s, parse_proxy);
     /* No trust list (a socket-activated listener kept across a reload that
      * dropped it) trusts nobody: rules_check_client fails closed on NULL. */
     if (!rules_check_client(s->cfg->pp_from, &s->client.sa, NULL)) {
         s->fail = HSF_PROXY;
-        s->why = "PROXY protocol from an untrusted address";
-        return 0;
+        return "PROXY protocol from an untrusted address";
     }
-    return policy_handshake_begin(s);
+    return policy_handshake_begin(s) ? NULL : s->pol.why;
 }
 
 void session_start(struct worker *w, int fd, const union addr_any *client,
@@ -888,21 +1009,24 @@ void session_start(struct worker *w, int fd, const union addr_any *client,
     addr_normalize(&client->sa, &s->client);
     s->rep = 0xff;
     s->fail = -1;
-    s->state = S_GREETING;
+    s->parse = parse_greeting;
+    s->expire = on_handshake_timeout;
     s->relay.target.io.fd = -1;
     s->started_ms = loop_now(w->loop);
     worker_link(w, s);
     stat_inc(&w->stats.active);
-    if (loop_io_add(w->loop, &s->relay.client.io, fd, LOOP_READ | LOOP_WRITE, on_client) < 0) {
+    if (loop_io_add(w->loop, &s->relay.client.io, fd, LOOP_READ | LOOP_WRITE, on_handshake_io) <
+        0) {
         close(fd);
         fdbudget_give(1);
         session_fail(s, "epoll_ctl failed");
         return;
     }
-    if (!admit(s, ln)) {
-        session_close(s);
+    const char *why = refusal(s, ln);
+    if (why) {
+        session_fail(s, why);
         return;
     }
     /* No read here: registering reports data that is already waiting. */
-    session_arm(s, s->cfg->timeout_handshake_ms);
+    session_arm(s, s->cfg->timeout_handshake_ms, on_handshake_timeout);
 }

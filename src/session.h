@@ -1,6 +1,11 @@
 /* One client connection: handshake, request, then the relay.
  *
- *   GREETING -> [AUTH -> AUTH_WAIT] -> REQUEST -> [RESOLVE] -> DIAL -> RELAY
+ *   [PROXY] -> GREETING -> [AUTH -> AUTH_WAIT] -> REQUEST
+ *        -> [RESOLVE] -> DIAL -> RELAY  |  BIND_WAIT -> RELAY  |  UDP
+ *
+ * A phase is the handler on the client's events and the meaning of the
+ * timer: a phase ends by installing the next one. What is in flight (auth
+ * job, resolve, dial, BIND listener) is the session's one pending operation.
  *
  * Every failure sends the reply the RFC gives for it (if any) and closes;
  * the access log gets one line per session when it ends. */
@@ -11,25 +16,19 @@
 
 #include "addr.h"
 #include "loop.h"
+#include "policy.h"
 #include "relay.h"
 
 struct worker;
 struct config;
 struct session_rate;
 
-enum { HELD_IP = 1, HELD_USER = 2, HELD_HANDSHAKE = 4, HELD_LOGIN = 8 };
-
-enum session_state {
-    S_PROXY, /* waiting for the PROXY protocol header */
-    S_GREETING,
-    S_AUTH,
-    S_AUTH_WAIT,
-    S_REQUEST,
-    S_RESOLVE,
-    S_DIAL,
-    S_BIND_WAIT,
-    S_UDP,
-    S_RELAY,
+/* An operation in flight for the session (auth job, resolve query, dial,
+ * BIND listener): closing the session cancels it. */
+struct pending {
+    void (*cancel)(void *op);
+    void *op;
+    uint64_t started_ms; /* for the latency histograms */
 };
 
 struct session {
@@ -41,24 +40,28 @@ struct session {
     struct loop_defer more;  /* relay budget ran out: continue next round */
     uint8_t *hbuf;           /* handshake bytes; becomes relay.up's buffer */
     uint32_t hlen;
-    uint8_t state, method, cmd, rep;
-    const char *why;       /* for the access log when something failed */
-    void *pending;         /* the auth job, resolve query or dial in flight */
-    struct udp_assoc *udp; /* in S_UDP */
+    /* The phase: the parser of the handshake bytes (client events go to the
+     * phase's own handler, loop_io_handler) and what its deadline means. */
+    int (*parse)(struct session *s);
+    void (*expire)(struct session *s);
+    uint8_t method, cmd, rep;
+    uint8_t greeted;   /* past the greeting: a close is no probe */
+    uint8_t requested; /* the destination is known (for the log) */
+    const char *why;   /* for the access log when something failed */
+    struct pending pending;
+    struct udp_assoc *udp; /* in the UDP phase */
     char *user;            /* authenticated user name, or NULL */
     char *dst_name;        /* requested domain, or NULL */
     /* BIND naming its peer by a name: the addresses that peer may come from */
     union addr_any *bind_peers;
     size_t nbind_peers;
-    uint8_t held;          /* HELD_*: limit slots to give back */
-    int8_t fail;           /* enum hs_fail when the handshake failed, else -1 */
-    const char *rule_file; /* the rule that decided, for the access log */
-    int rule_line;
+    int8_t fail;               /* enum hs_fail when the handshake failed, else -1 */
+    struct policy_state pol;   /* slots held and the deciding rule */
     struct session_rate *rate; /* per-user bandwidth limit, or NULL */
     union addr_any client;
-    union addr_any dst;  /* requested address (port valid for names too) */
-    union addr_any peer; /* the target actually connected */
-    uint64_t started_ms, active_ms;
+    union addr_any dst;             /* requested address (port valid for names too) */
+    union addr_any peer;            /* the target actually connected */
+    uint64_t started_ms, active_ms; /* accepted; last relayed a byte */
 };
 
 struct listen_spec;
@@ -69,18 +72,10 @@ void session_start(struct worker *w, int fd, const union addr_any *client,
 /* Ends a session at once (shutdown after the grace period). */
 void session_close(struct session *s);
 
-/* For the command modules (bind, udp). */
 /* Sends a reply; any code but success then closes the session. Returns 0
  * when the session goes on, -1 when it is gone. */
 int session_reply(struct session *s, uint8_t rep, const struct sockaddr *bnd, const char *why);
 /* Closes with `why` (NULL: a normal end) for the access log. */
 void session_fail(struct session *s, const char *why);
-/* Registers fd (owned from now on, charged to the budget) as the target
- * side. Returns 0, or -1 with fd closed and its charge given back. */
-int session_attach_target(struct session *s, int fd);
-/* Starts relaying between client and target. */
-void session_relay(struct session *s);
-/* Arms the session's one timer. */
-void session_arm(struct session *s, uint32_t ms);
 
 #endif

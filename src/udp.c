@@ -63,7 +63,7 @@ const struct udp_counts *udp_counts(const struct udp_assoc *u)
 
 static void touch(struct udp_assoc *u)
 {
-    u->s->active_ms = loop_now(u->s->w->loop);
+    u->counts.active_ms = loop_now(u->s->w->loop);
 }
 
 /* ---------------- sockets ---------------- */
@@ -143,7 +143,7 @@ static void send_to_target(struct udp_assoc *u, const union addr_any *to, const 
     }
     remember_peer(u, to);
     u->counts.dgrams_up++;
-    u->s->relay.up.bytes += len;
+    u->counts.bytes_up += len;
     stat_inc(&u->s->w->stats.dgrams_up);
     stat_add(&u->s->w->stats.bytes_up, len);
 }
@@ -316,7 +316,7 @@ static void target_dgram(struct udp_assoc *u, uint8_t *data, size_t len, const u
     }
     touch(u);
     u->counts.dgrams_down++;
-    u->s->relay.down.bytes += len;
+    u->counts.bytes_down += len;
     stat_inc(&u->s->w->stats.dgrams_down);
     stat_add(&u->s->w->stats.bytes_down, len);
 }
@@ -378,6 +378,7 @@ struct udp_assoc *udp_open(struct session *s, const struct proto_addr *hint, uni
     getsockname(u->cio.fd, &bnd->sa, &len);
     config_advertise_into(s->cfg, &local.sa, bnd);
     u->family = local.sa.sa_family;
+    touch(u);
     addr_normalize(&s->client.sa, &u->client);
     /* Datagrams must come from the control connection's IP whatever the
      * request says (a client behind NAT may name its private address); a

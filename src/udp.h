@@ -20,6 +20,8 @@ struct udp_assoc;
 
 struct udp_counts {
     uint64_t dgrams_up, dgrams_down, dropped;
+    uint64_t bytes_up, bytes_down; /* payload relayed each way */
+    uint64_t active_ms;            /* when a datagram last came or went */
 };
 
 /* Opens the association for s. `hint` is the client address from the
