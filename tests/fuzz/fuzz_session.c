@@ -25,6 +25,7 @@
  * pending dial or lookup) is closed with session_close, which must cancel it
  * all: ASan/UBSan/LSan report the rest, and a broken session count traps. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -262,14 +263,16 @@ static int send_all(struct worker *w, int client, const uint8_t *buf, size_t len
 {
     for (int tries = 0; len > 0 && tries < 64; tries++) {
         ssize_t n = send(client, buf, len, MSG_NOSIGNAL);
-        if (n < 0)
-            return -1; /* EAGAIN after 64 rounds counts as gone, too */
-        buf += n;
-        len -= (size_t)n;
+        if (n < 0 && errno != EAGAIN)
+            return -1;
+        if (n > 0) {
+            buf += n;
+            len -= (size_t)n;
+        }
         if (len)
             run(w, client, 1);
     }
-    return len ? -1 : 0;
+    return len ? -1 : 0; /* still full after 64 rounds: the server stopped reading */
 }
 
 static void client_addr(unsigned mode, union addr_any *a)
