@@ -244,16 +244,22 @@ static int waiting_for_password(const struct worker *w)
     return w->sessions && w->sessions->state == S_AUTH_WAIT;
 }
 
-/* Runs the loop: `rounds` rounds, plus as long as a password check is out. */
+/* Runs the loop for at most `rounds` rounds, plus as long as a password
+ * check is out; stops early once the session has ended or a round found
+ * nothing to do (the next segment or the end of input comes then). */
 static void run(struct worker *w, int client, int rounds)
 {
     int waited = 0;
-    for (int i = 0; i < rounds || (waiting_for_password(w) && waited < WAIT_ROUNDS); i++) {
-        int wait = waiting_for_password(w) ? 1 : 0;
-        waited += wait;
-        CHECK(loop_run_once(w->loop, wait) >= 0);
+    for (int i = 0; w->sessions && (i < rounds || waiting_for_password(w)); i++) {
+        int wait = waiting_for_password(w);
+        if (wait && ++waited > WAIT_ROUNDS)
+            break;
+        int events = loop_run_once(w->loop, wait);
+        CHECK(events >= 0);
         serve_targets();
         drain_client(client);
+        if (events == 0 && !wait)
+            break;
     }
 }
 
