@@ -329,5 +329,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     close_targets();
     CHECK(loop_run_once(w->loop, 0) >= 0);
     CHECK(w->nsessions == 0);
+    CHECK(atomic_load(&g_sessions) == 0); /* every slot taken was given back once */
     return 0;
 }
