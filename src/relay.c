@@ -16,12 +16,50 @@ void relay_note(struct relay_side *s, unsigned events)
         s->writable = 1;
 }
 
+/* Thousandths of a byte per byte. */
+#define MILLI 1000
+/* A refill never covers more than this: longer pauses only fill the burst. */
+#define REFILL_MAX_MS 60000
+
+/* The burst, in thousandths of a byte: a quarter second, at least a packet.
+ * Bounded far below INT64_MAX so that a few concurrent refills of a full
+ * bucket cannot overflow it. */
+static int64_t bucket_cap(uint64_t rate)
+{
+    uint64_t cap = rate / 4 > 1500 ? rate / 4 : 1500;
+    return cap < INT64_MAX / 8 / MILLI ? (int64_t)(cap * MILLI) : INT64_MAX / 8;
+}
+
 void relay_bucket_init(struct relay_bucket *b, uint64_t rate, uint64_t now_ms)
 {
-    b->rate = rate;
-    b->cap = rate / 4 > 1500 ? rate / 4 : 1500;
-    b->tokens = b->cap;
-    b->last_ms = now_ms;
+    atomic_init(&b->rate, rate);
+    atomic_init(&b->tokens, bucket_cap(rate));
+    atomic_init(&b->last_ms, now_ms);
+}
+
+void relay_bucket_set_rate(struct relay_bucket *b, uint64_t rate)
+{
+    atomic_store_explicit(&b->rate, rate, memory_order_relaxed);
+}
+
+/* Adds the tokens earned since the last refill. Whoever moves last_ms
+ * forward adds for that interval, so concurrent refills never count a
+ * millisecond twice. */
+static void bucket_refill(struct relay_bucket *b, uint64_t now_ms)
+{
+    uint64_t last = atomic_load_explicit(&b->last_ms, memory_order_relaxed);
+    if (now_ms <= last || !atomic_compare_exchange_strong(&b->last_ms, &last, now_ms))
+        return;
+    uint64_t rate = atomic_load_explicit(&b->rate, memory_order_relaxed);
+    uint64_t ms = now_ms - last < REFILL_MAX_MS ? now_ms - last : REFILL_MAX_MS;
+    int64_t cap = bucket_cap(rate), add; /* ms * rate: thousandths of a byte */
+    if (ms * rate / ms != rate || ms * rate > (uint64_t)cap)
+        add = cap;
+    else
+        add = (int64_t)(ms * rate);
+    int64_t t = atomic_fetch_add(&b->tokens, add) + add;
+    while (t > cap && !atomic_compare_exchange_weak(&b->tokens, &t, cap))
+        ;
 }
 
 /* Bytes this direction may read now. */
@@ -30,12 +68,9 @@ static size_t allowance(struct relay_dir *d, uint64_t now_ms)
     struct relay_bucket *b = d->bucket;
     if (!b)
         return SIZE_MAX;
-    if (now_ms > b->last_ms) {
-        uint64_t add = (now_ms - b->last_ms) * b->rate / 1000;
-        b->tokens = b->tokens + add > b->cap ? b->cap : b->tokens + add;
-        b->last_ms = now_ms;
-    }
-    return b->tokens < SIZE_MAX ? (size_t)b->tokens : SIZE_MAX;
+    bucket_refill(b, now_ms);
+    int64_t t = atomic_load_explicit(&b->tokens, memory_order_relaxed);
+    return t > 0 ? (size_t)(t / MILLI) : 0;
 }
 
 /* Bytes wait in [off, len) of the direction's buffer, or of its pipe (off
@@ -90,7 +125,7 @@ static int fill(struct relay_dir *d, struct relay_side *src, size_t max, int *er
             if ((size_t)n < max && !src->rdhup)
                 src->readable = 0;
             if (d->bucket)
-                d->bucket->tokens -= (uint64_t)n;
+                atomic_fetch_sub(&d->bucket->tokens, (int64_t)n * MILLI);
             d->off = 0;
             d->len = (uint32_t)n;
             return 1;

@@ -8,6 +8,7 @@
 #ifndef SOCKS5D_RELAY_H
 #define SOCKS5D_RELAY_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "bufpool.h"
@@ -21,9 +22,14 @@ struct relay_side {
     uint8_t eof;      /* read returned 0 */
 };
 
-/* Token bucket limiting one direction to `rate` bytes per second. */
+/* Token bucket limiting one direction to `rate` bytes per second. One bucket
+ * may be shared by tunnels on several workers (a user's limit), so every
+ * field is atomic. Tokens count thousandths of a byte, so slow rates still
+ * refill at millisecond steps; they go below zero when two workers read at
+ * once, a debt that delays the next reads. */
 struct relay_bucket {
-    uint64_t rate, cap, tokens, last_ms;
+    _Atomic int64_t tokens;
+    _Atomic uint64_t rate, last_ms;
 };
 
 struct relay_dir {
@@ -65,6 +71,8 @@ void relay_note(struct relay_side *s, unsigned events);
 int relay_pump(struct relay *r, struct bufpool *pool, uint64_t now_ms, unsigned *flags, int *err);
 /* Sets up b for `rate` bytes per second (a quarter second of burst). */
 void relay_bucket_init(struct relay_bucket *b, uint64_t rate, uint64_t now_ms);
+/* Changes the rate of a bucket that may be in use (a reload). Thread-safe. */
+void relay_bucket_set_rate(struct relay_bucket *b, uint64_t rate);
 /* Returns the buffers to the pool. */
 void relay_release(struct relay *r, struct bufpool *pool);
 

@@ -20,6 +20,7 @@
 #include "policy.h"
 #include "proto.h"
 #include "proxyproto.h"
+#include "ratelimit.h"
 #include "resolve.h"
 #include "rules.h"
 #include "stats.h"
@@ -41,14 +42,18 @@ static void start_bind(struct session *s);
  * it now. */
 enum { HS_GONE = -1, HS_MORE = 0, HS_NEXT = 1, HS_WAIT = 2 };
 
-/* Per-user bandwidth limit: one bucket per direction and the timer that
- * resumes a throttled tunnel. Allocated only for limited users. */
+/* Per-user bandwidth limit: the user's shared buckets (ratelimit.h) and
+ * the timer that resumes a throttled tunnel. Allocated only for limited
+ * users. */
 struct session_rate {
-    struct relay_bucket up, down;
     struct loop_timer timer;
     struct session *s;
+    unsigned seed; /* for the retry jitter */
 };
 
+/* A throttled tunnel retries after a tick plus a random part of one: the
+ * tunnels of a user then find fresh tokens in a different order each
+ * round instead of the first timer taking them all every time. */
 #define THROTTLE_TICK_MS 10
 
 /* The one place an errno becomes a reply code. */
@@ -442,23 +447,26 @@ static void pump(struct session *s)
     if (flags & RELAY_MORE)
         loop_defer(s->w->loop, &s->more, on_more);
     if ((flags & RELAY_THROTTLED) && !loop_timer_armed(&s->rate->timer))
-        loop_timer_arm(s->w->loop, &s->rate->timer, THROTTLE_TICK_MS, on_throttle_end);
+        loop_timer_arm(s->w->loop, &s->rate->timer,
+                       THROTTLE_TICK_MS + (unsigned)rand_r(&s->rate->seed) % THROTTLE_TICK_MS,
+                       on_throttle_end);
 }
 
-/* A user with a rate limit gets a bucket per direction. Returns 0 or -1. */
+/* A user with a rate limit relays through the user's shared buckets, one
+ * per direction. Returns 0 or -1. */
 static int setup_rate(struct session *s)
 {
     uint64_t rate = config_rate_limit(s->cfg, s->user);
     uint64_t now = loop_now(s->w->loop);
+    struct ratelimit_user *u;
     if (!rate)
         return 0;
-    if (!(s->rate = calloc(1, sizeof *s->rate)))
+    if (!(u = ratelimit_get(s->user, rate, now)) || !(s->rate = calloc(1, sizeof *s->rate)))
         return -1;
     s->rate->s = s;
-    relay_bucket_init(&s->rate->up, rate, now);
-    relay_bucket_init(&s->rate->down, rate, now);
-    s->relay.up.bucket = &s->rate->up;
-    s->relay.down.bucket = &s->rate->down;
+    s->rate->seed = (unsigned)(uintptr_t)s ^ (unsigned)now;
+    s->relay.up.bucket = ratelimit_up(u);
+    s->relay.down.bucket = ratelimit_down(u);
     return 0;
 }
 

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 
+import pytest
 import socks  # Debian python3-socks (PySocks)
 
 from harness import open_tunnel, read_reply, recv_exact, request, scaled, userpass, wait_until
@@ -249,21 +250,120 @@ def test_rate_limit_slows_the_limited_user_only(socks5d, users_file):
     assert all(int(l["down"]) == MIB for l in lines), [l["_line"] for l in lines]
 
 
-def test_rate_limit_applies_to_uploads_too(socks5d, users_file, echo):
+def _transfer(srv, direction, auths, size, timeout):
+    """Moves `size` bytes through one tunnel per entry of `auths`, all at
+    once, in one direction only: "up" sends to a sink that never writes,
+    "down" receives from a source that never reads. Returns the seconds from
+    the start signal to each tunnel's last byte, in order. Each byte is
+    counted where it leaves the proxy, so the other direction's limit
+    cannot slow this one down."""
+    lsock = socket.create_server(("127.0.0.1", 0))
+    lsock.settimeout(timeout)
+    payload = os.urandom(size)
+    go = threading.Event()
+    ends, errors = [], []
+    lock = threading.Lock()
+
+    def peer(c):
+        try:
+            with c:
+                c.settimeout(timeout)
+                if direction == "down":
+                    go.wait(timeout)
+                    c.sendall(payload)
+                    return
+                got = recv_exact(c, size)
+                with lock:
+                    ends.append(time.monotonic())
+                assert got == payload, "upload corrupted"
+        except (OSError, AssertionError, EOFError) as e:
+            errors.append(e)
+
+    def acceptor():
+        try:
+            for _ in auths:
+                c, _ = lsock.accept()
+                threading.Thread(target=peer, args=(c,), daemon=True).start()
+        except OSError as e:
+            errors.append(e)
+
+    def client(s):
+        try:
+            go.wait(timeout)
+            if direction == "up":
+                s.sendall(payload)
+                s.shutdown(socket.SHUT_WR)
+                return
+            got = recv_exact(s, size)
+            with lock:
+                ends.append(time.monotonic())
+            assert got == payload, "download corrupted"
+        except (OSError, AssertionError, EOFError) as e:
+            errors.append(e)
+
+    acc = threading.Thread(target=acceptor, daemon=True)
+    acc.start()
+    tunnels = [open_tunnel(srv, *lsock.getsockname(), auth=a, timeout=timeout) for a in auths]
+    threads = [threading.Thread(target=client, args=(s,), daemon=True) for s in tunnels]
+    try:
+        for t in threads:
+            t.start()
+        t0 = time.monotonic()
+        go.set()
+        wait_until(lambda: len(ends) == len(auths) or errors, timeout,
+                   what=f"{len(auths)} transfers {direction}")
+    finally:
+        go.set()
+        for s in tunnels:
+            s.close()
+        lsock.close()
+        for t in threads + [acc]:
+            t.join(timeout)
+    assert not errors, errors
+    return sorted(e - t0 for e in ends)
+
+
+@pytest.mark.parametrize("direction", ["up", "down"])
+def test_rate_limit_holds_per_user_across_parallel_tunnels(socks5d, users_file, direction):
+    # Four tunnels of alice share her 256 KiB/s, in each direction on its own:
+    # with a bucket per tunnel they would move 4x as fast. Several workers,
+    # so the tunnels land on different threads.
+    rate, size, n = 256 * 1024, 256 * 1024, 4
+    srv = socks5d("--workers", "4", "--auth", "userpass", "--users", users_file,
+                  "--rate-limit", "alice 256k")
+    expected = n * size / rate  # 4 s for 1 MiB in all (the burst may shave 1/4 s off)
+    ends = _transfer(srv, direction, [ALICE] * n, size, timeout=expected * 3 + scaled(10))
+    print(f"\nalice (256k) x{n} {direction}: {n * size >> 10} KiB, tunnels done at "
+          f"{', '.join(f'{e:.2f}' for e in ends)}s (expected ~{expected:.1f}s)")
+    assert ends[-1] >= 0.75 * expected, f"{n} tunnels moved {n * size} bytes in {ends[-1]:.2f}s"
+    # They share it about evenly: none gets most of the rate for itself.
+    assert ends[0] >= 0.4 * expected, f"one tunnel finished at {ends[0]:.2f}s"
+    # bob has no limit and is not held back by alice's: the same transfer,
+    # alongside four more of alice's, ends long before alice's limit would
+    # allow it (a liveness bound 2 s wide, not a speed claim).
+    alice_took = []
+
+    def alice_again():
+        alice_took.append(_transfer(srv, direction, [ALICE] * n, size,
+                                    timeout=expected * 3 + scaled(10))[-1])
+
+    alice = threading.Thread(target=alice_again, daemon=True)
+    alice.start()
+    took_bob = _transfer(srv, direction, [BOB] * n, size, timeout=scaled(30))[-1]
+    alice.join(expected * 3 + scaled(10))
+    print(f"bob (unlimited) x{n} {direction}: {took_bob:.2f}s")
+    assert took_bob < expected / 2, f"bob took {took_bob:.2f}s, as if alice's limit held him"
+    assert alice_took and alice_took[0] >= 0.75 * expected, alice_took
+
+
+def test_rate_limit_applies_to_uploads_too(socks5d, users_file):
+    # Upload to a sink that sends nothing back: only the upload limit can
+    # make this slow (an echo would be slowed by the download limit alone).
     srv = socks5d("--auth", "userpass", "--users", users_file, "--rate-limit", "user alice 128k")
     size = 384 * 1024
-    expected = size / (128 * 1024)  # 3 s each way, concurrently (echo)
-    s = open_tunnel(srv, *echo.addr, auth=ALICE, timeout=expected * 3 + scaled(10))
-    payload = os.urandom(size)
-    with s:
-        t0 = time.monotonic()
-        sender = threading.Thread(target=s.sendall, args=(payload,), daemon=True)
-        sender.start()
-        got = recv_exact(s, size)
-        took = time.monotonic() - t0
-        sender.join(scaled(10))
-    assert got == payload
-    print(f"\nalice (128k) echo of {size >> 10} KiB: {took:.2f}s (expected ~{expected:.1f}s)")
+    expected = size / (128 * 1024)  # 3 s
+    (took,) = _transfer(srv, "up", [ALICE], size, timeout=expected * 3 + scaled(10))
+    print(f"\nalice (128k) upload of {size >> 10} KiB: {took:.2f}s (expected ~{expected:.1f}s)")
     assert took >= 0.7 * expected
 
 

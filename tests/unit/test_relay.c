@@ -613,6 +613,38 @@ TEST(throttled_direction_still_passes_eof_when_drained)
     rig_free(&g);
 }
 
+/* A user's limit is one bucket shared by all of the user's tunnels
+ * (ratelimit.h): it holds their sum to the rate, not each of them. */
+TEST(bucket_shared_by_two_tunnels_limits_their_sum)
+{
+    struct rig a, b;
+    struct relay_bucket k;
+    uint8_t wa = 0, wb = 0;
+    unsigned fa, fb;
+    rig_init(&a);
+    rig_init(&b);
+    b.now = a.now;
+    relay_bucket_init(&k, 4000, a.now); /* burst 1500 */
+    a.r.up.bucket = b.r.up.bucket = &k;
+    fill_socket(a.c[1], &wa, 20000);
+    fill_socket(b.c[1], &wb, 20000);
+    relay_note(&a.r.client, LOOP_READ);
+    relay_note(&b.r.client, LOOP_READ);
+    pump(&a, &fa);
+    pump(&b, &fb);
+    uint64_t burst = a.r.up.bytes + b.r.up.bytes;
+    a.now += 250;
+    b.now += 250;
+    pump(&b, NULL);
+    pump(&a, NULL);
+    uint64_t later = a.r.up.bytes + b.r.up.bytes;
+    rig_free(&b);
+    rig_free(&a);
+    assert_int_equal(burst, 1500);
+    assert_true(fb & RELAY_THROTTLED);
+    assert_int_equal(later, 2500); /* 250 ms at 4000 B/s, for both together */
+}
+
 /* ---------------------------------------------------------------------------
  * through a real loop: edge-triggered events, RELAY_MORE via loop_defer */
 
@@ -730,6 +762,7 @@ int main(void)
         cmocka_unit_test(bucket_limits_a_direction_and_refills_with_time),
         cmocka_unit_test(throttled_direction_holds_no_buffer_while_waiting_for_tokens),
         cmocka_unit_test(throttled_direction_still_passes_eof_when_drained),
+        cmocka_unit_test(bucket_shared_by_two_tunnels_limits_their_sum),
         cmocka_unit_test(relay_on_a_loop_moves_megabytes_both_ways_then_finishes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
