@@ -42,7 +42,7 @@
 
 #include <ares.h>
 
-#include "auth.h"
+#include "auth_pool.h"
 #include "config.h"
 #include "log.h"
 #include "quota.h"
@@ -183,10 +183,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     for (unsigned m = 0; m < NCONFIGS; m++) {
         struct config *c = make_config(m, users);
         if (m == 0)
-            CHECK(log_configure(c, err, sizeof err) == 0);
+            CHECK(log_configure(&c->log, err, sizeof err) == 0);
         /* Workers live for the whole run: a password check abandoned by one
          * input still posts its answer to its worker's mailbox later. */
-        workers[m] = worker_new((int)m, c, NULL, 0, err, sizeof err);
+        workers[m] = worker_new((int)m, c, NULL, NULL, 0, err, sizeof err);
         CHECK(workers[m] != NULL);
         config_unref(c);
     }
@@ -239,9 +239,11 @@ static void drain_client(int fd)
         ;
 }
 
+/* An operation of the session's is out (a password check on the pool
+ * thread, above all): its answer comes without client input. */
 static int waiting_for_password(const struct worker *w)
 {
-    return w->sessions && w->sessions->state == S_AUTH_WAIT;
+    return w->sessions && w->sessions->pending.op;
 }
 
 /* Runs the loop for at most `rounds` rounds, plus as long as a password
