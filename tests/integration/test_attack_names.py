@@ -195,6 +195,24 @@ def test_udp_to_a_denied_host_by_any_spelling_is_dropped(socks5d, dns_ns):
     assert SECRET not in [a.lower() for a in dns.asked], dns.asked
 
 
+def test_udp_to_a_name_that_does_not_resolve_is_dropped_and_the_association_lives(socks5d,
+                                                                                  dns_ns):
+    ns, dns = dns_ns
+    srv = socks5d("--auth", "none", netns=ns)
+    target = ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    target.bind(("127.0.0.1", 0))
+    port = target.getsockname()[1]
+    client = ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    ctl, relay = udp_associate(srv)
+    with ctl, client, target:
+        client.sendto(udp_header("nowhere.example", port) + b"bad 0", relay)
+        assert _control_arrives(client, target, relay, port, 0) == b"good 0"
+        assert "nowhere.example" in dns.asked, dns.asked
+    (line,) = srv.wait_access(1)
+    assert line["rep"] == "0" and int(line["dropped"]) >= 1, line
+
+
 def _control_arrives(client, target, relay, port, i):
     """Sends datagrams to open.example (the same host) until one arrives;
     returns it, or a datagram that should never have arrived. Late copies
