@@ -230,15 +230,7 @@ TEST(advertise_replaces_the_address_in_the_first_reply)
 TEST(no_bind_refuses_the_command_with_rep_2_not_allowed)
 {
     static const char *const opts[] = {"--no-bind", NULL};
-    struct rig r;
-    rig_start(&r, opts);
-    int c = rig_client(&r);
-    rig_greet(&r, c);
-    rig_request4(c, SOCKS5_CMD_BIND, "0.0.0.0", 0);
-    assert_int_equal(rig_reply(&r, c, NULL), SOCKS5_REP_NOT_ALLOWED);
-    rig_expect_closed(&r, c);
-    close(c);
-    rig_stop(&r);
+    rig_expect_request_refused(opts, SOCKS5_CMD_BIND, SOCKS5_REP_NOT_ALLOWED);
 }
 
 int main(void)

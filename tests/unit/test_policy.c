@@ -113,15 +113,7 @@ TEST(denied_addresses_of_a_name_are_skipped_and_the_allowed_one_is_dialed)
 TEST(udp_associate_with_no_destination_allowed_gets_rep_2)
 {
     static const char *const opts[] = {"--rule", "allow cmd connect", "--rule", "deny", NULL};
-    struct rig r;
-    rig_start(&r, opts);
-    int c = rig_client(&r);
-    rig_greet(&r, c);
-    rig_request4(c, SOCKS5_CMD_UDP, "0.0.0.0", 0);
-    assert_int_equal(rig_reply(&r, c, NULL), SOCKS5_REP_NOT_ALLOWED);
-    rig_expect_closed(&r, c);
-    close(c);
-    rig_stop(&r);
+    rig_expect_request_refused(opts, SOCKS5_CMD_UDP, SOCKS5_REP_NOT_ALLOWED);
 }
 
 TEST(per_ip_limit_closes_the_extra_client_and_frees_its_slot_at_close)

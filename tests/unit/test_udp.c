@@ -477,15 +477,7 @@ TEST(association_without_traffic_ends_at_the_udp_timeout)
 TEST(no_udp_refuses_the_command_with_rep_2_not_allowed)
 {
     static const char *const opts[] = {"--no-udp", NULL};
-    struct rig r;
-    rig_start(&r, opts);
-    int c = rig_client(&r);
-    rig_greet(&r, c);
-    rig_request4(c, SOCKS5_CMD_UDP, "0.0.0.0", 0);
-    assert_int_equal(rig_reply(&r, c, NULL), SOCKS5_REP_NOT_ALLOWED);
-    rig_expect_closed(&r, c);
-    close(c);
-    rig_stop(&r);
+    rig_expect_request_refused(opts, SOCKS5_CMD_UDP, SOCKS5_REP_NOT_ALLOWED);
 }
 
 int main(void)

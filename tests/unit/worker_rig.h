@@ -305,6 +305,21 @@ static inline uint8_t rig_reply(struct rig *r, int fd, union addr_any *bnd)
 
 /* Accepts one connection on a listener of the test's, turning the loop
  * while none has arrived. */
+/* A server started with opts answers a request for cmd (to 0.0.0.0:0)
+ * with rep, then closes. */
+static inline void rig_expect_request_refused(const char *const *opts, uint8_t cmd, uint8_t rep)
+{
+    struct rig r;
+    rig_start(&r, opts);
+    int c = rig_client(&r);
+    rig_greet(&r, c);
+    rig_request4(c, cmd, "0.0.0.0", 0);
+    assert_int_equal(rig_reply(&r, c, NULL), rep);
+    rig_expect_closed(&r, c);
+    close(c);
+    rig_stop(&r);
+}
+
 static inline int rig_accept(struct rig *r, int lfd)
 {
     int fd;
