@@ -126,17 +126,13 @@ class NetNS:
     by a thread that joined it (a socket keeps the namespace it was created
     in, whichever thread uses it later).
 
-    `mounts` ({path: file}) also gives the namespace a private mount
-    namespace in which each file is bind-mounted over its path (e.g. its
-    own /etc/resolv.conf); processes started through exec_prefix see them."""
+    `env` ({NAME: value}) is the environment of the processes started
+    through exec_prefix (e.g. LOCALDOMAIN for the resolver's search list).
+    No mount namespace: that cannot be made private inside a chroot."""
 
-    def __init__(self, mounts=None):
-        self.mounts = dict(mounts or {})
-        cmd = ["unshare", "--net", "sleep", "infinity"]
-        if self.mounts:
-            binds = "".join(f'mount --bind "{src}" "{dst}" && ' for dst, src in self.mounts.items())
-            cmd = ["unshare", "--net", "--mount", "sh", "-c", binds + "exec sleep infinity"]
-        self.holder = subprocess.Popen(cmd)
+    def __init__(self, env=None):
+        self.env = dict(env or {})
+        self.holder = subprocess.Popen(["unshare", "--net", "sleep", "infinity"])
         self.path = f"/proc/{self.holder.pid}/ns/net"
         try:
             wait_until(self._entered, scaled(5), what="the namespace holder to start")
@@ -147,19 +143,15 @@ class NetNS:
             raise
 
     def _entered(self):
-        """In the namespace, and past the mounts (the holder is `sleep` once
-        they are done)."""
         try:
-            with open(f"/proc/{self.holder.pid}/cmdline", "rb") as f:
-                slept = f.read().startswith(b"sleep\0")
-            return slept and os.readlink(self.path) != os.readlink("/proc/self/ns/net")
+            return os.readlink(self.path) != os.readlink("/proc/self/ns/net")
         except OSError:
             return False
 
     @property
     def exec_prefix(self):
-        mnt = [f"--mount=/proc/{self.holder.pid}/ns/mnt"] if self.mounts else []
-        return ["nsenter", f"--net={self.path}", *mnt]
+        env = ["env"] + [f"{k}={v}" for k, v in self.env.items()] if self.env else []
+        return ["nsenter", f"--net={self.path}", *env]
 
     def socket(self, family=socket.AF_INET, kind=socket.SOCK_STREAM):
         out = {}

@@ -176,10 +176,16 @@ def test_low_ulimit_every_kind_competes_none_hangs_then_recovers(socks5d, echo, 
             assert REP_SUCCEEDED in reps or "pending" in reps, (kind, reps)
         refused = [r for reps in out.values() for r in reps if r not in (REP_SUCCEEDED, "pending")]
         assert refused, "the load never reached the descriptor budget"
-        # A session that cannot be afforded is answered: general failure.
+        # A session that cannot be afforded is answered: general failure. A
+        # dial needs a single descriptor and narrows its race to what is
+        # left, so it is refused only when none at all is left, which
+        # depends on how the kinds interleave (seen on a fresh machine: every
+        # dial pending); its outcomes are checked, a refusal is not required
+        # (tests/unit/test_fdbudget.c refuses a dial with no descriptor left).
         for kind, reps in out.items():
             assert set(reps) <= {REP_SUCCEEDED, REP_GENERAL_FAILURE, None, "pending"}, (kind, reps)
-            assert REP_GENERAL_FAILURE in reps, (kind, reps)
+            if kind != "many":
+                assert REP_GENERAL_FAILURE in reps, (kind, reps)
         assert srv.alive()
     finally:
         load.close()

@@ -1,16 +1,19 @@
 """Names the resolver reads differently from the rules (issue 10, finding 4),
 and the peer a BIND request names (hardening items on BIND).
 
-The server runs in a network namespace with its own /etc/resolv.conf
-(`search corp.example`, `ndots:5`, as in a Kubernetes pod) and /etc/hosts,
-and a tiny DNS server on 127.0.0.1:53 inside it that knows
-secret.corp.example. The rules deny *.corp.example; every spelling an
+The server runs in a network namespace with a search list and ndots:5 (as
+in a Kubernetes pod; given through LOCALDOMAIN and RES_OPTIONS, which the
+resolver reads exactly like the `search` and `options` lines of
+/etc/resolv.conf), a hosts file of its own (CARES_HOSTS), and a tiny DNS
+server inside the namespace, on the address /etc/resolv.conf names, that
+knows secret.corp.example. The rules deny *.corp.example; every spelling an
 attacker can send for that host must be refused, the host must see no
 connection and no datagram, and the DNS server must never be asked for it.
 """
 import select
 import socket
 import struct
+import subprocess
 import threading
 
 import pytest
@@ -37,9 +40,10 @@ class DnsServer:
     """Answers A queries from ZONE (NXDOMAIN for other names) on a UDP socket
     made inside the namespace; remembers every name it was asked."""
 
-    def __init__(self, ns):
-        self.sock = ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 53))
+    def __init__(self, ns, addr):
+        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        self.sock = ns.socket(family, socket.SOCK_DGRAM)
+        self.sock.bind((addr, 53))
         self.asked = []
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -77,16 +81,35 @@ class DnsServer:
         self.sock.close()
 
 
+def system_nameserver():
+    """The first name server of /etc/resolv.conf (what the resolver asks
+    first), or 127.0.0.1 when it names none."""
+    try:
+        with open("/etc/resolv.conf") as f:
+            for line in f:
+                words = line.split()
+                if len(words) >= 2 and words[0] == "nameserver":
+                    return words[1].split("%")[0]
+    except OSError:
+        pass
+    return "127.0.0.1"
+
+
 @pytest.fixture
 def dns_ns(tmp_path):
-    """(namespace, DNS server): resolv.conf with a search list and ndots:5,
-    a hosts file with localhost only."""
-    resolv = tmp_path / "resolv.conf"
-    resolv.write_text("nameserver 127.0.0.1\nsearch corp.example\noptions ndots:5 timeout:1\n")
+    """(namespace, DNS server): a search list and ndots:5, a hosts file with
+    localhost only, and the DNS server on the system's first name server
+    address, which exists only inside the namespace."""
     hosts = tmp_path / "hosts"
     hosts.write_text("127.0.0.1 localhost\n::1 localhost\n")
-    ns = NetNS(mounts={"/etc/resolv.conf": resolv, "/etc/hosts": hosts})
-    dns = DnsServer(ns)
+    ns = NetNS(env={"LOCALDOMAIN": "corp.example", "RES_OPTIONS": "ndots:5 timeout:1",
+                    "CARES_HOSTS": str(hosts)})
+    server = system_nameserver()
+    if not server.startswith("127.") and server != "::1":
+        prefix = "/128" if ":" in server else "/32"
+        subprocess.run(ns.exec_prefix + ["ip", "addr", "add", server + prefix, "dev", "lo"],
+                       check=True, capture_output=True)
+    dns = DnsServer(ns, server)
     yield ns, dns
     dns.close()
     ns.close()
