@@ -44,6 +44,14 @@ SPECS = {
 }
 
 
+# SOCKS5D_BEFORE=PATH adds "before": an earlier socks5d binary run exactly as
+# socks5d is, so one run compares a change with what it changes.
+BEFORE = os.environ.get("SOCKS5D_BEFORE")
+if BEFORE:
+    SPECS["before"] = Spec("before", {"auth", "domain", "udp", "idle"},
+                           f"{BEFORE} -w 2 -q (SOCKS5D_BEFORE)")
+
+
 def ephemeral_low():
     with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
         return int(f.read().split()[0])
@@ -91,8 +99,9 @@ def users_file(root, out):
 
 def command(name, port, auth, root, out):
     """argv for server name on port, with or without user/password auth."""
-    if name == "socks5d":
-        argv = [os.path.join(root, "bin/socks5d"), "-l", f"127.0.0.1:{port}", "-w", "2", "-q"]
+    if name in ("socks5d", "before"):
+        binary = BEFORE if name == "before" else os.path.join(root, "bin/socks5d")
+        argv = [binary, "-l", f"127.0.0.1:{port}", "-w", "2", "-q"]
         if auth:
             argv += ["--auth", "userpass", "--users", users_file(root, out)]
         return argv
