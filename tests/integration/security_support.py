@@ -156,6 +156,20 @@ def refused_before_greeting(sock, timeout=None):
     assert data == b"", f"the server answered a connection it should have refused: {data!r}"
 
 
+def echo_bulk(sock, data):
+    """Pushes data through an echo tunnel while reading the echo back (so
+    neither side's buffers fill up) and checks it comes back intact."""
+    got = bytearray()
+    sent = 0
+    while sent < len(data) or len(got) < len(data):
+        if sent < len(data):
+            sent += sock.send(data[sent:sent + 65536])
+        chunk = sock.recv(1 << 20)
+        assert chunk, "tunnel closed mid-transfer"
+        got += chunk
+    assert bytes(got) == data
+
+
 def echo_ok(sock, payload=b"ping"):
     sock.sendall(payload)
     assert recv_exact(sock, len(payload)) == payload

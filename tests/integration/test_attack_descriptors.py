@@ -14,7 +14,8 @@ import pytest
 from harness import (UdpEcho, bind_socket, greeting, read_reply, read_until_closed, recv_exact,
                      request, scaled)
 from security_support import (CMD_BIND, CMD_UDP, POOLED_PIPES_PER_WORKER, REP_GENERAL_FAILURE,
-                              REP_SUCCEEDED, Wrapped, closes_all, connect_from, echo_ok, fd_count,
+                              REP_SUCCEEDED, Wrapped, closes_all, connect_from, echo_bulk, echo_ok,
+                              fd_count,
                               fd_split, other_fds, settle_fd_count, wait_accepted)
 
 NOFILE = 128
@@ -68,17 +69,8 @@ def send_request(srv, host, port, cmd=1):
 
 def bulk_through(sock, size=BULK):
     """Pushes size bytes through an echo tunnel and checks they come back."""
-    data = bytes(range(256)) * (size // 256)
     sock.settimeout(scaled(10))
-    sent = 0
-    got = bytearray()
-    while sent < len(data) or len(got) < len(data):
-        if sent < len(data):
-            sent += sock.send(data[sent:sent + 65536])
-        chunk = sock.recv(1 << 20)
-        assert chunk, "tunnel closed mid-transfer"
-        got += chunk
-    assert bytes(got) == data
+    echo_bulk(sock, bytes(range(256)) * (size // 256))
 
 
 def udp_roundtrip(ctrl_bnd, peer, payload=b"dgram"):

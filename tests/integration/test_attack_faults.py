@@ -19,7 +19,8 @@ import pytest
 
 from harness import (UdpEcho, greeting, read_reply, recv_exact, request, scaled)
 from security_support import (CMD_BIND, CMD_UDP, POOLED_PIPES_PER_WORKER, REP_SUCCEEDED, Wrapped,
-                              connect_from, echo_ok, fd_split, other_fds, settle_fd_count)
+                              connect_from, echo_bulk, echo_ok, fd_split, other_fds,
+                              settle_fd_count)
 
 SHIM = Path(__file__).parent / "faultinject" / "shim.c"
 CALLS = ("epoll_ctl", "accept4", "socket", "splice", "pipe2")
@@ -76,16 +77,7 @@ def do_bulk(srv, echo, udp_peer, size=BULK):
     rep, _, _, s = socks(srv, *echo.addr)
     with s:
         assert rep == REP_SUCCEEDED, rep
-        data = os.urandom(size)
-        got = bytearray()
-        sent = 0
-        while sent < len(data) or len(got) < len(data):
-            if sent < len(data):
-                sent += s.send(data[sent:sent + 65536])
-            chunk = s.recv(1 << 20)
-            assert chunk, "tunnel closed mid-transfer"
-            got += chunk
-        assert bytes(got) == data
+        echo_bulk(s, os.urandom(size))
 
 
 def do_bind(srv, echo, udp_peer):
