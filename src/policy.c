@@ -71,7 +71,7 @@ static void request_of(const struct session *s, int cmd, const struct sockaddr *
     r->self = s->w->self;
 }
 
-enum policy_verdict policy_request(struct session *s)
+enum verdict policy_request(struct session *s)
 {
     const struct config *c = s->cfg;
     struct rules_request r;
@@ -79,7 +79,7 @@ enum policy_verdict policy_request(struct session *s)
     if ((s->cmd == SOCKS5_CMD_BIND && c->no_bind) || (s->cmd == SOCKS5_CMD_UDP && c->no_udp)) {
         s->pol.why = "command disabled";
         stat_inc(&s->w->stats.refused_rule);
-        return POLICY_DENY;
+        return VERDICT_NO;
     }
     if (c->rules) {
         /* UDP ASSOCIATE names the client's own address, not a destination:
@@ -94,18 +94,18 @@ enum policy_verdict policy_request(struct session *s)
         if (!v.allow && !v.need_addr) {
             s->pol.why = "denied by rule";
             stat_inc(&s->w->stats.refused_rule);
-            return POLICY_DENY;
+            return VERDICT_NO;
         }
     }
     if (s->user) {
         if (!quota_user_take(s->user, c->max_per_user)) {
             s->pol.why = "too many sessions for this user";
             stat_inc(&s->w->stats.refused_limit);
-            return POLICY_DENY;
+            return VERDICT_NO;
         }
         s->pol.held |= HELD_USER;
     }
-    return v.need_addr ? POLICY_NEED_ADDR : POLICY_ALLOW;
+    return v.need_addr ? VERDICT_MAYBE : VERDICT_YES;
 }
 
 int policy_address(struct session *s, int cmd, const struct sockaddr *dst, const char *name)

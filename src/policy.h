@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "result.h"
+
 struct session;
 
 /* What the policy points took and decided for one session, embedded in it:
@@ -24,13 +26,11 @@ struct policy_state {
     int rule_line;
 };
 
-enum policy_verdict { POLICY_DENY = 0, POLICY_ALLOW = 1, POLICY_NEED_ADDR = 2 };
-
 /* At accept. Returns 1 to go on, 0 when the session must be closed (s->pol
  * says why). Takes slots that policy_release gives back. */
 int policy_accept(struct session *s);
-/* At the request. For POLICY_DENY s->pol says why. */
-enum policy_verdict policy_request(struct session *s);
+/* At the request. For VERDICT_NO s->pol says why. */
+enum verdict policy_request(struct session *s);
 /* One concrete destination (resolved address, UDP target, BIND peer) for
  * command cmd; name is the name the client asked for, or NULL. Returns 1 if
  * allowed; on 0 s->pol names the deciding rule. */

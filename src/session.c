@@ -430,15 +430,15 @@ static void pump(struct session *s)
     unsigned flags = 0;
     int err = 0;
     uint64_t up = s->relay.up.bytes, down = s->relay.down.bytes;
-    int rc = relay_pump(&s->relay, &s->w->pool, loop_now(s->w->loop), &flags, &err);
+    enum result rc = relay_pump(&s->relay, &s->w->pool, loop_now(s->w->loop), &flags, &err);
     stat_add(&s->w->stats.bytes_up, s->relay.up.bytes - up);
     stat_add(&s->w->stats.bytes_down, s->relay.down.bytes - down);
-    if (rc == RELAY_ERROR) {
+    if (rc == RES_ERROR) {
         /* A reset is how many peers end a connection: not worth an error. */
         session_fail(s, err == ECONNRESET || err == EPIPE ? NULL : strerror(err));
         return;
     }
-    if (rc == RELAY_DONE) {
+    if (rc == RES_DONE) {
         session_fail(s, NULL);
         return;
     }
@@ -701,10 +701,10 @@ static int parse_greeting(struct session *s)
     enum proto_err err;
     size_t used;
     uint8_t msg[2];
-    int rc = proto_parse_greeting(s->hbuf, s->hlen, &g, &used, &err);
-    if (rc == PROTO_NEED_MORE)
+    enum result rc = proto_parse_greeting(s->hbuf, s->hlen, &g, &used, &err);
+    if (rc == RES_AGAIN)
         return HS_MORE;
-    if (rc == PROTO_ERROR) {
+    if (rc == RES_ERROR) {
         hs_fail(s, HSF_PROTOCOL, proto_err_str(err));
         return HS_GONE;
     }
@@ -760,10 +760,10 @@ static int parse_auth(struct session *s)
     struct proto_userpass up;
     enum proto_err err;
     size_t used;
-    int rc = proto_parse_userpass(s->hbuf, s->hlen, &up, &used, &err);
-    if (rc == PROTO_NEED_MORE)
+    enum result rc = proto_parse_userpass(s->hbuf, s->hlen, &up, &used, &err);
+    if (rc == RES_AGAIN)
         return HS_MORE;
-    if (rc == PROTO_ERROR) {
+    if (rc == RES_ERROR) {
         auth_refuse(s, HSF_PROTOCOL, proto_err_str(err));
         return HS_GONE;
     }
@@ -846,10 +846,10 @@ static int parse_request(struct session *s)
     struct proto_request req;
     enum proto_err err;
     size_t used;
-    int rc = proto_parse_request(s->hbuf, s->hlen, &req, &used, &err);
-    if (rc == PROTO_NEED_MORE)
+    enum result rc = proto_parse_request(s->hbuf, s->hlen, &req, &used, &err);
+    if (rc == RES_AGAIN)
         return HS_MORE;
-    if (rc == PROTO_ERROR) {
+    if (rc == RES_ERROR) {
         int rep = proto_err_rep(err);
         s->fail = HSF_PROTOCOL;
         if (rep < 0)
@@ -867,7 +867,7 @@ static int parse_request(struct session *s)
     }
     s->requested = 1;
     policy_handshake_done(s);
-    if (policy_request(s) == POLICY_DENY) {
+    if (policy_request(s) == VERDICT_NO) {
         session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL, s->pol.why);
         return HS_GONE;
     }
@@ -890,10 +890,10 @@ static int parse_proxy(struct session *s)
     const char *reason;
     size_t used;
     union addr_any real;
-    int rc = proxyproto_parse(s->hbuf, s->hlen, &r, &used, &reason);
-    if (rc == PROXYPROTO_NEED_MORE)
+    enum result rc = proxyproto_parse(s->hbuf, s->hlen, &r, &used, &reason);
+    if (rc == RES_AGAIN)
         return HS_MORE;
-    if (rc == PROXYPROTO_ERROR) {
+    if (rc == RES_ERROR) {
         hs_fail(s, HSF_PROXY, reason);
         return HS_GONE;
     }

@@ -245,7 +245,7 @@ static void client_dgram(struct udp_assoc *u, uint8_t *buf, size_t len, const un
     union addr_any to;
     size_t hlen;
     enum proto_err err;
-    if (!from_client(u, from) || proto_parse_udp_header(buf, len, &a, &hlen, &err) != PROTO_DONE) {
+    if (!from_client(u, from) || proto_parse_udp_header(buf, len, &a, &hlen, &err) != RES_DONE) {
         dropped(u);
         return;
     }
