@@ -49,8 +49,7 @@ static int endpoint_ok(const struct sockaddr_storage *ss)
 /* What must hold for one answer on its own. */
 static void check_answer(const struct answer *a, size_t len)
 {
-    check(a->rc == RES_AGAIN || a->rc == RES_DONE || a->rc == RES_ERROR,
-          "unknown status", len);
+    check(a->rc == RES_AGAIN || a->rc == RES_DONE || a->rc == RES_ERROR, "unknown status", len);
     check(a->rc != RES_AGAIN || len < PROXYPROTO_MAX_HEADER,
           "NEED_MORE with a whole header's worth of bytes", len);
     if (a->rc == RES_ERROR)
@@ -80,8 +79,8 @@ static int same_done(const struct answer *a, const struct answer *b)
 static void check_sequence(const struct answer *prev, const struct answer *cur, size_t prefix)
 {
     if (prev->rc == RES_DONE)
-        check(cur->rc == RES_DONE && same_done(prev, cur),
-              "more bytes changed a DONE answer", prefix);
+        check(cur->rc == RES_DONE && same_done(prev, cur), "more bytes changed a DONE answer",
+              prefix);
     else if (prev->rc == RES_ERROR)
         check(cur->rc == RES_ERROR, "more bytes turned an ERROR around", prefix);
     if (cur->rc == RES_DONE && prev->rc == RES_AGAIN)
