@@ -4,52 +4,21 @@
 #ifndef SOCKS5D_WORKER_H
 #define SOCKS5D_WORKER_H
 
-#include <pthread.h>
 #include <stdatomic.h>
-#include <stdint.h>
+#include <stddef.h>
 
 #include "addr.h"
-#include "bufpool.h"
 #include "config.h"
-#include "loop.h"
-#include "mailbox.h"
-#include "stats.h"
 
-struct session;
+struct wenv;
+/* One thread: its loop, listeners, mailbox and the environment its
+ * sessions run in. Opaque: only worker.c reads or writes it. */
 struct worker;
-
-struct listener {
-    struct loop_io io; /* fd -1: slot free */
-    struct worker *w;
-    struct listen_spec spec;
-};
 
 /* A listening socket handed to a worker, with what it is for. */
 struct worker_listen {
     struct listen_spec spec;
     int fd;
-};
-
-struct worker {
-    int id;
-    pthread_t thread;
-    struct loop *loop;
-    struct mailbox mbox;
-    struct config *cfg;     /* snapshot new sessions start with (one reference) */
-    struct addr_list *self; /* the host's own addresses now (one reference) */
-    struct resolver *resolver;
-    struct auth_cache *auth_cache;
-    struct bufpool pool;
-    struct listener listeners[CONFIG_MAX_LISTEN];
-    struct session *sessions; /* doubly linked via session->prev/next */
-    size_t nsessions;
-    struct loop_timer accept_pause; /* out of fds: retry accept later */
-    struct loop_timer drain_deadline;
-    int draining;
-    int emfile_logged;
-    atomic_uint reloads_posted;  /* reload messages sent by the main thread */
-    atomic_uint reloads_applied; /* reload messages taken in (main waits on it) */
-    struct stats stats;
 };
 
 /* Sessions alive in all workers; bounds --max-sessions. */
@@ -83,8 +52,11 @@ void worker_wait(struct worker *w);
  * pool has stopped posting. */
 void worker_free(struct worker *w);
 
-/* For sessions. */
-void worker_link(struct worker *w, struct session *s);
-void worker_unlink(struct worker *w, struct session *s);
+/* The environment the worker's sessions run in: its loop, counters and
+ * session set (for the metrics thread's sums, relaxed loads only, and for
+ * tests that turn the loop themselves). */
+struct wenv *worker_env(struct worker *w);
+/* 1 once a drain asked for by worker_drain has begun. */
+int worker_draining(const struct worker *w);
 
 #endif
