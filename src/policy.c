@@ -107,7 +107,10 @@ enum policy_verdict policy_request(struct policy_state *p, const char *user, int
             return POLICY_DENY;
         }
     }
-    if (user) {
+    /* Counted only under a limit: the shared sketch is touched per session
+     * only when asked for (a limit a reload brings in does not count the
+     * sessions that began without one). */
+    if (user && c->max_per_user) {
         if (!quota_user_take(user, c->max_per_user)) {
             p->why = "too many sessions for this user";
             stat_inc(&p->env->stats.refused_limit);
@@ -148,7 +151,7 @@ int policy_name_denied(struct policy_state *p, int cmd, const char *name, uint16
 void policy_handshake_done(struct policy_state *p)
 {
     if (p->held & HELD_HANDSHAKE)
-        quota_handshake_release();
+        quota_handshake_release(p->cfg->max_handshakes);
     p->held &= (uint8_t)~HELD_HANDSHAKE;
 }
 

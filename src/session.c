@@ -257,6 +257,7 @@ static void unlink_session(struct session *s)
 void session_close(struct session *s)
 {
     struct wenv *env = s->env;
+    struct config *cfg = s->cfg;
     pending_cancel(s);
     access_log(s);
     count_end(s);
@@ -274,12 +275,11 @@ void session_close(struct session *s)
     relay_release(&s->relay, &env->pool);
     bufpool_put_small(&env->pool, s->hbuf);
     unlink_session(s);
-    config_unref(s->cfg);
     free(s->user);
     free(s->dst_name);
     free(s->bind_peers);
     free(s);
-    env->ended(env);
+    env->ended(env, cfg);
 }
 
 /* Sends a short handshake message. The socket is fresh and the messages are
@@ -1049,11 +1049,11 @@ void session_start(struct wenv *env, int fd, const union addr_any *client,
     if (!s) {
         close(fd);
         fdbudget_give(1);
-        env->ended(env);
+        env->ended(env, env->cfg);
         return;
     }
     s->env = env;
-    s->cfg = config_ref(env->cfg);
+    s->cfg = env->cfg;
     policy_init(&s->pol, env, s->cfg);
     addr_normalize(&client->sa, &s->client);
     s->rep = 0xff;

@@ -34,7 +34,7 @@ struct pending {
 struct session {
     struct session *prev, *next; /* env->sessions */
     struct wenv *env;            /* the worker running it */
-    struct config *cfg;          /* the snapshot this session was accepted under */
+    struct config *cfg;          /* the snapshot it was accepted under (the worker keeps it) */
     struct relay relay;          /* client and target sockets, buffers */
     struct loop_timer timer;     /* handshake, connect or idle deadline */
     struct loop_defer more;      /* relay budget ran out: continue next round */

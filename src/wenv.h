@@ -37,8 +37,10 @@ struct wenv {
     struct stats stats; /* this worker's counters: written on its thread only */
     struct session_set sessions;
     /* Called once for every session handed to session_start, after it is
-     * gone: the owner gives back what it took when it admitted it. */
-    void (*ended)(struct wenv *env);
+     * gone, with the snapshot it ran under (cfg when it started): the owner
+     * gives back what it took when it admitted it. Sessions take no
+     * reference of their own: the owner keeps the snapshot until then. */
+    void (*ended)(struct wenv *env, struct config *cfg);
 };
 
 /* What a session's sub-machine (a UDP association, a BIND listener) may use

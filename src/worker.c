@@ -14,6 +14,7 @@
 #include "auth_pool.h"
 #include "bufpool.h"
 #include "fdbudget.h"
+#include "lease.h"
 #include "log.h"
 #include "loop.h"
 #include "mailbox.h"
@@ -27,8 +28,25 @@
 #define ACCEPT_BATCH 64
 #define POOL_MAX_FREE 64
 
-atomic_ulong g_sessions;
 atomic_int g_workers_running;
+
+/* Sessions admitted under --max-sessions, all workers together, leased to
+ * each worker (lease.h): accepting and closing a session touch only the
+ * worker's own lease, and the shared count once per batch. No more than
+ * max-sessions ever run; one may be refused early by what other workers
+ * keep leased and unused, under 1/128 of the limit, and not at all below
+ * 256 sessions per worker (batch 0: the exact shared count). */
+static struct lease_pool admitted;
+
+/* A snapshot this worker's sessions run under. The worker holds the one
+ * reference (the shared, atomic count) and counts its sessions here, on its
+ * own thread: accepting and closing never touch the shared count. The
+ * first in the list is the snapshot new sessions get. */
+struct snap {
+    struct config *cfg;
+    uint64_t sessions;
+    struct snap *next;
+};
 
 struct listener {
     struct loop_io io; /* fd -1: slot free */
@@ -47,12 +65,15 @@ struct worker {
     int emfile_logged;
     atomic_uint reloads_posted;  /* reload messages sent by the main thread */
     atomic_uint reloads_applied; /* reload messages taken in (main waits on it) */
+    struct snap *snaps;          /* env.cfg first, then older ones sessions still use */
+    struct lease admit_lease;
+    stat_t admitted; /* sessions admitted and not ended: read by any thread */
 };
 
 struct worker_msg {
     struct mail mail;
     struct worker *w;
-    struct config *cfg;     /* reload: the new snapshot (one reference) */
+    struct snap *snap;      /* reload: the new snapshot (one reference) */
     struct addr_list *self; /* own addresses: the new list (one reference) */
     size_t n;
     struct worker_listen ls[CONFIG_MAX_LISTEN];
@@ -68,11 +89,68 @@ int worker_draining(const struct worker *w)
     return w->draining;
 }
 
-/* A session has ended: its slot under --max-sessions goes back. */
-static void on_session_ended(struct wenv *env)
+uint64_t worker_sessions(const struct worker *w)
 {
-    (void)env;
-    atomic_fetch_sub_explicit(&g_sessions, 1, memory_order_relaxed);
+    return stat_get(&w->admitted);
+}
+
+static struct snap *snap_new(struct config *cfg)
+{
+    struct snap *s = calloc(1, sizeof *s);
+    if (s)
+        s->cfg = config_ref(cfg);
+    return s;
+}
+
+static void snap_free(struct snap *s)
+{
+    config_unref(s->cfg);
+    free(s);
+}
+
+/* A snapshot no session uses and no new one will get goes. */
+static void snap_drop_unused(struct worker *w)
+{
+    for (struct snap **p = &w->snaps->next; *p;) {
+        struct snap *s = *p;
+        if (s->sessions) {
+            p = &s->next;
+            continue;
+        }
+        *p = s->next;
+        snap_free(s);
+    }
+}
+
+static uint64_t admit_batch(const struct config *c)
+{
+    int n = atomic_load_explicit(&g_workers_running, memory_order_relaxed);
+    return lease_batch(c->max_sessions, n > 0 ? (unsigned)n : 1);
+}
+
+int worker_admit(struct worker *w)
+{
+    const struct config *c = w->env.cfg;
+    if (!lease_take(&admitted, &w->admit_lease, 1, c->max_sessions, admit_batch(c)))
+        return 0;
+    stat_inc(&w->admitted);
+    w->snaps->sessions++;
+    return 1;
+}
+
+/* A session has ended: its slot under --max-sessions goes back, and its
+ * snapshot when it was the last to use an old one. */
+static void on_session_ended(struct wenv *env, struct config *cfg)
+{
+    struct worker *w = container_of(env, struct worker, env);
+    struct snap *s = w->snaps;
+    lease_give(&admitted, &w->admit_lease, 1, admit_batch(env->cfg));
+    stat_add(&w->admitted, (uint64_t)-1);
+    while (s->cfg != cfg)
+        s = s->next;
+    s->sessions--;
+    if (!s->sessions && s != w->snaps)
+        snap_drop_unused(w);
 }
 
 static void on_accept(struct loop_io *io, unsigned events);
@@ -96,16 +174,6 @@ static void pause_accepting(struct worker *w, int err)
     }
     if (!loop_timer_armed(&w->accept_pause))
         loop_timer_arm(w->env.loop, &w->accept_pause, ACCEPT_PAUSE_MS, on_accept_pause_end);
-}
-
-/* Reserves a slot under --max-sessions. */
-static int admit(const struct config *cfg)
-{
-    unsigned long n = atomic_fetch_add_explicit(&g_sessions, 1, memory_order_relaxed);
-    if (n < cfg->max_sessions)
-        return 1;
-    atomic_fetch_sub_explicit(&g_sessions, 1, memory_order_relaxed);
-    return 0;
 }
 
 static void on_accept(struct loop_io *io, unsigned events)
@@ -138,7 +206,7 @@ static void on_accept(struct loop_io *io, unsigned events)
             close(fd);
             continue;
         }
-        if (!admit(w->env.cfg)) {
+        if (!worker_admit(w)) {
             stat_inc(&w->env.stats.refused_limit);
             log_debug("worker %d: session limit %llu reached, closing new connection", w->env.id,
                       (unsigned long long)w->env.cfg->max_sessions);
@@ -199,9 +267,13 @@ struct worker *worker_new(int id, struct config *cfg, struct addr_list *self,
         w->listeners[k].io.fd = -1;
     w->env.id = id;
     w->env.ended = on_session_ended;
-    w->env.cfg = config_ref(cfg);
     w->env.self = addr_list_ref(self);
     bufpool_init(&w->env.pool, POOL_MAX_FREE);
+    if (!(w->snaps = snap_new(cfg))) {
+        snprintf(err, errlen, "worker %d: out of memory", id);
+        goto fail;
+    }
+    w->env.cfg = w->snaps->cfg;
     if (!(w->env.loop = loop_new()) || mailbox_init(&w->mbox, w->env.loop) < 0) {
         snprintf(err, errlen, "worker %d: epoll/eventfd: %s", id, strerror(errno));
         goto fail;
@@ -238,7 +310,7 @@ static void on_reload(struct mail *m)
             if (!kept)
                 close(msg->ls[j].fd);
         }
-        config_unref(msg->cfg);
+        snap_free(msg->snap);
         free(msg);
         atomic_fetch_add(&w->reloads_applied, 1);
         return;
@@ -264,8 +336,10 @@ static void on_reload(struct mail *m)
             close(msg->ls[j].fd);
         }
     }
-    config_unref(w->env.cfg);
-    w->env.cfg = msg->cfg;
+    msg->snap->next = w->snaps;
+    w->snaps = msg->snap;
+    w->env.cfg = w->snaps->cfg;
+    snap_drop_unused(w);
     free(msg);
     atomic_fetch_add(&w->reloads_applied, 1);
     /* Connections may have queued on new sockets before they were watched. */
@@ -276,10 +350,11 @@ static void on_reload(struct mail *m)
 int worker_reload(struct worker *w, struct config *cfg, const struct worker_listen *ls, size_t n)
 {
     struct worker_msg *m = calloc(1, sizeof *m);
-    if (!m)
+    if (!m || !(m->snap = snap_new(cfg))) {
+        free(m);
         return -1;
+    }
     m->w = w;
-    m->cfg = config_ref(cfg);
     m->n = n;
     memcpy(m->ls, ls, n * sizeof *ls);
     atomic_fetch_add(&w->reloads_posted, 1);
@@ -403,8 +478,12 @@ void worker_free(struct worker *w)
     }
     auth_cache_free(w->env.auth_cache);
     bufpool_destroy(&w->env.pool);
-    if (w->env.cfg)
-        config_unref(w->env.cfg);
+    lease_return(&admitted, &w->admit_lease);
+    while (w->snaps) {
+        struct snap *s = w->snaps;
+        w->snaps = s->next;
+        snap_free(s);
+    }
     addr_list_unref(w->env.self);
     loop_free(w->env.loop);
     free(w);

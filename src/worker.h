@@ -1,11 +1,12 @@
 /* A worker thread: its own loop, listening sockets, resolver, buffer pool,
  * auth cache and sessions. Nothing here is shared with other workers except
- * through the mailbox and the atomic session count. */
+ * through the mailbox and the leased session count. */
 #ifndef SOCKS5D_WORKER_H
 #define SOCKS5D_WORKER_H
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "addr.h"
 #include "config.h"
@@ -21,8 +22,6 @@ struct worker_listen {
     int fd;
 };
 
-/* Sessions alive in all workers; bounds --max-sessions. */
-extern atomic_ulong g_sessions;
 /* Worker threads whose loop has not ended yet. */
 extern atomic_int g_workers_running;
 
@@ -56,6 +55,12 @@ void worker_free(struct worker *w);
  * session set (for the metrics thread's sums, relaxed loads only, and for
  * tests that turn the loop themselves). */
 struct wenv *worker_env(struct worker *w);
+/* Reserves a slot under --max-sessions on the worker's thread for a session
+ * about to start there (accept does it before session_start). Returns 1,
+ * or 0 when the limit is reached. */
+int worker_admit(struct worker *w);
+/* Sessions admitted on w and not ended yet. Any thread. */
+uint64_t worker_sessions(const struct worker *w);
 /* 1 once a drain asked for by worker_drain has begun. */
 int worker_draining(const struct worker *w);
 

@@ -300,12 +300,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     unsigned mode = data[0];
     const uint8_t *seg = data + 1;
-    struct wenv *env = worker_env(workers[mode % NCONFIGS]);
+    struct worker *w = workers[mode % NCONFIGS];
+    struct wenv *env = worker_env(w);
     data += 4;
     size -= 4;
     CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
     client_addr(mode, &peer);
-    atomic_fetch_add(&g_sessions, 1); /* what the worker's accept does */
+    CHECK(worker_admit(w)); /* what the worker's accept does */
     session_start(env, sv[0], &peer, &env->cfg->listen[0]);
     int client = sv[1];
 
@@ -332,6 +333,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     close_targets();
     CHECK(loop_run_once(env->loop, 0) >= 0);
     CHECK(env->sessions.n == 0);
-    CHECK(atomic_load(&g_sessions) == 0); /* every slot taken was given back once */
+    CHECK(worker_sessions(w) == 0); /* every slot taken was given back once */
     return 0;
 }

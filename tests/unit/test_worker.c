@@ -13,12 +13,12 @@ TEST(queued_clients_all_become_sessions_and_the_counts_return_to_zero)
     for (int i = 0; i < 5; i++)
         c[i] = rig_client(&r);
     RIG_UNTIL(&r, rig_sessions(&r) == 5);
-    assert_int_equal(atomic_load(&g_sessions), 5);
+    assert_int_equal(worker_sessions(r.w), 5);
     assert_int_equal(RIG_STAT(&r, active), 5);
     for (int i = 0; i < 5; i++)
         close(c[i]);
     RIG_UNTIL(&r, rig_sessions(&r) == 0);
-    assert_int_equal(atomic_load(&g_sessions), 0);
+    assert_int_equal(worker_sessions(r.w), 0);
     assert_int_equal(RIG_STAT(&r, active), 0);
     assert_int_equal(RIG_STAT(&r, probes), 5); /* closed without a byte */
     rig_stop(&r);

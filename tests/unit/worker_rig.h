@@ -177,7 +177,7 @@ static inline void rig_stop(struct rig *r)
         session_close(r->env->sessions.head);
     assert_true(loop_run_once(r->env->loop, 0) >= 0);
     assert_int_equal(r->env->sessions.n, 0);
-    assert_int_equal(atomic_load(&g_sessions), 0);
+    assert_int_equal(worker_sessions(r->w), 0);
     worker_free(r->w);
     assert_int_equal(fd_count(), r->fds_before);
 }
