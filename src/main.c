@@ -559,10 +559,15 @@ int main(int argc, char **argv)
         config_unref(sv.cfg);
         return 2;
     }
-    if (check) {
+    if (check != CONFIG_RUN) {
         users_warn_mixed(sv.cfg->users, sv.cfg->users_path, stderr);
-        printf("socks5d: configuration OK%s%s\n", sv.cfg->path ? ": " : "",
-               sv.cfg->path ? sv.cfg->path : "");
+        if (check == CONFIG_DUMP) {
+            config_size_limits(sv.cfg, raise_nofile());
+            config_dump(sv.cfg, stdout);
+        } else {
+            printf("socks5d: configuration OK%s%s\n", sv.cfg->path ? ": " : "",
+                   sv.cfg->path ? sv.cfg->path : "");
+        }
         config_unref(sv.cfg);
         return 0;
     }
