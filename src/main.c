@@ -20,6 +20,7 @@
 #include "metrics.h"
 #include "net.h"
 #include "notify.h"
+#include "passwd.h"
 #include "privs.h"
 #include "quota.h"
 #include "users.h"
@@ -543,13 +544,8 @@ int main(int argc, char **argv)
     struct server sv = {.argc = argc, .argv = argv, .addr_watch = -1};
     char err[512];
     int code, check;
-    if (argc >= 2 && strcmp(argv[1], "passwd") == 0) {
-        if (argc != 3) {
-            fprintf(stderr, "usage: socks5d passwd NAME\n");
-            return 2;
-        }
-        return users_passwd_main(argv[2]);
-    }
+    if (argc >= 2 && strcmp(argv[1], "passwd") == 0)
+        return passwd_main(argc - 1, argv + 1);
     /* Before any thread exists, so every thread inherits it. */
     if (privs_early() < 0 || log_init() < 0)
         return 1;

@@ -132,6 +132,8 @@ static char *resolve_path(const struct options_origin *o, const char *path)
     char dir[PATH_MAX], *out;
     if (!o->file || path[0] == '/')
         return strdup(path);
+    while (path[0] == '.' && path[1] == '/')
+        path += 2 + strspn(path + 2, "/");
     snprintf(dir, sizeof dir, "%s", o->file);
     return asprintf(&out, "%s/%s", dirname(dir), path) < 0 ? NULL : out;
 }

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -337,56 +336,4 @@ void users_warn_mixed(const struct users *u, const char *path, FILE *out)
             "login is answered as late as the slowest (%u ms), so that timing does not "
             "tell users apart; rehash with one setting (`socks5d passwd NAME`)\n",
             path, users_settings(u), (unsigned)((users_cost_us(u) + 999) / 1000));
-}
-
-/* ---------------- socks5d passwd ---------------- */
-
-/* Reads one line from stdin without echo when it is a terminal. */
-static int read_password(char *buf, size_t len)
-{
-    struct termios old, quiet;
-    int tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
-    if (tty) {
-        fprintf(stderr, "Password: ");
-        quiet = old;
-        quiet.c_lflag &= ~(tcflag_t)ECHO;
-        tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
-    }
-    char *ok = fgets(buf, (int)len, stdin);
-    if (tty) {
-        tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
-        fprintf(stderr, "\n");
-    }
-    if (!ok)
-        return -1;
-    buf[strcspn(buf, "\r\n")] = '\0';
-    return 0;
-}
-
-int users_passwd_main(const char *name)
-{
-    char pass[512];
-    struct crypt_data cd;
-    size_t nlen = strlen(name);
-    if (nlen == 0 || nlen > 255 || strchr(name, ':') || strpbrk(name, " \t\r\n#")) {
-        fprintf(stderr,
-                "socks5d passwd: user name must be 1..255 bytes without ':', '#' or spaces\n");
-        return 2;
-    }
-    if (read_password(pass, sizeof pass) < 0 || pass[0] == '\0' || strlen(pass) > 255) {
-        fprintf(stderr, "socks5d passwd: expected a password of 1..255 bytes on stdin\n");
-        auth_wipe(pass, sizeof pass);
-        return 2;
-    }
-    memset(&cd, 0, sizeof cd);
-    const char *salt = crypt_gensalt_rn("$y$", 0, NULL, 0, cd.setting, sizeof cd.setting);
-    const char *hash = salt ? crypt_r(pass, salt, &cd) : NULL;
-    auth_wipe(pass, sizeof pass);
-    if (!hash || hash[0] == '*') {
-        fprintf(stderr, "socks5d passwd: crypt failed: %s\n", strerror(errno));
-        return 1;
-    }
-    printf("%s:%s\n", name, hash);
-    auth_wipe(&cd, sizeof cd);
-    return 0;
 }
