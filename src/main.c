@@ -126,8 +126,8 @@ static int take_activated(struct server *sv)
     unsetenv("LISTEN_FDS");
     unsetenv("LISTEN_FDNAMES");
     sv->activated = 1;
-    log_info("using %zu listening sockets from systemd; 'listen' settings are ignored",
-             sv->nlisten);
+    log_info("using %zu listening socket%s from systemd; 'listen' settings are ignored",
+             sv->nlisten, log_s(sv->nlisten));
     return 0;
 }
 
@@ -384,7 +384,7 @@ static void report_status(void)
         return;
     last = n;
     when = now;
-    notify("STATUS=%lu sessions", n);
+    notify("STATUS=%lu session%s", n, log_s(n));
 }
 
 static void drain_workers(struct server *sv)
@@ -595,10 +595,11 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < sv.nlisten; i++) {
         char name[ADDR_STRLEN];
-        log_info("socks5d %s listening on %s%s (%d workers, max %llu sessions)", SOCKS5D_VERSION,
+        log_info("socks5d %s listening on %s%s (%d worker%s, max %llu session%s)", SOCKS5D_VERSION,
                  addr_str(&sv.spec[i].addr.sa, name, sizeof name),
                  sv.spec[i].proxy_protocol ? " with PROXY protocol" : "", sv.nworkers,
-                 (unsigned long long)sv.cfg->max_sessions);
+                 log_s((unsigned)sv.nworkers), (unsigned long long)sv.cfg->max_sessions,
+                 log_s(sv.cfg->max_sessions));
     }
     metrics_set_workers(sv.w, sv.nworkers);
     notify("READY=1\nSTATUS=listening");

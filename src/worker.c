@@ -293,7 +293,8 @@ static void on_drain_deadline(struct loop_timer *t)
 {
     struct worker *w = container_of(t, struct worker, drain_deadline);
     if (w->nsessions)
-        log_info("worker %d: grace period over, closing %zu sessions", w->id, w->nsessions);
+        log_info("worker %d: grace period over, closing %zu session%s", w->id, w->nsessions,
+                 log_s(w->nsessions));
     while (w->sessions)
         session_close(w->sessions);
 }

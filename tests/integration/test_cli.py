@@ -248,3 +248,13 @@ def test_bash_completion_offers_exactly_the_options_of_help(socks5d_bin):
     assert complete("socks5d --access-log-format ") == {"logfmt", "json"}
     assert complete("socks5d pas") == {"passwd"}
     assert complete("socks5d passwd -") == {"-f"}
+
+
+# ---------------------------------------------------------------- messages
+
+
+def test_start_up_line_counts_one_worker_in_the_singular(socks5d):
+    srv = socks5d("--auth", "none", "-w", "1", "--max-sessions", "1")
+    assert "(1 worker, max 1 session)" in srv.log(), srv.log()
+    two = socks5d("--auth", "none", "-w", "2", "--max-sessions", "2")
+    assert "(2 workers, max 2 sessions)" in two.log(), two.log()
