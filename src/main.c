@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "auth_pool.h"
+#include "check.h"
 #include "config.h"
 #include "fdbudget.h"
 #include "hostaddr.h"
@@ -526,17 +527,35 @@ static int abandon(struct server *sv, int code)
 }
 
 /* Log files are checked before root opens them, at start and by -t. */
-static int check_log_files(const struct config *c)
+static int check_log_file(const struct config *c, int sink, const char *what, const char *path)
 {
     char err[512];
-    if ((c->log.error_sink == SINK_FILE &&
-         privs_check_log_file(c, "error-log", c->log.error_log_path, err, sizeof err) < 0) ||
-        (c->log.access_sink == SINK_FILE &&
-         privs_check_log_file(c, "access-log", c->log.access_log_path, err, sizeof err) < 0)) {
-        fprintf(stderr, "socks5d: %s\n", err);
-        return -1;
+    if (sink != SINK_FILE || privs_check_log_file(c, what, path, err, sizeof err) == 0)
+        return 0;
+    fprintf(stderr, "socks5d: %s\n", err);
+    return -1;
+}
+
+static int check_log_files(const struct config *c)
+{
+    int bad = check_log_file(c, c->log.error_sink, "error-log", c->log.error_log_path) < 0;
+    bad |= check_log_file(c, c->log.access_sink, "access-log", c->log.access_log_path) < 0;
+    return bad ? -1 : 0;
+}
+
+/* -t and -T: every problem at once; 2 when the start would fail. */
+static int check_and_exit(struct config *c, int mode)
+{
+    int bad = check_log_files(c) < 0;
+    bad |= check_config(c, stderr) < 0;
+    if (!bad && mode == CONFIG_DUMP) {
+        config_size_limits(c, raise_nofile());
+        config_dump(c, stdout);
+    } else if (!bad) {
+        printf("socks5d: configuration OK%s%s\n", c->path ? ": " : "", c->path ? c->path : "");
     }
-    return 0;
+    config_unref(c);
+    return bad ? 2 : 0;
 }
 
 int main(int argc, char **argv)
@@ -551,21 +570,11 @@ int main(int argc, char **argv)
         return 1;
     if (!(sv.cfg = config_load(argc, argv, stderr, &code, &check)))
         return code;
+    if (check != CONFIG_RUN)
+        return check_and_exit(sv.cfg, check);
     if (check_log_files(sv.cfg) < 0) {
         config_unref(sv.cfg);
         return 2;
-    }
-    if (check != CONFIG_RUN) {
-        users_warn_mixed(sv.cfg->users, sv.cfg->users_path, stderr);
-        if (check == CONFIG_DUMP) {
-            config_size_limits(sv.cfg, raise_nofile());
-            config_dump(sv.cfg, stdout);
-        } else {
-            printf("socks5d: configuration OK%s%s\n", sv.cfg->path ? ": " : "",
-                   sv.cfg->path ? sv.cfg->path : "");
-        }
-        config_unref(sv.cfg);
-        return 0;
     }
     if (log_configure(&sv.cfg->log, err, sizeof err) < 0) {
         fprintf(stderr, "socks5d: %s\n", err);

@@ -337,3 +337,46 @@ void users_warn_mixed(const struct users *u, const char *path, FILE *out)
             "tell users apart; rehash with one setting (`socks5d passwd NAME`)\n",
             path, users_settings(u), (unsigned)((users_cost_us(u) + 999) / 1000));
 }
+
+/* The length crypt(3) gives hashes of `hash`'s setting, 0 when it refuses
+ * the setting. Every hash of one setting has the same length. */
+static size_t made_len(const char *hash, struct crypt_data *cd)
+{
+    const char *out = crypt_r("socks5d: not a password", hash, cd);
+    return out && out[0] != '*' && users_same_setting(out, hash) ? strlen(out) : 0;
+}
+
+size_t users_warn_unusable(const struct users *u, const char *path, FILE *out)
+{
+    static const char digits[] =
+        "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz$";
+    struct {
+        const char *hash;
+        size_t len;
+    } seen[32];
+    size_t nseen = 0, bad = 0;
+    struct crypt_data *cd = u && u->n ? calloc(1, sizeof *cd) : NULL;
+    for (size_t i = 0; cd && i < u->n; i++) {
+        const char *h = u->v[i].hash;
+        size_t k = 0, len;
+        while (k < nseen && !users_same_setting(seen[k].hash, h))
+            k++;
+        len = k < nseen ? seen[k].len : made_len(h, cd);
+        if (k == nseen && nseen < sizeof seen / sizeof *seen)
+            seen[nseen++].hash = h, seen[k].len = len;
+        size_t tail = setting_len(h);
+        if (len == strlen(h) && strspn(h + tail, digits) == strlen(h + tail))
+            continue;
+        bad++;
+        fprintf(out,
+                "%s:%d: warning: user %s: crypt(3) cannot match this hash with any password (%s), "
+                "so every login as %s fails; make a new one with `socks5d passwd -f %s %s`\n",
+                path, u->v[i].line, u->v[i].name,
+                len ? "cut short or with stray characters" : "its algorithm is refused here",
+                u->v[i].name, path, u->v[i].name);
+    }
+    if (cd)
+        auth_wipe(cd, sizeof *cd);
+    free(cd);
+    return bad;
+}

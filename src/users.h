@@ -36,6 +36,10 @@ int users_same_setting(const char *a, const char *b);
  * and returns the microseconds it took. */
 uint32_t users_crypt_timed(const char *pass, const char *hash, struct crypt_data *cd,
                            const char **out);
+/* For `socks5d -t`: warns on `out` about each line whose hash no password
+ * can match (cut short, stray characters, an algorithm crypt(3) refuses);
+ * one crypt(3) per distinct setting. Returns how many. */
+size_t users_warn_unusable(const struct users *u, const char *path, FILE *out);
 /* For `socks5d -t`: warns on `out` when the file at `path` mixes settings. */
 void users_warn_mixed(const struct users *u, const char *path, FILE *out);
 
