@@ -890,13 +890,18 @@ const struct options_def *options_from_getopt(int v)
     return NULL;
 }
 
-void options_defaults(struct config *c)
+int options_defaults(struct config *c)
 {
     char err[256];
     struct options_origin o = {0};
-    for (size_t i = 0; i < options_count; i++)
-        if (options_table[i].def)
-            options_table[i].set(c, &options_table[i], options_table[i].def, &o, err, sizeof err);
+    for (size_t i = 0; i < options_count; i++) {
+        const struct options_def *d = &options_table[i];
+        if (d->def && d->set(c, d, d->def, &o, err, sizeof err) < 0) {
+            fprintf(errout, "socks5d: default of %s: %s\n", d->name, err);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* ---------------- --help and -T ---------------- */
@@ -1159,10 +1164,10 @@ struct config *config_load(int argc, char **argv, FILE *err, int *exit_code, int
         return NULL;
     }
     atomic_init(&c->refs, 1);
-    options_defaults(c);
+    int bad = options_defaults(c) < 0;
     if (!path && access(CONFIG_DEFAULT_PATH, F_OK) == 0)
         path = CONFIG_DEFAULT_PATH;
-    int bad = path && (!(c->path = strdup(path)) || read_file(c, path, 0, NULL) < 0);
+    bad = bad || (path && (!(c->path = strdup(path)) || read_file(c, path, 0, NULL) < 0));
     bad |= apply_cli(c, argc, argv) < 0;
     errout = NULL; /* `err` may be closed after this returns */
     bad = bad || config_validate(c, err) < 0;

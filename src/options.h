@@ -78,8 +78,9 @@ const char *options_did_you_mean(const char *name, enum options_where where);
  * with options_from_getopt. */
 void options_getopt(struct option *lo, char *shorts);
 const struct options_def *options_from_getopt(int v);
-/* Sets every option that has a default. */
-void options_defaults(struct config *c);
+/* Sets every option that has a default. Returns 0, or -1 (out of memory)
+ * after saying so on config_load's error stream. */
+int options_defaults(struct config *c);
 void options_usage(FILE *out);
 
 #endif
