@@ -15,6 +15,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "gss.h"
 #include "log.h"
 #include "proto.h"
 #include "rules.h"
@@ -71,6 +72,11 @@ enum {
     O_USER,
     O_ALLOW_ROOT,
     O_RATE_LIMIT,
+    O_GSS_KEYTAB,
+    O_GSS_SERVICE,
+    O_GSS_PROTECTION,
+    O_GSS_REALMS,
+    O_GSS_STRIP_REALM,
     O_VERSION,
 };
 
@@ -114,6 +120,11 @@ static const struct option long_opts[] = {
     {"user", required_argument, NULL, O_USER},
     {"allow-root", no_argument, NULL, O_ALLOW_ROOT},
     {"rate-limit", required_argument, NULL, O_RATE_LIMIT},
+    {"gssapi-keytab", required_argument, NULL, O_GSS_KEYTAB},
+    {"gssapi-service", required_argument, NULL, O_GSS_SERVICE},
+    {"gssapi-protection", required_argument, NULL, O_GSS_PROTECTION},
+    {"gssapi-realms", required_argument, NULL, O_GSS_REALMS},
+    {"gssapi-strip-realm", no_argument, NULL, O_GSS_STRIP_REALM},
     {"verbose", no_argument, NULL, O_VERBOSE},
     {"quiet", no_argument, NULL, O_QUIET},
     {"version", no_argument, NULL, O_VERSION},
@@ -133,9 +144,15 @@ void config_usage(FILE *out)
         "  -l, --listen ADDR:PORT      listen address, repeatable; IPv6 as [::1]:1080\n"
         "                              (default 127.0.0.1:1080)\n"
         "  -w, --workers N|auto        worker threads (default: one per CPU)\n"
-        "      --auth LIST             methods in preference order: none, userpass\n"
+        "      --auth LIST             methods in preference order: none, userpass, gssapi\n"
         "                              (default: none, or userpass with --users)\n"
         "      --users FILE            users file: name:crypt-hash per line\n"
+        "      --gssapi-keytab FILE    keytab for gssapi (default: KRB5_KTNAME, /etc/krb5.keytab)\n"
+        "      --gssapi-service NAME   service principal name/<host> (default rcmd)\n"
+        "      --gssapi-protection L   levels allowed: none,integrity,confidentiality (default "
+        "all)\n"
+        "      --gssapi-realms LIST    accept only principals of these realms (default: any)\n"
+        "      --gssapi-strip-realm    the session user is the principal without @REALM\n"
         "      --rule 'RULE'           access rule, repeatable (see socks5d.conf(5))\n"
         "      --timeout-handshake T   greeting to request (default 10s)\n"
         "      --timeout-connect T     resolve and connect (default 10s)\n"
@@ -263,6 +280,8 @@ static int parse_methods(struct config *c, const char *list)
             m = SOCKS5_METHOD_NONE;
         else if (strcasecmp(tok, "userpass") == 0)
             m = SOCKS5_METHOD_USERPASS;
+        else if (strcasecmp(tok, "gssapi") == 0)
+            m = SOCKS5_METHOD_GSSAPI;
         else
             return -1;
         if (c->nmethods == sizeof c->methods || memchr(c->methods, m, c->nmethods))
@@ -270,6 +289,24 @@ static int parse_methods(struct config *c, const char *list)
         c->methods[c->nmethods++] = m;
     }
     return c->nmethods ? 0 : -1;
+}
+
+/* RFC 1961 protection levels as a set of bits (1 << level). */
+static int parse_protection(const char *list, uint8_t *levels)
+{
+    static const char *const names[] = {"none", "integrity", "confidentiality"};
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", list);
+    *levels = 0;
+    for (char *save, *tok = strtok_r(buf, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+        size_t i = 0;
+        while (i < 3 && strcasecmp(tok, names[i]) != 0)
+            i++;
+        if (i == 3)
+            return -1;
+        *levels |= (uint8_t)(1u << i);
+    }
+    return *levels ? 0 : -1;
 }
 
 static int parse_port_range(const char *s, uint16_t *lo, uint16_t *hi)
@@ -522,9 +559,28 @@ static int apply(struct config *c, int opt, const char *arg, struct origin *o, c
     case O_AUTH:
         if (parse_methods(c, arg) < 0)
             return snprintf(err, errlen,
-                            "'%s': expected none, userpass, or both in preference order", arg),
+                            "'%s': expected none, userpass, gssapi, in preference order", arg),
                    -1;
         return 0;
+    case O_GSS_KEYTAB:
+        return set_string(&c->gss_keytab, arg);
+    case O_GSS_SERVICE:
+        if (!*arg || strpbrk(arg, "/@ "))
+            return snprintf(err, errlen, "'%s': expected a service name such as rcmd", arg), -1;
+        return set_string(&c->gss_service, arg);
+    case O_GSS_PROTECTION:
+        if (parse_protection(arg, &c->gss_levels) < 0)
+            return snprintf(err, errlen,
+                            "'%s': expected a list of none, integrity, confidentiality", arg),
+                   -1;
+        return 0;
+    case O_GSS_REALMS:
+        if (!*arg || strpbrk(arg, " @") || strstr(arg, ",,") || arg[0] == ',' ||
+            arg[strlen(arg) - 1] == ',')
+            return snprintf(err, errlen, "'%s': expected realms separated by commas", arg), -1;
+        return set_string(&c->gss_realms, arg);
+    case O_GSS_STRIP_REALM:
+        return set_flag(&c->gss_strip_realm, arg);
     case O_USERS:
         return set_string(&c->users_path, arg);
     case O_IPV6_PREFIX:
@@ -777,6 +833,7 @@ static void set_defaults(struct config *c)
     c->shutdown_grace_ms = 10000;
     c->auth_cache_ttl_ms = 300000;
     c->auth_fail_limit = 10;
+    c->gss_levels = 1u << 0 | 1u << 1 | 1u << 2;
     c->auth_fail_window_ms = 60000;
     c->auth_fail_cooldown_ms = 300000;
     c->ipv6_prefix = 64;
@@ -866,9 +923,15 @@ static int validate(struct config *c)
             "NAME`)");
     if (c->users_path && !(c->users = users_load(c->users_path, err, sizeof err)))
         BAD("users file %s", err);
-    if (c->max_per_user && !c->users_path)
-        BAD("max-sessions-per-user needs authentication (a users file)");
-    for (size_t i = 0; i < c->nrate_limits; i++)
+    if (memchr(c->methods, SOCKS5_METHOD_GSSAPI, c->nmethods) &&
+        !(c->gss = gss_server_new(c->gss_keytab, c->gss_service ? c->gss_service : "rcmd", err,
+                                  sizeof err)))
+        BAD("gssapi %s", err);
+    int gss = memchr(c->methods, SOCKS5_METHOD_GSSAPI, c->nmethods) != NULL;
+    if (c->max_per_user && !c->users_path && !gss)
+        BAD("max-sessions-per-user needs authentication (a users file or gssapi)");
+    /* Kerberos principals are not listed anywhere socks5d can look. */
+    for (size_t i = 0; i < c->nrate_limits && !gss; i++)
         if (!users_find(c->users, c->rate_limits[i].user))
             BAD("rate-limit: no user '%s' in the users file", c->rate_limits[i].user);
     return config_check_open_proxy(c, c->listen, c->nlisten, errout);
@@ -973,6 +1036,10 @@ void config_unref(struct config *c)
     if (!c || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
         return;
     users_free(c->users);
+    gss_server_free(c->gss);
+    free(c->gss_keytab);
+    free(c->gss_service);
+    free(c->gss_realms);
     rules_free(c->rules);
     rules_free(c->pp_from);
     for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)

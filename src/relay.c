@@ -230,6 +230,49 @@ int relay_pump(struct relay *r, struct bufpool *pool, uint64_t now_ms, unsigned 
     return (r->up.shut && r->down.shut) ? RELAY_DONE : RELAY_AGAIN;
 }
 
+long relay_side_read(struct relay_side *s, uint8_t *buf, size_t max, int *err)
+{
+    for (;;) {
+        ssize_t n = read(s->io.fd, buf, max);
+        if (n > 0) {
+            /* Drained, as in fill(): a later arrival raises a new edge. */
+            if ((size_t)n < max && !s->rdhup)
+                s->readable = 0;
+            return n;
+        }
+        if (n == 0) {
+            s->eof = 1;
+            s->readable = 0;
+            return 0;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN) {
+            s->readable = 0;
+            return 0;
+        }
+        *err = errno;
+        return -1;
+    }
+}
+
+long relay_side_write(struct relay_side *s, const uint8_t *buf, size_t len, int *err)
+{
+    for (;;) {
+        ssize_t n = send(s->io.fd, buf, len, MSG_NOSIGNAL);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN) {
+            s->writable = 0;
+            return 0;
+        }
+        *err = errno;
+        return -1;
+    }
+}
+
 void relay_release(struct relay *r, struct bufpool *pool)
 {
     idle_dir(&r->up, pool);
