@@ -7,6 +7,7 @@ authentication phase."""
 import hashlib
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -428,3 +429,46 @@ def test_curl_context_is_accepted_and_the_principal_logged(realm, socks5d):
 
 
 CURL_RUNS = 20
+
+
+def test_bind_under_integrity_wraps_both_replies_and_the_relay(realm, socks5d):
+    srv = gss_server(socks5d, realm)
+    with connect(srv) as s:
+        c = GssClient(s, realm.alice)
+        c.handshake(1)
+        c.send(request("127.0.0.1", 0, cmd=2))
+        first = c.recv_exact(10)
+        assert first[1] == 0
+        port = struct.unpack("!H", first[8:10])[0]
+        peer = socket.create_connection(("127.0.0.1", port), timeout=scaled(5))
+        second = c.recv_exact(10)
+        assert second[1] == 0
+        assert struct.unpack("!H", second[8:10])[0] == peer.getsockname()[1]
+        peer.sendall(b"from the peer")
+        assert c.recv_exact(13) == b"from the peer"
+        c.send(b"from the client")
+        assert recv_exact(peer, 15) == b"from the client"
+        peer.close()
+
+
+def test_reload_rereads_the_gssapi_directives(realm, socks5d, tmp_path, echo):
+    conf = tmp_path / "socks5d.conf"
+    base = f"auth gssapi\ngssapi-keytab {realm.keytab}\n"
+    conf.write_text(base + "gssapi-realms OTHER.TEST\n")
+    srv = socks5d("-c", str(conf))
+
+    def attempt():
+        with connect(srv) as s:
+            c = GssClient(s, realm.alice)
+            try:
+                c.handshake(1)
+            except Aborted:
+                return "refused"
+            return c.request(*echo.addr)[0]
+
+    assert attempt() == "refused"
+    conf.write_text(base + f"gssapi-realms {REALM}\ngssapi-strip-realm yes\n")
+    srv.signal(signal.SIGHUP)
+    wait_until(lambda: "configuration reloaded" in srv.log(), scaled(5), what="the reload")
+    assert attempt() == 0
+    assert srv.wait_access(2)[-1]["user"] == "alice"
