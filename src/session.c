@@ -239,6 +239,36 @@ static void phase_parse(struct session *s, int (*parse)(struct session *))
     phase_io(s, on_handshake_io);
 }
 
+/* The handshake buffer is a small one, or a relay buffer for GSS-API
+ * tokens (Active Directory tickets carry group lists of tens of KiB). */
+static size_t hbuf_cap(const struct session *s)
+{
+    return s->hbig ? BUFPOOL_SIZE : BUFPOOL_SMALL;
+}
+
+static void hbuf_put(struct session *s)
+{
+    if (s->hbig)
+        bufpool_put(&s->w->pool, s->hbuf);
+    else
+        bufpool_put_small(&s->w->pool, s->hbuf);
+    s->hbuf = NULL;
+    s->hbig = 0;
+}
+
+/* Moves the handshake bytes to a relay-sized buffer. Returns 0 or -1. */
+static int hbuf_grow(struct session *s)
+{
+    uint8_t *big = bufpool_get(&s->w->pool);
+    if (!big)
+        return -1;
+    memcpy(big, s->hbuf, s->hlen);
+    hbuf_put(s);
+    s->hbuf = big;
+    s->hbig = 1;
+    return 0;
+}
+
 /* Each side's fd was charged to the budget when it was opened (the client's
  * by accept, the target's by the dial or the BIND listener). */
 static void close_side(struct session *s, struct relay_side *side)
@@ -279,7 +309,7 @@ void session_close(struct session *s)
     close_side(s, &s->relay.client);
     close_side(s, &s->relay.target);
     relay_release(&s->relay, &w->pool);
-    bufpool_put_small(&w->pool, s->hbuf);
+    hbuf_put(s);
     worker_unlink(w, s);
     config_unref(s->cfg);
     gss_relay_free(s->gss_relay);
@@ -575,8 +605,7 @@ static void start_relay(struct session *s)
         s->relay.up.len = s->hlen;
         memcpy(s->relay.up.buf, s->hbuf, s->hlen);
     }
-    bufpool_put_small(&s->w->pool, s->hbuf);
-    s->hbuf = NULL;
+    hbuf_put(s);
     s->hlen = 0;
     s->active_ms = loop_now(s->w->loop);
     session_arm(s, s->cfg->timeout_idle_ms, on_relay_idle);
@@ -775,6 +804,10 @@ static int parse_greeting(struct session *s)
         return HS_GONE;
     }
     s->greeted = 1;
+    if (s->method == SOCKS5_METHOD_GSSAPI && hbuf_grow(s) < 0) {
+        session_fail(s, "out of memory");
+        return HS_GONE;
+    }
     phase_parse(s, s->method == SOCKS5_METHOD_USERPASS ? parse_auth
                    : s->method == SOCKS5_METHOD_GSSAPI ? parse_gss_auth
                                                        : parse_request);
@@ -966,7 +999,7 @@ static void serve_request(struct session *s, const struct proto_request *r)
 /* ---------------- GSS-API (RFC 1961) ---------------- */
 
 /* Tokens of the handshake phases must fit the handshake buffer. */
-#define GSS_HS_TOKEN_MAX (BUFPOOL_SMALL - PROTO_GSS_HEADER)
+#define GSS_HS_TOKEN_MAX (BUFPOOL_SIZE - PROTO_GSS_HEADER)
 
 static int parse_gss_request(struct session *s);
 
@@ -1139,44 +1172,61 @@ static int parse_gss_prot(struct session *s)
     return HS_NEXT;
 }
 
-/* The request in one wrapped message. What follows it (the rest of that
- * message and any raw bytes after it) belongs to the relay. */
-static int parse_gss_request(struct session *s)
+/* Unwraps the request message into plain (GSS_MSG_MAX bytes) and parses
+ * the request at its start. Returns HS_NEXT with *n plaintext bytes of
+ * which *used are the request, or HS_GONE. */
+static int gss_request(struct session *s, const struct proto_gss_msg *m, uint8_t *plain,
+                       struct proto_request *req, size_t *n, size_t *used)
 {
-    struct proto_gss_msg m;
-    struct proto_request req;
     enum proto_err err;
-    uint8_t plain[BUFPOOL_SMALL];
-    size_t used, req_len;
-    int conf, rc = read_gss(s, SOCKS5_GSS_ENCAP, &m, &used);
-    if (rc != HS_NEXT)
-        return rc;
-    long n = gss_conn_unwrap(s->gss, m.token, m.len, plain, sizeof plain, &conf);
-    if (n < 0 || (s->gss_level == SOCKS5_GSS_CONF && !conf)) {
+    int conf;
+    long len = gss_conn_unwrap(s->gss, m->token, m->len, plain, GSS_MSG_MAX, &conf);
+    if (len < 0 || (s->gss_level == SOCKS5_GSS_CONF && !conf)) {
         s->fail = HSF_PROTOCOL;
-        gss_bad_message(s, n < 0 ? gss_conn_error(s->gss)
-                                 : "unencrypted message at the confidentiality level");
+        gss_bad_message(s, len < 0 ? gss_conn_error(s->gss)
+                                   : "unencrypted message at the confidentiality level");
         return HS_GONE;
     }
-    consume(s, used);
     if (!(s->gss_relay = gss_relay_new(s->gss, s->gss_level == SOCKS5_GSS_CONF))) {
         session_fail(s, "out of memory");
         return HS_GONE;
     }
-    rc = proto_parse_request(plain, (size_t)n, &req, &req_len, &err);
-    if (rc == PROTO_NEED_MORE) {
+    *n = (size_t)len;
+    int rc = proto_parse_request(plain, *n, req, used, &err);
+    if (rc == PROTO_NEED_MORE)
         hs_fail(s, HSF_PROTOCOL, "request split across GSS-API messages");
-        return HS_GONE;
-    }
-    if (rc == PROTO_ERROR) {
+    else if (rc == PROTO_ERROR)
         request_refused(s, err);
-        return HS_GONE;
-    }
-    if (gss_relay_preload(s->gss_relay, plain + req_len, (size_t)n - req_len, s->hbuf, s->hlen) <
-        0) {
+    return rc == PROTO_DONE ? HS_NEXT : HS_GONE;
+}
+
+/* The request in one wrapped message. What follows it (the rest of that
+ * message, data for the target, and any raw bytes after it) belongs to the
+ * relay. */
+static int parse_gss_request(struct session *s)
+{
+    struct proto_gss_msg m;
+    struct proto_request req;
+    uint8_t *plain;
+    size_t used, n, req_len;
+    int rc = read_gss(s, SOCKS5_GSS_ENCAP, &m, &used);
+    if (rc != HS_NEXT)
+        return rc;
+    if (!(plain = malloc(GSS_MSG_MAX))) {
         session_fail(s, "out of memory");
         return HS_GONE;
     }
+    rc = gss_request(s, &m, plain, &req, &n, &req_len);
+    if (rc == HS_NEXT) {
+        consume(s, used);
+        if (gss_relay_preload(s->gss_relay, plain + req_len, n - req_len, s->hbuf, s->hlen) < 0) {
+            session_fail(s, "out of memory");
+            rc = HS_GONE;
+        }
+    }
+    free(plain);
+    if (rc != HS_NEXT)
+        return HS_GONE;
     s->hlen = 0;
     serve_request(s, &req);
     return HS_GONE;
@@ -1231,8 +1281,8 @@ static int handshake_read(struct session *s)
         session_fail(s, "out of memory");
         return -1;
     }
-    while (s->hlen < BUFPOOL_SMALL) {
-        size_t want = BUFPOOL_SMALL - s->hlen;
+    while (s->hlen < hbuf_cap(s)) {
+        size_t want = hbuf_cap(s) - s->hlen;
         ssize_t n = read(s->relay.client.io.fd, s->hbuf + s->hlen, want);
         if (n > 0) {
             s->hlen += (uint32_t)n;
@@ -1257,7 +1307,7 @@ static int handshake_read(struct session *s)
         }
         break;
     }
-    s->relay.client.readable = s->hlen == BUFPOOL_SMALL;
+    s->relay.client.readable = s->hlen == hbuf_cap(s);
     return 0;
 }
 
@@ -1274,12 +1324,18 @@ static void on_handshake_io(struct loop_io *io, unsigned events)
 /* Reads what the client sent and parses it. */
 static void handshake_continue(struct session *s)
 {
-    if (s->relay.client.readable && !s->relay.client.eof && handshake_read(s) < 0)
-        return;
-    int eof = s->relay.client.eof;
+    int eof, rc;
+    do {
+        if (s->relay.client.readable && !s->relay.client.eof && handshake_read(s) < 0)
+            return;
+        eof = s->relay.client.eof;
+        rc = handshake_step(s);
+        /* A full buffer left bytes in the socket, with no edge to come: read
+         * on if the phase made room (a GSS-API token grows the buffer). */
+    } while (rc == HS_MORE && s->relay.client.readable && !eof && s->hlen < hbuf_cap(s));
     /* A client that closed mid-handshake will never complete it. Checked
      * after parsing: a whole request followed by FIN is still served. */
-    if (handshake_step(s) == HS_MORE && eof) {
+    if (rc == HS_MORE && eof) {
         if (s->hlen || s->greeted)
             hs_fail(s, HSF_CLOSED, "truncated handshake");
         else

@@ -49,6 +49,7 @@ struct session {
     void (*expire)(struct session *s);
     uint8_t method, cmd, rep;
     uint8_t greeted;   /* past the greeting: a close is no probe */
+    uint8_t hbig;      /* hbuf is a relay buffer (BUFPOOL_SIZE), for GSS-API */
     uint8_t requested; /* the destination is known (for the log) */
     const char *why;   /* for the access log when something failed */
     struct pending pending;

@@ -155,11 +155,15 @@ def test_malformed_context_message_gets_the_abort(realm, socks5d, msg, why):
     assert srv.wait_access(1)[0]["error"] == why
 
 
-def test_garbage_token_is_refused_and_counted(realm, socks5d):
+@pytest.mark.parametrize("size", [40, 48000], ids=["small", "ad-sized"])
+def test_garbage_token_is_refused_and_counted(realm, socks5d, size):
+    """Up to Active Directory's MaxTokenSize (48000) a token is read whole
+    and given to GSS-API, which refuses garbage."""
     port = free_port()
     srv = gss_server(socks5d, realm, "--metrics", f"127.0.0.1:{port}")
+    garbage = (b"\x60\x82not a kerberos token at all" * (size // 28 + 1))[:size]
     with connect(srv) as s:
-        s.sendall(b"\x05\x01\x01" + gss_msg(1, b"\x60\x82not a kerberos token at all"))
+        s.sendall(b"\x05\x01\x01" + gss_msg(1, garbage))
         assert recv_exact(s, 2) == b"\x05\x01"
         assert_aborted(s)
     assert "gss_accept_sec_context" in srv.wait_access(1)[0]["error"]
