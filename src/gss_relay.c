@@ -139,10 +139,10 @@ static int decode(struct gss_relay *g)
     enum proto_err perr;
     size_t used;
     int conf;
-    int rc = proto_parse_gss(d->in, d->in_len, SOCKS5_GSS_ENCAP, 65535, &m, &used, &perr);
-    if (rc == PROTO_NEED_MORE)
+    enum result rc = proto_parse_gss(d->in, d->in_len, SOCKS5_GSS_ENCAP, 65535, &m, &used, &perr);
+    if (rc == RES_AGAIN)
         return 0;
-    if (rc == PROTO_ERROR)
+    if (rc == RES_ERROR)
         return bad(g, proto_err_str(perr));
     if (m.mtyp == SOCKS5_GSS_ABORT)
         return bad(g, "GSS-API abort from the client");
@@ -240,12 +240,12 @@ int gss_relay_pump(struct gss_relay *g, struct relay_side *client, struct relay_
     *flags = 0;
     int up = pump_up(g, client, target, err);
     if (up < 0)
-        return up == GSS_RELAY_BAD ? GSS_RELAY_BAD : RELAY_ERROR;
+        return up == GSS_RELAY_BAD ? GSS_RELAY_BAD : RES_ERROR;
     int down = pump_down(g, client, target, err);
     if (down < 0)
-        return down == GSS_RELAY_BAD ? GSS_RELAY_BAD : RELAY_ERROR;
+        return down == GSS_RELAY_BAD ? GSS_RELAY_BAD : RES_ERROR;
     *flags = (unsigned)(up | down);
-    return g->up.shut && g->down.shut ? RELAY_DONE : RELAY_AGAIN;
+    return g->up.shut && g->down.shut ? RES_DONE : RES_AGAIN;
 }
 
 const char *gss_relay_error(const struct gss_relay *g)

@@ -33,7 +33,7 @@ void gss_relay_free(struct gss_relay *g);
 int gss_relay_preload(struct gss_relay *g, const uint8_t *plain, size_t plain_len,
                       const uint8_t *raw, size_t raw_len);
 
-/* RELAY_AGAIN, RELAY_DONE, RELAY_ERROR (socket error in *err), or
+/* An enum result (RES_ERROR: a socket error, errno in *err), or
  * GSS_RELAY_BAD: the client sent a message that is malformed, fails its
  * integrity check, is a replay or out of sequence, is not encrypted at the
  * confidentiality level, or an abort (gss_relay_error says which). *flags

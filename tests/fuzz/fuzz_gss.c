@@ -51,24 +51,24 @@ static int spec(const uint8_t *b, size_t n, uint8_t mtyp, size_t max, size_t *ne
                 enum proto_err *err)
 {
     if (n < 1)
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     if (b[0] != 1)
-        return *err = PROTO_E_GSS_VERSION, PROTO_ERROR;
+        return *err = PROTO_E_GSS_VERSION, RES_ERROR;
     if (n < 2)
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     if (b[1] == 0xff)
-        return *need = 2, PROTO_DONE;
+        return *need = 2, RES_DONE;
     if (b[1] != mtyp)
-        return *err = PROTO_E_GSS_MTYP, PROTO_ERROR;
+        return *err = PROTO_E_GSS_MTYP, RES_ERROR;
     if (n < 4)
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     size_t len = (size_t)b[2] << 8 | b[3];
     if (len == 0)
-        return *err = PROTO_E_GSS_EMPTY, PROTO_ERROR;
+        return *err = PROTO_E_GSS_EMPTY, RES_ERROR;
     if (len > max)
-        return *err = PROTO_E_GSS_TOO_LONG, PROTO_ERROR;
+        return *err = PROTO_E_GSS_TOO_LONG, RES_ERROR;
     *need = 4 + len;
-    return n < *need ? PROTO_NEED_MORE : PROTO_DONE;
+    return n < *need ? RES_AGAIN : RES_DONE;
 }
 
 static uint64_t sum(const uint8_t *p, size_t n)
@@ -96,9 +96,9 @@ static void advance(const uint8_t *stream, size_t arrived, size_t max, struct ru
         s->status = proto_parse_gss(copy, avail, mtyp, max, &m, &s->consumed, &s->err);
         int want = spec(copy, avail, mtyp, max, &need, &want_err);
         CHECK(s->status == want);
-        if (want == PROTO_ERROR)
+        if (want == RES_ERROR)
             CHECK(s->err == want_err && proto_err_rep(s->err) == -1);
-        if (want == PROTO_DONE) {
+        if (want == RES_DONE) {
             CHECK(s->consumed == need);
             CHECK(m.mtyp == copy[1]);
             if (m.mtyp == SOCKS5_GSS_ABORT) {
@@ -111,10 +111,10 @@ static void advance(const uint8_t *stream, size_t arrived, size_t max, struct ru
             s->sum = sum(copy + (need > 2 ? 4 : 2), m.len);
         }
         free(copy);
-        if (s->status == PROTO_NEED_MORE)
+        if (s->status == RES_AGAIN)
             return;
         r->nsteps++;
-        if (s->status == PROTO_ERROR || s->mtyp == SOCKS5_GSS_ABORT) {
+        if (s->status == RES_ERROR || s->mtyp == SOCKS5_GSS_ABORT) {
             r->ended = 1;
             return;
         }
@@ -169,7 +169,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < whole.nsteps; i++) {
         const struct step *a = &whole.steps[i], *b = &split.steps[i];
         CHECK(a->status == b->status);
-        if (a->status == PROTO_ERROR)
+        if (a->status == RES_ERROR)
             CHECK(a->err == b->err);
         else
             CHECK(a->consumed == b->consumed && a->mtyp == b->mtyp && a->len == b->len &&
