@@ -1084,6 +1084,15 @@ static int read_gss(struct session *s, uint8_t mtyp, struct proto_gss_msg *m, si
     return HS_NEXT;
 }
 
+/* A failed login, as for passwords: counted, and toward the throttling of
+ * the client's address. */
+static void gss_auth_failed(struct session *s, const char *why)
+{
+    stat_inc(&s->env->stats.gss_fail);
+    policy_auth_settle(&s->pol, 1);
+    gss_refuse(s, HSF_AUTH, why);
+}
+
 /* The client principal becomes the session's user, if its realm is
  * accepted. Returns 0, or -1 with the session gone. */
 static int gss_take_user(struct session *s)
@@ -1096,11 +1105,11 @@ static int gss_take_user(struct session *s)
         return -1;
     }
     if (!user) {
-        stat_inc(&s->env->stats.gss_fail);
-        gss_refuse(s, HSF_AUTH, "realm not accepted");
+        gss_auth_failed(s, "realm not accepted");
         return -1;
     }
     stat_inc(&s->env->stats.gss_ok);
+    policy_auth_settle(&s->pol, 0);
     return 0;
 }
 
@@ -1112,8 +1121,7 @@ static void on_gss_step(void *owner, int status)
     size_t len;
     pending_done(s);
     if (status == GSS_ERROR) {
-        stat_inc(&s->env->stats.gss_fail);
-        gss_refuse(s, HSF_AUTH, gss_conn_error(s->gss));
+        gss_auth_failed(s, gss_conn_error(s->gss));
         return;
     }
     token = gss_conn_token(s->gss, &len);
@@ -1135,6 +1143,11 @@ static int parse_gss_auth(struct session *s)
     int rc = read_gss(s, SOCKS5_GSS_AUTH, &m, &used);
     if (rc != HS_NEXT)
         return rc;
+    /* The first token opens a login attempt; the context's end settles it. */
+    if (!s->gss && !policy_auth_attempt(&s->pol)) {
+        gss_refuse(s, HSF_THROTTLED, "too many failed logins from this address");
+        return HS_GONE;
+    }
     if (!s->gss && !(s->gss = gss_conn_new())) {
         session_fail(s, "out of memory");
         return HS_GONE;
@@ -1145,6 +1158,8 @@ static int parse_gss_auth(struct session *s)
         gss_accept_start(s->gss, s->cfg->gss, m.token, m.len, s->env->auth_cache, on_gss_step, s));
     consume(s, used);
     if (!s->pending.op && errno == EAGAIN) {
+        /* Nothing was checked: not a failed login. */
+        policy_auth_settle(&s->pol, 0);
         stat_inc(&s->env->stats.auth_busy);
         gss_refuse(s, HSF_THROTTLED, "GSS-API queue full");
         return HS_GONE;

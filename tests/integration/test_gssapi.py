@@ -476,3 +476,20 @@ def test_reload_rereads_the_gssapi_directives(realm, socks5d, tmp_path, echo):
     wait_until(lambda: "configuration reloaded" in srv.log(), scaled(5), what="the reload")
     assert attempt() == 0
     assert srv.wait_access(2)[-1]["user"] == "alice"
+
+
+def test_failed_gssapi_logins_are_throttled_per_address(realm, socks5d):
+    srv = gss_server(socks5d, realm, "--auth-fail-limit", "2", "--auth-fail-cooldown", "1m")
+    for _ in range(2):
+        with connect(srv) as s:
+            s.sendall(b"\x05\x01\x01" + gss_msg(1, b"\x60\x82garbage"))
+            assert recv_exact(s, 2) == b"\x05\x01"
+            assert_aborted(s)
+    with connect(srv) as s:
+        c = GssClient(s, realm.alice)  # a good ticket, from a throttled address
+        c.select_method()
+        with pytest.raises(Aborted):
+            c.establish()
+            read_gss(s, 2)
+    line = srv.wait_access(3)[-1]
+    assert line["error"] == "too many failed logins from this address", line["_line"]
