@@ -20,29 +20,8 @@ import pytest
 
 import gss_support
 from fleet_support import scrape
-from gss_support import REALM, Aborted, GssClient, Realm, gss_msg, read_gss
+from gss_support import REALM, Aborted, GssClient, gss_msg, read_gss
 from harness import free_port, read_until_closed, recv_exact, request, scaled, wait_until
-
-KRB5_ENV = ("KRB5_CONFIG", "KRB5_KDC_PROFILE", "KRB5RCACHEDIR", "KRB5_KTNAME", "KRB5CCNAME")
-
-
-@pytest.fixture(scope="session")
-def realm(tmp_path_factory):
-    """The KDC, and the process environment pointed at it (the servers
-    started by the tests inherit it), restored at the end."""
-    r = Realm(tmp_path_factory.mktemp("krb5")).create()
-    saved = {k: os.environ.get(k) for k in KRB5_ENV}
-    os.environ.update({k: r.env[k] for k in KRB5_ENV})
-    r.alice = r.kinit("alice")
-    r.bob = r.kinit("bob")
-    yield r
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    r.close()
-
 
 def gss_server(socks5d, realm, *args):
     return socks5d("--auth", "gssapi", "--gssapi-keytab", realm.keytab, *args)
