@@ -77,3 +77,61 @@ def socksify_env(conf):
     adds routes for the local networks and goes direct unless told not to."""
     return dict(os.environ, LD_PRELOAD=str(LIB), SOCKS_CONF=str(conf),
                 SOCKS_AUTOADD_LANROUTES="no")
+
+
+class Sockd:
+    """Dante's server with GSS-API on a free loopback port: every level
+    allowed, NEC clients too, the keytab given."""
+
+    def __init__(self, workdir, keytab):
+        from harness import free_port
+        self.workdir = Path(workdir)
+        self.port = free_port()
+        self.addr = ("127.0.0.1", self.port)
+        self.log_path = self.workdir / "sockd.log"
+        conf = self.workdir / "sockd.conf"
+        conf.write_text(f"""logoutput: {self.log_path}
+internal: 127.0.0.1 port = {self.port}
+external: 127.0.0.1
+socksmethod: gssapi
+clientmethod: none
+user.privileged: root
+user.unprivileged: root
+client pass {{
+    from: 127.0.0.0/8 to: 0.0.0.0/0
+    gssapi.keytab: FILE:{keytab}
+    gssapi.servicename: rcmd
+    gssapi.enctype: clear integrity confidentiality
+    clientcompatibility: necgssapi
+}}
+socks pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 }}
+""")
+        self.proc = subprocess.Popen([str(SOCKD), "-f", str(conf), "-N", "1"],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=open(self.workdir / "sockd.stderr", "wb"))
+
+    def wait_ready(self):
+        import socket
+        from harness import wait_until
+
+        def up():
+            assert self.proc.poll() is None, self.log()
+            try:
+                socket.create_connection(self.addr, timeout=0.5).close()
+                return True
+            except OSError:
+                return False
+        wait_until(up, scaled(10), what="sockd to listen")
+        return self
+
+    def log(self):
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(scaled(5))
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
