@@ -7,7 +7,8 @@ XFLAGS   := -std=c11 -Wall -Wextra -Werror -pthread
 LDLIBS   += -lcares -lcrypt -pthread
 # GSS-API (RFC 1961) on MIT Kerberos: libkrb5-dev.
 KRB5_PKGS := krb5-gssapi krb5
-CPPFLAGS += $(shell pkg-config --cflags $(KRB5_PKGS))
+CPPFLAGS += $(shell pkg-config --cflags $(KRB5_PKGS)) \
+            -DSOCKS5D_KRB5_VERSION='"MIT $(shell pkg-config --modversion krb5-gssapi)"'
 LDLIBS   += $(shell pkg-config --libs $(KRB5_PKGS))
 BUILD    ?= build/release
 BIN      ?= bin/socks5d
@@ -94,6 +95,8 @@ install: $(BIN)
 	install -D -m 0644 docs/socks5d.8 $(DESTDIR)$(PREFIX)/share/man/man8/socks5d.8
 	install -D -m 0644 docs/socks5d.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/socks5d.conf.5
 	install -D -m 0644 packaging/socks5d.service $(DESTDIR)$(PREFIX)/lib/systemd/system/socks5d.service
+	install -D -m 0644 packaging/socks5d.bash-completion \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/socks5d
 	install -D -m 0644 docs/socks5d.conf.example $(DESTDIR)/etc/socks5d/socks5d.conf.example
 	test -e $(DESTDIR)/etc/socks5d/socks5d.conf || \
 	  install -D -m 0644 docs/socks5d.conf.example $(DESTDIR)/etc/socks5d/socks5d.conf
@@ -101,7 +104,8 @@ install: $(BIN)
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/sbin/socks5d $(DESTDIR)$(PREFIX)/share/man/man8/socks5d.8 \
 	  $(DESTDIR)$(PREFIX)/share/man/man5/socks5d.conf.5 \
-	  $(DESTDIR)$(PREFIX)/lib/systemd/system/socks5d.service $(DESTDIR)/etc/socks5d/socks5d.conf.example
+	  $(DESTDIR)$(PREFIX)/lib/systemd/system/socks5d.service $(DESTDIR)/etc/socks5d/socks5d.conf.example \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/socks5d
 	# The config goes only if nobody changed it since install.
 	! cmp -s docs/socks5d.conf.example $(DESTDIR)/etc/socks5d/socks5d.conf || \
 	  rm -f $(DESTDIR)/etc/socks5d/socks5d.conf
