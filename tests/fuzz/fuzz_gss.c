@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "proto.h"
+#include "splitter.h"
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
@@ -120,22 +121,6 @@ static void advance(const uint8_t *stream, size_t arrived, size_t max, struct ru
         }
         r->pos += s->consumed;
     }
-}
-
-struct splitter {
-    uint32_t state, max;
-};
-
-static size_t next_read(struct splitter *sp, size_t left)
-{
-    size_t n = 1;
-    if (sp->max > 1) {
-        sp->state ^= sp->state << 13; /* xorshift32 */
-        sp->state ^= sp->state >> 17;
-        sp->state ^= sp->state << 5;
-        n = 1 + sp->state % sp->max;
-    }
-    return n < left ? n : left;
 }
 
 static void serve(const uint8_t *stream, size_t len, size_t max, struct splitter *sp, struct run *r)
