@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fdbudget.h"
@@ -48,6 +49,7 @@ struct scrape {
     size_t len;
     char *out;
     size_t out_len, out_off;
+    int head_only; /* HEAD: the answer's head without its body */
 };
 
 static struct {
@@ -61,6 +63,7 @@ static struct {
     atomic_int draining;
     atomic_ulong reloads;
     atomic_int last_reload_ok;
+    _Atomic double last_load_ok_at; /* Unix time of the last configuration that loaded */
     int active;
     struct scrape *head, *tail; /* open connections, oldest first */
 } m = {.last_reload_ok = 1};
@@ -76,10 +79,19 @@ void metrics_set_draining(void)
     atomic_store(&m.draining, 1);
 }
 
+static double now_unix(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 void metrics_reloaded(int ok)
 {
     atomic_fetch_add(&m.reloads, 1);
     atomic_store(&m.last_reload_ok, ok);
+    if (ok)
+        atomic_store(&m.last_load_ok_at, now_unix());
 }
 
 /* ---------------- rendering ---------------- */
@@ -158,16 +170,85 @@ static void single(FILE *f, const char *name, const char *type, const char *help
     fprintf(f, "%s %llu\n", name, (unsigned long long)v);
 }
 
+/* The process's start (Unix seconds) and resident memory (bytes) from
+ * /proc, as the Prometheus client libraries read them; 0 when unreadable. */
+static double process_start_time(void)
+{
+    char buf[1024], line[256];
+    double btime = 0;
+    unsigned long long start = 0;
+    FILE *f = fopen("/proc/stat", "re");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "btime %lf", &btime) == 1)
+            break;
+    fclose(f);
+    f = fopen("/proc/self/stat", "re");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    /* Field 22 (starttime, clock ticks after boot) counts from after the
+     * command name, which may hold spaces and parentheses. */
+    const char *p = strrchr(buf, ')');
+    if (!p || sscanf(p + 2,
+                     "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
+                     "%*d %*d %llu",
+                     &start) != 1)
+        return 0;
+    return btime + (double)start / (double)sysconf(_SC_CLK_TCK);
+}
+
+static uint64_t process_resident_bytes(void)
+{
+    unsigned long long size = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "re");
+    if (!f)
+        return 0;
+    if (fscanf(f, "%llu %llu", &size, &resident) != 2)
+        resident = 0;
+    fclose(f);
+    return resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void single_real(FILE *f, const char *name, const char *type, const char *help, double v)
+{
+    metric(f, name, type, help);
+    fprintf(f, "%s %.6f\n", name, v);
+}
+
+/* The standard process_* metrics every Prometheus client exports. */
+static void process_metrics(FILE *f)
+{
+    struct rlimit rl = {0, 0};
+    struct rusage ru;
+    double cpu = 0;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+              ru.ru_stime.tv_usec / 1e6;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    single_real(f, "process_cpu_seconds_total", "counter",
+                "Total user and system CPU time spent in seconds.", cpu);
+    single_real(f, "process_start_time_seconds", "gauge",
+                "Start time of the process since unix epoch in seconds.", process_start_time());
+    single(f, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+           process_resident_bytes());
+    single(f, "process_open_fds", "gauge", "Number of open file descriptors.",
+           fdbudget_count_open());
+    single(f, "process_max_fds", "gauge", "Maximum number of open file descriptors.",
+           (uint64_t)rl.rlim_cur);
+}
+
 static char *render(size_t *len)
 {
     struct stats t;
-    struct rlimit rl = {0, 0};
     char *buf = NULL;
     FILE *f = open_memstream(&buf, len);
     if (!f)
         return NULL;
     sum_stats(&t);
-    getrlimit(RLIMIT_NOFILE, &rl);
+    process_metrics(f);
     metric(f, "socks5d_build_info", "gauge", "Build information.");
     fprintf(f, "socks5d_build_info{version=\"%s\"} 1\n", SOCKS5D_VERSION);
     single(f, "socks5d_workers", "gauge", "Worker threads.", (uint64_t)atomic_load(&m.nworkers));
@@ -198,12 +279,13 @@ static char *render(size_t *len)
               &t.connect);
     single(f, "socks5d_log_lines_dropped_total", "counter",
            "Log lines dropped because the log sink could not keep up.", log_dropped());
-    single(f, "socks5d_open_fds", "gauge", "File descriptors open.", fdbudget_count_open());
-    single(f, "socks5d_max_fds", "gauge", "File descriptor limit.", (uint64_t)rl.rlim_cur);
     single(f, "socks5d_config_reloads_total", "counter", "Configuration reloads attempted.",
            atomic_load(&m.reloads));
     single(f, "socks5d_config_last_reload_success", "gauge", "1 if the last reload succeeded.",
            (uint64_t)atomic_load(&m.last_reload_ok));
+    single_real(f, "socks5d_config_last_reload_success_timestamp_seconds", "gauge",
+                "When the configuration last loaded (start or reload), in Unix seconds.",
+                atomic_load(&m.last_load_ok_at));
     single(f, "socks5d_draining", "gauge", "1 while shutting down.",
            (uint64_t)atomic_load(&m.draining));
     if (fclose(f) != 0) {
@@ -237,7 +319,8 @@ static void respond(struct scrape *s, const char *status, const char *type, char
             f,
             "HTTP/1.0 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
             status, type, blen);
-        fwrite(body, 1, blen, f);
+        if (!s->head_only)
+            fwrite(body, 1, blen, f);
         fclose(f);
     }
     free(body);
@@ -252,8 +335,14 @@ static void route(struct scrape *s)
     size_t len = 0;
     if (sscanf(s->req, "%7s %255s", method, path) != 2) {
         respond(s, "400 Bad Request", "text/plain", strdup("bad request\n"), 12);
-    } else if (strcmp(method, "GET") != 0) {
-        respond(s, "405 Method Not Allowed", "text/plain", strdup("GET only\n"), 9);
+        return;
+    }
+    /* Scrapers and probes may add a query string (a cache buster, Prometheus
+     * params): it selects nothing here. */
+    path[strcspn(path, "?")] = '\0';
+    s->head_only = strcmp(method, "HEAD") == 0;
+    if (strcmp(method, "GET") != 0 && !s->head_only) {
+        respond(s, "405 Method Not Allowed", "text/plain", strdup("GET or HEAD only\n"), 17);
     } else if (strcmp(path, "/metrics") == 0) {
         char *body = render(&len);
         if (body)
@@ -393,6 +482,7 @@ int metrics_start(const union addr_any *addr, int nworkers, char *err, size_t er
 {
     char name[ADDR_STRLEN], why[256];
     (void)nworkers;
+    atomic_store(&m.last_load_ok_at, now_unix());
     if (addr->sa.sa_family == 0)
         return 0;
     addr_str(&addr->sa, name, sizeof name);
