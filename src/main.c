@@ -561,6 +561,7 @@ int main(int argc, char **argv)
     }
     if (check) {
         users_warn_mixed(sv.cfg->users, sv.cfg->users_path, stderr);
+        log_check_syslog(&sv.cfg->log, stderr);
         printf("socks5d: configuration OK%s%s\n", sv.cfg->path ? ": " : "",
                sv.cfg->path ? sv.cfg->path : "");
         config_unref(sv.cfg);
