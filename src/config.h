@@ -59,6 +59,7 @@ struct config {
     uint16_t udp_port_lo, udp_port_hi; /* 0,0: ephemeral */
     union addr_any advertise;          /* family 0: not set; port unused */
     union addr_any metrics;            /* family 0: no metrics endpoint */
+    int metrics_sessions;              /* enum metrics_sessions: who may list and close */
     char *run_user;                    /* drop privileges to this user */
     int allow_root;
 };

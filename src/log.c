@@ -465,6 +465,18 @@ static void put_value(struct line *l, const char *v, int json)
         put(l, "\"", 1);
 }
 
+/* Appends pairs kv[0..n) as logfmt (" key=value") or as JSON members
+ * (",\"key\":\"value\"", first without its comma when first). */
+static void put_pairs(struct line *l, const char *const *kv, size_t n, int json, int first)
+{
+    for (size_t i = 0; i + 1 < 2 * n; i += 2) {
+        puts_(l, json ? (first && i == 0 ? "\"" : ",\"") : " ");
+        puts_(l, kv[i]);
+        puts_(l, json ? "\":" : "=");
+        put_value(l, kv[i + 1], json);
+    }
+}
+
 void log_access(const char *const *kv, size_t n)
 {
     struct line l = {.n = 0};
@@ -478,15 +490,19 @@ void log_access(const char *const *kv, size_t n)
     puts_(&l, ts);
     if (json)
         puts_(&l, "\"");
-    for (size_t i = 0; i + 1 < 2 * n; i += 2) {
-        puts_(&l, json ? ",\"" : " ");
-        puts_(&l, kv[i]);
-        puts_(&l, json ? "\":" : "=");
-        put_value(&l, kv[i + 1], json);
-    }
+    put_pairs(&l, kv, n, json, 0);
     if (json)
         puts_(&l, "}");
     emit(TAG_ACCESS, &l);
+}
+
+void log_json_object(FILE *f, const char *const *kv, size_t n)
+{
+    struct line l = {.n = 0};
+    puts_(&l, "{");
+    put_pairs(&l, kv, n, 1, 1);
+    puts_(&l, "}");
+    fwrite(l.buf, 1, l.n, f);
 }
 
 /* ---------------- the log thread ---------------- */

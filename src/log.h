@@ -73,5 +73,7 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 /* One access-log record: n key/value pairs (kv[2i], kv[2i+1]), written as
  * logfmt (time=... key=value ...) or as one JSON object per line. */
 void log_access(const char *const *kv, size_t n);
+/* Writes the same pairs as one JSON object (no time, no newline) to f. */
+void log_json_object(FILE *f, const char *const *kv, size_t n);
 
 #endif

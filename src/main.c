@@ -499,7 +499,8 @@ static int prepare(struct server *sv)
         log_error("%s", err);
         return 2;
     }
-    if (metrics_start(&sv->cfg->metrics, sv->nworkers, err, sizeof err) < 0) {
+    if (metrics_start(&sv->cfg->metrics, sv->nworkers, sv->cfg->metrics_sessions, err, sizeof err) <
+        0) {
         log_error("%s", err);
         return 1;
     }

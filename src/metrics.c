@@ -16,6 +16,7 @@
 #include "log.h"
 #include "loop.h"
 #include "net.h"
+#include "sessq.h"
 #include "stats.h"
 #include "version.h"
 #include "worker.h"
@@ -27,6 +28,8 @@
 #define REQUEST_MAX 4096
 #define REQUEST_TIMEOUT_MS 2000 /* from accept to a complete request head */
 #define SCRAPE_TIMEOUT_MS 5000  /* then to the last byte of the answer */
+#define SESSQ_TIMEOUT_MS 2000   /* for every worker to answer about its sessions */
+#define SESSQ_POLL_MS 2
 
 const uint32_t stats_bucket_ms[STATS_BUCKETS - 1] = {1,   2,   5,    10,   25,   50,
                                                      100, 250, 1000, 2500, 10000};
@@ -50,6 +53,9 @@ struct scrape {
     char *out;
     size_t out_len, out_off;
     int head_only; /* HEAD: the answer's head without its body */
+    union addr_any peer;
+    struct sessq *q;  /* a question to the workers, not yet answered */
+    uint64_t q_until; /* when to stop waiting for it */
 };
 
 static struct {
@@ -61,6 +67,7 @@ static struct {
     struct worker **w; /* published once, read by the metrics thread */
     _Atomic int nworkers;
     atomic_int draining;
+    int sessions_access; /* enum metrics_sessions */
     atomic_ulong reloads;
     atomic_int last_reload_ok;
     _Atomic double last_load_ok_at; /* Unix time of the last configuration that loaded */
@@ -305,6 +312,7 @@ static void scrape_end(struct scrape *s)
     *(s->prev ? &s->prev->next : &m.head) = s->next;
     *(s->next ? &s->next->prev : &m.tail) = s->prev;
     m.active--;
+    sessq_unref(s->q);
     free(s->out);
     free(s);
 }
@@ -328,20 +336,175 @@ static void respond(struct scrape *s, const char *status, const char *type, char
     s->out_len = out ? len : 0;
 }
 
+static void scrape_timeout(struct loop_timer *t);
+
+/* ---------------- the session list ---------------- */
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* The value of key in the query string qs ("a=1&b=x%20y"), decoded into
+ * out. Returns 1 when present, 0 when absent, -1 when malformed. */
+static int query_value(const char *qs, const char *key, char *out, size_t outlen)
+{
+    size_t klen = strlen(key);
+    for (const char *p = qs; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+        if (strncmp(p, key, klen) != 0 || p[klen] != '=')
+            continue;
+        size_t n = 0;
+        for (p += klen + 1; *p && *p != '&'; p++) {
+            int c = *p == '+' ? ' ' : (unsigned char)*p;
+            if (*p == '%') {
+                int hi = hexval(p[1]), lo = hi < 0 ? -1 : hexval(p[2]);
+                if (lo < 0)
+                    return -1;
+                c = hi * 16 + lo;
+                p += 2;
+            }
+            if (c == 0 || n + 1 >= outlen)
+                return -1;
+            out[n++] = (char)c;
+        }
+        out[n] = '\0';
+        return 1;
+    }
+    return 0;
+}
+
+/* The answer once every worker has answered: the sessions, or how many
+ * were closed. */
+static void answer_sessq(struct scrape *s)
+{
+    struct sessq *q = s->q;
+    char *body = NULL, peer[ADDR_STRLEN];
+    size_t len = 0;
+    unsigned closed = 0;
+    FILE *f = open_memstream(&body, &len);
+    for (int k = 0; k < q->nparts; k++)
+        closed += q->part[k].closed;
+    if (f) {
+        if (q->close) {
+            fprintf(f, "{\"closed\":%u}\n", closed);
+        } else {
+            int first = 1;
+            fputs("{\"sessions\":[", f);
+            for (int k = 0; k < q->nparts; k++)
+                if (q->part[k].len) {
+                    fputs(first ? "" : ",", f);
+                    fwrite(q->part[k].json, 1, q->part[k].len, f);
+                    first = 0;
+                }
+            fputs("]}\n", f);
+        }
+        if (fclose(f) != 0) {
+            free(body);
+            body = NULL;
+        }
+    }
+    if (q->close) {
+        char what[300];
+        if (q->user)
+            snprintf(what, sizeof what, "user %s", q->user);
+        else
+            snprintf(what, sizeof what, "id %llu", (unsigned long long)q->id);
+        log_info("metrics: %u session%s of %s closed at the request of %s", closed,
+                 closed == 1 ? "" : "s", what, addr_str(&s->peer.sa, peer, sizeof peer));
+    }
+    s->q = NULL;
+    sessq_unref(q);
+    if (body)
+        respond(s, "200 OK", "application/json", body, len);
+    else
+        respond(s, "500 Internal Server Error", "text/plain", strdup("out of memory\n"), 14);
+}
+
+static void send_answer(struct scrape *s);
+
+static void sessq_poll(struct loop_timer *t)
+{
+    struct scrape *s = container_of(t, struct scrape, timer);
+    if (sessq_answered(s->q)) {
+        answer_sessq(s);
+    } else if (loop_now(m.loop) < s->q_until) {
+        loop_timer_arm(m.loop, &s->timer, SESSQ_POLL_MS, sessq_poll);
+        return;
+    } else {
+        sessq_unref(s->q);
+        s->q = NULL;
+        respond(s, "503 Service Unavailable", "text/plain", strdup("workers did not answer\n"), 23);
+    }
+    loop_timer_arm(m.loop, &s->timer, SCRAPE_TIMEOUT_MS, scrape_timeout);
+    send_answer(s);
+}
+
+/* Asks every worker about its sessions; the answer comes in sessq_poll. */
+static void ask_workers(struct scrape *s, int close, uint64_t id, const char *user)
+{
+    int n = atomic_load(&m.nworkers);
+    struct sessq *q = n > 0 ? sessq_new(n, close, id, user) : NULL;
+    if (!q) {
+        respond(s, "503 Service Unavailable", "text/plain", strdup("not ready\n"), 10);
+        return;
+    }
+    s->q = q;
+    s->q_until = loop_now(m.loop) + SESSQ_TIMEOUT_MS;
+    for (int k = 0; k < n; k++)
+        worker_sessq(m.w[k], &q->part[k]);
+}
+
+/* GET /sessions lists the sessions; POST /sessions/close?id=N or ?user=NAME
+ * ends them. They name users and destinations and can end tunnels: only
+ * from loopback unless the configuration says otherwise. */
+static void sessions_route(struct scrape *s, const char *method, const char *path, const char *qs)
+{
+    char user[256], idbuf[24];
+    int close = strcmp(path, "/sessions/close") == 0;
+    if (m.sessions_access == METRICS_SESSIONS_OFF) {
+        respond(s, "404 Not Found", "text/plain", strdup("sessions are off\n"), 17);
+    } else if (m.sessions_access == METRICS_SESSIONS_LOOPBACK && !addr_is_loopback(&s->peer.sa)) {
+        respond(s, "403 Forbidden", "text/plain", strdup("loopback only\n"), 14);
+    } else if (close ? strcmp(method, "POST") != 0 : !!strcmp(method, "GET") && !s->head_only) {
+        respond(s, "405 Method Not Allowed", "text/plain",
+                strdup(close ? "POST only\n" : "GET or HEAD only\n"), close ? 10 : 17);
+    } else if (!close) {
+        ask_workers(s, 0, 0, NULL);
+    } else {
+        int has_user = query_value(qs, "user", user, sizeof user);
+        int has_id = query_value(qs, "id", idbuf, sizeof idbuf);
+        char *end = NULL;
+        unsigned long long id = has_id == 1 ? strtoull(idbuf, &end, 10) : 0;
+        if (has_user < 0 || has_id < 0 || has_user + has_id != 1 ||
+            (has_id && (!idbuf[0] || *end || id == 0)))
+            respond(s, "400 Bad Request", "text/plain",
+                    strdup("give one of id=SESSION or user=NAME\n"), 36);
+        else
+            ask_workers(s, 1, id, has_user ? user : NULL);
+    }
+}
+
 /* Decides the answer once the request head is in. */
 static void route(struct scrape *s)
 {
-    char method[8], path[256];
+    char method[8], path[256], *qs;
     size_t len = 0;
     if (sscanf(s->req, "%7s %255s", method, path) != 2) {
         respond(s, "400 Bad Request", "text/plain", strdup("bad request\n"), 12);
         return;
     }
     /* Scrapers and probes may add a query string (a cache buster, Prometheus
-     * params): it selects nothing here. */
-    path[strcspn(path, "?")] = '\0';
+     * params): it selects nothing but the sessions to close. */
+    qs = strchr(path, '?');
+    if (qs)
+        *qs++ = '\0';
     s->head_only = strcmp(method, "HEAD") == 0;
-    if (strcmp(method, "GET") != 0 && !s->head_only) {
+    if (strcmp(path, "/sessions") == 0 || strcmp(path, "/sessions/close") == 0) {
+        sessions_route(s, method, path, qs);
+    } else if (strcmp(method, "GET") != 0 && !s->head_only) {
         respond(s, "405 Method Not Allowed", "text/plain", strdup("GET or HEAD only\n"), 17);
     } else if (strcmp(path, "/metrics") == 0) {
         char *body = render(&len);
@@ -368,7 +531,7 @@ static void scrape_timeout(struct loop_timer *t)
  * or -1 when the connection was ended. */
 static int read_request(struct scrape *s)
 {
-    while (!s->out) {
+    while (!s->out && !s->q) {
         ssize_t n = read(s->io.fd, s->req + s->len, sizeof s->req - 1 - s->len);
         if (n < 0 && errno == EINTR)
             continue;
@@ -385,11 +548,13 @@ static int read_request(struct scrape *s)
         else if (s->len == sizeof s->req - 1)
             respond(s, "431 Request Header Fields Too Large", "text/plain", strdup("too large\n"),
                     10);
-        if (!s->out && s->len == sizeof s->req - 1) {
+        if (!s->out && !s->q && s->len == sizeof s->req - 1) {
             scrape_end(s); /* no memory for an answer */
             return -1;
         }
     }
+    if (s->q) /* the workers answer on their loops */
+        return loop_timer_arm(m.loop, &s->timer, SESSQ_POLL_MS, sessq_poll) < 0 ? -1 : 0;
     /* Answered: the reader gets its own deadline to take the answer. */
     loop_timer_arm(m.loop, &s->timer, SCRAPE_TIMEOUT_MS, scrape_timeout);
     return 0;
@@ -414,7 +579,7 @@ static void scrape_io(struct loop_io *io, unsigned events)
 {
     struct scrape *s = container_of(io, struct scrape, io);
     (void)events;
-    if (!s->out && read_request(s) < 0)
+    if (!s->out && !s->q && read_request(s) < 0)
         return;
     if (s->out)
         send_answer(s);
@@ -436,7 +601,7 @@ static int make_room(void)
 }
 
 /* Takes over an accepted connection (charged to the budget). */
-static void scrape_start(int fd)
+static void scrape_start(int fd, const union addr_any *peer)
 {
     struct scrape *s = make_room() == 0 ? calloc(1, sizeof *s) : NULL;
     if (!s || loop_io_add(m.loop, &s->io, fd, LOOP_READ | LOOP_WRITE, scrape_io) < 0 ||
@@ -448,6 +613,7 @@ static void scrape_start(int fd)
         fdbudget_give(1);
         return;
     }
+    s->peer = *peer;
     s->prev = m.tail;
     *(m.tail ? &m.tail->next : &m.head) = s;
     m.tail = s;
@@ -458,14 +624,15 @@ static void on_accept(struct loop_io *io, unsigned events)
 {
     (void)events;
     for (;;) {
-        int fd = net_accept(io->fd, NULL);
+        union addr_any peer;
+        int fd = net_accept(io->fd, &peer);
         if (fd < 0)
             return;
         if (!fdbudget_take(1, FDB_CLIENT)) {
             close(fd);
             continue;
         }
-        scrape_start(fd);
+        scrape_start(fd, &peer);
     }
 }
 
@@ -478,10 +645,11 @@ static void *metrics_main(void *arg)
     return NULL;
 }
 
-int metrics_start(const union addr_any *addr, int nworkers, char *err, size_t errlen)
+int metrics_start(const union addr_any *addr, int nworkers, int sessions, char *err, size_t errlen)
 {
     char name[ADDR_STRLEN], why[256];
     (void)nworkers;
+    m.sessions_access = sessions;
     atomic_store(&m.last_load_ok_at, now_unix());
     if (addr->sa.sa_family == 0)
         return 0;

@@ -16,6 +16,7 @@
 #include "net.h"
 #include "resolve.h"
 #include "session.h"
+#include "sessq.h"
 
 #define ACCEPT_PAUSE_MS 100
 #define ACCEPT_BATCH 64
@@ -320,6 +321,41 @@ void worker_drain(struct worker *w)
     }
     m->w = w;
     mailbox_post(&w->mbox, &m->mail, on_drain);
+}
+
+/* Lists or closes this worker's sessions that the question is about. */
+static void on_sessq(struct mail *m)
+{
+    struct sessq_part *p = container_of(m, struct sessq_part, mail);
+    struct worker *w = p->ctx;
+    FILE *f = p->q->close ? NULL : open_memstream(&p->json, &p->len);
+    int first = 1;
+    for (struct session *s = w->sessions, *next; s; s = next) {
+        next = s->next;
+        if (!sessq_match(p->q, s->id, s->user))
+            continue;
+        if (p->q->close) {
+            session_fail(s, "closed by the operator");
+            p->closed++;
+        } else if (f) {
+            if (!first)
+                fputc(',', f);
+            session_describe(s, f);
+            first = 0;
+        }
+    }
+    if (f && fclose(f) != 0) {
+        free(p->json);
+        p->json = NULL;
+        p->len = 0;
+    }
+    sessq_done(p);
+}
+
+void worker_sessq(struct worker *w, struct sessq_part *p)
+{
+    p->ctx = w;
+    mailbox_post(&w->mbox, &p->mail, on_sessq);
 }
 
 static void *worker_main(void *arg)

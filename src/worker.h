@@ -16,6 +16,7 @@
 #include "stats.h"
 
 struct session;
+struct sessq_part;
 struct worker;
 
 struct listener {
@@ -76,6 +77,9 @@ int worker_start(struct worker *w);
 /* Asks the worker to stop accepting and end once its sessions are done or
  * grace_ms has passed. Thread-safe. */
 void worker_drain(struct worker *w);
+/* Puts a session question (sessq.h) to the worker: answered on its loop,
+ * in part p. Thread-safe. */
+void worker_sessq(struct worker *w, struct sessq_part *p);
 /* Waits for the thread to end (after draining). */
 void worker_wait(struct worker *w);
 /* Frees everything; the thread must have ended (or never started). Runs
