@@ -1,6 +1,7 @@
 /* Prometheus text exposition over a minimal, read-only HTTP/1.0 server. */
 #include "metrics.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -479,7 +480,7 @@ static void sessions_route(struct scrape *s, const char *method, const char *pat
         char *end = NULL;
         unsigned long long id = has_id == 1 ? strtoull(idbuf, &end, 10) : 0;
         if (has_user < 0 || has_id < 0 || has_user + has_id != 1 ||
-            (has_id && (!idbuf[0] || *end || id == 0)))
+            (has_id && (!isdigit((unsigned char)idbuf[0]) || *end || id == 0)))
             respond(s, "400 Bad Request", "text/plain",
                     strdup("give one of id=SESSION or user=NAME\n"), 36);
         else
@@ -490,12 +491,21 @@ static void sessions_route(struct scrape *s, const char *method, const char *pat
 /* Decides the answer once the request head is in. */
 static void route(struct scrape *s)
 {
-    char method[8], path[256], *qs;
-    size_t len = 0;
-    if (sscanf(s->req, "%7s %255s", method, path) != 2) {
+    /* Room for a user name of 255 bytes, each percent-encoded. */
+    char method[8], path[1024], *qs;
+    size_t len = 0, plen;
+    int off = 0;
+    if (sscanf(s->req, "%7s %n", method, &off) != 1 || off == 0 ||
+        (plen = strcspn(s->req + off, " \r\n")) == 0) {
         respond(s, "400 Bad Request", "text/plain", strdup("bad request\n"), 12);
         return;
     }
+    if (plen >= sizeof path) {
+        respond(s, "414 URI Too Long", "text/plain", strdup("too long\n"), 9);
+        return;
+    }
+    memcpy(path, s->req + off, plen);
+    path[plen] = '\0';
     /* Scrapers and probes may add a query string (a cache buster, Prometheus
      * params): it selects nothing but the sessions to close. */
     qs = strchr(path, '?');

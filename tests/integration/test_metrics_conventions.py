@@ -84,7 +84,8 @@ def test_reload_timestamp_moves_only_on_success(ops):
 
 
 def test_head_and_query_strings(ops):
-    srv, mport, _, _ = start(ops)
+    # drain-delay: /healthz answers 503 for a while before the process exits.
+    srv, mport, _, _ = start(ops, ["drain-delay 2s"])
     base = f"http://127.0.0.1:{mport}"
     assert curl(base + "/healthz?probe=lb&t=1") == (200, b"ok\n")
     code, body = curl(base + "/metrics?name[]=up")
