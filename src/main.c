@@ -23,6 +23,7 @@
 #include "privs.h"
 #include "quota.h"
 #include "users.h"
+#include "userstats.h"
 #include "version.h"
 #include "worker.h"
 
@@ -340,6 +341,7 @@ static void reload(struct server *sv)
     }
     if (log_configure(&c->log, err, sizeof err) < 0)
         log_error("reload: %s (logs stay where they were)", err);
+    userstats_set_max(c->metrics_users);
     refresh_self(sv);
     if (!sv->activated) {
         /* Sockets of addresses no longer listed are closed by the workers. */
@@ -573,6 +575,7 @@ int main(int argc, char **argv)
         config_unref(sv.cfg);
         return 2;
     }
+    userstats_set_max(sv.cfg->metrics_users);
     block_signals();
     if (log_start() < 0) {
         fprintf(stderr, "socks5d: log thread: %s\n", strerror(errno));

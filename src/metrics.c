@@ -19,6 +19,7 @@
 #include "net.h"
 #include "sessq.h"
 #include "stats.h"
+#include "userstats.h"
 #include "version.h"
 #include "worker.h"
 
@@ -296,6 +297,7 @@ static char *render(size_t *len)
                 atomic_load(&m.last_load_ok_at));
     single(f, "socks5d_draining", "gauge", "1 while shutting down.",
            (uint64_t)atomic_load(&m.draining));
+    userstats_render(f);
     if (fclose(f) != 0) {
         free(buf);
         return NULL;

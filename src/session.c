@@ -25,6 +25,7 @@
 #include "rules.h"
 #include "stats.h"
 #include "udp.h"
+#include "userstats.h"
 #include "worker.h"
 
 static void on_target(struct loop_io *io, unsigned events);
@@ -106,6 +107,14 @@ static int is_probe(const struct session *s)
     return !s->greeted && s->hlen == 0 && !s->why;
 }
 
+/* Bytes relayed so far, up (client to target) or down. */
+static uint64_t bytes_moved(const struct session *s, int down)
+{
+    if (s->udp)
+        return down ? udp_counts(s->udp)->bytes_down : udp_counts(s->udp)->bytes_up;
+    return down ? s->relay.down.bytes : s->relay.up.bytes;
+}
+
 /* Room for the values of a session's fields (access log, session list). */
 struct fields {
     char id[24], client[ADDR_STRLEN], dst[300], peer[ADDR_STRLEN], rep[4], up[24], down[24], ms[24];
@@ -121,10 +130,8 @@ static size_t fields(const struct session *s, struct fields *f, int with_id)
     snprintf(f->rep, sizeof f->rep, "-");
     if (s->rep != 0xff)
         snprintf(f->rep, sizeof f->rep, "%u", s->rep);
-    snprintf(f->up, sizeof f->up, "%llu",
-             (unsigned long long)(s->udp ? udp_counts(s->udp)->bytes_up : s->relay.up.bytes));
-    snprintf(f->down, sizeof f->down, "%llu",
-             (unsigned long long)(s->udp ? udp_counts(s->udp)->bytes_down : s->relay.down.bytes));
+    snprintf(f->up, sizeof f->up, "%llu", (unsigned long long)bytes_moved(s, 0));
+    snprintf(f->down, sizeof f->down, "%llu", (unsigned long long)bytes_moved(s, 1));
     snprintf(f->ms, sizeof f->ms, "%llu",
              (unsigned long long)(loop_now(s->w->loop) - s->started_ms));
 #define KV(k, v) (f->kv[n++] = (k), f->kv[n++] = (v))
@@ -261,6 +268,7 @@ void session_close(struct session *s)
     pending_cancel(s);
     access_log(s);
     count_end(s);
+    userstats_end(s->ustats, bytes_moved(s, 0), bytes_moved(s, 1));
     policy_release(s);
     if (s->rate) {
         loop_timer_cancel(w->loop, &s->rate->timer);
@@ -759,6 +767,7 @@ static int auth_result(struct session *s, int ok)
         hs_fail(s, HSF_AUTH, "authentication failed");
         return HS_GONE;
     }
+    s->ustats = userstats_begin(s->user);
     phase_parse(s, parse_request);
     return HS_NEXT;
 }

@@ -23,6 +23,7 @@
 struct worker;
 struct config;
 struct session_rate;
+struct userstats;
 
 /* An operation in flight for the session (auth job, resolve query, dial,
  * BIND listener): closing the session cancels it. */
@@ -64,6 +65,7 @@ struct session {
     union addr_any peer;            /* the target actually connected */
     uint64_t started_ms, active_ms; /* accepted; last relayed a byte */
     uint64_t id;                    /* unique in the process, for the session list */
+    struct userstats *ustats;       /* per-user counters (metrics-users), or NULL */
 };
 
 struct listen_spec;
