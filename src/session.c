@@ -26,7 +26,6 @@
 #include "stats.h"
 #include "udp.h"
 #include "userstats.h"
-#include "worker.h"
 
 static void on_target(struct loop_io *io, unsigned events);
 static void handshake_continue(struct session *s);
@@ -133,7 +132,7 @@ static size_t fields(const struct session *s, struct fields *f, int with_id)
     snprintf(f->up, sizeof f->up, "%llu", (unsigned long long)bytes_moved(s, 0));
     snprintf(f->down, sizeof f->down, "%llu", (unsigned long long)bytes_moved(s, 1));
     snprintf(f->ms, sizeof f->ms, "%llu",
-             (unsigned long long)(loop_now(s->w->loop) - s->started_ms));
+             (unsigned long long)(loop_now(s->env->loop) - s->started_ms));
 #define KV(k, v) (f->kv[n++] = (k), f->kv[n++] = (v))
     if (with_id) {
         snprintf(f->id, sizeof f->id, "%llu", (unsigned long long)s->id);
@@ -208,7 +207,7 @@ static void pending_set(struct session *s, void (*cancel)(void *), void *op)
 {
     s->pending.cancel = op ? cancel : NULL;
     s->pending.op = op;
-    s->pending.started_ms = loop_now(s->w->loop);
+    s->pending.started_ms = loop_now(s->env->loop);
 }
 
 /* The operation answered: it is no longer ours to cancel. Returns how long
@@ -217,7 +216,7 @@ static uint64_t pending_done(struct session *s)
 {
     s->pending.cancel = NULL;
     s->pending.op = NULL;
-    return loop_now(s->w->loop) - s->pending.started_ms;
+    return loop_now(s->env->loop) - s->pending.started_ms;
 }
 
 static void pending_cancel(struct session *s)
@@ -246,13 +245,13 @@ static void close_side(struct session *s, struct relay_side *side)
 {
     if (side->io.fd < 0)
         return;
-    loop_io_close(s->w->loop, &side->io);
+    loop_io_close(s->env->loop, &side->io);
     fdbudget_give(1);
 }
 
 static void count_end(const struct session *s)
 {
-    struct stats *st = &s->w->stats;
+    struct stats *st = &s->env->stats;
     if (is_probe(s))
         stat_inc(&st->probes);
     else if (s->fail >= 0)
@@ -262,33 +261,57 @@ static void count_end(const struct session *s)
     stat_add(&st->active, (uint64_t)-1);
 }
 
+/* The worker's list of its sessions (env->sessions). */
+static void link_session(struct session *s)
+{
+    struct session_set *set = &s->env->sessions;
+    s->prev = NULL;
+    s->next = set->head;
+    if (set->head)
+        set->head->prev = s;
+    set->head = s;
+    set->n++;
+}
+
+static void unlink_session(struct session *s)
+{
+    struct session_set *set = &s->env->sessions;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        set->head = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    set->n--;
+}
+
 void session_close(struct session *s)
 {
-    struct worker *w = s->w;
+    struct wenv *env = s->env;
+    struct config *cfg = s->cfg;
     pending_cancel(s);
     access_log(s);
     count_end(s);
     userstats_end(s->ustats, bytes_moved(s, 0), bytes_moved(s, 1));
-    policy_release(s);
+    policy_release(&s->pol);
     if (s->rate) {
-        loop_timer_cancel(w->loop, &s->rate->timer);
+        loop_timer_cancel(env->loop, &s->rate->timer);
         free(s->rate);
     }
     if (s->udp)
         udp_close(s->udp);
-    loop_timer_cancel(w->loop, &s->timer);
-    loop_defer_cancel(w->loop, &s->more);
+    loop_timer_cancel(env->loop, &s->timer);
+    loop_defer_cancel(env->loop, &s->more);
     close_side(s, &s->relay.client);
     close_side(s, &s->relay.target);
-    relay_release(&s->relay, &w->pool);
-    bufpool_put_small(&w->pool, s->hbuf);
-    worker_unlink(w, s);
-    config_unref(s->cfg);
+    relay_release(&s->relay, &env->pool);
+    bufpool_put_small(&env->pool, s->hbuf);
+    unlink_session(s);
     free(s->user);
     free(s->dst_name);
     free(s->bind_peers);
     free(s);
-    atomic_fetch_sub_explicit(&g_sessions, 1, memory_order_relaxed);
+    env->ended(env, cfg);
 }
 
 /* Sends a short handshake message. The socket is fresh and the messages are
@@ -341,7 +364,7 @@ static void on_timer(struct loop_timer *t)
 
 static void arm_timer(struct session *s, uint64_t ms)
 {
-    if (loop_timer_arm(s->w->loop, &s->timer, ms, on_timer) < 0)
+    if (loop_timer_arm(s->env->loop, &s->timer, ms, on_timer) < 0)
         log_error("session: cannot arm timer: out of memory");
 }
 
@@ -377,7 +400,7 @@ static void on_bind_timeout(struct session *s)
 /* Idle time is checked lazily: activity only stamps the time it happened. */
 static void idle_check(struct session *s, uint64_t active_ms, uint32_t idle)
 {
-    uint64_t quiet = loop_now(s->w->loop) - active_ms;
+    uint64_t quiet = loop_now(s->env->loop) - active_ms;
     if (quiet < idle) {
         arm_timer(s, idle - quiet);
         return;
@@ -462,24 +485,24 @@ static void pump(struct session *s)
     unsigned flags = 0;
     int err = 0;
     uint64_t up = s->relay.up.bytes, down = s->relay.down.bytes;
-    int rc = relay_pump(&s->relay, &s->w->pool, loop_now(s->w->loop), &flags, &err);
-    stat_add(&s->w->stats.bytes_up, s->relay.up.bytes - up);
-    stat_add(&s->w->stats.bytes_down, s->relay.down.bytes - down);
-    if (rc == RELAY_ERROR) {
+    enum result rc = relay_pump(&s->relay, &s->env->pool, loop_now(s->env->loop), &flags, &err);
+    stat_add(&s->env->stats.bytes_up, s->relay.up.bytes - up);
+    stat_add(&s->env->stats.bytes_down, s->relay.down.bytes - down);
+    if (rc == RES_ERROR) {
         /* A reset is how many peers end a connection: not worth an error. */
         session_fail(s, err == ECONNRESET || err == EPIPE ? NULL : strerror(err));
         return;
     }
-    if (rc == RELAY_DONE) {
+    if (rc == RES_DONE) {
         session_fail(s, NULL);
         return;
     }
     if (flags & RELAY_MOVED)
-        s->active_ms = loop_now(s->w->loop);
+        s->active_ms = loop_now(s->env->loop);
     if (flags & RELAY_MORE)
-        loop_defer(s->w->loop, &s->more, on_more);
+        loop_defer(s->env->loop, &s->more, on_more);
     if ((flags & RELAY_THROTTLED) && !loop_timer_armed(&s->rate->timer))
-        loop_timer_arm(s->w->loop, &s->rate->timer,
+        loop_timer_arm(s->env->loop, &s->rate->timer,
                        THROTTLE_TICK_MS + (unsigned)rand_r(&s->rate->seed) % THROTTLE_TICK_MS,
                        on_throttle_end);
 }
@@ -489,7 +512,7 @@ static void pump(struct session *s)
 static int setup_rate(struct session *s)
 {
     uint64_t rate = config_rate_limit(s->cfg, s->user);
-    uint64_t now = loop_now(s->w->loop);
+    uint64_t now = loop_now(s->env->loop);
     struct ratelimit_user *u;
     if (!rate)
         return 0;
@@ -513,7 +536,7 @@ static void on_target(struct loop_io *io, unsigned events)
  * side. Returns 0, or -1 with fd closed and its charge given back. */
 static int attach_target(struct session *s, int fd)
 {
-    if (loop_io_add(s->w->loop, &s->relay.target.io, fd, LOOP_READ | LOOP_WRITE, on_target) < 0) {
+    if (loop_io_add(s->env->loop, &s->relay.target.io, fd, LOOP_READ | LOOP_WRITE, on_target) < 0) {
         close(fd);
         fdbudget_give(1);
         return -1;
@@ -541,17 +564,17 @@ static void start_relay(struct session *s)
     /* Bytes the client sent after its request are the first to relay; they
      * move to a relay buffer (the handshake one is too small to read into). */
     if (s->hlen) {
-        if (!(s->relay.up.buf = bufpool_get(&s->w->pool))) {
+        if (!(s->relay.up.buf = bufpool_get(&s->env->pool))) {
             session_fail(s, "out of memory");
             return;
         }
         s->relay.up.len = s->hlen;
         memcpy(s->relay.up.buf, s->hbuf, s->hlen);
     }
-    bufpool_put_small(&s->w->pool, s->hbuf);
+    bufpool_put_small(&s->env->pool, s->hbuf);
     s->hbuf = NULL;
     s->hlen = 0;
-    s->active_ms = loop_now(s->w->loop);
+    s->active_ms = loop_now(s->env->loop);
     session_arm(s, s->cfg->timeout_idle_ms, on_relay_idle);
     pump(s);
 }
@@ -568,10 +591,11 @@ static void on_dialed(void *owner, int fd, struct loop_io *io, int err, const un
         session_reply(s, rep_from_errno(err), NULL, strerror(err));
         return;
     }
-    stats_observe(&s->w->stats.connect, took);
+    stats_observe(&s->env->stats.connect, took);
     s->peer = *peer;
     /* Moved or not, the target side owns fd now: closing the session closes it. */
-    if (loop_io_move(s->w->loop, io, &s->relay.target.io, LOOP_READ | LOOP_WRITE, on_target) < 0) {
+    if (loop_io_move(s->env->loop, io, &s->relay.target.io, LOOP_READ | LOOP_WRITE, on_target) <
+        0) {
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "epoll_ctl failed");
         return;
     }
@@ -589,10 +613,10 @@ static size_t allowed_addrs(struct session *s, const union addr_any *all, size_t
 {
     size_t n = 0;
     for (size_t i = 0; i < count && n < RESOLVE_MAX_ADDRS; i++)
-        if (policy_address(s, s->cmd, &all[i].sa, s->dst_name))
+        if (policy_address(&s->pol, s->cmd, &all[i].sa, s->dst_name))
             out[n++] = all[i];
     if (n == 0) {
-        stat_inc(&s->w->stats.refused_rule);
+        stat_inc(&s->env->stats.refused_rule);
         session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL, "denied by rule");
     }
     return n;
@@ -606,11 +630,11 @@ static void dial_addrs(struct session *s, const union addr_any *all, size_t coun
     int err;
     if (n == 0)
         return;
-    policy_forget_rule(s);
+    policy_forget_rule(&s->pol);
     s->expire = on_dial_timeout; /* the deadline the resolve started goes on */
     phase_io(s, on_client_waiting);
     pending_set(s, cancel_dial,
-                dial_start(s->w->loop, addrs, n, s->cfg->timeout_connect_ms, on_dialed, s, &err));
+                dial_start(s->env->loop, addrs, n, s->cfg->timeout_connect_ms, on_dialed, s, &err));
     if (!s->pending.op)
         session_reply(s, rep_from_errno(err), NULL, strerror(err));
 }
@@ -645,9 +669,9 @@ static void with_addrs(struct session *s, const union addr_any *addrs, size_t n)
 static void on_resolved(void *owner, int status, const union addr_any *addrs, size_t n)
 {
     struct session *s = owner;
-    stats_observe(&s->w->stats.dns, pending_done(s));
+    stats_observe(&s->env->stats.dns, pending_done(s));
     if (status != RESOLVE_OK) {
-        stat_inc(&s->w->stats.dns_failures);
+        stat_inc(&s->env->stats.dns_failures);
         session_reply(s, SOCKS5_REP_HOST_UNREACHABLE, NULL,
                       status == RESOLVE_NOTFOUND ? "name not found" : "resolver failed");
         return;
@@ -667,8 +691,9 @@ static void resolve_destination(struct session *s)
         return;
     }
     phase_io(s, on_client_waiting);
-    pending_set(s, cancel_resolve,
-                resolve_start(s->w->resolver, s->dst_name, addr_port(&s->dst.sa), on_resolved, s));
+    pending_set(
+        s, cancel_resolve,
+        resolve_start(s->env->resolver, s->dst_name, addr_port(&s->dst.sa), on_resolved, s));
     if (!s->pending.op)
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
 }
@@ -681,6 +706,17 @@ static void do_connect(struct session *s)
     }
     session_arm(s, s->cfg->timeout_connect_ms, on_dial_timeout);
     dial_addrs(s, &s->dst, 1);
+}
+
+/* What the UDP and BIND sub-machines get of the session. */
+static const struct cmd_ctx *cmd_ctx_of(struct session *s, struct cmd_ctx *ctx)
+{
+    ctx->env = s->env;
+    ctx->cfg = s->cfg;
+    ctx->pol = &s->pol;
+    ctx->control_fd = s->relay.client.io.fd;
+    ctx->client = s->client;
+    return ctx;
 }
 
 /* ---------------- BIND ---------------- */
@@ -707,7 +743,10 @@ static void on_bind_peer(void *owner, int fd, const union addr_any *peer, int er
 static void start_bind(struct session *s)
 {
     union addr_any bnd;
-    struct bind_listener *b = bind_start(s, &bnd, on_bind_peer);
+    struct cmd_ctx ctx;
+    struct bind_want want = {
+        .dst = s->dst, .name = s->dst_name, .addrs = s->bind_peers, .naddrs = s->nbind_peers};
+    struct bind_listener *b = bind_start(cmd_ctx_of(s, &ctx), &want, &bnd, on_bind_peer, s);
     if (!b) {
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, strerror(errno));
         return;
@@ -733,10 +772,10 @@ static int parse_greeting(struct session *s)
     enum proto_err err;
     size_t used;
     uint8_t msg[2];
-    int rc = proto_parse_greeting(s->hbuf, s->hlen, &g, &used, &err);
-    if (rc == PROTO_NEED_MORE)
+    enum result rc = proto_parse_greeting(s->hbuf, s->hlen, &g, &used, &err);
+    if (rc == RES_AGAIN)
         return HS_MORE;
-    if (rc == PROTO_ERROR) {
+    if (rc == RES_ERROR) {
         hs_fail(s, HSF_PROTOCOL, proto_err_str(err));
         return HS_GONE;
     }
@@ -757,8 +796,8 @@ static int parse_greeting(struct session *s)
 static int auth_result(struct session *s, int ok)
 {
     uint8_t msg[2];
-    stat_inc(ok ? &s->w->stats.auth_ok : &s->w->stats.auth_fail);
-    policy_auth_settle(s, !ok);
+    stat_inc(ok ? &s->env->stats.auth_ok : &s->env->stats.auth_fail);
+    policy_auth_settle(&s->pol, !ok);
     if (send_small(s, msg, proto_encode_userpass_reply(msg, sizeof msg, ok ? 0 : 1)) < 0) {
         hs_fail(s, HSF_CLOSED, "client gone during authentication");
         return HS_GONE;
@@ -793,16 +832,16 @@ static int parse_auth(struct session *s)
     struct proto_userpass up;
     enum proto_err err;
     size_t used;
-    int rc = proto_parse_userpass(s->hbuf, s->hlen, &up, &used, &err);
-    if (rc == PROTO_NEED_MORE)
+    enum result rc = proto_parse_userpass(s->hbuf, s->hlen, &up, &used, &err);
+    if (rc == RES_AGAIN)
         return HS_MORE;
-    if (rc == PROTO_ERROR) {
+    if (rc == RES_ERROR) {
         auth_refuse(s, HSF_PROTOCOL, proto_err_str(err));
         return HS_GONE;
     }
     auth_wipe(s->hbuf, used);
     consume(s, used);
-    if (!policy_auth_attempt(s)) {
+    if (!policy_auth_attempt(&s->pol)) {
         auth_wipe(up.pass, sizeof up.pass);
         auth_refuse(s, HSF_THROTTLED, "too many failed logins from this address");
         return HS_GONE;
@@ -821,18 +860,18 @@ static int parse_auth(struct session *s)
         session_fail(s, "out of memory");
         return HS_GONE;
     }
-    if (hash && auth_cache_hit(s->w->auth_cache, up.user, hash, up.pass)) {
+    if (hash && auth_cache_hit(s->env->auth_cache, up.user, hash, up.pass)) {
         auth_wipe(up.pass, sizeof up.pass);
         return auth_result(s, 1);
     }
     phase_io(s, on_client_waiting);
     pending_set(s, cancel_auth,
-                auth_verify(s->cfg->users, up.user, up.pass, s->w->auth_cache, on_verified, s));
+                auth_verify(s->cfg->users, up.user, up.pass, s->env->auth_cache, on_verified, s));
     auth_wipe(up.pass, sizeof up.pass);
     if (!s->pending.op && errno == EAGAIN) {
         /* Nothing was checked: not a failed login. */
-        policy_auth_settle(s, 0);
-        stat_inc(&s->w->stats.auth_busy);
+        policy_auth_settle(&s->pol, 0);
+        stat_inc(&s->env->stats.auth_busy);
         auth_refuse(s, HSF_THROTTLED, "password verification queue full");
         return HS_GONE;
     }
@@ -846,9 +885,10 @@ static int parse_auth(struct session *s)
 static void start_udp(struct session *s, const struct proto_addr *hint)
 {
     union addr_any bnd;
+    struct cmd_ctx ctx;
     uint8_t rep;
     const char *why;
-    s->udp = udp_open(s, hint, &bnd, &rep, &why);
+    s->udp = udp_open(cmd_ctx_of(s, &ctx), hint, &bnd, &rep, &why);
     if (!s->udp) {
         session_reply(s, rep, NULL, why);
         return;
@@ -879,10 +919,10 @@ static int parse_request(struct session *s)
     struct proto_request req;
     enum proto_err err;
     size_t used;
-    int rc = proto_parse_request(s->hbuf, s->hlen, &req, &used, &err);
-    if (rc == PROTO_NEED_MORE)
+    enum result rc = proto_parse_request(s->hbuf, s->hlen, &req, &used, &err);
+    if (rc == RES_AGAIN)
         return HS_MORE;
-    if (rc == PROTO_ERROR) {
+    if (rc == RES_ERROR) {
         int rep = proto_err_rep(err);
         s->fail = HSF_PROTOCOL;
         if (rep < 0)
@@ -899,8 +939,8 @@ static int parse_request(struct session *s)
         return HS_GONE;
     }
     s->requested = 1;
-    policy_handshake_done(s);
-    if (policy_request(s) == POLICY_DENY) {
+    policy_handshake_done(&s->pol);
+    if (policy_request(&s->pol, s->user, s->cmd, &s->dst, s->dst_name) == VERDICT_NO) {
         session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL, s->pol.why);
         return HS_GONE;
     }
@@ -923,10 +963,10 @@ static int parse_proxy(struct session *s)
     const char *reason;
     size_t used;
     union addr_any real;
-    int rc = proxyproto_parse(s->hbuf, s->hlen, &r, &used, &reason);
-    if (rc == PROXYPROTO_NEED_MORE)
+    enum result rc = proxyproto_parse(s->hbuf, s->hlen, &r, &used, &reason);
+    if (rc == RES_AGAIN)
         return HS_MORE;
-    if (rc == PROXYPROTO_ERROR) {
+    if (rc == RES_ERROR) {
         hs_fail(s, HSF_PROXY, reason);
         return HS_GONE;
     }
@@ -938,7 +978,7 @@ static int parse_proxy(struct session *s)
     }
     addr_normalize((struct sockaddr *)&r.src, &real);
     s->client = real;
-    if (!policy_accept(s)) {
+    if (!policy_accept(&s->pol, &s->client)) {
         session_fail(s, s->pol.why);
         return HS_GONE;
     }
@@ -960,7 +1000,7 @@ static int handshake_step(struct session *s)
 static int handshake_read(struct session *s)
 {
     /* Taken at the first byte: a connection that sends nothing costs none. */
-    if (!s->hbuf && !(s->hbuf = bufpool_get_small(&s->w->pool))) {
+    if (!s->hbuf && !(s->hbuf = bufpool_get_small(&s->env->pool))) {
         session_fail(s, "out of memory");
         return -1;
     }
@@ -1024,7 +1064,7 @@ static void handshake_continue(struct session *s)
 static const char *refusal(struct session *s, const struct listen_spec *ln)
 {
     if (!ln->proxy_protocol)
-        return policy_accept(s) ? NULL : s->pol.why;
+        return policy_accept(&s->pol, &s->client) ? NULL : s->pol.why;
     phase_parse(s, parse_proxy);
     /* No trust list (a socket-activated listener kept across a reload that
      * dropped it) trusts nobody: rules_check_client fails closed on NULL. */
@@ -1032,7 +1072,7 @@ static const char *refusal(struct session *s, const struct listen_spec *ln)
         s->fail = HSF_PROXY;
         return "PROXY protocol from an untrusted address";
     }
-    return policy_handshake_begin(s) ? NULL : s->pol.why;
+    return policy_handshake_begin(&s->pol) ? NULL : s->pol.why;
 }
 
 /* Unique without a shared counter: the worker's number above a count of
@@ -1043,29 +1083,30 @@ static uint64_t next_id(int worker)
     return ((uint64_t)(worker + 1) << 40) | ++started;
 }
 
-void session_start(struct worker *w, int fd, const union addr_any *client,
+void session_start(struct wenv *env, int fd, const union addr_any *client,
                    const struct listen_spec *ln)
 {
     struct session *s = calloc(1, sizeof *s);
     if (!s) {
         close(fd);
         fdbudget_give(1);
-        atomic_fetch_sub_explicit(&g_sessions, 1, memory_order_relaxed);
+        env->ended(env, env->cfg);
         return;
     }
-    s->w = w;
-    s->cfg = config_ref(w->cfg);
+    s->env = env;
+    s->cfg = env->cfg;
+    policy_init(&s->pol, env, s->cfg);
     addr_normalize(&client->sa, &s->client);
     s->rep = 0xff;
     s->fail = -1;
     s->parse = parse_greeting;
     s->expire = on_handshake_timeout;
     s->relay.target.io.fd = -1;
-    s->started_ms = loop_now(w->loop);
-    s->id = next_id(w->id);
-    worker_link(w, s);
-    stat_inc(&w->stats.active);
-    if (loop_io_add(w->loop, &s->relay.client.io, fd, LOOP_READ | LOOP_WRITE, on_handshake_io) <
+    s->started_ms = loop_now(env->loop);
+    s->id = next_id(env->id);
+    link_session(s);
+    stat_inc(&env->stats.active);
+    if (loop_io_add(env->loop, &s->relay.client.io, fd, LOOP_READ | LOOP_WRITE, on_handshake_io) <
         0) {
         close(fd);
         fdbudget_give(1);
