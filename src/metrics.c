@@ -250,6 +250,15 @@ static void process_metrics(FILE *f)
            (uint64_t)rl.rlim_cur);
 }
 
+static void listeners(FILE *f, const struct stats *t)
+{
+    metric(f, "socks5d_listener_connections_total", "counter",
+           "Connections accepted, by listening address.");
+    for (unsigned i = 0; i < lslots_count(); i++)
+        fprintf(f, "socks5d_listener_connections_total{listener=\"%s\"} %llu\n", lslots_name(i),
+                (unsigned long long)stat_get(&t->listener_conns[i]));
+}
+
 static char *render(size_t *len)
 {
     struct stats t;
@@ -264,6 +273,7 @@ static char *render(size_t *len)
     single(f, "socks5d_workers", "gauge", "Worker threads.", (uint64_t)atomic_load(&m.nworkers));
     single(f, "socks5d_sessions_active", "gauge", "Sessions open now.", stat_get(&t.active));
     sessions(f, &t);
+    listeners(f, &t);
     handshakes(f, &t);
     single(f, "socks5d_probes_total", "counter",
            "Connections closed without sending a byte (health checks).", stat_get(&t.probes));

@@ -53,6 +53,7 @@ struct listener {
     struct loop_io io; /* fd -1: slot free */
     struct worker *w;
     struct listen_spec spec;
+    unsigned slot; /* its counters (lslots.h) */
 };
 
 struct worker {
@@ -215,6 +216,7 @@ static void on_accept(struct loop_io *io, unsigned events)
             fdbudget_give(1);
             continue;
         }
+        stat_inc(&w->env.stats.listener_conns[ln->slot]);
         session_start(&w->env, fd, &peer, &ln->spec);
     }
     /* The batch ended with connections possibly still queued: no new edge
@@ -232,6 +234,7 @@ static int adopt_listener(struct worker *w, const struct worker_listen *l)
             continue;
         ln->w = w;
         ln->spec = l->spec;
+        ln->slot = lslots_get(&l->spec.addr);
         return loop_io_add(w->env.loop, &ln->io, l->fd, LOOP_READ, on_accept);
     }
     errno = EMFILE;

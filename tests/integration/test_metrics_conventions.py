@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 
@@ -144,3 +145,38 @@ def test_rules_and_dashboard_name_only_exported_metrics(ops):
     assert used and used <= exported, sorted(used - exported)
     assert {"socks5d_config_last_reload_success_timestamp_seconds", "process_open_fds",
             "socks5d_sessions_active"} <= used
+
+
+def test_connections_are_counted_per_listener_across_reloads(ops, echo):
+    def conf(ports, third=False):
+        lines = [f"listen 127.0.0.1:{ports[0]}", f"listen 127.0.0.1:{ports[1]}",
+                 f"metrics 127.0.0.1:{ports[2]}", "auth none", "max-sessions 1000"]
+        return lines + ([f"listen 127.0.0.1:{ports[3]}"] if third else [])
+
+    srv, ports, path = ops.start_conf(conf, nports=4,
+                                      listen=lambda p: [f"127.0.0.1:{p[0]}", f"127.0.0.1:{p[1]}"])
+    a, b, mport, c = ports
+
+    def counts():
+        m = parse_metrics(scrape(mport))
+        return {p: metric(m, "socks5d_listener_connections_total", listener=f"127.0.0.1:{p}")
+                for p in (a, b, c)}
+
+    def tunnel_via(port):
+        s = socket.create_connection(("127.0.0.1", port), timeout=scaled(5))
+        s.sendall(b"\x05\x01\x00")
+        assert s.recv(2) == b"\x05\x00"
+        s.close()
+
+    for _ in range(3):
+        tunnel_via(a)
+    for _ in range(2):
+        tunnel_via(b)
+    wait_until(lambda: counts() == {a: 3, b: 2, c: 0}, scaled(5), what="3 and 2 connections")
+    reload(srv, path, conf(ports, third=True), "configuration reloaded")
+    tunnel_via(c)
+    tunnel_via(a)
+    wait_until(lambda: counts() == {a: 4, b: 2, c: 1}, scaled(5), what="4, 2 and 1 connections")
+    reload(srv, path, conf(ports), "configuration reloaded")
+    # A listener that is gone keeps its count: counters never go down.
+    assert counts() == {a: 4, b: 2, c: 1}
