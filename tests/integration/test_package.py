@@ -150,6 +150,10 @@ def test_package_installs_user_units_and_config(installed_root):
     assert (root / "usr/lib/sysusers.d/socks5d.conf").exists()
     assert "kill-whom=main --signal=USR1 socks5d.service" in \
         (root / "etc/logrotate.d/socks5d").read_text()
+    r = subprocess.run(["logrotate", "-d", "-s", str(root / "tmp/logrotate.state"),
+                        str(root / "etc/logrotate.d/socks5d")], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0 and "error" not in r.stderr.lower(), r.stderr
     for man in ("usr/share/man/man8/socks5d.8.gz", "usr/share/man/man5/socks5d.conf.5.gz"):
         assert (root / man).exists(), man
     assert (root / CONF.lstrip("/")).read_bytes() == \
@@ -194,7 +198,7 @@ def test_installed_server_relays_a_connect_and_upgrade_keeps_the_config(installe
 
 def test_make_install_writes_the_unit_for_its_prefix(tmp_path):
     for prefix in ("/usr", "/opt/socks5d"):
-        dest = tmp_path / prefix.strip("/").replace("/", "_")
+        dest = tmp_path if prefix == "/usr" else tmp_path / prefix.strip("/").replace("/", "_")
         run(["make", "-s", "-C", str(REPO), "install", f"PREFIX={prefix}", f"DESTDIR={dest}"],
             timeout=300)
         unit = (dest / prefix.lstrip("/") / "lib/systemd/system/socks5d.service").read_text()
@@ -202,6 +206,14 @@ def test_make_install_writes_the_unit_for_its_prefix(tmp_path):
         assert execs == [f"{prefix}/sbin/socks5d", f"{prefix}/sbin/socks5d", "/bin/kill"], execs
         assert (dest / prefix.lstrip("/") / "sbin/socks5d").exists()
         assert (dest / prefix.lstrip("/") / "lib/sysusers.d/socks5d.conf").exists()
+    # systemd accepts the unit, its commands re-rooted where DESTDIR put them.
+    binary = f"{tmp_path}/usr/sbin/socks5d"
+    unit = tmp_path / "socks5d.service"
+    unit.write_text((tmp_path / "usr/lib/systemd/system/socks5d.service").read_text()
+                    .replace("/usr/sbin/socks5d", binary))
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_dockerfile_runs_as_non_root_with_the_config_mounted():
