@@ -55,7 +55,7 @@ class Daemon:
         s = socket.create_connection(self.addr, timeout=timeout or scaled(5))
         return s
 
-    def stop(self):
+    def stop(self, ok=lambda code, log: code == 0):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
@@ -64,7 +64,7 @@ class Daemon:
             self.proc.kill()
             self.proc.wait(10)
             raise AssertionError(f"socks5d {self.pid} did not stop:\n{self.log()}")
-        assert code == 0, self.log()
+        assert ok(code, self.log()), self.log()
 
 
 @pytest.fixture
@@ -129,6 +129,17 @@ def libraries(binary):
     return paths
 
 
+def exit_ok(code, stderr):
+    """Exit 0, or, for a sanitizer build in a root without /proc (which it
+    needs to read its options and to stop the world for the leak check),
+    exit 1 with no complaint but that one. Any other sanitizer report fails."""
+    if code == 0:
+        return True
+    no_proc = "LeakSanitizer has encountered a fatal error" in stderr and "Can't open /proc/" in stderr
+    others = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer: detected")
+    return code == 1 and no_proc and not any(o in stderr for o in others)
+
+
 @pytest.fixture
 def mini_root(tmp_path):
     """A directory with only socks5d and the libraries it loads: no /dev/log."""
@@ -147,7 +158,7 @@ def test_syslog_sink_with_no_dev_log_says_so(mini_root):
     r = subprocess.run(["chroot", str(root), binary, "-t", "--error-log", "syslog",
                         "--access-log", "syslog"], capture_output=True, text=True,
                        timeout=scaled(10))
-    assert r.returncode == 0, r.stderr
+    assert exit_ok(r.returncode, r.stderr), r.stderr
     assert "error-log syslog: nothing listens on /dev/log" in r.stderr, r.stderr
     assert "access-log syslog: nothing listens on /dev/log" in r.stderr, r.stderr
 
@@ -160,7 +171,7 @@ def test_syslog_sink_gets_daemon_priorities_when_dev_log_listens(mini_root, tmp_
     try:
         r = subprocess.run(["chroot", str(root), binary, "-t", "--error-log", "syslog"],
                            capture_output=True, text=True, timeout=scaled(10))
-        assert r.returncode == 0 and "/dev/log" not in r.stderr, r.stderr
+        assert exit_ok(r.returncode, r.stderr) and "nothing listens on /dev/log" not in r.stderr, r.stderr
         d = Daemon(root / "tmp", ["error-log syslog", "access-log off"],
                    prefix=["chroot", str(root)], binary=binary, conf_arg="/tmp/socks5d.conf")
         daemons.append(d)
@@ -182,7 +193,7 @@ def test_syslog_sink_gets_daemon_priorities_when_dev_log_listens(mini_root, tmp_
         d.conf.write_text(d.conf.read_text() + "frobnicate 1\n")
         d.proc.send_signal(signal.SIGHUP)
         assert received(BAD_RELOAD).startswith("<27>")
-        d.stop()
-        assert "/dev/log" not in d.log(), d.log()
+        d.stop(exit_ok)
+        assert "nothing listens on /dev/log" not in d.log(), d.log()
     finally:
         dev_log.close()
