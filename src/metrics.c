@@ -471,6 +471,17 @@ static void ask_workers(struct scrape *s, int close, uint64_t id, const char *us
         worker_sessq(m.w[k], &q->part[k]);
 }
 
+/* A session id: decimal digits only, not 0. Returns 0 or -1. */
+static int parse_id(const char *v, uint64_t *id)
+{
+    char *end;
+    if (!isdigit((unsigned char)v[0]))
+        return -1;
+    errno = 0;
+    *id = strtoull(v, &end, 10);
+    return *end || errno || *id == 0 ? -1 : 0;
+}
+
 /* GET /sessions lists the sessions; POST /sessions/close?id=N or ?user=NAME
  * ends them. They name users and destinations and can end tunnels: only
  * from loopback unless the configuration says otherwise. */
@@ -490,10 +501,9 @@ static void sessions_route(struct scrape *s, const char *method, const char *pat
     } else {
         int has_user = query_value(qs, "user", user, sizeof user);
         int has_id = query_value(qs, "id", idbuf, sizeof idbuf);
-        char *end = NULL;
-        unsigned long long id = has_id == 1 ? strtoull(idbuf, &end, 10) : 0;
+        uint64_t id = 0;
         if (has_user < 0 || has_id < 0 || has_user + has_id != 1 ||
-            (has_id && (!isdigit((unsigned char)idbuf[0]) || *end || id == 0)))
+            (has_id && parse_id(idbuf, &id) < 0))
             respond(s, "400 Bad Request", "text/plain",
                     strdup("give one of id=SESSION or user=NAME\n"), 36);
         else
