@@ -94,7 +94,8 @@ def built_package(tmp_path_factory):
             dst = src / p.relative_to(REPO)
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(p, dst)
-        run(["dpkg-buildpackage", "-us", "-uc"], cwd=src, timeout=300)
+        env = dict(os.environ, DEB_BUILD_OPTIONS=f"parallel={os.cpu_count() or 1}")
+        run(["dpkg-buildpackage", "-us", "-uc"], cwd=src, timeout=300, env=env)
         shutil.rmtree(src)
         (out / "done").write_text("")
     return out
