@@ -94,6 +94,8 @@ install: $(BIN)
 	sed 's|/usr/local/sbin/socks5d|$(PREFIX)/sbin/socks5d|g' packaging/socks5d.service \
 	  > $(DESTDIR)$(UNITDIR)/socks5d.service
 	install -D -m 0644 packaging/socks5d.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/socks5d.conf
+	install -D -m 0644 packaging/socks5d.bash-completion \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/socks5d
 	install -D -m 0644 docs/socks5d.conf.example $(DESTDIR)/etc/socks5d/socks5d.conf.example
 	test -e $(DESTDIR)/etc/socks5d/socks5d.conf || \
 	  install -D -m 0644 docs/socks5d.conf.example $(DESTDIR)/etc/socks5d/socks5d.conf
@@ -102,7 +104,8 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/sbin/socks5d $(DESTDIR)$(PREFIX)/share/man/man8/socks5d.8 \
 	  $(DESTDIR)$(PREFIX)/share/man/man5/socks5d.conf.5 \
 	  $(DESTDIR)$(UNITDIR)/socks5d.service $(DESTDIR)$(PREFIX)/lib/sysusers.d/socks5d.conf \
-	  $(DESTDIR)/etc/socks5d/socks5d.conf.example
+	  $(DESTDIR)/etc/socks5d/socks5d.conf.example \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/socks5d
 	# The config goes only if nobody changed it since install.
 	! cmp -s docs/socks5d.conf.example $(DESTDIR)/etc/socks5d/socks5d.conf || \
 	  rm -f $(DESTDIR)/etc/socks5d/socks5d.conf
