@@ -65,7 +65,7 @@ struct config {
     union addr_any advertise;          /* family 0: not set; port unused */
     union addr_any metrics;            /* family 0: no metrics endpoint */
     int metrics_sessions;              /* enum metrics_sessions: who may list and close */
-    size_t metrics_users;              /* users with series of their own (0: none) */
+    uint32_t metrics_users;            /* users with series of their own (0: none) */
     char *run_user;                    /* drop privileges to this user */
     int allow_root;
 };

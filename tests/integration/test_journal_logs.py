@@ -4,6 +4,7 @@ naming the stderr socks5d has), every line carries its syslog priority as a
 not that stream gets plain, timestamped lines. A syslog sink with nothing
 listening on /dev/log is reported (checked in a minimal chroot holding only
 the binary and its libraries, with and without a /dev/log socket)."""
+import json
 import os
 import shutil
 import signal
@@ -197,3 +198,46 @@ def test_syslog_sink_gets_daemon_priorities_when_dev_log_listens(mini_root, tmp_
         assert "nothing listens on /dev/log" not in d.log(), d.log()
     finally:
         dev_log.close()
+
+
+# ---------------------------------------------------------------- JSON error log
+
+
+def test_json_access_log_makes_every_stderr_line_json(tmp_path, daemons, echo):
+    d = Daemon(tmp_path, ["access-log-format json"],
+               env_for=lambda st: {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"})
+    daemons.append(d)
+    d.wait_log(" listening on ")
+    with open_tunnel(d, *echo.addr) as s:
+        assert echo_roundtrip(s, b"hi") == b"hi"
+    lines = d.conf.read_text().splitlines()
+    d.conf.write_text("\n".join(lines + ["frobnicate 1"]) + "\n")
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_log(BAD_RELOAD)
+    d.stop()
+    records = []
+    for line in d.log().splitlines():
+        assert line[:1] == "<" and line[2:3] == ">", line
+        records.append((int(line[1]), json.loads(line[3:])))
+    levels = {(p, r.get("level")) for p, r in records}
+    assert (3, "error") in levels and (6, "info") in levels, levels
+    assert any(p == 6 and r.get("cmd") == "connect" for p, r in records)  # the access record
+    errors = [r["msg"] for p, r in records if p == 3]
+    assert any("unknown directive 'frobnicate'" in m for m in errors), errors
+    assert any(m.startswith(BAD_RELOAD) for m in errors), errors
+
+
+def test_error_log_format_that_would_mix_on_stderr_is_refused(tmp_path):
+    conf = tmp_path / "mix.conf"
+    conf.write_text("access-log-format json\nerror-log-format plain\n")
+    r = subprocess.run([BIN, "-t", "-c", str(conf)], capture_output=True, text=True,
+                       timeout=scaled(10))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "error-log-format plain and access-log-format json both write to stderr" in r.stderr
+    conf.write_text("access-log-format json\nerror-log-format plain\naccess-log off\n")
+    r = subprocess.run([BIN, "-t", "-c", str(conf)], capture_output=True, text=True,
+                       timeout=scaled(10))
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([BIN, "-T", "-c", str(conf)], capture_output=True, text=True,
+                       timeout=scaled(10))
+    assert "error-log-format plain\n" in r.stdout, r.stdout

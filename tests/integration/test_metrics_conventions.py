@@ -11,7 +11,7 @@ import socket
 import subprocess
 import time
 
-from harness import REPO, open_tunnel, echo_roundtrip, scaled, wait_until
+from harness import REPO, USERS, echo_roundtrip, free_port, open_tunnel, scaled, wait_until
 from ops_support import ops  # noqa: F401  (the fixture)
 from ops_support import curl, http_raw, metric, parse_metrics, scrape
 
@@ -180,3 +180,33 @@ def test_connections_are_counted_per_listener_across_reloads(ops, echo):
     reload(srv, path, conf(ports), "configuration reloaded")
     # A listener that is gone keeps its count: counters never go down.
     assert counts() == {a: 4, b: 2, c: 1}
+
+
+def test_per_user_counters_are_capped_and_off_by_default(socks5d, users_file, echo):
+    mport = free_port()
+    srv = socks5d("--users", users_file, "--metrics", str(mport), "--metrics-users", "1")
+    alice = [open_tunnel(srv, *echo.addr, auth=("alice", USERS["alice"])) for _ in range(3)]
+    bob = open_tunnel(srv, *echo.addr, auth=("bob", USERS["bob"]))
+    for s in alice + [bob]:
+        assert echo_roundtrip(s, b"z" * 1000) == b"z" * 1000
+    m = parse_metrics(scrape(mport))
+    assert metric(m, "socks5d_user_sessions_total", user="alice") == 3
+    assert metric(m, "socks5d_user_sessions_active", user="alice") == 3
+    # One user's worth of series: bob is counted under the overflow label.
+    assert metric(m, "socks5d_user_sessions_active", user="_other") == 1
+    assert not [k for k in m if ("user", "bob") in k[1]]
+    alice[0].close()
+    wait_until(lambda: metric(parse_metrics(scrape(mport)), "socks5d_user_bytes_total",
+                              user="alice", direction="up") == 1000, scaled(5),
+               what="alice's bytes after her first tunnel ended")
+    text = scrape(mport)
+    r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for s in alice[1:] + [bob]:
+        s.close()
+    # Without the option no per-user series exist at all.
+    mport2 = free_port()
+    srv2 = socks5d("--users", users_file, "--metrics", str(mport2))
+    with open_tunnel(srv2, *echo.addr, auth=("alice", USERS["alice"])):
+        assert "socks5d_user_" not in scrape(mport2)

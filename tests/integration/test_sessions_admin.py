@@ -227,3 +227,29 @@ def test_parallel_and_abandoned_requests_during_churn(socks5d, users_file, echo)
     assert not errors, errors
     assert all(is_open(s) for s in keep)
     assert close(mport, "user=alice") == 3
+
+
+def test_metrics_sessions_off_and_any(socks5d, users_file, echo):
+    srv, mport = start(socks5d, users_file, "--metrics-sessions", "off")
+    s = open_tunnel(srv, *echo.addr, auth=("alice", USERS["alice"]))
+    base = f"http://127.0.0.1:{mport}"
+    assert curl(base + "/sessions")[0] == 404
+    assert curl(base + "/sessions/close?user=alice", "-X", "POST")[0] == 404
+    assert is_open(s)
+    assert curl(base + "/metrics")[0] == 200
+    s.close()
+    ns = NetNS()
+    try:
+        subprocess.run(ns.exec_prefix + ["ip", "addr", "add", "10.77.0.1/32", "dev", "lo"],
+                       check=True, capture_output=True, timeout=10)
+        srv, mport = start(socks5d, users_file, "--metrics-sessions", "any", netns=ns,
+                           metrics_host="0.0.0.0")
+        c = ns.socket()
+        c.settimeout(scaled(5))
+        c.bind(("10.77.0.1", 0))
+        c.connect(("10.77.0.1", mport))
+        c.sendall(b"GET /sessions HTTP/1.0\r\n\r\n")
+        answer = read_until_closed(c, scaled(5))
+        assert answer.startswith(b"HTTP/1.0 200 ") and b'{"sessions":[' in answer, answer
+    finally:
+        ns.close()
