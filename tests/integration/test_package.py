@@ -69,16 +69,18 @@ def clean_root_base():
     Depends name), made once and kept under build/pkgtest/."""
     base = CACHE / ("root-bookworm-" + hashlib.sha256(" ".join(ROOT_PACKAGES).encode()).hexdigest()[:8])
     if not (base / "usr/bin/dpkg").exists():
-        shutil.rmtree(base, ignore_errors=True)
         base.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(str(base) + ".tmp")
+        tmp = Path(f"{base}.{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         # No mounts: maintainer scripts of these packages need no /proc, and
         # CI may run where mounting is not allowed.
         run(["mmdebstrap", "--mode=root", "--variant=essential", "--skip=chroot/mount",
              "--include=" + ",".join(ROOT_PACKAGES), "bookworm", str(tmp), debian_mirrors()],
             timeout=240)
-        tmp.rename(base)
+        try:
+            tmp.rename(base)
+        except OSError:  # another run got there first
+            shutil.rmtree(tmp, ignore_errors=True)
     return base
 
 
@@ -87,9 +89,12 @@ def built_package(tmp_path_factory):
     """The .changes and .deb files built by dpkg-buildpackage -us -uc from a
     copy of the tree (cached by the tree's hash)."""
     out = CACHE / ("build-" + tree_hash())
-    if not (out / "done").exists():
-        shutil.rmtree(out, ignore_errors=True)
-        src = out / "socks5d"
+    if not out.exists():
+        # Built aside and renamed into place: two runs at once (the release
+        # and a sanitizer suite) never share a half-built directory.
+        tmp = CACHE / f"{out.name}.{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        src = tmp / "socks5d"
         for p in tree_files():
             dst = src / p.relative_to(REPO)
             dst.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +102,13 @@ def built_package(tmp_path_factory):
         env = dict(os.environ, DEB_BUILD_OPTIONS=f"parallel={os.cpu_count() or 1}")
         run(["dpkg-buildpackage", "-us", "-uc"], cwd=src, timeout=300, env=env)
         shutil.rmtree(src)
-        (out / "done").write_text("")
+        try:
+            tmp.rename(out)
+        except OSError:  # another run got there first
+            shutil.rmtree(tmp, ignore_errors=True)
+        for old in CACHE.glob("build-*"):  # packages of earlier trees
+            if old != out and "." not in old.name:
+                shutil.rmtree(old, ignore_errors=True)
     return out
 
 
