@@ -139,6 +139,21 @@ static int check_gss(struct config *c)
     return 0;
 }
 
+/* Two logs on one stream (stderr, the journal) share one format: a reader
+ * of that stream must not get JSON and plain lines mixed. */
+static int check_log_formats(struct config *c)
+{
+    struct log_settings *l = &c->log;
+    if (l->error_json < 0)
+        l->error_json = l->access_json;
+    if (l->error_sink == SINK_STDERR && l->access_sink == SINK_STDERR &&
+        l->error_json != l->access_json)
+        BAD("error-log-format %s and access-log-format %s both write to stderr: set both to "
+            "json, or send one log elsewhere",
+            l->error_json ? "json" : "plain", l->access_json ? "json" : "logfmt");
+    return 0;
+}
+
 static int validate(struct config *c)
 {
     if (c->nlisten == 0) {
@@ -153,7 +168,7 @@ static int validate(struct config *c)
         c->methods[0] = c->users_path ? SOCKS5_METHOD_USERPASS : SOCKS5_METHOD_NONE;
         c->nmethods = 1;
     }
-    if (check_users(c) < 0 || check_gss(c) < 0)
+    if (check_users(c) < 0 || check_gss(c) < 0 || check_log_formats(c) < 0)
         return -1;
     return config_check_open_proxy(c, c->listen, c->nlisten, errout);
 }

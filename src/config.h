@@ -65,6 +65,8 @@ struct config {
     uint16_t udp_port_lo, udp_port_hi; /* 0,0: ephemeral */
     union addr_any advertise;          /* family 0: not set; port unused */
     union addr_any metrics;            /* family 0: no metrics endpoint */
+    int metrics_sessions;              /* enum metrics_sessions: who may list and close */
+    uint32_t metrics_users;            /* users with series of their own (0: none) */
     char *run_user;                    /* drop privileges to this user */
     /* GSS-API (RFC 1961): acceptor credentials when gssapi is a method,
      * read from gss_keytab (NULL: KRB5_KTNAME or the system default) for

@@ -738,6 +738,43 @@ static void show_access_format(const struct config *c, const struct options_def 
     fprintf(out, "%s %s\n", d->name, c->log.access_json ? "json" : "logfmt");
 }
 
+/* plain, json, or auto: JSON exactly when the access log is (config.c
+ * resolves it, so that stderr never mixes JSON and plain lines). */
+static int set_error_format(struct config *c, const struct options_def *d, const char *arg,
+                            struct options_origin *o, char *err, size_t errlen)
+{
+    (void)d, (void)o;
+    if (strcmp(arg, "auto") && strcmp(arg, "plain") && strcmp(arg, "json"))
+        return snprintf(err, errlen, "'%s': expected auto, plain or json", arg), -1;
+    c->log.error_json = strcmp(arg, "auto") == 0 ? -1 : strcmp(arg, "json") == 0;
+    return 0;
+}
+
+static void show_error_format(const struct config *c, const struct options_def *d, FILE *out)
+{
+    fprintf(out, "%s %s\n", d->name,
+            c->log.error_json < 0 ? "auto"
+            : c->log.error_json   ? "json"
+                                  : "plain");
+}
+
+static const char *const sessions_names[] = {"loopback", "off", "any"}; /* enum metrics_sessions */
+
+static int set_metrics_sessions(struct config *c, const struct options_def *d, const char *arg,
+                                struct options_origin *o, char *err, size_t errlen)
+{
+    (void)d, (void)o;
+    for (int i = 0; i < 3; i++)
+        if (strcmp(arg, sessions_names[i]) == 0)
+            return c->metrics_sessions = i, 0;
+    return snprintf(err, errlen, "'%s': expected loopback, off or any", arg), -1;
+}
+
+static void show_metrics_sessions(const struct config *c, const struct options_def *d, FILE *out)
+{
+    fprintf(out, "%s %s\n", d->name, sessions_names[c->metrics_sessions]);
+}
+
 /* verbose and quiet change log-level and access-log, which -T prints. */
 static int set_verbose(struct config *c, const struct options_def *d, const char *arg,
                        struct options_origin *o, char *err, size_t errlen)
@@ -871,6 +908,11 @@ const struct options_def options_table[] = {
     {"metrics", 0, OPTIONS_BOTH, "[ADDR:]PORT",
      "Prometheus /metrics and /healthz endpoint\n(a bare port listens on 127.0.0.1)", "off",
      set_metrics, show_metrics, 0, 0, 0, 0},
+    {"metrics-sessions", 0, OPTIONS_BOTH, "loopback|off|any",
+     "who may list and close sessions at /sessions", "loopback", set_metrics_sessions,
+     show_metrics_sessions, 0, 0, 0, 0},
+    COUNT("metrics-users", "users with metrics series of their own (0: none)", "0", metrics_users,
+          0, 100000),
     {"log-level", 0, OPTIONS_BOTH, "LEVEL", "error, warn, info or debug", "info", set_log_level,
      show_log_level, 0, 0, 0, 0},
     {"error-log", 0, OPTIONS_BOTH, "stderr|syslog|FILE", "where errors go", "stderr", set_sink,
@@ -879,6 +921,9 @@ const struct options_def options_table[] = {
      set_sink, show_sink, 0, SINK_OFF, 0, 0},
     {"access-log-format", 0, OPTIONS_BOTH, "logfmt|json", "access log lines", "logfmt",
      set_access_format, show_access_format, 0, 0, 0, 0},
+    {"error-log-format", 0, OPTIONS_BOTH, "auto|plain|json",
+     "error log lines (auto: json when the access log is)", "auto", set_error_format,
+     show_error_format, 0, 0, 0, 0},
     {"verbose", 0, OPTIONS_BOTH, NULL, "debug logging (same as --log-level debug)", NULL,
      set_verbose, NULL, 0, 0, 0, 0},
     {"quiet", 'q', OPTIONS_BOTH, NULL, "no access log, warnings and errors only", NULL, set_quiet,

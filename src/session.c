@@ -28,6 +28,7 @@
 #include "rules.h"
 #include "stats.h"
 #include "udp.h"
+#include "userstats.h"
 
 static void on_target(struct loop_io *io, unsigned events);
 static void handshake_continue(struct session *s);
@@ -130,48 +131,72 @@ static int is_probe(const struct session *s)
     return !s->greeted && s->hlen == 0 && !s->why;
 }
 
-static void access_log(const struct session *s)
-{
-    char client[ADDR_STRLEN], dst[300], peer[ADDR_STRLEN], rep[4] = "-", up[24], down[24], ms[24];
+/* Room for the values of a session's fields (access log, session list). */
+struct fields {
+    char id[24], client[ADDR_STRLEN], dst[300], peer[ADDR_STRLEN], rep[4], up[24], down[24], ms[24];
     char dg_up[24], dg_down[24], dropped[24], rule[300];
-    const char *kv[2 * 15];
+    const char *kv[2 * 16];
+};
+
+/* Fills f with what is known of s: the access-log record (with its id
+ * first when with_id). Returns the number of pairs. */
+static size_t fields(const struct session *s, struct fields *f, int with_id)
+{
     size_t n = 0;
-    if (!log_access_enabled() || is_probe(s))
-        return;
+    snprintf(f->rep, sizeof f->rep, "-");
     if (s->rep != 0xff)
-        snprintf(rep, sizeof rep, "%u", s->rep);
-    snprintf(up, sizeof up, "%llu", (unsigned long long)relayed(s, 0));
-    snprintf(down, sizeof down, "%llu", (unsigned long long)relayed(s, 1));
-    snprintf(ms, sizeof ms, "%llu", (unsigned long long)(loop_now(s->env->loop) - s->started_ms));
-#define KV(k, v) (kv[n++] = (k), kv[n++] = (v))
-    KV("client", addr_str(&s->client.sa, client, sizeof client));
+        snprintf(f->rep, sizeof f->rep, "%u", s->rep);
+    snprintf(f->up, sizeof f->up, "%llu", (unsigned long long)relayed(s, 0));
+    snprintf(f->down, sizeof f->down, "%llu", (unsigned long long)relayed(s, 1));
+    snprintf(f->ms, sizeof f->ms, "%llu",
+             (unsigned long long)(loop_now(s->env->loop) - s->started_ms));
+#define KV(k, v) (f->kv[n++] = (k), f->kv[n++] = (v))
+    if (with_id) {
+        snprintf(f->id, sizeof f->id, "%llu", (unsigned long long)s->id);
+        KV("id", f->id);
+    }
+    KV("client", addr_str(&s->client.sa, f->client, sizeof f->client));
     KV("user", s->user ? s->user : "-");
     KV("cmd", cmd_name(s->cmd));
-    KV("dst", s->requested ? dst_str(s, dst, sizeof dst) : "-");
-    KV("addr", addr_str(&s->peer.sa, peer, sizeof peer));
-    KV("rep", rep);
-    KV("up", up);
-    KV("down", down);
+    KV("dst", s->requested ? dst_str(s, f->dst, sizeof f->dst) : "-");
+    KV("addr", addr_str(&s->peer.sa, f->peer, sizeof f->peer));
+    KV("rep", f->rep);
+    KV("up", f->up);
+    KV("down", f->down);
     if (s->udp) {
         const struct udp_counts *u = udp_counts(s->udp);
-        snprintf(dg_up, sizeof dg_up, "%llu", (unsigned long long)u->dgrams_up);
-        snprintf(dg_down, sizeof dg_down, "%llu", (unsigned long long)u->dgrams_down);
-        snprintf(dropped, sizeof dropped, "%llu", (unsigned long long)u->dropped);
-        KV("dgrams_up", dg_up);
-        KV("dgrams_down", dg_down);
-        KV("dropped", dropped);
+        snprintf(f->dg_up, sizeof f->dg_up, "%llu", (unsigned long long)u->dgrams_up);
+        snprintf(f->dg_down, sizeof f->dg_down, "%llu", (unsigned long long)u->dgrams_down);
+        snprintf(f->dropped, sizeof f->dropped, "%llu", (unsigned long long)u->dropped);
+        KV("dgrams_up", f->dg_up);
+        KV("dgrams_down", f->dg_down);
+        KV("dropped", f->dropped);
     }
-    KV("ms", ms);
+    KV("ms", f->ms);
     if (s->method == SOCKS5_METHOD_GSSAPI)
         KV("auth", gss_level_name(s));
     if (s->pol.rule_file) {
-        snprintf(rule, sizeof rule, "%s:%d", s->pol.rule_file, s->pol.rule_line);
-        KV("rule", rule);
+        snprintf(f->rule, sizeof f->rule, "%s:%d", s->pol.rule_file, s->pol.rule_line);
+        KV("rule", f->rule);
     }
     if (s->why)
         KV("error", s->why);
 #undef KV
-    log_access(kv, n / 2);
+    return n / 2;
+}
+
+static void access_log(const struct session *s)
+{
+    struct fields f;
+    if (!log_access_enabled() || is_probe(s))
+        return;
+    log_access(f.kv, fields(s, &f, 0));
+}
+
+void session_describe(const struct session *s, FILE *out)
+{
+    struct fields f;
+    log_json_object(out, f.kv, fields(s, &f, 1));
 }
 
 /* ---------------- phases ---------------- */
@@ -321,6 +346,7 @@ void session_close(struct session *s)
     pending_cancel(s);
     access_log(s);
     count_end(s);
+    userstats_end(s->ustats, relayed(s, 0), relayed(s, 1));
     policy_release(&s->pol);
     if (s->rate) {
         loop_timer_cancel(env->loop, &s->rate->timer);
@@ -868,6 +894,7 @@ static int auth_result(struct session *s, int ok)
         hs_fail(s, HSF_AUTH, "authentication failed");
         return HS_GONE;
     }
+    s->ustats = userstats_begin(s->user);
     phase_parse(s, parse_request);
     return HS_NEXT;
 }
@@ -1426,6 +1453,14 @@ static const char *refusal(struct session *s, const struct listen_spec *ln)
     return policy_handshake_begin(&s->pol) ? NULL : s->pol.why;
 }
 
+/* Unique without a shared counter: the worker's number above a count of
+ * the sessions its thread has started. */
+static uint64_t next_id(int worker)
+{
+    static _Thread_local uint64_t started;
+    return ((uint64_t)(worker + 1) << 40) | ++started;
+}
+
 void session_start(struct wenv *env, int fd, const union addr_any *client,
                    const struct listen_spec *ln)
 {
@@ -1446,6 +1481,7 @@ void session_start(struct wenv *env, int fd, const union addr_any *client,
     s->expire = on_handshake_timeout;
     s->relay.target.io.fd = -1;
     s->started_ms = loop_now(env->loop);
+    s->id = next_id(env->id);
     link_session(s);
     stat_inc(&env->stats.active);
     if (loop_io_add(env->loop, &s->relay.client.io, fd, LOOP_READ | LOOP_WRITE, on_handshake_io) <

@@ -14,6 +14,7 @@
 #define SOCKS5D_SESSION_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "addr.h"
 #include "loop.h"
@@ -25,6 +26,7 @@ struct config;
 struct session_rate;
 struct gss_conn;
 struct gss_relay;
+struct userstats;
 
 /* An operation in flight for the session (auth job, resolve query, dial,
  * BIND listener): closing the session cancels it. */
@@ -70,6 +72,8 @@ struct session {
     union addr_any dst;             /* requested address (port valid for names too) */
     union addr_any peer;            /* the target actually connected */
     uint64_t started_ms, active_ms; /* accepted; last relayed a byte */
+    uint64_t id;                    /* unique in the process, for the session list */
+    struct userstats *ustats;       /* per-user counters (metrics-users), or NULL */
 };
 
 struct listen_spec;
@@ -87,5 +91,7 @@ void session_close(struct session *s);
 int session_reply(struct session *s, uint8_t rep, const struct sockaddr *bnd, const char *why);
 /* Closes with `why` (NULL: a normal end) for the access log. */
 void session_fail(struct session *s, const char *why);
+/* Writes s as one JSON object: its id and its access-log fields so far. */
+void session_describe(const struct session *s, FILE *out);
 
 #endif
