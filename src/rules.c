@@ -917,6 +917,7 @@ static void verdict(struct rules_verdict *out, int allow, const struct rule *r)
     out->need_addr = 0;
     out->file = r ? r->file : NULL;
     out->line = r ? r->line : 0;
+    out->index = -1;
 }
 
 void rules_match(const struct rules *rs, const struct rules_request *rq, struct rules_verdict *out)
@@ -931,11 +932,13 @@ void rules_match(const struct rules *rs, const struct rules_request *rq, struct 
         int e = rule_eval(&v[i], &q);
         if (e == YES) {
             verdict(out, v[i].allow, &v[i]);
+            out->index = (int)i;
             return;
         }
         if (e == MAYBE) {
             verdict(out, 0, &v[i]);
             out->need_addr = 1;
+            out->index = (int)i;
             return;
         }
     }

@@ -577,8 +577,9 @@ static void dial_addrs(struct session *s, const union addr_any *all, size_t coun
     policy_forget_rule(s);
     s->expire = on_dial_timeout; /* the deadline the resolve started goes on */
     phase_io(s, on_client_waiting);
-    pending_set(s, cancel_dial,
-                dial_start(s->w->loop, addrs, n, s->cfg->timeout_connect_ms, on_dialed, s, &err));
+    pending_set(
+        s, cancel_dial,
+        dial_start(s->w->loop, addrs, n, NULL, s->cfg->timeout_connect_ms, on_dialed, s, &err));
     if (!s->pending.op)
         session_reply(s, rep_from_errno(err), NULL, strerror(err));
 }
