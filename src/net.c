@@ -170,8 +170,9 @@ int net_apply_out(int fd, int family, const struct net_out *o, char *err, size_t
     if (o->has_mark && set_int(fd, SOL_SOCKET, SO_MARK, (int)o->mark, "setsockopt SO_MARK",
                                "(out mark)", err, errlen) < 0)
         return -1;
-    if (o->has_src && o->src.sa.sa_family == family)
-        return bind_source(fd, &o->src, err, errlen);
+    for (size_t i = 0; i < o->nsrc && i < 2; i++)
+        if (o->src[i].sa.sa_family == family)
+            return bind_source(fd, &o->src[i], err, errlen);
     return 0;
 }
 

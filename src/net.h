@@ -47,9 +47,10 @@ int net_bind_udp(union addr_any *a, uint16_t lo, uint16_t hi, unsigned flags, ch
 
 /* How an outbound socket leaves the host (a route's `out`). */
 struct net_out {
-    int has_src;
-    union addr_any src; /* source address, port 0; used only for sockets of its family */
-    char dev[16];       /* SO_BINDTODEVICE when not empty */
+    size_t nsrc;
+    union addr_any src[2]; /* source addresses, port 0, at most one per family; a socket
+                              of a family with none leaves as the kernel chooses */
+    char dev[16];          /* SO_BINDTODEVICE when not empty */
     int has_mark;
     uint32_t mark; /* SO_MARK, for policy routing */
 };

@@ -277,15 +277,15 @@ static union addr_any connect_from(const struct net_out *out)
 
 TEST(a_connect_leaves_from_the_chosen_source_with_a_port_picked_at_connect)
 {
-    struct net_out out = {.has_src = 1, .src = ip_port("127.0.0.9", 0)};
+    struct net_out out = {.nsrc = 2, .src = {ip_port("::1", 0), ip_port("127.0.0.9", 0)}};
     union addr_any peer = connect_from(&out);
-    assert_true(addr_same_ip(&peer.sa, &out.src.sa));
+    assert_true(addr_same_ip(&peer.sa, &out.src[1].sa));
     assert_int_not_equal(addr_port(&peer.sa), 0);
 }
 
 TEST(a_source_of_the_other_family_is_left_to_the_kernel)
 {
-    struct net_out out = {.has_src = 1, .src = ip_port("::1", 0)};
+    struct net_out out = {.nsrc = 1, .src = {ip_port("::1", 0)}};
     union addr_any peer = connect_from(&out);
     union addr_any lo = ip_port("127.0.0.1", 0);
     assert_true(addr_same_ip(&peer.sa, &lo.sa));
@@ -293,7 +293,7 @@ TEST(a_source_of_the_other_family_is_left_to_the_kernel)
 
 TEST(freebind_accepts_a_source_the_host_does_not_have)
 {
-    struct net_out out = {.has_src = 1, .src = ip_port("192.0.2.77", 0)};
+    struct net_out out = {.nsrc = 1, .src = {ip_port("192.0.2.77", 0)}};
     int fd = net_socket(AF_INET, SOCK_STREAM, 0, NULL, 0);
     assert_true(fd >= 0);
     assert_int_equal(net_apply_out(fd, AF_INET, &out, NULL, 0), 0);
