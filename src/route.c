@@ -2,6 +2,7 @@
 #include "route.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -576,6 +577,25 @@ void route_chain_worked(const struct route_chain *c)
 {
     if (atomic_load_explicit(c->down_until_ms, memory_order_relaxed) != 0)
         atomic_store_explicit(c->down_until_ms, 0, memory_order_relaxed);
+}
+
+static uint64_t sticky_key[2];
+static pthread_once_t sticky_once = PTHREAD_ONCE_INIT;
+
+static void make_sticky_key(void)
+{
+    if (hash_random_key(sticky_key) < 0) {
+        /* No randomness: a fixed key still gives one address per user, only
+         * one an outsider could compute from the name. */
+        sticky_key[0] = 0x736f636b73356421ull;
+        sticky_key[1] = 0x737469636b79ull;
+    }
+}
+
+const uint64_t *route_sticky_key(void)
+{
+    pthread_once(&sticky_once, make_sticky_key);
+    return sticky_key;
 }
 
 /* addr with its host bits (after plen) replaced by those of bits[]. */

@@ -93,6 +93,10 @@ void route_chain_worked(const struct route_chain *c);
 void route_out_for(const struct route *r, const uint64_t key[2], const void *id, size_t idlen,
                    const uint64_t rnd[2], struct net_out *out);
 
+/* The process's random key for sticky sources (made on first use), so a
+ * user keeps an address across reloads but nobody can compute it. */
+const uint64_t *route_sticky_key(void);
+
 /* "socks5://host:port" (no credentials) for logs. */
 const char *route_hop_str(const struct upstream_hop *h, char *buf, size_t len);
 

@@ -336,6 +336,13 @@ TEST(sticky_source_is_one_per_user)
     routes_free(rs);
 }
 
+TEST(the_sticky_key_is_made_once)
+{
+    const uint64_t *k = route_sticky_key();
+    assert_ptr_equal(k, route_sticky_key());
+    assert_true(k[0] != 0 || k[1] != 0);
+}
+
 TEST(no_out_means_the_kernel_chooses)
 {
     struct routes *rs = BUILD("via direct");
@@ -378,6 +385,7 @@ int main(void)
         cmocka_unit_test(random_source_stays_in_the_prefix_and_varies),
         cmocka_unit_test(random_ipv4_with_an_odd_prefix_keeps_the_network_bits),
         cmocka_unit_test(sticky_source_is_one_per_user),
+        cmocka_unit_test(the_sticky_key_is_made_once),
         cmocka_unit_test(no_out_means_the_kernel_chooses),
         cmocka_unit_test(hop_str_has_no_credentials),
     };
