@@ -5,7 +5,8 @@
 #   3. the same under ASan+UBSan (clang), failing on any report;
 #   4. a ThreadSanitizer build through the tests that cross threads (reload,
 #      auth pool, metrics, shared limits);
-#   5. formatting (clang-format) and the clang static analyzer, zero reports;
+#   5. formatting (clang-format), no include cycle in src/ and the clang
+#      static analyzer, zero reports;
 #   6. line and branch coverage of unit + integration tests against floors;
 #   7. every libFuzzer target for a bounded time (FUZZ_SECONDS, default 60).
 set -eu
@@ -43,6 +44,7 @@ SOCKS5D_BIN="$PWD/build/tsan/socks5d" /usr/bin/python3 -m pytest -q tests/integr
 
 echo "== formatting and static analysis"
 make -s format-check
+python3 scripts/include-cycles.py
 make -s analyze
 
 echo "== coverage"

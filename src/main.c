@@ -373,11 +373,13 @@ static void reload(struct server *sv)
 
 /* Waits for signals until the workers have drained. Returns the exit code. */
 /* STATUS= for systemctl status, when the count changed, at most every 5 s. */
-static void report_status(void)
+static void report_status(const struct server *sv)
 {
     static unsigned long last = ~0UL;
     static time_t when;
-    unsigned long n = (unsigned long)atomic_load(&g_sessions);
+    unsigned long n = 0;
+    for (int k = 0; k < sv->nworkers; k++)
+        n += (unsigned long)worker_sessions(sv->w[k]);
     time_t now = time(NULL);
     if (n == last || now - when < 5)
         return;
@@ -450,7 +452,7 @@ static int run(struct server *sv)
             return 0;
         if (!draining) {
             poll_self(sv);
-            report_status();
+            report_status(sv);
         }
     }
 }

@@ -17,6 +17,7 @@
 #include "net.h"
 #include "stats.h"
 #include "version.h"
+#include "wenv.h"
 #include "worker.h"
 
 /* Connections served at once. Past it, the oldest one still waiting for
@@ -91,7 +92,7 @@ static void sum_stats(struct stats *t)
     size_t n = sizeof *t / sizeof(stat_t);
     memset(t, 0, sizeof *t);
     for (int k = 0; k < atomic_load(&m.nworkers); k++) {
-        src = (const stat_t *)&m.w[k]->stats;
+        src = (const stat_t *)&worker_env(m.w[k])->stats;
         for (size_t i = 0; i < n; i++)
             stat_add(&dst[i], stat_get(&src[i]));
     }

@@ -13,48 +13,63 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-struct session;
+#include "addr.h"
+#include "result.h"
 
-/* What the policy points took and decided for one session, embedded in it:
- * written only here, read by the session (the access log, its replies). */
+struct config;
+struct wenv;
+
+/* Who asks and what the policy points took and decided for one session,
+ * embedded in it: written only here, read by the session (the access log,
+ * its replies). */
 struct policy_state {
-    uint8_t held;          /* limit slots to give back */
-    const char *why;       /* why the last refusal refused */
-    const char *rule_file; /* the rule that decided, or NULL */
+    struct wenv *env;         /* counters, clock, the host's addresses */
+    const struct config *cfg; /* the session's snapshot */
+    union addr_any client;    /* set by policy_accept */
+    const char *user;         /* set by policy_request; owned by the session */
+    uint8_t held;             /* limit slots to give back */
+    const char *why;          /* why the last refusal refused */
+    const char *rule_file;    /* the rule that decided, or NULL */
     int rule_line;
 };
 
-enum policy_verdict { POLICY_DENY = 0, POLICY_ALLOW = 1, POLICY_NEED_ADDR = 2 };
-
-/* At accept. Returns 1 to go on, 0 when the session must be closed (s->pol
- * says why). Takes slots that policy_release gives back. */
-int policy_accept(struct session *s);
-/* At the request. For POLICY_DENY s->pol says why. */
-enum policy_verdict policy_request(struct session *s);
+/* A session's policy state, empty, judged under snapshot cfg (which must
+ * outlive it) with env's counters and addresses. */
+void policy_init(struct policy_state *p, struct wenv *env, const struct config *cfg);
+/* At accept, for the client (after a PROXY header: the real one). Returns 1
+ * to go on, 0 when the session must be closed (p->why says why). Takes
+ * slots that policy_release gives back. */
+int policy_accept(struct policy_state *p, const union addr_any *client);
+/* At the request: user (or NULL; kept until policy_release), command,
+ * destination (its port is the requested one; the address counts only
+ * without a name) and the name asked for, or NULL. For VERDICT_NO p->why
+ * says why. */
+enum verdict policy_request(struct policy_state *p, const char *user, int cmd,
+                            const union addr_any *dst, const char *name);
 /* One concrete destination (resolved address, UDP target, BIND peer) for
  * command cmd; name is the name the client asked for, or NULL. Returns 1 if
- * allowed; on 0 s->pol names the deciding rule. */
-int policy_address(struct session *s, int cmd, const struct sockaddr *dst, const char *name);
+ * allowed; on 0 p names the deciding rule. */
+int policy_address(struct policy_state *p, int cmd, const struct sockaddr *dst, const char *name);
 /* Takes a handshake slot (max-handshakes) unless the session holds one
  * already: on a PROXY listener at accept, since waiting for the header is
  * part of the handshake; otherwise in policy_accept. Returns 1, or 0 with
- * s->pol.why set. */
-int policy_handshake_begin(struct session *s);
+ * p->why set. */
+int policy_handshake_begin(struct policy_state *p);
 /* A destination known only by name (port in host order): 1 when the rules
  * refuse it before it is resolved, so it is not looked up at all. */
-int policy_name_denied(struct session *s, int cmd, const char *name, uint16_t port);
+int policy_name_denied(struct policy_state *p, int cmd, const char *name, uint16_t port);
 /* The rule noted so far decides nothing any more (the addresses it did not
  * refuse are being dialed). */
-void policy_forget_rule(struct session *s);
+void policy_forget_rule(struct policy_state *p);
 /* Handshake over: its slot goes back (idempotent). */
-void policy_handshake_done(struct session *s);
+void policy_handshake_done(struct policy_state *p);
 /* Failed-login throttling: a login attempt counts from the moment it is
  * made (0: the address is throttled, nothing taken). It is settled as a
  * failure, or not (it succeeded, or was refused unjudged); one that is still
  * open when the session ends (abandoned) is a failure. */
-int policy_auth_attempt(struct session *s);
-void policy_auth_settle(struct session *s, int failed);
+int policy_auth_attempt(struct policy_state *p);
+void policy_auth_settle(struct policy_state *p, int failed);
 /* Gives back everything the session holds. */
-void policy_release(struct session *s);
+void policy_release(struct policy_state *p);
 
 #endif

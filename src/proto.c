@@ -40,30 +40,30 @@ static int get_u16(struct cursor *c, uint16_t *v)
     return 1;
 }
 
-static int fail(enum proto_err *err, enum proto_err why)
+static enum result fail(enum proto_err *err, enum proto_err why)
 {
     *err = why;
-    return PROTO_ERROR;
+    return RES_ERROR;
 }
 
-int proto_parse_greeting(const uint8_t *buf, size_t len, struct proto_greeting *out,
-                         size_t *consumed, enum proto_err *err)
+enum result proto_parse_greeting(const uint8_t *buf, size_t len, struct proto_greeting *out,
+                                 size_t *consumed, enum proto_err *err)
 {
     struct cursor c = {buf, len, 0};
     uint8_t ver;
 
     if (!get_u8(&c, &ver))
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     if (ver != SOCKS5_VERSION)
         return fail(err, PROTO_E_VERSION);
     if (!get_u8(&c, &out->nmethods))
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     if (out->nmethods == 0)
         return fail(err, PROTO_E_NMETHODS);
     if (!get_bytes(&c, out->methods, out->nmethods))
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     *consumed = c.off;
-    return PROTO_DONE;
+    return RES_DONE;
 }
 
 /* Reads a length-prefixed string into dst (256 bytes), NUL-terminated. */
@@ -78,26 +78,26 @@ static int get_lstring(struct cursor *c, uint8_t *n, char *dst)
     return 1;
 }
 
-int proto_parse_userpass(const uint8_t *buf, size_t len, struct proto_userpass *out,
-                         size_t *consumed, enum proto_err *err)
+enum result proto_parse_userpass(const uint8_t *buf, size_t len, struct proto_userpass *out,
+                                 size_t *consumed, enum proto_err *err)
 {
     struct cursor c = {buf, len, 0};
     uint8_t ver;
 
     if (!get_u8(&c, &ver))
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     if (ver != SOCKS5_USERPASS_VERSION)
         return fail(err, PROTO_E_AUTH_VERSION);
     if (c.off < len && buf[c.off] == 0)
         return fail(err, PROTO_E_AUTH_EMPTY);
     if (!get_lstring(&c, &out->ulen, out->user))
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     if (c.off < len && buf[c.off] == 0)
         return fail(err, PROTO_E_AUTH_EMPTY);
     if (!get_lstring(&c, &out->plen, out->pass))
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     *consumed = c.off;
-    return PROTO_DONE;
+    return RES_DONE;
 }
 
 /* The rules must judge the name the resolver looks up. A resolver reads more
@@ -123,25 +123,25 @@ int proto_normalize_name(struct proto_addr *a)
     return 1;
 }
 
-/* ATYP, address and port. Returns PROTO_DONE, PROTO_NEED_MORE or PROTO_ERROR. */
-static int get_addr(struct cursor *c, struct proto_addr *a, enum proto_err *err)
+/* ATYP, address and port. Returns RES_DONE, RES_AGAIN or RES_ERROR. */
+static enum result get_addr(struct cursor *c, struct proto_addr *a, enum proto_err *err)
 {
     if (!get_u8(c, &a->atyp))
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     switch (a->atyp) {
     case SOCKS5_ATYP_IPV4:
         if (!get_bytes(c, a->u.ip4, 4))
-            return PROTO_NEED_MORE;
+            return RES_AGAIN;
         break;
     case SOCKS5_ATYP_IPV6:
         if (!get_bytes(c, a->u.ip6, 16))
-            return PROTO_NEED_MORE;
+            return RES_AGAIN;
         break;
     case SOCKS5_ATYP_DOMAIN:
         if (c->off < c->len && c->p[c->off] == 0)
             return fail(err, PROTO_E_DOMAIN_EMPTY);
         if (!get_lstring(c, &a->name_len, a->u.name))
-            return PROTO_NEED_MORE;
+            return RES_AGAIN;
         if (!proto_normalize_name(a))
             return fail(err, PROTO_E_HOSTNAME);
         break;
@@ -149,54 +149,54 @@ static int get_addr(struct cursor *c, struct proto_addr *a, enum proto_err *err)
         return fail(err, PROTO_E_ATYP);
     }
     if (!get_u16(c, &a->port))
-        return PROTO_NEED_MORE;
-    return PROTO_DONE;
+        return RES_AGAIN;
+    return RES_DONE;
 }
 
-int proto_parse_request(const uint8_t *buf, size_t len, struct proto_request *out, size_t *consumed,
-                        enum proto_err *err)
+enum result proto_parse_request(const uint8_t *buf, size_t len, struct proto_request *out,
+                                size_t *consumed, enum proto_err *err)
 {
     struct cursor c = {buf, len, 0};
     uint8_t ver, rsv;
-    int rc;
+    enum result rc;
 
     if (!get_u8(&c, &ver))
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     if (ver != SOCKS5_VERSION)
         return fail(err, PROTO_E_VERSION);
     if (!get_u8(&c, &out->cmd))
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     if (out->cmd < SOCKS5_CMD_CONNECT || out->cmd > SOCKS5_CMD_UDP)
         return fail(err, PROTO_E_CMD);
     /* RSV is ignored, as most servers do: being strict here only breaks clients. */
     if (!get_u8(&c, &rsv))
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     rc = get_addr(&c, &out->dst, err);
-    if (rc != PROTO_DONE)
+    if (rc != RES_DONE)
         return rc;
     *consumed = c.off;
-    return PROTO_DONE;
+    return RES_DONE;
 }
 
-int proto_parse_udp_header(const uint8_t *buf, size_t len, struct proto_addr *out, size_t *hdr_len,
-                           enum proto_err *err)
+enum result proto_parse_udp_header(const uint8_t *buf, size_t len, struct proto_addr *out,
+                                   size_t *hdr_len, enum proto_err *err)
 {
     struct cursor c = {buf, len, 0};
     uint16_t rsv;
     uint8_t frag;
-    int rc;
+    enum result rc;
 
     if (!get_u16(&c, &rsv) || !get_u8(&c, &frag))
         return fail(err, PROTO_E_TRUNCATED);
     if (frag != 0)
         return fail(err, PROTO_E_FRAG);
     rc = get_addr(&c, out, err);
-    if (rc == PROTO_NEED_MORE)
+    if (rc == RES_AGAIN)
         return fail(err, PROTO_E_TRUNCATED);
-    if (rc != PROTO_DONE)
+    if (rc != RES_DONE)
         return rc;
     *hdr_len = c.off;
-    return PROTO_DONE;
+    return RES_DONE;
 }
 
 uint8_t proto_select_method(const struct proto_greeting *g, const uint8_t *prefs, size_t n)
@@ -380,22 +380,22 @@ size_t proto_encode_request(uint8_t *out, size_t cap, uint8_t cmd, const struct 
     return 4 + alen + 2;
 }
 
-int proto_parse_reply(const uint8_t *buf, size_t len, uint8_t *rep, struct proto_addr *bnd,
-                      size_t *consumed, enum proto_err *err)
+enum result proto_parse_reply(const uint8_t *buf, size_t len, uint8_t *rep, struct proto_addr *bnd,
+                              size_t *consumed, enum proto_err *err)
 {
     struct cursor c = {buf, len, 0};
     uint8_t ver, rsv;
     int rc;
 
     if (!get_u8(&c, &ver))
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     if (ver != SOCKS5_VERSION)
         return fail(err, PROTO_E_VERSION);
     if (!get_u8(&c, rep) || !get_u8(&c, &rsv))
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     rc = get_addr(&c, bnd, err);
-    if (rc != PROTO_DONE)
+    if (rc != RES_DONE)
         return rc;
     *consumed = c.off;
-    return PROTO_DONE;
+    return RES_DONE;
 }

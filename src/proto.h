@@ -1,10 +1,10 @@
 /* RFC 1928 / RFC 1929 wire format, sans I/O.
  *
  * Every parser takes the bytes received so far and answers one of:
- *   PROTO_NEED_MORE  the bytes are a valid prefix; call again with more;
- *   PROTO_DONE       a whole message was decoded; *consumed bytes belong to it;
- *   PROTO_ERROR      the bytes can never form a valid message; *err says why
- *                    and proto_err_rep() gives the reply code to send (if any).
+ *   RES_AGAIN  the bytes are a valid prefix; call again with more;
+ *   RES_DONE   a whole message was decoded; *consumed bytes belong to it;
+ *   RES_ERROR  the bytes can never form a valid message; *err says why
+ *              and proto_err_rep() gives the reply code to send (if any).
  * Nothing is read past `len`, nothing is allocated, strings from the wire are
  * copied with their length and NUL-terminated in the output struct. */
 #ifndef SOCKS5D_PROTO_H
@@ -14,10 +14,10 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "result.h"
+
 #define SOCKS5_VERSION 0x05
 #define SOCKS5_USERPASS_VERSION 0x01
-
-enum proto_status { PROTO_ERROR = -1, PROTO_NEED_MORE = 0, PROTO_DONE = 1 };
 
 enum socks5_method {
     SOCKS5_METHOD_NONE = 0x00,
@@ -85,18 +85,18 @@ struct proto_request {
     struct proto_addr dst;
 };
 
-int proto_parse_greeting(const uint8_t *buf, size_t len, struct proto_greeting *out,
-                         size_t *consumed, enum proto_err *err);
-int proto_parse_userpass(const uint8_t *buf, size_t len, struct proto_userpass *out,
-                         size_t *consumed, enum proto_err *err);
-int proto_parse_request(const uint8_t *buf, size_t len, struct proto_request *out, size_t *consumed,
-                        enum proto_err *err);
+enum result proto_parse_greeting(const uint8_t *buf, size_t len, struct proto_greeting *out,
+                                 size_t *consumed, enum proto_err *err);
+enum result proto_parse_userpass(const uint8_t *buf, size_t len, struct proto_userpass *out,
+                                 size_t *consumed, enum proto_err *err);
+enum result proto_parse_request(const uint8_t *buf, size_t len, struct proto_request *out,
+                                size_t *consumed, enum proto_err *err);
 
 /* Parses the header of a whole UDP datagram (RFC 1928 section 7). Datagrams
- * are never incomplete, so the answer is PROTO_DONE with *hdr_len, the offset
- * of the payload, or PROTO_ERROR. */
-int proto_parse_udp_header(const uint8_t *buf, size_t len, struct proto_addr *out, size_t *hdr_len,
-                           enum proto_err *err);
+ * are never incomplete, so the answer is RES_DONE with *hdr_len, the offset
+ * of the payload, or RES_ERROR. */
+enum result proto_parse_udp_header(const uint8_t *buf, size_t len, struct proto_addr *out,
+                                   size_t *hdr_len, enum proto_err *err);
 
 /* Returns the method the server uses: the first of `prefs` (server
  * preference order, n entries) that the client offered, or
@@ -122,10 +122,10 @@ size_t proto_encode_udp_header(uint8_t *out, size_t cap, const struct sockaddr *
 /* Client side, for upstream SOCKS5 hops. The request for `dst` (an IP or a
  * non-empty domain, sent as is); 0 when cap is too small or dst is neither. */
 size_t proto_encode_request(uint8_t *out, size_t cap, uint8_t cmd, const struct proto_addr *dst);
-/* A server's reply (VER, REP, RSV, BND.ADDR, BND.PORT): PROTO_DONE with *rep
- * and *bnd, PROTO_NEED_MORE or PROTO_ERROR like the request parser. */
-int proto_parse_reply(const uint8_t *buf, size_t len, uint8_t *rep, struct proto_addr *bnd,
-                      size_t *consumed, enum proto_err *err);
+/* A server's reply (VER, REP, RSV, BND.ADDR, BND.PORT): RES_DONE with *rep
+ * and *bnd, RES_AGAIN or RES_ERROR like the request parser. */
+enum result proto_parse_reply(const uint8_t *buf, size_t len, uint8_t *rep, struct proto_addr *bnd,
+                              size_t *consumed, enum proto_err *err);
 
 /* Checks and normalizes a->u.name (a->name_len bytes, room for the NUL):
  * host name syntax or an IPv6 literal, one trailing dot dropped, lower case.

@@ -4,10 +4,10 @@
 #include <netinet/in.h>
 #include <string.h>
 
-static int fail(enum proto4_err *err, enum proto4_err why)
+static enum result fail(enum proto4_err *err, enum proto4_err why)
 {
     *err = why;
-    return PROTO_ERROR;
+    return RES_ERROR;
 }
 
 /* Finds the NUL ending a field that starts at buf[off]. Returns its offset,
@@ -23,20 +23,20 @@ static long field_end(const uint8_t *buf, size_t len, size_t off)
     return avail > PROTO4_FIELD_MAX ? -1 : 0;
 }
 
-int proto4_parse_request(const uint8_t *buf, size_t len, struct proto4_request *out,
-                         size_t *consumed, enum proto4_err *err)
+enum result proto4_parse_request(const uint8_t *buf, size_t len, struct proto4_request *out,
+                                 size_t *consumed, enum proto4_err *err)
 {
     static const uint8_t zero3[3] = {0, 0, 0};
     if (len < 1)
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     if (buf[0] != SOCKS4_VERSION)
         return fail(err, PROTO4_E_VERSION);
     if (len < 2)
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     if (buf[1] != SOCKS5_CMD_CONNECT && buf[1] != SOCKS5_CMD_BIND)
         return fail(err, PROTO4_E_CMD);
     if (len < 8)
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     out->cmd = buf[1];
     out->dst.port = (uint16_t)(buf[2] << 8 | buf[3]);
     int socks4a = memcmp(buf + 4, zero3, 3) == 0;
@@ -47,7 +47,7 @@ int proto4_parse_request(const uint8_t *buf, size_t len, struct proto4_request *
     if (uend < 0)
         return fail(err, PROTO4_E_USERID_LONG);
     if (uend == 0)
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     out->userid_len = (uint8_t)(uend - 8);
     memcpy(out->userid, buf + 8, out->userid_len);
     out->userid[out->userid_len] = '\0';
@@ -55,7 +55,7 @@ int proto4_parse_request(const uint8_t *buf, size_t len, struct proto4_request *
         out->dst.atyp = SOCKS5_ATYP_IPV4;
         memcpy(out->dst.u.ip4, buf + 4, 4);
         *consumed = (size_t)uend + 1;
-        return PROTO_DONE;
+        return RES_DONE;
     }
 
     size_t nstart = (size_t)uend + 1;
@@ -63,7 +63,7 @@ int proto4_parse_request(const uint8_t *buf, size_t len, struct proto4_request *
     if (nend < 0)
         return fail(err, PROTO4_E_NAME_LONG);
     if (nend == 0)
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     if ((size_t)nend == nstart)
         return fail(err, PROTO4_E_NAME_EMPTY);
     out->dst.atyp = SOCKS5_ATYP_DOMAIN;
@@ -72,7 +72,7 @@ int proto4_parse_request(const uint8_t *buf, size_t len, struct proto4_request *
     if (!proto_normalize_name(&out->dst))
         return fail(err, PROTO4_E_HOSTNAME);
     *consumed = (size_t)nend + 1;
-    return PROTO_DONE;
+    return RES_DONE;
 }
 
 uint8_t proto4_cd_from_rep(uint8_t rep5)

@@ -1,5 +1,5 @@
 /* SOCKS4 and SOCKS4a wire format, sans I/O, with the conventions of proto.h
- * (PROTO_NEED_MORE / PROTO_DONE / PROTO_ERROR, nothing read past `len`).
+ * (enum result, nothing read past `len`).
  *
  * Request: VN=4, CD (1 CONNECT, 2 BIND), DSTPORT (2), DSTIP (4), USERID, NUL;
  * SOCKS4a: DSTIP 0.0.0.x with x != 0, then the host name and a NUL.
@@ -43,8 +43,8 @@ struct proto4_request {
     char userid[PROTO4_FIELD_MAX + 1]; /* NUL-terminated; may hold any byte but NUL */
 };
 
-int proto4_parse_request(const uint8_t *buf, size_t len, struct proto4_request *out,
-                         size_t *consumed, enum proto4_err *err);
+enum result proto4_parse_request(const uint8_t *buf, size_t len, struct proto4_request *out,
+                                 size_t *consumed, enum proto4_err *err);
 
 /* The SOCKS4 reply for a SOCKS5 REP: success is granted, every failure is
  * "rejected or failed" (0x5C/0x5D are about identd, which socks5d does not

@@ -20,10 +20,10 @@
 #define V2_AF_UNIX 0x3
 #define V2_TLV_HDR 3 /* type, 16-bit length */
 
-static int fail(const char **reason, const char *why)
+static enum result fail(const char **reason, const char *why)
 {
     *reason = why;
-    return PROXYPROTO_ERROR;
+    return RES_ERROR;
 }
 
 static size_t min_size(size_t a, size_t b)
@@ -67,7 +67,8 @@ static int field_is(const struct field *f, const char *s)
  * Everything before it must be printable: the spec says US-ASCII text, and
  * rejecting control bytes (a lone CR or LF above all) as they arrive spots a
  * binary client early. On DONE, *line_len is the length without CRLF. */
-static int v1_find_crlf(const uint8_t *buf, size_t len, size_t *line_len, const char **reason)
+static enum result v1_find_crlf(const uint8_t *buf, size_t len, size_t *line_len,
+                                const char **reason)
 {
     size_t scan = min_size(len, PROXYPROTO_V1_MAX);
 
@@ -76,18 +77,18 @@ static int v1_find_crlf(const uint8_t *buf, size_t len, size_t *line_len, const 
             if (i + 1 >= PROXYPROTO_V1_MAX)
                 return fail(reason, "v1: no CRLF within the first 107 bytes");
             if (i + 1 >= len)
-                return PROXYPROTO_NEED_MORE;
+                return RES_AGAIN;
             if (buf[i + 1] != '\n')
                 return fail(reason, "v1: CR not followed by LF");
             *line_len = i;
-            return PROXYPROTO_DONE;
+            return RES_DONE;
         }
         if (buf[i] < 0x20 || buf[i] > 0x7e)
             return fail(reason, "v1: non-printable byte in the header line");
     }
     if (len >= PROXYPROTO_V1_MAX)
         return fail(reason, "v1: no CRLF within the first 107 bytes");
-    return PROXYPROTO_NEED_MORE;
+    return RES_AGAIN;
 }
 
 /* Splits s[0..n) at single spaces into exactly `want` fields, none empty
@@ -140,8 +141,8 @@ static int parse_addr(const struct field *f, int family, uint8_t addr[16])
     return inet_pton(family, text, addr) == 1;
 }
 
-static int v1_endpoint(const struct field *addr_f, const struct field *port_f, int family,
-                       struct sockaddr_storage *ss, const char **reason)
+static enum result v1_endpoint(const struct field *addr_f, const struct field *port_f, int family,
+                               struct sockaddr_storage *ss, const char **reason)
 {
     uint8_t addr[16];
     uint16_t port;
@@ -151,22 +152,22 @@ static int v1_endpoint(const struct field *addr_f, const struct field *port_f, i
     if (!parse_port(port_f, &port))
         return fail(reason, "v1: bad port (want 0..65535, no sign or leading zero)");
     set_endpoint(ss, family, addr, port);
-    return PROXYPROTO_DONE;
+    return RES_DONE;
 }
 
 /* Decodes the line after "PROXY " (s[0..n), CRLF excluded) into *r. */
-static int v1_parse_line(const uint8_t *s, size_t n, struct proxyproto_result *r,
-                         const char **reason)
+static enum result v1_parse_line(const uint8_t *s, size_t n, struct proxyproto_result *r,
+                                 const char **reason)
 {
     struct field f[V1_FIELDS];
     int family;
-    int rc;
+    enum result rc;
 
     /* UNKNOWN carries nothing we may trust; the spec says ignore the rest. */
     if (n >= V1_UNKNOWN_LEN && memcmp(s, V1_UNKNOWN, V1_UNKNOWN_LEN) == 0 &&
         (n == V1_UNKNOWN_LEN || s[V1_UNKNOWN_LEN] == ' ')) {
         r->local = 1;
-        return PROXYPROTO_DONE;
+        return RES_DONE;
     }
     if (!split_fields(s, n, f, V1_FIELDS))
         return fail(reason, "v1: want exactly 5 fields separated by single spaces");
@@ -177,32 +178,32 @@ static int v1_parse_line(const uint8_t *s, size_t n, struct proxyproto_result *r
     else
         return fail(reason, "v1: protocol is not TCP4, TCP6 or UNKNOWN");
     rc = v1_endpoint(&f[1], &f[3], family, &r->src, reason);
-    if (rc != PROXYPROTO_DONE)
+    if (rc != RES_DONE)
         return rc;
     return v1_endpoint(&f[2], &f[4], family, &r->dst, reason);
 }
 
-static int parse_v1(const uint8_t *buf, size_t len, struct proxyproto_result *out, size_t *consumed,
-                    const char **reason)
+static enum result parse_v1(const uint8_t *buf, size_t len, struct proxyproto_result *out,
+                            size_t *consumed, const char **reason)
 {
     struct proxyproto_result r;
     size_t line_len;
-    int rc;
+    enum result rc;
 
     if (memcmp(buf, V1_PREFIX, min_size(len, V1_PREFIX_LEN)) != 0)
         return fail(reason, "v1: line does not start with \"PROXY \"");
     rc = v1_find_crlf(buf, len, &line_len, reason);
-    if (rc != PROXYPROTO_DONE)
+    if (rc != RES_DONE)
         return rc;
     /* The prefix matched and holds no CR, so line_len >= V1_PREFIX_LEN. */
     memset(&r, 0, sizeof r);
     r.version = 1;
     rc = v1_parse_line(buf + V1_PREFIX_LEN, line_len - V1_PREFIX_LEN, &r, reason);
-    if (rc != PROXYPROTO_DONE)
+    if (rc != RES_DONE)
         return rc;
     *out = r;
     *consumed = line_len + 2;
-    return PROXYPROTO_DONE;
+    return RES_DONE;
 }
 
 /* ---- version 2: binary ---- */
@@ -258,13 +259,13 @@ static uint16_t be16(const uint8_t *p)
 
 /* Decodes the body p[0..n) of a PROXY command; n >= v2_addr_len(fam) was
  * checked by the caller. Leaves *r local for families without addresses. */
-static int v2_decode_body(uint8_t fam, const uint8_t *p, size_t n, struct proxyproto_result *r,
-                          const char **reason)
+static enum result v2_decode_body(uint8_t fam, const uint8_t *p, size_t n,
+                                  struct proxyproto_result *r, const char **reason)
 {
     size_t alen = v2_addr_len(fam);
 
     if (alen == 0)
-        return PROXYPROTO_DONE;
+        return RES_DONE;
     if (!v2_tlvs_fit(p + alen, n - alen))
         return fail(reason, "v2: TLV runs past the end of the header");
     if (fam >> 4 == V2_AF_INET) {
@@ -276,12 +277,13 @@ static int v2_decode_body(uint8_t fam, const uint8_t *p, size_t n, struct proxyp
         set_endpoint(&r->dst, AF_INET6, p + 16, be16(p + 34));
         r->local = 0;
     }
-    return PROXYPROTO_DONE;
+    return RES_DONE;
 }
 
 /* Checks the 16-byte fixed part as far as it has arrived. On DONE, *body_len
  * is the validated length field. */
-static int v2_check_fixed(const uint8_t *buf, size_t len, size_t *body_len, const char **reason)
+static enum result v2_check_fixed(const uint8_t *buf, size_t len, size_t *body_len,
+                                  const char **reason)
 {
     static const uint8_t sig[V2_SIG_LEN] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
                                             0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
@@ -290,57 +292,57 @@ static int v2_check_fixed(const uint8_t *buf, size_t len, size_t *body_len, cons
     if (memcmp(buf, sig, min_size(len, V2_SIG_LEN)) != 0)
         return fail(reason, "v2: bad signature");
     if (len <= V2_SIG_LEN)
-        return PROXYPROTO_NEED_MORE;
+        return RES_AGAIN;
     if (buf[12] >> 4 != 2)
         return fail(reason, "v2: version is not 2");
     cmd = buf[12] & 0x0f;
     if (cmd != V2_CMD_LOCAL && cmd != V2_CMD_PROXY)
         return fail(reason, "v2: command is neither LOCAL nor PROXY");
     if (len < 14)
-        return PROXYPROTO_NEED_MORE;
+        return RES_AGAIN;
     /* LOCAL: the spec says the family is ignored, so only PROXY is checked. */
     if (cmd == V2_CMD_PROXY && !v2_fam_defined(buf[13]))
         return fail(reason, "v2: undefined address family or transport");
     if (len < PROXYPROTO_V2_FIXED)
-        return PROXYPROTO_NEED_MORE;
+        return RES_AGAIN;
     *body_len = be16(buf + 14);
     if (*body_len > PROXYPROTO_V2_MAX_BODY)
         return fail(reason, "v2: length field exceeds our 1024-byte limit");
     if (cmd == V2_CMD_PROXY && *body_len < v2_addr_len(buf[13]))
         return fail(reason, "v2: length too short for the address family");
-    return PROXYPROTO_DONE;
+    return RES_DONE;
 }
 
-static int parse_v2(const uint8_t *buf, size_t len, struct proxyproto_result *out, size_t *consumed,
-                    const char **reason)
+static enum result parse_v2(const uint8_t *buf, size_t len, struct proxyproto_result *out,
+                            size_t *consumed, const char **reason)
 {
     struct proxyproto_result r;
     size_t body_len;
-    int rc;
+    enum result rc;
 
     rc = v2_check_fixed(buf, len, &body_len, reason);
-    if (rc != PROXYPROTO_DONE)
+    if (rc != RES_DONE)
         return rc;
     if (len - PROXYPROTO_V2_FIXED < body_len)
-        return PROXYPROTO_NEED_MORE;
+        return RES_AGAIN;
     memset(&r, 0, sizeof r);
     r.version = 2;
     r.local = 1;
     if ((buf[12] & 0x0f) == V2_CMD_PROXY) {
         rc = v2_decode_body(buf[13], buf + PROXYPROTO_V2_FIXED, body_len, &r, reason);
-        if (rc != PROXYPROTO_DONE)
+        if (rc != RES_DONE)
             return rc;
     }
     *out = r;
     *consumed = PROXYPROTO_V2_FIXED + body_len;
-    return PROXYPROTO_DONE;
+    return RES_DONE;
 }
 
-int proxyproto_parse(const uint8_t *buf, size_t len, struct proxyproto_result *out,
-                     size_t *consumed, const char **reason)
+enum result proxyproto_parse(const uint8_t *buf, size_t len, struct proxyproto_result *out,
+                             size_t *consumed, const char **reason)
 {
     if (len == 0)
-        return PROXYPROTO_NEED_MORE;
+        return RES_AGAIN;
     /* The two versions differ from the first byte on: 'P' of "PROXY" or the
      * CR opening the v2 signature. */
     if (buf[0] == 'P')

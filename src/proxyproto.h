@@ -3,15 +3,15 @@
  * A listener configured with `proxy-protocol` expects this header from a
  * trusted load balancer before the SOCKS5 greeting. The parser is fed the
  * bytes received so far and answers:
- *   PROXYPROTO_NEED_MORE  the bytes are a valid prefix of a header (or too few
- *                         to tell yet); call again with more;
- *   PROXYPROTO_DONE       a whole header was decoded into *out; it is the first
- *                         *consumed bytes, the rest (the SOCKS greeting, maybe
- *                         in the same segment) belongs to the caller;
- *   PROXYPROTO_ERROR      the bytes can never start a valid header; *reason is a
- *                         static string for the log; close the connection.
- * The answer for a prefix is never contradicted by more bytes: once DONE, the
- * same header and count; once ERROR, always ERROR. Malformed framing is
+ *   RES_AGAIN  the bytes are a valid prefix of a header (or too few
+ *              to tell yet); call again with more;
+ *   RES_DONE   a whole header was decoded into *out; it is the first
+ *              *consumed bytes, the rest (the SOCKS greeting, maybe
+ *              in the same segment) belongs to the caller;
+ *   RES_ERROR  the bytes can never start a valid header; *reason is a
+ *              static string for the log; close the connection.
+ * The answer for a prefix is never contradicted by more bytes: once RES_DONE, the
+ * same header and count; once RES_ERROR, always RES_ERROR. Malformed framing is
  * reported as soon as it arrives (a first byte that is neither 'P' nor '\r', a
  * wrong signature, v2 version/command/family/length, a control byte in a v1
  * line), so a client that skipped the header is rejected without waiting for a
@@ -24,6 +24,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "result.h"
+
 /* Longest v1 line, CRLF included (spec: "PROXY UNKNOWN" + two IPv6 + ports). */
 #define PROXYPROTO_V1_MAX 107
 /* v2 fixed part: signature, version/command, family, length. */
@@ -34,8 +36,6 @@
 #define PROXYPROTO_V2_MAX_BODY 1024
 /* A buffer of this size always holds a whole header, of either version. */
 #define PROXYPROTO_MAX_HEADER (PROXYPROTO_V2_FIXED + PROXYPROTO_V2_MAX_BODY)
-
-enum proxyproto_status { PROXYPROTO_ERROR = -1, PROXYPROTO_NEED_MORE = 0, PROXYPROTO_DONE = 1 };
 
 struct proxyproto_result {
     int version; /* 1 or 2 */
@@ -50,12 +50,12 @@ struct proxyproto_result {
 };
 
 /* Parses the header at buf[0..len). All pointers must be valid (buf may be
- * anything when len is 0). Returns an enum proxyproto_status:
- *   PROXYPROTO_NEED_MORE  nothing written;
- *   PROXYPROTO_DONE       *out and *consumed written (0 < *consumed <= len,
- *                         at most PROXYPROTO_MAX_HEADER);
- *   PROXYPROTO_ERROR      *reason written.
- * With len >= PROXYPROTO_MAX_HEADER the answer is never NEED_MORE.
+ * anything when len is 0). Returns an enum result:
+ *   RES_AGAIN  nothing written;
+ *   RES_DONE   *out and *consumed written (0 < *consumed <= len,
+ *              at most PROXYPROTO_MAX_HEADER);
+ *   RES_ERROR  *reason written.
+ * With len >= PROXYPROTO_MAX_HEADER the answer is never RES_AGAIN.
  *
  * v1 is checked strictly: "PROXY TCP4|TCP6 src dst sport dport\r\n", single
  * spaces, printable ASCII, addresses accepted by inet_pton for the family,
@@ -66,7 +66,7 @@ struct proxyproto_result {
  * (as the spec says) and must be a defined family/transport for PROXY; the
  * length must hold the family's address block; TLVs after the addresses must
  * tile the rest of the block exactly, and their contents are ignored. */
-int proxyproto_parse(const uint8_t *buf, size_t len, struct proxyproto_result *out,
-                     size_t *consumed, const char **reason);
+enum result proxyproto_parse(const uint8_t *buf, size_t len, struct proxyproto_result *out,
+                             size_t *consumed, const char **reason);
 
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "hash.h"
+#include "lease.h"
 
 #define ROWS 2
 #define COLS (1u << 18) /* per row: 1 MiB of counters each, touched pages only */
@@ -15,7 +16,11 @@ struct sketch {
 };
 
 static struct sketch by_ip, by_user;
-static _Atomic uint32_t in_handshake;
+/* Sessions in the handshake: leased to each worker thread (lease.h), so a
+ * handshake begins and ends without a shared read-modify-write except once
+ * per batch. A session begins and ends its handshake on one thread. */
+static struct lease_pool in_handshake;
+static _Thread_local struct lease handshakes;
 
 /* Login attempts: per cell, the failures in the current window, when the
  * window started / the last failure happened (seconds, coarse on purpose),
@@ -106,18 +111,20 @@ void quota_user_release(const char *user)
     sketch_release(&by_user, user, strlen(user));
 }
 
+/* Threads that hold handshake leases: their unused slots stay small next
+ * to the limit. */
+#define HANDSHAKE_HOLDERS 16
+
 int quota_handshake_take(uint32_t limit)
 {
-    uint32_t v = atomic_fetch_add_explicit(&in_handshake, 1, memory_order_relaxed) + 1;
-    if (limit == 0 || v <= limit)
-        return 1;
-    atomic_fetch_sub_explicit(&in_handshake, 1, memory_order_relaxed);
-    return 0;
+    uint64_t lim = limit ? limit : UINT64_MAX;
+    return lease_take(&in_handshake, &handshakes, 1, lim, lease_batch(lim, HANDSHAKE_HOLDERS));
 }
 
-void quota_handshake_release(void)
+void quota_handshake_release(uint32_t limit)
 {
-    atomic_fetch_sub_explicit(&in_handshake, 1, memory_order_relaxed);
+    uint64_t lim = limit ? limit : UINT64_MAX;
+    lease_give(&in_handshake, &handshakes, 1, lease_batch(lim, HANDSHAKE_HOLDERS));
 }
 
 /* Seconds modulo 2^24 (194 days): differences stay right across the wrap. */

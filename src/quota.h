@@ -30,9 +30,11 @@ void quota_ip_release(const struct sockaddr *ip, unsigned v6_prefix);
 int quota_user_take(const char *user, uint32_t limit);
 void quota_user_release(const char *user);
 
-/* Sessions in the handshake, all workers together. */
+/* Sessions in the handshake, all workers together, counted in leases per
+ * thread (lease.h): never more than limit (0: unlimited) at once; release
+ * on the thread that took, with the limit in force. */
 int quota_handshake_take(uint32_t limit);
-void quota_handshake_release(void);
+void quota_handshake_release(uint32_t limit);
 
 /* Login attempts count from the moment they are made, so attempts in flight
  * count against the limit too. Returns 0 when ip is throttled: its failures

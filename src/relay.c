@@ -217,17 +217,18 @@ static int pump_dir(struct relay_dir *d, const struct relay_dir *other, struct r
     }
 }
 
-int relay_pump(struct relay *r, struct bufpool *pool, uint64_t now_ms, unsigned *flags, int *err)
+enum result relay_pump(struct relay *r, struct bufpool *pool, uint64_t now_ms, unsigned *flags,
+                       int *err)
 {
     *flags = 0;
     int up = pump_dir(&r->up, &r->down, &r->client, &r->target, pool, now_ms, err);
     if (up < 0)
-        return RELAY_ERROR;
+        return RES_ERROR;
     int down = pump_dir(&r->down, &r->up, &r->target, &r->client, pool, now_ms, err);
     if (down < 0)
-        return RELAY_ERROR;
+        return RES_ERROR;
     *flags = (unsigned)(up | down);
-    return (r->up.shut && r->down.shut) ? RELAY_DONE : RELAY_AGAIN;
+    return (r->up.shut && r->down.shut) ? RES_DONE : RES_AGAIN;
 }
 
 void relay_release(struct relay *r, struct bufpool *pool)

@@ -13,6 +13,7 @@
 
 #include "bufpool.h"
 #include "loop.h"
+#include "result.h"
 
 struct relay_side {
     struct loop_io io;
@@ -47,7 +48,6 @@ struct relay {
     struct relay_dir down; /* target -> client */
 };
 
-enum relay_status { RELAY_AGAIN = 0, RELAY_DONE = 1, RELAY_ERROR = -1 };
 /* Reported through *flags: bytes were read; the read budget ran out while a
  * side was still readable (call again later: no new edge will come); a
  * direction is out of tokens (call again in a few ms). */
@@ -66,9 +66,10 @@ enum { RELAY_MOVED = 1, RELAY_MORE = 2, RELAY_THROTTLED = 4 };
 /* Records the events of one side (LOOP_* bits). */
 void relay_note(struct relay_side *s, unsigned events);
 /* Moves what can be moved in both directions, up to RELAY_BUDGET bytes
- * each. Returns RELAY_DONE when both directions have ended, RELAY_ERROR on a
- * socket error (errno in *err), RELAY_AGAIN otherwise; *flags as above. */
-int relay_pump(struct relay *r, struct bufpool *pool, uint64_t now_ms, unsigned *flags, int *err);
+ * each. Returns RES_DONE when both directions have ended, RES_ERROR on a
+ * socket error (errno in *err), RES_AGAIN otherwise; *flags as above. */
+enum result relay_pump(struct relay *r, struct bufpool *pool, uint64_t now_ms, unsigned *flags,
+                       int *err);
 /* Sets up b for `rate` bytes per second (a quarter second of burst). */
 void relay_bucket_init(struct relay_bucket *b, uint64_t rate, uint64_t now_ms);
 /* Changes the rate of a bucket that may be in use (a reload). Thread-safe. */

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "hostname.h"
+#include "result.h"
 
 #define MAX_USER_LEN 255 /* RFC 1929 */
 #define QUOTE_MAX 48     /* longest excerpt of the rule text quoted in errors */
@@ -840,8 +841,6 @@ static int name_matches(const struct rule *r, const char *name, size_t len)
     return 0;
 }
 
-enum { NO, YES, MAYBE };
-
 /* The IPv4 address carried by an IPv6 form that reaches it: IPv4-compatible
  * ::a.b.c.d, SIIT ::ffff:0:a.b.c.d, NAT64 64:ff9b::a.b.c.d and 6to4
  * 2002:AABB:CCDD::. (IPv4-mapped is the IPv4 number itself here.) */
@@ -887,28 +886,29 @@ static int to_has(const struct rule *r, const struct req *q)
            (embedded_v4(&q->dst, &v4) && private_has(r, &v4, q->self));
 }
 
-static int to_matches(const struct rule *r, const struct req *q)
+static enum verdict to_matches(const struct rule *r, const struct req *q)
 {
     if (q->name && name_matches(r, q->name, q->name_len))
-        return YES;
+        return VERDICT_YES;
     if (q->has_dst)
-        return to_has(r, q) ? YES : NO;
-    return (q->addr_later && r->to.n > 0) ? MAYBE : NO;
+        return to_has(r, q) ? VERDICT_YES : VERDICT_NO;
+    return (q->addr_later && r->to.n > 0) ? VERDICT_MAYBE : VERDICT_NO;
 }
 
-/* Returns YES, NO, or MAYBE when only the address still unknown can decide. */
-static int rule_eval(const struct rule *r, const struct req *q)
+/* Returns VERDICT_YES, VERDICT_NO, or VERDICT_MAYBE when only the address still unknown can decide.
+ */
+static enum verdict rule_eval(const struct rule *r, const struct req *q)
 {
     unsigned m = r->restricts;
     if ((m & BIT(C_FROM)) && !(q->has_client && cidrs_have(&r->from, &q->client)))
-        return NO;
+        return VERDICT_NO;
     if ((m & BIT(C_USER)) && !user_matches(r, q->user))
-        return NO;
+        return VERDICT_NO;
     if ((m & BIT(C_CMD)) && !(q->cmd >= 1 && q->cmd <= 3 && (r->cmds & BIT(q->cmd))))
-        return NO;
+        return VERDICT_NO;
     if ((m & BIT(C_PORT)) && !port_matches(r, q->port))
-        return NO;
-    return (m & BIT(C_TO)) ? to_matches(r, q) : YES;
+        return VERDICT_NO;
+    return (m & BIT(C_TO)) ? to_matches(r, q) : VERDICT_YES;
 }
 
 static void verdict(struct rules_verdict *out, int allow, const struct rule *r)
@@ -929,13 +929,13 @@ void rules_match(const struct rules *rs, const struct rules_request *rq, struct 
     prepare(rq, &q);
     const struct rule *v = rs->rules.items;
     for (size_t i = 0; i < rs->rules.n; i++) {
-        int e = rule_eval(&v[i], &q);
-        if (e == YES) {
+        enum verdict e = rule_eval(&v[i], &q);
+        if (e == VERDICT_YES) {
             verdict(out, v[i].allow, &v[i]);
             out->index = (int)i;
             return;
         }
-        if (e == MAYBE) {
+        if (e == VERDICT_MAYBE) {
             verdict(out, 0, &v[i]);
             out->need_addr = 1;
             out->index = (int)i;
@@ -959,7 +959,7 @@ void rules_match_any_destination(const struct rules *rs, const struct rules_requ
         const struct rule *r = &v[i];
         struct rule head = *r;
         head.restricts &= ~dest; /* everything but the destination */
-        if (rule_eval(&head, &q) != YES)
+        if (rule_eval(&head, &q) != VERDICT_YES)
             continue;
         if (!(r->restricts & dest)) {
             verdict(out, r->allow, r);

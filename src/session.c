@@ -25,7 +25,6 @@
 #include "rules.h"
 #include "stats.h"
 #include "udp.h"
-#include "worker.h"
 
 static void on_target(struct loop_io *io, unsigned events);
 static void handshake_continue(struct session *s);
@@ -120,7 +119,7 @@ static void access_log(const struct session *s)
              (unsigned long long)(s->udp ? udp_counts(s->udp)->bytes_up : s->relay.up.bytes));
     snprintf(down, sizeof down, "%llu",
              (unsigned long long)(s->udp ? udp_counts(s->udp)->bytes_down : s->relay.down.bytes));
-    snprintf(ms, sizeof ms, "%llu", (unsigned long long)(loop_now(s->w->loop) - s->started_ms));
+    snprintf(ms, sizeof ms, "%llu", (unsigned long long)(loop_now(s->env->loop) - s->started_ms));
 #define KV(k, v) (kv[n++] = (k), kv[n++] = (v))
     KV("client", addr_str(&s->client.sa, client, sizeof client));
     KV("user", s->user ? s->user : "-");
@@ -177,7 +176,7 @@ static void pending_set(struct session *s, void (*cancel)(void *), void *op)
 {
     s->pending.cancel = op ? cancel : NULL;
     s->pending.op = op;
-    s->pending.started_ms = loop_now(s->w->loop);
+    s->pending.started_ms = loop_now(s->env->loop);
 }
 
 /* The operation answered: it is no longer ours to cancel. Returns how long
@@ -186,7 +185,7 @@ static uint64_t pending_done(struct session *s)
 {
     s->pending.cancel = NULL;
     s->pending.op = NULL;
-    return loop_now(s->w->loop) - s->pending.started_ms;
+    return loop_now(s->env->loop) - s->pending.started_ms;
 }
 
 static void pending_cancel(struct session *s)
@@ -215,13 +214,13 @@ static void close_side(struct session *s, struct relay_side *side)
 {
     if (side->io.fd < 0)
         return;
-    loop_io_close(s->w->loop, &side->io);
+    loop_io_close(s->env->loop, &side->io);
     fdbudget_give(1);
 }
 
 static void count_end(const struct session *s)
 {
-    struct stats *st = &s->w->stats;
+    struct stats *st = &s->env->stats;
     if (is_probe(s))
         stat_inc(&st->probes);
     else if (s->fail >= 0)
@@ -231,32 +230,56 @@ static void count_end(const struct session *s)
     stat_add(&st->active, (uint64_t)-1);
 }
 
+/* The worker's list of its sessions (env->sessions). */
+static void link_session(struct session *s)
+{
+    struct session_set *set = &s->env->sessions;
+    s->prev = NULL;
+    s->next = set->head;
+    if (set->head)
+        set->head->prev = s;
+    set->head = s;
+    set->n++;
+}
+
+static void unlink_session(struct session *s)
+{
+    struct session_set *set = &s->env->sessions;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        set->head = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    set->n--;
+}
+
 void session_close(struct session *s)
 {
-    struct worker *w = s->w;
+    struct wenv *env = s->env;
+    struct config *cfg = s->cfg;
     pending_cancel(s);
     access_log(s);
     count_end(s);
-    policy_release(s);
+    policy_release(&s->pol);
     if (s->rate) {
-        loop_timer_cancel(w->loop, &s->rate->timer);
+        loop_timer_cancel(env->loop, &s->rate->timer);
         free(s->rate);
     }
     if (s->udp)
         udp_close(s->udp);
-    loop_timer_cancel(w->loop, &s->timer);
-    loop_defer_cancel(w->loop, &s->more);
+    loop_timer_cancel(env->loop, &s->timer);
+    loop_defer_cancel(env->loop, &s->more);
     close_side(s, &s->relay.client);
     close_side(s, &s->relay.target);
-    relay_release(&s->relay, &w->pool);
-    bufpool_put_small(&w->pool, s->hbuf);
-    worker_unlink(w, s);
-    config_unref(s->cfg);
+    relay_release(&s->relay, &env->pool);
+    bufpool_put_small(&env->pool, s->hbuf);
+    unlink_session(s);
     free(s->user);
     free(s->dst_name);
     free(s->bind_peers);
     free(s);
-    atomic_fetch_sub_explicit(&g_sessions, 1, memory_order_relaxed);
+    env->ended(env, cfg);
 }
 
 /* Sends a short handshake message. The socket is fresh and the messages are
@@ -309,7 +332,7 @@ static void on_timer(struct loop_timer *t)
 
 static void arm_timer(struct session *s, uint64_t ms)
 {
-    if (loop_timer_arm(s->w->loop, &s->timer, ms, on_timer) < 0)
+    if (loop_timer_arm(s->env->loop, &s->timer, ms, on_timer) < 0)
         log_error("session: cannot arm timer: out of memory");
 }
 
@@ -345,7 +368,7 @@ static void on_bind_timeout(struct session *s)
 /* Idle time is checked lazily: activity only stamps the time it happened. */
 static void idle_check(struct session *s, uint64_t active_ms, uint32_t idle)
 {
-    uint64_t quiet = loop_now(s->w->loop) - active_ms;
+    uint64_t quiet = loop_now(s->env->loop) - active_ms;
     if (quiet < idle) {
         arm_timer(s, idle - quiet);
         return;
@@ -430,24 +453,24 @@ static void pump(struct session *s)
     unsigned flags = 0;
     int err = 0;
     uint64_t up = s->relay.up.bytes, down = s->relay.down.bytes;
-    int rc = relay_pump(&s->relay, &s->w->pool, loop_now(s->w->loop), &flags, &err);
-    stat_add(&s->w->stats.bytes_up, s->relay.up.bytes - up);
-    stat_add(&s->w->stats.bytes_down, s->relay.down.bytes - down);
-    if (rc == RELAY_ERROR) {
+    enum result rc = relay_pump(&s->relay, &s->env->pool, loop_now(s->env->loop), &flags, &err);
+    stat_add(&s->env->stats.bytes_up, s->relay.up.bytes - up);
+    stat_add(&s->env->stats.bytes_down, s->relay.down.bytes - down);
+    if (rc == RES_ERROR) {
         /* A reset is how many peers end a connection: not worth an error. */
         session_fail(s, err == ECONNRESET || err == EPIPE ? NULL : strerror(err));
         return;
     }
-    if (rc == RELAY_DONE) {
+    if (rc == RES_DONE) {
         session_fail(s, NULL);
         return;
     }
     if (flags & RELAY_MOVED)
-        s->active_ms = loop_now(s->w->loop);
+        s->active_ms = loop_now(s->env->loop);
     if (flags & RELAY_MORE)
-        loop_defer(s->w->loop, &s->more, on_more);
+        loop_defer(s->env->loop, &s->more, on_more);
     if ((flags & RELAY_THROTTLED) && !loop_timer_armed(&s->rate->timer))
-        loop_timer_arm(s->w->loop, &s->rate->timer,
+        loop_timer_arm(s->env->loop, &s->rate->timer,
                        THROTTLE_TICK_MS + (unsigned)rand_r(&s->rate->seed) % THROTTLE_TICK_MS,
                        on_throttle_end);
 }
@@ -457,7 +480,7 @@ static void pump(struct session *s)
 static int setup_rate(struct session *s)
 {
     uint64_t rate = config_rate_limit(s->cfg, s->user);
-    uint64_t now = loop_now(s->w->loop);
+    uint64_t now = loop_now(s->env->loop);
     struct ratelimit_user *u;
     if (!rate)
         return 0;
@@ -481,7 +504,7 @@ static void on_target(struct loop_io *io, unsigned events)
  * side. Returns 0, or -1 with fd closed and its charge given back. */
 static int attach_target(struct session *s, int fd)
 {
-    if (loop_io_add(s->w->loop, &s->relay.target.io, fd, LOOP_READ | LOOP_WRITE, on_target) < 0) {
+    if (loop_io_add(s->env->loop, &s->relay.target.io, fd, LOOP_READ | LOOP_WRITE, on_target) < 0) {
         close(fd);
         fdbudget_give(1);
         return -1;
@@ -509,17 +532,17 @@ static void start_relay(struct session *s)
     /* Bytes the client sent after its request are the first to relay; they
      * move to a relay buffer (the handshake one is too small to read into). */
     if (s->hlen) {
-        if (!(s->relay.up.buf = bufpool_get(&s->w->pool))) {
+        if (!(s->relay.up.buf = bufpool_get(&s->env->pool))) {
             session_fail(s, "out of memory");
             return;
         }
         s->relay.up.len = s->hlen;
         memcpy(s->relay.up.buf, s->hbuf, s->hlen);
     }
-    bufpool_put_small(&s->w->pool, s->hbuf);
+    bufpool_put_small(&s->env->pool, s->hbuf);
     s->hbuf = NULL;
     s->hlen = 0;
-    s->active_ms = loop_now(s->w->loop);
+    s->active_ms = loop_now(s->env->loop);
     session_arm(s, s->cfg->timeout_idle_ms, on_relay_idle);
     pump(s);
 }
@@ -536,10 +559,11 @@ static void on_dialed(void *owner, int fd, struct loop_io *io, int err, const un
         session_reply(s, rep_from_errno(err), NULL, strerror(err));
         return;
     }
-    stats_observe(&s->w->stats.connect, took);
+    stats_observe(&s->env->stats.connect, took);
     s->peer = *peer;
     /* Moved or not, the target side owns fd now: closing the session closes it. */
-    if (loop_io_move(s->w->loop, io, &s->relay.target.io, LOOP_READ | LOOP_WRITE, on_target) < 0) {
+    if (loop_io_move(s->env->loop, io, &s->relay.target.io, LOOP_READ | LOOP_WRITE, on_target) <
+        0) {
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "epoll_ctl failed");
         return;
     }
@@ -557,10 +581,10 @@ static size_t allowed_addrs(struct session *s, const union addr_any *all, size_t
 {
     size_t n = 0;
     for (size_t i = 0; i < count && n < RESOLVE_MAX_ADDRS; i++)
-        if (policy_address(s, s->cmd, &all[i].sa, s->dst_name))
+        if (policy_address(&s->pol, s->cmd, &all[i].sa, s->dst_name))
             out[n++] = all[i];
     if (n == 0) {
-        stat_inc(&s->w->stats.refused_rule);
+        stat_inc(&s->env->stats.refused_rule);
         session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL, "denied by rule");
     }
     return n;
@@ -574,12 +598,12 @@ static void dial_addrs(struct session *s, const union addr_any *all, size_t coun
     int err;
     if (n == 0)
         return;
-    policy_forget_rule(s);
+    policy_forget_rule(&s->pol);
     s->expire = on_dial_timeout; /* the deadline the resolve started goes on */
     phase_io(s, on_client_waiting);
     pending_set(
         s, cancel_dial,
-        dial_start(s->w->loop, addrs, n, NULL, s->cfg->timeout_connect_ms, on_dialed, s, &err));
+        dial_start(s->env->loop, addrs, n, NULL, s->cfg->timeout_connect_ms, on_dialed, s, &err));
     if (!s->pending.op)
         session_reply(s, rep_from_errno(err), NULL, strerror(err));
 }
@@ -614,9 +638,9 @@ static void with_addrs(struct session *s, const union addr_any *addrs, size_t n)
 static void on_resolved(void *owner, int status, const union addr_any *addrs, size_t n)
 {
     struct session *s = owner;
-    stats_observe(&s->w->stats.dns, pending_done(s));
+    stats_observe(&s->env->stats.dns, pending_done(s));
     if (status != RESOLVE_OK) {
-        stat_inc(&s->w->stats.dns_failures);
+        stat_inc(&s->env->stats.dns_failures);
         session_reply(s, SOCKS5_REP_HOST_UNREACHABLE, NULL,
                       status == RESOLVE_NOTFOUND ? "name not found" : "resolver failed");
         return;
@@ -636,8 +660,9 @@ static void resolve_destination(struct session *s)
         return;
     }
     phase_io(s, on_client_waiting);
-    pending_set(s, cancel_resolve,
-                resolve_start(s->w->resolver, s->dst_name, addr_port(&s->dst.sa), on_resolved, s));
+    pending_set(
+        s, cancel_resolve,
+        resolve_start(s->env->resolver, s->dst_name, addr_port(&s->dst.sa), on_resolved, s));
     if (!s->pending.op)
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
 }
@@ -650,6 +675,17 @@ static void do_connect(struct session *s)
     }
     session_arm(s, s->cfg->timeout_connect_ms, on_dial_timeout);
     dial_addrs(s, &s->dst, 1);
+}
+
+/* What the UDP and BIND sub-machines get of the session. */
+static const struct cmd_ctx *cmd_ctx_of(struct session *s, struct cmd_ctx *ctx)
+{
+    ctx->env = s->env;
+    ctx->cfg = s->cfg;
+    ctx->pol = &s->pol;
+    ctx->control_fd = s->relay.client.io.fd;
+    ctx->client = s->client;
+    return ctx;
 }
 
 /* ---------------- BIND ---------------- */
@@ -676,7 +712,10 @@ static void on_bind_peer(void *owner, int fd, const union addr_any *peer, int er
 static void start_bind(struct session *s)
 {
     union addr_any bnd;
-    struct bind_listener *b = bind_start(s, &bnd, on_bind_peer);
+    struct cmd_ctx ctx;
+    struct bind_want want = {
+        .dst = s->dst, .name = s->dst_name, .addrs = s->bind_peers, .naddrs = s->nbind_peers};
+    struct bind_listener *b = bind_start(cmd_ctx_of(s, &ctx), &want, &bnd, on_bind_peer, s);
     if (!b) {
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, strerror(errno));
         return;
@@ -702,10 +741,10 @@ static int parse_greeting(struct session *s)
     enum proto_err err;
     size_t used;
     uint8_t msg[2];
-    int rc = proto_parse_greeting(s->hbuf, s->hlen, &g, &used, &err);
-    if (rc == PROTO_NEED_MORE)
+    enum result rc = proto_parse_greeting(s->hbuf, s->hlen, &g, &used, &err);
+    if (rc == RES_AGAIN)
         return HS_MORE;
-    if (rc == PROTO_ERROR) {
+    if (rc == RES_ERROR) {
         hs_fail(s, HSF_PROTOCOL, proto_err_str(err));
         return HS_GONE;
     }
@@ -726,8 +765,8 @@ static int parse_greeting(struct session *s)
 static int auth_result(struct session *s, int ok)
 {
     uint8_t msg[2];
-    stat_inc(ok ? &s->w->stats.auth_ok : &s->w->stats.auth_fail);
-    policy_auth_settle(s, !ok);
+    stat_inc(ok ? &s->env->stats.auth_ok : &s->env->stats.auth_fail);
+    policy_auth_settle(&s->pol, !ok);
     if (send_small(s, msg, proto_encode_userpass_reply(msg, sizeof msg, ok ? 0 : 1)) < 0) {
         hs_fail(s, HSF_CLOSED, "client gone during authentication");
         return HS_GONE;
@@ -761,16 +800,16 @@ static int parse_auth(struct session *s)
     struct proto_userpass up;
     enum proto_err err;
     size_t used;
-    int rc = proto_parse_userpass(s->hbuf, s->hlen, &up, &used, &err);
-    if (rc == PROTO_NEED_MORE)
+    enum result rc = proto_parse_userpass(s->hbuf, s->hlen, &up, &used, &err);
+    if (rc == RES_AGAIN)
         return HS_MORE;
-    if (rc == PROTO_ERROR) {
+    if (rc == RES_ERROR) {
         auth_refuse(s, HSF_PROTOCOL, proto_err_str(err));
         return HS_GONE;
     }
     auth_wipe(s->hbuf, used);
     consume(s, used);
-    if (!policy_auth_attempt(s)) {
+    if (!policy_auth_attempt(&s->pol)) {
         auth_wipe(up.pass, sizeof up.pass);
         auth_refuse(s, HSF_THROTTLED, "too many failed logins from this address");
         return HS_GONE;
@@ -789,18 +828,18 @@ static int parse_auth(struct session *s)
         session_fail(s, "out of memory");
         return HS_GONE;
     }
-    if (hash && auth_cache_hit(s->w->auth_cache, up.user, hash, up.pass)) {
+    if (hash && auth_cache_hit(s->env->auth_cache, up.user, hash, up.pass)) {
         auth_wipe(up.pass, sizeof up.pass);
         return auth_result(s, 1);
     }
     phase_io(s, on_client_waiting);
     pending_set(s, cancel_auth,
-                auth_verify(s->cfg->users, up.user, up.pass, s->w->auth_cache, on_verified, s));
+                auth_verify(s->cfg->users, up.user, up.pass, s->env->auth_cache, on_verified, s));
     auth_wipe(up.pass, sizeof up.pass);
     if (!s->pending.op && errno == EAGAIN) {
         /* Nothing was checked: not a failed login. */
-        policy_auth_settle(s, 0);
-        stat_inc(&s->w->stats.auth_busy);
+        policy_auth_settle(&s->pol, 0);
+        stat_inc(&s->env->stats.auth_busy);
         auth_refuse(s, HSF_THROTTLED, "password verification queue full");
         return HS_GONE;
     }
@@ -814,9 +853,10 @@ static int parse_auth(struct session *s)
 static void start_udp(struct session *s, const struct proto_addr *hint)
 {
     union addr_any bnd;
+    struct cmd_ctx ctx;
     uint8_t rep;
     const char *why;
-    s->udp = udp_open(s, hint, &bnd, &rep, &why);
+    s->udp = udp_open(cmd_ctx_of(s, &ctx), hint, &bnd, &rep, &why);
     if (!s->udp) {
         session_reply(s, rep, NULL, why);
         return;
@@ -847,10 +887,10 @@ static int parse_request(struct session *s)
     struct proto_request req;
     enum proto_err err;
     size_t used;
-    int rc = proto_parse_request(s->hbuf, s->hlen, &req, &used, &err);
-    if (rc == PROTO_NEED_MORE)
+    enum result rc = proto_parse_request(s->hbuf, s->hlen, &req, &used, &err);
+    if (rc == RES_AGAIN)
         return HS_MORE;
-    if (rc == PROTO_ERROR) {
+    if (rc == RES_ERROR) {
         int rep = proto_err_rep(err);
         s->fail = HSF_PROTOCOL;
         if (rep < 0)
@@ -867,8 +907,8 @@ static int parse_request(struct session *s)
         return HS_GONE;
     }
     s->requested = 1;
-    policy_handshake_done(s);
-    if (policy_request(s) == POLICY_DENY) {
+    policy_handshake_done(&s->pol);
+    if (policy_request(&s->pol, s->user, s->cmd, &s->dst, s->dst_name) == VERDICT_NO) {
         session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL, s->pol.why);
         return HS_GONE;
     }
@@ -891,10 +931,10 @@ static int parse_proxy(struct session *s)
     const char *reason;
     size_t used;
     union addr_any real;
-    int rc = proxyproto_parse(s->hbuf, s->hlen, &r, &used, &reason);
-    if (rc == PROXYPROTO_NEED_MORE)
+    enum result rc = proxyproto_parse(s->hbuf, s->hlen, &r, &used, &reason);
+    if (rc == RES_AGAIN)
         return HS_MORE;
-    if (rc == PROXYPROTO_ERROR) {
+    if (rc == RES_ERROR) {
         hs_fail(s, HSF_PROXY, reason);
         return HS_GONE;
     }
@@ -906,7 +946,7 @@ static int parse_proxy(struct session *s)
     }
     addr_normalize((struct sockaddr *)&r.src, &real);
     s->client = real;
-    if (!policy_accept(s)) {
+    if (!policy_accept(&s->pol, &s->client)) {
         session_fail(s, s->pol.why);
         return HS_GONE;
     }
@@ -928,7 +968,7 @@ static int handshake_step(struct session *s)
 static int handshake_read(struct session *s)
 {
     /* Taken at the first byte: a connection that sends nothing costs none. */
-    if (!s->hbuf && !(s->hbuf = bufpool_get_small(&s->w->pool))) {
+    if (!s->hbuf && !(s->hbuf = bufpool_get_small(&s->env->pool))) {
         session_fail(s, "out of memory");
         return -1;
     }
@@ -992,7 +1032,7 @@ static void handshake_continue(struct session *s)
 static const char *refusal(struct session *s, const struct listen_spec *ln)
 {
     if (!ln->proxy_protocol)
-        return policy_accept(s) ? NULL : s->pol.why;
+        return policy_accept(&s->pol, &s->client) ? NULL : s->pol.why;
     phase_parse(s, parse_proxy);
     /* No trust list (a socket-activated listener kept across a reload that
      * dropped it) trusts nobody: rules_check_client fails closed on NULL. */
@@ -1000,31 +1040,32 @@ static const char *refusal(struct session *s, const struct listen_spec *ln)
         s->fail = HSF_PROXY;
         return "PROXY protocol from an untrusted address";
     }
-    return policy_handshake_begin(s) ? NULL : s->pol.why;
+    return policy_handshake_begin(&s->pol) ? NULL : s->pol.why;
 }
 
-void session_start(struct worker *w, int fd, const union addr_any *client,
+void session_start(struct wenv *env, int fd, const union addr_any *client,
                    const struct listen_spec *ln)
 {
     struct session *s = calloc(1, sizeof *s);
     if (!s) {
         close(fd);
         fdbudget_give(1);
-        atomic_fetch_sub_explicit(&g_sessions, 1, memory_order_relaxed);
+        env->ended(env, env->cfg);
         return;
     }
-    s->w = w;
-    s->cfg = config_ref(w->cfg);
+    s->env = env;
+    s->cfg = env->cfg;
+    policy_init(&s->pol, env, s->cfg);
     addr_normalize(&client->sa, &s->client);
     s->rep = 0xff;
     s->fail = -1;
     s->parse = parse_greeting;
     s->expire = on_handshake_timeout;
     s->relay.target.io.fd = -1;
-    s->started_ms = loop_now(w->loop);
-    worker_link(w, s);
-    stat_inc(&w->stats.active);
-    if (loop_io_add(w->loop, &s->relay.client.io, fd, LOOP_READ | LOOP_WRITE, on_handshake_io) <
+    s->started_ms = loop_now(env->loop);
+    link_session(s);
+    stat_inc(&env->stats.active);
+    if (loop_io_add(env->loop, &s->relay.client.io, fd, LOOP_READ | LOOP_WRITE, on_handshake_io) <
         0) {
         close(fd);
         fdbudget_give(1);

@@ -18,8 +18,8 @@
 #include "loop.h"
 #include "policy.h"
 #include "relay.h"
+#include "wenv.h"
 
-struct worker;
 struct config;
 struct session_rate;
 
@@ -32,13 +32,13 @@ struct pending {
 };
 
 struct session {
-    struct session *prev, *next; /* worker's list */
-    struct worker *w;
-    struct config *cfg;      /* the snapshot this session was accepted under */
-    struct relay relay;      /* client and target sockets, buffers */
-    struct loop_timer timer; /* handshake, connect or idle deadline */
-    struct loop_defer more;  /* relay budget ran out: continue next round */
-    uint8_t *hbuf;           /* handshake bytes; becomes relay.up's buffer */
+    struct session *prev, *next; /* env->sessions */
+    struct wenv *env;            /* the worker running it */
+    struct config *cfg;          /* the snapshot it was accepted under (the worker keeps it) */
+    struct relay relay;          /* client and target sockets, buffers */
+    struct loop_timer timer;     /* handshake, connect or idle deadline */
+    struct loop_defer more;      /* relay budget ran out: continue next round */
+    uint8_t *hbuf;               /* handshake bytes; becomes relay.up's buffer */
     uint32_t hlen;
     /* The phase: the parser of the handshake bytes (client events go to the
      * phase's own handler, loop_io_handler) and what its deadline means. */
@@ -66,8 +66,10 @@ struct session {
 
 struct listen_spec;
 /* Takes ownership of an accepted, non-blocking client socket that arrived
- * on listener `ln`, with its descriptor charged to the budget (fdbudget.h). */
-void session_start(struct worker *w, int fd, const union addr_any *client,
+ * on listener `ln`, with its descriptor charged to the budget (fdbudget.h).
+ * The session runs under env->cfg and joins env->sessions; env->ended is
+ * called once when it is gone (at once if it cannot start). */
+void session_start(struct wenv *env, int fd, const union addr_any *client,
                    const struct listen_spec *ln);
 /* Ends a session at once (shutdown after the grace period). */
 void session_close(struct session *s);

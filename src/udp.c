@@ -15,8 +15,7 @@
 #include "policy.h"
 #include "loop.h"
 #include "resolve.h"
-#include "session.h"
-#include "worker.h"
+#include "wenv.h"
 
 #define UDP_PEERS 32    /* targets remembered for the answer filter */
 #define UDP_DNS_SLOTS 8 /* names remembered per association */
@@ -35,7 +34,7 @@ struct udp_dns {
 };
 
 struct udp_assoc {
-    struct session *s;
+    struct cmd_ctx ctx;
     struct loop_io cio;        /* client side */
     struct loop_io tio4, tio6; /* target side, opened on first use */
     struct loop_defer more;    /* a socket still had datagrams after its budget */
@@ -63,7 +62,7 @@ const struct udp_counts *udp_counts(const struct udp_assoc *u)
 
 static void touch(struct udp_assoc *u)
 {
-    u->counts.active_ms = loop_now(u->s->w->loop);
+    u->counts.active_ms = loop_now(u->ctx.env->loop);
 }
 
 /* ---------------- sockets ---------------- */
@@ -80,7 +79,7 @@ static int open_sock(struct udp_assoc *u, struct loop_io *io, union addr_any *lo
     int fd = net_bind_udp(local, lo, hi, NET_V6ONLY, NULL, 0);
     if (fd < 0)
         return -1;
-    if (loop_io_add(u->s->w->loop, io, fd, LOOP_READ, fn) < 0) {
+    if (loop_io_add(u->ctx.env->loop, io, fd, LOOP_READ, fn) < 0) {
         net_close(fd, 0);
         return -1;
     }
@@ -108,7 +107,7 @@ static int target_fd(struct udp_assoc *u, int family)
 static void close_io(struct udp_assoc *u, struct loop_io *io)
 {
     if (io->fd >= 0)
-        loop_io_close(u->s->w->loop, io);
+        loop_io_close(u->ctx.env->loop, io);
 }
 
 /* ---------------- client -> target ---------------- */
@@ -127,7 +126,7 @@ static void remember_peer(struct udp_assoc *u, const union addr_any *to)
 static void dropped(struct udp_assoc *u)
 {
     u->counts.dropped++;
-    stat_inc(&u->s->w->stats.dgrams_dropped);
+    stat_inc(&u->ctx.env->stats.dgrams_dropped);
 }
 
 /* `name` is the name the client asked for, if any, for the rules. */
@@ -135,7 +134,7 @@ static void send_to_target(struct udp_assoc *u, const union addr_any *to, const 
                            const uint8_t *data, size_t len)
 {
     int fd;
-    if (!policy_address(u->s, SOCKS5_CMD_UDP, &to->sa, name) ||
+    if (!policy_address(u->ctx.pol, SOCKS5_CMD_UDP, &to->sa, name) ||
         (fd = target_fd(u, to->sa.sa_family)) < 0 ||
         sendto(fd, data, len, 0, &to->sa, addr_len(&to->sa)) < 0) {
         dropped(u);
@@ -144,13 +143,13 @@ static void send_to_target(struct udp_assoc *u, const union addr_any *to, const 
     remember_peer(u, to);
     u->counts.dgrams_up++;
     u->counts.bytes_up += len;
-    stat_inc(&u->s->w->stats.dgrams_up);
-    stat_add(&u->s->w->stats.bytes_up, len);
+    stat_inc(&u->ctx.env->stats.dgrams_up);
+    stat_add(&u->ctx.env->stats.bytes_up, len);
 }
 
 static struct udp_dns *dns_find(struct udp_assoc *u, const char *name)
 {
-    uint64_t now = loop_now(u->s->w->loop);
+    uint64_t now = loop_now(u->ctx.env->loop);
     for (unsigned i = 0; i < UDP_DNS_SLOTS; i++)
         if (u->dns[i].expires > now && strcasecmp(u->dns[i].name, name) == 0)
             return &u->dns[i];
@@ -162,7 +161,7 @@ static void dns_put(struct udp_assoc *u, const char *name, const union addr_any 
     struct udp_dns *d = &u->dns[u->dns_next++ % UDP_DNS_SLOTS];
     snprintf(d->name, sizeof d->name, "%s", name);
     d->addr = *a;
-    d->expires = loop_now(u->s->w->loop) + UDP_DNS_TTL_MS;
+    d->expires = loop_now(u->ctx.env->loop) + UDP_DNS_TTL_MS;
 }
 
 /* UDP has no way to race addresses: take the first of the family the
@@ -210,7 +209,7 @@ static void resolve_and_send(struct udp_assoc *u, const struct proto_addr *a, co
         return;
     }
     /* A name the rules refuse by itself is not even looked up. */
-    if (policy_name_denied(u->s, SOCKS5_CMD_UDP, a->u.name, a->port) || u->q ||
+    if (policy_name_denied(u->ctx.pol, SOCKS5_CMD_UDP, a->u.name, a->port) || u->q ||
         !(u->held = malloc(len ? len : 1))) {
         dropped(u);
         return;
@@ -218,7 +217,7 @@ static void resolve_and_send(struct udp_assoc *u, const struct proto_addr *a, co
     memcpy(u->held, data, len);
     u->held_len = len;
     snprintf(u->held_name, sizeof u->held_name, "%s", a->u.name);
-    u->q = resolve_start(u->s->w->resolver, a->u.name, a->port, on_resolved, u);
+    u->q = resolve_start(u->ctx.env->resolver, a->u.name, a->port, on_resolved, u);
     if (!u->q) {
         free(u->held);
         u->held = NULL;
@@ -245,7 +244,7 @@ static void client_dgram(struct udp_assoc *u, uint8_t *buf, size_t len, const un
     union addr_any to;
     size_t hlen;
     enum proto_err err;
-    if (!from_client(u, from) || proto_parse_udp_header(buf, len, &a, &hlen, &err) != PROTO_DONE) {
+    if (!from_client(u, from) || proto_parse_udp_header(buf, len, &a, &hlen, &err) != RES_DONE) {
         dropped(u);
         return;
     }
@@ -276,7 +275,7 @@ static void drain(struct udp_assoc *u, struct loop_io *io,
         }
         fn(u, scratch + UDP_HEADROOM, (size_t)n, &from);
     }
-    loop_defer(u->s->w->loop, &u->more, on_more);
+    loop_defer(u->ctx.env->loop, &u->more, on_more);
 }
 
 static void on_client_dgram(struct loop_io *io, unsigned events)
@@ -300,7 +299,7 @@ static void target_dgram(struct udp_assoc *u, uint8_t *data, size_t len, const u
 {
     uint8_t hdr[PROTO_UDP_HEADER_MAX];
     size_t hlen;
-    if (!u->client_port_known || (!u->s->cfg->udp_full_cone && !known_peer(u, from))) {
+    if (!u->client_port_known || (!u->ctx.cfg->udp_full_cone && !known_peer(u, from))) {
         dropped(u);
         return;
     }
@@ -317,8 +316,8 @@ static void target_dgram(struct udp_assoc *u, uint8_t *data, size_t len, const u
     touch(u);
     u->counts.dgrams_down++;
     u->counts.bytes_down += len;
-    stat_inc(&u->s->w->stats.dgrams_down);
-    stat_add(&u->s->w->stats.bytes_down, len);
+    stat_inc(&u->ctx.env->stats.dgrams_down);
+    stat_add(&u->ctx.env->stats.bytes_down, len);
 }
 
 static void on_target4_dgram(struct loop_io *io, unsigned events)
@@ -345,8 +344,8 @@ static void on_more(struct loop_defer *d)
 
 /* ---------------- lifetime ---------------- */
 
-struct udp_assoc *udp_open(struct session *s, const struct proto_addr *hint, union addr_any *bnd,
-                           uint8_t *rep, const char **why)
+struct udp_assoc *udp_open(const struct cmd_ctx *ctx, const struct proto_addr *hint,
+                           union addr_any *bnd, uint8_t *rep, const char **why)
 {
     struct udp_assoc *u = calloc(1, sizeof *u);
     union addr_any local;
@@ -362,13 +361,13 @@ struct udp_assoc *udp_open(struct session *s, const struct proto_addr *hint, uni
         free(u);
         return NULL;
     }
-    u->s = s;
+    u->ctx = *ctx;
     u->cio.fd = u->tio4.fd = u->tio6.fd = -1;
     /* The relay listens where the control connection arrived, never on a
      * wildcard address. */
-    if (getsockname(s->relay.client.io.fd, &local.sa, &len) < 0 ||
-        open_sock(u, &u->cio, &local, s->cfg->udp_port_lo, s->cfg->udp_port_hi, on_client_dgram) <
-            0) {
+    if (getsockname(ctx->control_fd, &local.sa, &len) < 0 ||
+        open_sock(u, &u->cio, &local, ctx->cfg->udp_port_lo, ctx->cfg->udp_port_hi,
+                  on_client_dgram) < 0) {
         *why = strerror(errno);
         fdbudget_give(UDP_FDS);
         free(u);
@@ -376,10 +375,10 @@ struct udp_assoc *udp_open(struct session *s, const struct proto_addr *hint, uni
     }
     len = sizeof *bnd;
     getsockname(u->cio.fd, &bnd->sa, &len);
-    config_advertise_into(s->cfg, &local.sa, bnd);
+    config_advertise_into(ctx->cfg, &local.sa, bnd);
     u->family = local.sa.sa_family;
     touch(u);
-    addr_normalize(&s->client.sa, &u->client);
+    addr_normalize(&ctx->client.sa, &u->client);
     /* Datagrams must come from the control connection's IP whatever the
      * request says (a client behind NAT may name its private address); a
      * port it names is held to, port 0 is learned from the first datagram. */
@@ -395,7 +394,7 @@ void udp_close(struct udp_assoc *u)
     if (u->q)
         resolve_cancel(u->q);
     free(u->held);
-    loop_defer_cancel(u->s->w->loop, &u->more);
+    loop_defer_cancel(u->ctx.env->loop, &u->more);
     close_io(u, &u->cio);
     close_io(u, &u->tio4);
     close_io(u, &u->tio6);

@@ -15,7 +15,7 @@
 #include "addr.h"
 #include "proto.h"
 
-struct session;
+struct cmd_ctx;
 struct udp_assoc;
 
 struct udp_counts {
@@ -24,12 +24,12 @@ struct udp_counts {
     uint64_t active_ms;            /* when a datagram last came or went */
 };
 
-/* Opens the association for s. `hint` is the client address from the
- * request (zeros: learn it from the first datagram). On success returns the
- * association and fills bnd with the address for the reply; on failure
- * returns NULL with *rep and *why set. */
-struct udp_assoc *udp_open(struct session *s, const struct proto_addr *hint, union addr_any *bnd,
-                           uint8_t *rep, const char **why);
+/* Opens the association for a session (ctx, copied). `hint` is the client
+ * address from the request (zeros: learn it from the first datagram). On
+ * success returns the association and fills bnd with the address for the
+ * reply; on failure returns NULL with *rep and *why set. */
+struct udp_assoc *udp_open(const struct cmd_ctx *ctx, const struct proto_addr *hint,
+                           union addr_any *bnd, uint8_t *rep, const char **why);
 void udp_close(struct udp_assoc *u);
 const struct udp_counts *udp_counts(const struct udp_assoc *u);
 

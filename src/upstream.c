@@ -207,9 +207,9 @@ static int feed_reply(struct upstream *u, const uint8_t *in, size_t len, size_t 
 {
     enum proto_err err = PROTO_E_NONE;
     int rc = proto_parse_reply(in, len, &u->rep, &u->bnd, consumed, &err);
-    if (rc == PROTO_NEED_MORE)
+    if (rc == RES_AGAIN)
         return UPSTREAM_AGAIN;
-    if (rc == PROTO_ERROR)
+    if (rc == RES_ERROR)
         return fail(u, SOCKS5_REP_GENERAL_FAILURE, "malformed reply from upstream");
     if (u->rep != SOCKS5_REP_SUCCEEDED)
         return fail(u, u->rep, "upstream refused the request");

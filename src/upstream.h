@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "proto.h"
+#include "result.h"
 
 enum upstream_kind { UPSTREAM_SOCKS5, UPSTREAM_SOCKS4A, UPSTREAM_HTTP };
 
@@ -30,10 +31,11 @@ struct upstream_hop {
     char pass[256];
 };
 
+/* enum result, plus BOUND for the first of BIND's two replies. */
 enum upstream_status {
-    UPSTREAM_FAIL = -1,
-    UPSTREAM_AGAIN = 0,
-    UPSTREAM_DONE = 1,
+    UPSTREAM_FAIL = RES_ERROR,
+    UPSTREAM_AGAIN = RES_AGAIN,
+    UPSTREAM_DONE = RES_DONE,
     UPSTREAM_BOUND = 2,
 };
 

@@ -2,6 +2,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,47 +12,145 @@
 
 #include "auth_cache.h"
 #include "auth_pool.h"
+#include "bufpool.h"
 #include "fdbudget.h"
+#include "lease.h"
 #include "log.h"
+#include "loop.h"
+#include "mailbox.h"
 #include "net.h"
 #include "resolve.h"
 #include "session.h"
+#include "stats.h"
+#include "wenv.h"
 
 #define ACCEPT_PAUSE_MS 100
 #define ACCEPT_BATCH 64
 #define POOL_MAX_FREE 64
 
-atomic_ulong g_sessions;
 atomic_int g_workers_running;
+
+/* Sessions admitted under --max-sessions, all workers together, leased to
+ * each worker (lease.h): accepting and closing a session touch only the
+ * worker's own lease, and the shared count once per batch. No more than
+ * max-sessions ever run; one may be refused early by what other workers
+ * keep leased and unused, under 1/128 of the limit, and not at all below
+ * 256 sessions per worker (batch 0: the exact shared count). */
+static struct lease_pool admitted;
+
+/* A snapshot this worker's sessions run under. The worker holds the one
+ * reference (the shared, atomic count) and counts its sessions here, on its
+ * own thread: accepting and closing never touch the shared count. The
+ * first in the list is the snapshot new sessions get. */
+struct snap {
+    struct config *cfg;
+    uint64_t sessions;
+    struct snap *next;
+};
+
+struct listener {
+    struct loop_io io; /* fd -1: slot free */
+    struct worker *w;
+    struct listen_spec spec;
+};
+
+struct worker {
+    struct wenv env; /* loop, snapshot, own addresses, resolver, pools, stats, sessions */
+    pthread_t thread;
+    struct mailbox mbox;
+    struct listener listeners[CONFIG_MAX_LISTEN];
+    struct loop_timer accept_pause; /* out of fds: retry accept later */
+    struct loop_timer drain_deadline;
+    int draining;
+    int emfile_logged;
+    atomic_uint reloads_posted;  /* reload messages sent by the main thread */
+    atomic_uint reloads_applied; /* reload messages taken in (main waits on it) */
+    struct snap *snaps;          /* env.cfg first, then older ones sessions still use */
+    struct lease admit_lease;
+    stat_t admitted; /* sessions admitted and not ended: read by any thread */
+};
 
 struct worker_msg {
     struct mail mail;
     struct worker *w;
-    struct config *cfg;     /* reload: the new snapshot (one reference) */
+    struct snap *snap;      /* reload: the new snapshot (one reference) */
     struct addr_list *self; /* own addresses: the new list (one reference) */
     size_t n;
     struct worker_listen ls[CONFIG_MAX_LISTEN];
 };
 
-void worker_link(struct worker *w, struct session *s)
+struct wenv *worker_env(struct worker *w)
 {
-    s->prev = NULL;
-    s->next = w->sessions;
-    if (w->sessions)
-        w->sessions->prev = s;
-    w->sessions = s;
-    w->nsessions++;
+    return &w->env;
 }
 
-void worker_unlink(struct worker *w, struct session *s)
+int worker_draining(const struct worker *w)
 {
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        w->sessions = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    w->nsessions--;
+    return w->draining;
+}
+
+uint64_t worker_sessions(const struct worker *w)
+{
+    return stat_get(&w->admitted);
+}
+
+static struct snap *snap_new(struct config *cfg)
+{
+    struct snap *s = calloc(1, sizeof *s);
+    if (s)
+        s->cfg = config_ref(cfg);
+    return s;
+}
+
+static void snap_free(struct snap *s)
+{
+    config_unref(s->cfg);
+    free(s);
+}
+
+/* A snapshot no session uses and no new one will get goes. */
+static void snap_drop_unused(struct worker *w)
+{
+    for (struct snap **p = &w->snaps->next; *p;) {
+        struct snap *s = *p;
+        if (s->sessions) {
+            p = &s->next;
+            continue;
+        }
+        *p = s->next;
+        snap_free(s);
+    }
+}
+
+static uint64_t admit_batch(const struct config *c)
+{
+    int n = atomic_load_explicit(&g_workers_running, memory_order_relaxed);
+    return lease_batch(c->max_sessions, n > 0 ? (unsigned)n : 1);
+}
+
+int worker_admit(struct worker *w)
+{
+    const struct config *c = w->env.cfg;
+    if (!lease_take(&admitted, &w->admit_lease, 1, c->max_sessions, admit_batch(c)))
+        return 0;
+    stat_inc(&w->admitted);
+    w->snaps->sessions++;
+    return 1;
+}
+
+/* A session has ended: its slot under --max-sessions goes back, and its
+ * snapshot when it was the last to use an old one. */
+static void on_session_ended(struct wenv *env, struct config *cfg)
+{
+    struct worker *w = container_of(env, struct worker, env);
+    struct snap *s = w->snaps;
+    lease_give(&admitted, &w->admit_lease, 1, admit_batch(env->cfg));
+    stat_add(&w->admitted, (uint64_t)-1);
+    while (s->cfg != cfg)
+        s = s->next;
+    s->sessions--;
+    if (!s->sessions && s != w->snaps)
+        snap_drop_unused(w);
 }
 
 static void on_accept(struct loop_io *io, unsigned events);
@@ -69,22 +168,12 @@ static void on_accept_pause_end(struct loop_timer *t)
 static void pause_accepting(struct worker *w, int err)
 {
     if (!w->emfile_logged) {
-        log_warn("worker %d: accept: %s; pausing accepts for %d ms", w->id, strerror(err),
+        log_warn("worker %d: accept: %s; pausing accepts for %d ms", w->env.id, strerror(err),
                  ACCEPT_PAUSE_MS);
         w->emfile_logged = 1;
     }
     if (!loop_timer_armed(&w->accept_pause))
-        loop_timer_arm(w->loop, &w->accept_pause, ACCEPT_PAUSE_MS, on_accept_pause_end);
-}
-
-/* Reserves a slot under --max-sessions. */
-static int admit(const struct config *cfg)
-{
-    unsigned long n = atomic_fetch_add_explicit(&g_sessions, 1, memory_order_relaxed);
-    if (n < cfg->max_sessions)
-        return 1;
-    atomic_fetch_sub_explicit(&g_sessions, 1, memory_order_relaxed);
-    return 0;
+        loop_timer_arm(w->env.loop, &w->accept_pause, ACCEPT_PAUSE_MS, on_accept_pause_end);
 }
 
 static void on_accept(struct loop_io *io, unsigned events)
@@ -105,32 +194,32 @@ static void on_accept(struct loop_io *io, unsigned events)
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
                 pause_accepting(w, errno);
             else if (errno != EAGAIN)
-                log_error("worker %d: accept: %s", w->id, strerror(errno));
+                log_error("worker %d: accept: %s", w->env.id, strerror(errno));
             return;
         }
         w->emfile_logged = 0;
         /* Over budget: closed at once rather than left to wait in the
          * queue for descriptors that other sessions hold. */
         if (!fdbudget_take(1, FDB_CLIENT)) {
-            stat_inc(&w->stats.refused_limit);
-            log_debug("worker %d: out of descriptor budget, closing new connection", w->id);
+            stat_inc(&w->env.stats.refused_limit);
+            log_debug("worker %d: out of descriptor budget, closing new connection", w->env.id);
             close(fd);
             continue;
         }
-        if (!admit(w->cfg)) {
-            stat_inc(&w->stats.refused_limit);
-            log_debug("worker %d: session limit %llu reached, closing new connection", w->id,
-                      (unsigned long long)w->cfg->max_sessions);
+        if (!worker_admit(w)) {
+            stat_inc(&w->env.stats.refused_limit);
+            log_debug("worker %d: session limit %llu reached, closing new connection", w->env.id,
+                      (unsigned long long)w->env.cfg->max_sessions);
             close(fd);
             fdbudget_give(1);
             continue;
         }
-        session_start(w, fd, &peer, &ln->spec);
+        session_start(&w->env, fd, &peer, &ln->spec);
     }
     /* The batch ended with connections possibly still queued: no new edge
      * will come for them, so look again after this round. */
     if (!loop_timer_armed(&w->accept_pause))
-        loop_timer_arm(w->loop, &w->accept_pause, 0, on_accept_pause_end);
+        loop_timer_arm(w->env.loop, &w->accept_pause, 0, on_accept_pause_end);
 }
 
 /* Takes over a listening socket into a free slot. Returns 0 or -1. */
@@ -142,7 +231,7 @@ static int adopt_listener(struct worker *w, const struct worker_listen *l)
             continue;
         ln->w = w;
         ln->spec = l->spec;
-        return loop_io_add(w->loop, &ln->io, l->fd, LOOP_READ, on_accept);
+        return loop_io_add(w->env.loop, &ln->io, l->fd, LOOP_READ, on_accept);
     }
     errno = EMFILE;
     return -1;
@@ -151,7 +240,7 @@ static int adopt_listener(struct worker *w, const struct worker_listen *l)
 static void close_listener(struct worker *w, struct listener *ln)
 {
     int fd = ln->io.fd;
-    loop_io_del(w->loop, &ln->io);
+    loop_io_del(w->env.loop, &ln->io);
     close(fd);
     ln->io.fd = -1;
 }
@@ -176,17 +265,22 @@ struct worker *worker_new(int id, struct config *cfg, struct addr_list *self,
     }
     for (size_t k = 0; k < CONFIG_MAX_LISTEN; k++)
         w->listeners[k].io.fd = -1;
-    w->id = id;
-    w->cfg = config_ref(cfg);
-    w->self = addr_list_ref(self);
-    bufpool_init(&w->pool, POOL_MAX_FREE);
-    if (!(w->loop = loop_new()) || mailbox_init(&w->mbox, w->loop) < 0) {
+    w->env.id = id;
+    w->env.ended = on_session_ended;
+    w->env.self = addr_list_ref(self);
+    bufpool_init(&w->env.pool, POOL_MAX_FREE);
+    if (!(w->snaps = snap_new(cfg))) {
+        snprintf(err, errlen, "worker %d: out of memory", id);
+        goto fail;
+    }
+    w->env.cfg = w->snaps->cfg;
+    if (!(w->env.loop = loop_new()) || mailbox_init(&w->mbox, w->env.loop) < 0) {
         snprintf(err, errlen, "worker %d: epoll/eventfd: %s", id, strerror(errno));
         goto fail;
     }
-    if (!(w->resolver = resolver_new(w->loop, err, errlen)))
+    if (!(w->env.resolver = resolver_new(w->env.loop, err, errlen)))
         goto fail;
-    if (!(w->auth_cache = auth_cache_new(cfg->auth_cache_ttl_ms, w->loop, &w->mbox))) {
+    if (!(w->env.auth_cache = auth_cache_new(cfg->auth_cache_ttl_ms, w->env.loop, &w->mbox))) {
         snprintf(err, errlen, "worker %d: auth cache: out of memory", id);
         goto fail;
     }
@@ -216,7 +310,7 @@ static void on_reload(struct mail *m)
             if (!kept)
                 close(msg->ls[j].fd);
         }
-        config_unref(msg->cfg);
+        snap_free(msg->snap);
         free(msg);
         atomic_fetch_add(&w->reloads_applied, 1);
         return;
@@ -238,26 +332,29 @@ static void on_reload(struct mail *m)
         for (i = 0; i < CONFIG_MAX_LISTEN; i++)
             have |= w->listeners[i].io.fd == msg->ls[j].fd;
         if (!have && adopt_listener(w, &msg->ls[j]) < 0) {
-            log_error("worker %d: reload: cannot add a listener: %s", w->id, strerror(errno));
+            log_error("worker %d: reload: cannot add a listener: %s", w->env.id, strerror(errno));
             close(msg->ls[j].fd);
         }
     }
-    config_unref(w->cfg);
-    w->cfg = msg->cfg;
+    msg->snap->next = w->snaps;
+    w->snaps = msg->snap;
+    w->env.cfg = w->snaps->cfg;
+    snap_drop_unused(w);
     free(msg);
     atomic_fetch_add(&w->reloads_applied, 1);
     /* Connections may have queued on new sockets before they were watched. */
     if (!loop_timer_armed(&w->accept_pause))
-        loop_timer_arm(w->loop, &w->accept_pause, 0, on_accept_pause_end);
+        loop_timer_arm(w->env.loop, &w->accept_pause, 0, on_accept_pause_end);
 }
 
 int worker_reload(struct worker *w, struct config *cfg, const struct worker_listen *ls, size_t n)
 {
     struct worker_msg *m = calloc(1, sizeof *m);
-    if (!m)
+    if (!m || !(m->snap = snap_new(cfg))) {
+        free(m);
         return -1;
+    }
     m->w = w;
-    m->cfg = config_ref(cfg);
     m->n = n;
     memcpy(m->ls, ls, n * sizeof *ls);
     atomic_fetch_add(&w->reloads_posted, 1);
@@ -273,8 +370,8 @@ int worker_reload_pending(struct worker *w)
 static void on_self(struct mail *m)
 {
     struct worker_msg *msg = (struct worker_msg *)m;
-    addr_list_unref(msg->w->self);
-    msg->w->self = msg->self;
+    addr_list_unref(msg->w->env.self);
+    msg->w->env.self = msg->self;
     free(msg);
 }
 
@@ -292,10 +389,11 @@ int worker_set_self(struct worker *w, struct addr_list *self)
 static void on_drain_deadline(struct loop_timer *t)
 {
     struct worker *w = container_of(t, struct worker, drain_deadline);
-    if (w->nsessions)
-        log_info("worker %d: grace period over, closing %zu sessions", w->id, w->nsessions);
-    while (w->sessions)
-        session_close(w->sessions);
+    if (w->env.sessions.n)
+        log_info("worker %d: grace period over, closing %zu sessions", w->env.id,
+                 w->env.sessions.n);
+    while (w->env.sessions.head)
+        session_close(w->env.sessions.head);
 }
 
 static void on_drain(struct mail *m)
@@ -307,15 +405,16 @@ static void on_drain(struct mail *m)
         return;
     w->draining = 1;
     close_listeners(w);
-    loop_timer_cancel(w->loop, &w->accept_pause);
-    loop_timer_arm(w->loop, &w->drain_deadline, w->cfg->shutdown_grace_ms, on_drain_deadline);
+    loop_timer_cancel(w->env.loop, &w->accept_pause);
+    loop_timer_arm(w->env.loop, &w->drain_deadline, w->env.cfg->shutdown_grace_ms,
+                   on_drain_deadline);
 }
 
 void worker_drain(struct worker *w)
 {
     struct worker_msg *m = calloc(1, sizeof *m);
     if (!m) {
-        log_error("worker %d: cannot send drain message: out of memory", w->id);
+        log_error("worker %d: cannot send drain message: out of memory", w->env.id);
         return;
     }
     m->w = w;
@@ -325,9 +424,9 @@ void worker_drain(struct worker *w)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
-    while (!w->draining || w->nsessions > 0) {
-        if (loop_run_once(w->loop, -1) < 0) {
-            log_error("worker %d: epoll_wait: %s", w->id, strerror(errno));
+    while (!w->draining || w->env.sessions.n > 0) {
+        if (loop_run_once(w->env.loop, -1) < 0) {
+            log_error("worker %d: epoll_wait: %s", w->env.id, strerror(errno));
             break;
         }
     }
@@ -363,25 +462,29 @@ void worker_wait(struct worker *w)
 
 void worker_free(struct worker *w)
 {
-    if (w->loop) {
-        while (w->sessions)
-            session_close(w->sessions);
-        auth_pool_release(w->auth_cache);
+    if (w->env.loop) {
+        while (w->env.sessions.head)
+            session_close(w->env.sessions.head);
+        auth_pool_release(w->env.auth_cache);
         close_listeners(w);
-        resolver_free(w->resolver);
+        resolver_free(w->env.resolver);
         /* Timers of 0 ms (deferred answers) and mail (auth results) may
          * still hold memory: let them run and free it. */
-        loop_timer_cancel(w->loop, &w->accept_pause);
-        loop_timer_cancel(w->loop, &w->drain_deadline);
-        loop_run_once(w->loop, 0);
+        loop_timer_cancel(w->env.loop, &w->accept_pause);
+        loop_timer_cancel(w->env.loop, &w->drain_deadline);
+        loop_run_once(w->env.loop, 0);
         if (w->mbox.io.fn)
-            mailbox_destroy(&w->mbox, w->loop);
+            mailbox_destroy(&w->mbox, w->env.loop);
     }
-    auth_cache_free(w->auth_cache);
-    bufpool_destroy(&w->pool);
-    if (w->cfg)
-        config_unref(w->cfg);
-    addr_list_unref(w->self);
-    loop_free(w->loop);
+    auth_cache_free(w->env.auth_cache);
+    bufpool_destroy(&w->env.pool);
+    lease_return(&admitted, &w->admit_lease);
+    while (w->snaps) {
+        struct snap *s = w->snaps;
+        w->snaps = s->next;
+        snap_free(s);
+    }
+    addr_list_unref(w->env.self);
+    loop_free(w->env.loop);
     free(w);
 }

@@ -1,28 +1,20 @@
 /* A worker thread: its own loop, listening sockets, resolver, buffer pool,
  * auth cache and sessions. Nothing here is shared with other workers except
- * through the mailbox and the atomic session count. */
+ * through the mailbox and the leased session count. */
 #ifndef SOCKS5D_WORKER_H
 #define SOCKS5D_WORKER_H
 
-#include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "addr.h"
-#include "bufpool.h"
 #include "config.h"
-#include "loop.h"
-#include "mailbox.h"
-#include "stats.h"
 
-struct session;
+struct wenv;
+/* One thread: its loop, listeners, mailbox and the environment its
+ * sessions run in. Opaque: only worker.c reads or writes it. */
 struct worker;
-
-struct listener {
-    struct loop_io io; /* fd -1: slot free */
-    struct worker *w;
-    struct listen_spec spec;
-};
 
 /* A listening socket handed to a worker, with what it is for. */
 struct worker_listen {
@@ -30,30 +22,6 @@ struct worker_listen {
     int fd;
 };
 
-struct worker {
-    int id;
-    pthread_t thread;
-    struct loop *loop;
-    struct mailbox mbox;
-    struct config *cfg;     /* snapshot new sessions start with (one reference) */
-    struct addr_list *self; /* the host's own addresses now (one reference) */
-    struct resolver *resolver;
-    struct auth_cache *auth_cache;
-    struct bufpool pool;
-    struct listener listeners[CONFIG_MAX_LISTEN];
-    struct session *sessions; /* doubly linked via session->prev/next */
-    size_t nsessions;
-    struct loop_timer accept_pause; /* out of fds: retry accept later */
-    struct loop_timer drain_deadline;
-    int draining;
-    int emfile_logged;
-    atomic_uint reloads_posted;  /* reload messages sent by the main thread */
-    atomic_uint reloads_applied; /* reload messages taken in (main waits on it) */
-    struct stats stats;
-};
-
-/* Sessions alive in all workers; bounds --max-sessions. */
-extern atomic_ulong g_sessions;
 /* Worker threads whose loop has not ended yet. */
 extern atomic_int g_workers_running;
 
@@ -83,8 +51,17 @@ void worker_wait(struct worker *w);
  * pool has stopped posting. */
 void worker_free(struct worker *w);
 
-/* For sessions. */
-void worker_link(struct worker *w, struct session *s);
-void worker_unlink(struct worker *w, struct session *s);
+/* The environment the worker's sessions run in: its loop, counters and
+ * session set (for the metrics thread's sums, relaxed loads only, and for
+ * tests that turn the loop themselves). */
+struct wenv *worker_env(struct worker *w);
+/* Reserves a slot under --max-sessions on the worker's thread for a session
+ * about to start there (accept does it before session_start). Returns 1,
+ * or 0 when the limit is reached. */
+int worker_admit(struct worker *w);
+/* Sessions admitted on w and not ended yet. Any thread. */
+uint64_t worker_sessions(const struct worker *w);
+/* 1 once a drain asked for by worker_drain has begun. */
+int worker_draining(const struct worker *w);
 
 #endif

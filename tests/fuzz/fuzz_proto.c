@@ -57,15 +57,15 @@ struct run {
 static int spec_greeting(const uint8_t *b, size_t n, size_t *need, enum proto_err *err)
 {
     if (n < 1)
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     if (b[0] != SOCKS5_VERSION)
-        return *err = PROTO_E_VERSION, PROTO_ERROR;
+        return *err = PROTO_E_VERSION, RES_ERROR;
     if (n < 2)
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     if (b[1] == 0)
-        return *err = PROTO_E_NMETHODS, PROTO_ERROR;
+        return *err = PROTO_E_NMETHODS, RES_ERROR;
     *need = 2 + (size_t)b[1];
-    return n < *need ? PROTO_NEED_MORE : PROTO_DONE;
+    return n < *need ? RES_AGAIN : RES_DONE;
 }
 
 static int spec_userpass(const uint8_t *b, size_t n, size_t *need, enum proto_err *err)
@@ -73,35 +73,35 @@ static int spec_userpass(const uint8_t *b, size_t n, size_t *need, enum proto_er
     size_t plen_at;
 
     if (n < 1)
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     if (b[0] != SOCKS5_USERPASS_VERSION)
-        return *err = PROTO_E_AUTH_VERSION, PROTO_ERROR;
+        return *err = PROTO_E_AUTH_VERSION, RES_ERROR;
     if (n < 2)
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     if (b[1] == 0)
-        return *err = PROTO_E_AUTH_EMPTY, PROTO_ERROR;
+        return *err = PROTO_E_AUTH_EMPTY, RES_ERROR;
     plen_at = 2 + (size_t)b[1];
     if (n <= plen_at)
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     if (b[plen_at] == 0)
-        return *err = PROTO_E_AUTH_EMPTY, PROTO_ERROR;
+        return *err = PROTO_E_AUTH_EMPTY, RES_ERROR;
     *need = plen_at + 1 + b[plen_at];
-    return n < *need ? PROTO_NEED_MORE : PROTO_DONE;
+    return n < *need ? RES_AGAIN : RES_DONE;
 }
 
 static int spec_request(const uint8_t *b, size_t n, size_t *need, enum proto_err *err)
 {
     char name[256];
     if (n < 1)
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     if (b[0] != SOCKS5_VERSION)
-        return *err = PROTO_E_VERSION, PROTO_ERROR;
+        return *err = PROTO_E_VERSION, RES_ERROR;
     if (n < 2)
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     if (b[1] < SOCKS5_CMD_CONNECT || b[1] > SOCKS5_CMD_UDP)
-        return *err = PROTO_E_CMD, PROTO_ERROR;
+        return *err = PROTO_E_CMD, RES_ERROR;
     if (n < 4) /* RSV, ATYP */
-        return PROTO_NEED_MORE;
+        return RES_AGAIN;
     switch (b[3]) {
     case SOCKS5_ATYP_IPV4:
         *need = 4 + 4 + 2;
@@ -111,17 +111,17 @@ static int spec_request(const uint8_t *b, size_t n, size_t *need, enum proto_err
         break;
     case SOCKS5_ATYP_DOMAIN:
         if (n < 5)
-            return PROTO_NEED_MORE;
+            return RES_AGAIN;
         if (b[4] == 0)
-            return *err = PROTO_E_DOMAIN_EMPTY, PROTO_ERROR;
+            return *err = PROTO_E_DOMAIN_EMPTY, RES_ERROR;
         *need = 4 + 1 + (size_t)b[4] + 2;
         if (n >= *need - 2 && spec_name(b + 5, b[4], name) == 0)
-            return *err = PROTO_E_HOSTNAME, PROTO_ERROR;
+            return *err = PROTO_E_HOSTNAME, RES_ERROR;
         break;
     default:
-        return *err = PROTO_E_ATYP, PROTO_ERROR;
+        return *err = PROTO_E_ATYP, RES_ERROR;
     }
-    return n < *need ? PROTO_NEED_MORE : PROTO_DONE;
+    return n < *need ? RES_AGAIN : RES_DONE;
 }
 
 /* A decoded address (ATYP ADDR PORT) equals the bytes at p. */
@@ -184,13 +184,13 @@ static void check_parse(enum stage st, const uint8_t *b, size_t n, const struct 
                                    : spec_request(b, n, &need, &err);
 
     CHECK(s->status == want);
-    if (want == PROTO_ERROR) {
+    if (want == RES_ERROR) {
         CHECK(s->err == err && proto_err_str(s->err) != NULL);
         /* Only request errors have a reply code; the rest close. */
         int rep = proto_err_rep(s->err);
         CHECK(st == ST_REQUEST ? rep >= 0 : rep == -1 || s->err == PROTO_E_VERSION);
     }
-    if (want == PROTO_DONE) {
+    if (want == RES_DONE) {
         CHECK(s->consumed == need && need <= n);
         check_fields(st, b, &s->out);
     }
@@ -240,11 +240,11 @@ static void advance(const uint8_t *stream, size_t arrived, struct run *r, uint8_
         s->status = parse(r->stage, copy, avail, s, poison);
         check_parse(r->stage, copy, avail, s);
         free(copy);
-        if (s->status == PROTO_NEED_MORE)
+        if (s->status == RES_AGAIN)
             return;
         s->stage = r->stage;
         r->nsteps++;
-        if (s->status == PROTO_ERROR) {
+        if (s->status == RES_ERROR) {
             r->stage = ST_END;
             return;
         }
@@ -303,7 +303,7 @@ static void check_same_addr(const struct proto_addr *a, const struct proto_addr 
 static void check_same_step(const struct step *a, const struct step *b)
 {
     CHECK(a->stage == b->stage && a->status == b->status);
-    if (a->status == PROTO_ERROR) {
+    if (a->status == RES_ERROR) {
         CHECK(a->err == b->err);
         return;
     }

@@ -57,14 +57,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t reply[SOCKS4_REPLY_LEN];
 
     parse(data, size, &whole);
-    if (whole.rc == PROTO_DONE)
+    if (whole.rc == RES_DONE)
         check_done(data, &whole);
     /* The prefix at which the answer was decided: for DONE the message,
      * for an error the first prefix that fails. */
     size_t decisive = size;
     for (size_t i = 0; i <= size; i++) {
         parse(data, i, &part);
-        if (part.rc != PROTO_NEED_MORE) {
+        if (part.rc != RES_AGAIN) {
             decisive = i;
             break;
         }
@@ -72,10 +72,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = decisive; i <= size && i < decisive + 4; i++) {
         parse(data, i, &part);
         CHECK(part.rc == whole.rc);
-        CHECK(part.rc != PROTO_DONE || part.consumed == whole.consumed);
-        CHECK(part.rc != PROTO_ERROR || part.err == whole.err);
+        CHECK(part.rc != RES_DONE || part.consumed == whole.consumed);
+        CHECK(part.rc != RES_ERROR || part.err == whole.err);
     }
-    if (whole.rc == PROTO_DONE)
+    if (whole.rc == RES_DONE)
         CHECK(decisive == whole.consumed);
     if (size > 0)
         CHECK(proto4_encode_reply(reply, sizeof reply, data[0], NULL) == SOCKS4_REPLY_LEN);

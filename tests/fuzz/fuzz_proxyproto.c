@@ -49,13 +49,12 @@ static int endpoint_ok(const struct sockaddr_storage *ss)
 /* What must hold for one answer on its own. */
 static void check_answer(const struct answer *a, size_t len)
 {
-    check(a->rc == PROXYPROTO_NEED_MORE || a->rc == PROXYPROTO_DONE || a->rc == PROXYPROTO_ERROR,
-          "unknown status", len);
-    check(a->rc != PROXYPROTO_NEED_MORE || len < PROXYPROTO_MAX_HEADER,
+    check(a->rc == RES_AGAIN || a->rc == RES_DONE || a->rc == RES_ERROR, "unknown status", len);
+    check(a->rc != RES_AGAIN || len < PROXYPROTO_MAX_HEADER,
           "NEED_MORE with a whole header's worth of bytes", len);
-    if (a->rc == PROXYPROTO_ERROR)
+    if (a->rc == RES_ERROR)
         check(a->reason != NULL && a->reason[0] != '\0', "ERROR without a reason", len);
-    if (a->rc != PROXYPROTO_DONE)
+    if (a->rc != RES_DONE)
         return;
     check(a->consumed > 0 && a->consumed <= len, "consumed out of range", len);
     check(a->consumed <= PROXYPROTO_MAX_HEADER, "header longer than the maximum", len);
@@ -79,12 +78,12 @@ static int same_done(const struct answer *a, const struct answer *b)
 /* How the answer for `prefix` bytes may follow the one for fewer bytes. */
 static void check_sequence(const struct answer *prev, const struct answer *cur, size_t prefix)
 {
-    if (prev->rc == PROXYPROTO_DONE)
-        check(cur->rc == PROXYPROTO_DONE && same_done(prev, cur),
-              "more bytes changed a DONE answer", prefix);
-    else if (prev->rc == PROXYPROTO_ERROR)
-        check(cur->rc == PROXYPROTO_ERROR, "more bytes turned an ERROR around", prefix);
-    if (cur->rc == PROXYPROTO_DONE && prev->rc == PROXYPROTO_NEED_MORE)
+    if (prev->rc == RES_DONE)
+        check(cur->rc == RES_DONE && same_done(prev, cur), "more bytes changed a DONE answer",
+              prefix);
+    else if (prev->rc == RES_ERROR)
+        check(cur->rc == RES_ERROR, "more bytes turned an ERROR around", prefix);
+    if (cur->rc == RES_DONE && prev->rc == RES_AGAIN)
         check(cur->consumed == prefix, "DONE before the last byte of the header arrived", prefix);
 }
 
@@ -95,7 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
      * would only repeat it; the full input is still checked below. */
     size_t last = size < PROXYPROTO_MAX_HEADER ? size : PROXYPROTO_MAX_HEADER;
 
-    check(prev.rc == PROXYPROTO_NEED_MORE, "empty input is not NEED_MORE", 0);
+    check(prev.rc == RES_AGAIN, "empty input is not NEED_MORE", 0);
     for (size_t i = 1; i <= last; i++) {
         struct answer cur = parse_copy(data, i);
         check_answer(&cur, i);

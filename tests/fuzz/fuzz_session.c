@@ -47,6 +47,7 @@
 #include "log.h"
 #include "quota.h"
 #include "session.h"
+#include "wenv.h"
 #include "worker.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -241,22 +242,22 @@ static void drain_client(int fd)
 
 /* An operation of the session's is out (a password check on the pool
  * thread, above all): its answer comes without client input. */
-static int waiting_for_password(const struct worker *w)
+static int waiting_for_password(const struct wenv *env)
 {
-    return w->sessions && w->sessions->pending.op;
+    return env->sessions.head && env->sessions.head->pending.op;
 }
 
 /* Runs the loop for at most `rounds` rounds, plus as long as a password
  * check is out; stops early once the session has ended or a round found
  * nothing to do (the next segment or the end of input comes then). */
-static void run(struct worker *w, int client, int rounds)
+static void run(struct wenv *env, int client, int rounds)
 {
     int waited = 0;
-    for (int i = 0; w->sessions && (i < rounds || waiting_for_password(w)); i++) {
-        int wait = waiting_for_password(w);
+    for (int i = 0; env->sessions.head && (i < rounds || waiting_for_password(env)); i++) {
+        int wait = waiting_for_password(env);
         if (wait && ++waited > WAIT_ROUNDS)
             break;
-        int events = loop_run_once(w->loop, wait);
+        int events = loop_run_once(env->loop, wait);
         CHECK(events >= 0);
         serve_targets();
         drain_client(client);
@@ -267,7 +268,7 @@ static void run(struct worker *w, int client, int rounds)
 
 /* Sends buf[0..len) on the non-blocking client socket, running the loop
  * while the socket is full. Returns 0, or -1 when the server closed. */
-static int send_all(struct worker *w, int client, const uint8_t *buf, size_t len)
+static int send_all(struct wenv *env, int client, const uint8_t *buf, size_t len)
 {
     for (int tries = 0; len > 0 && tries < 64; tries++) {
         ssize_t n = send(client, buf, len, MSG_NOSIGNAL);
@@ -278,7 +279,7 @@ static int send_all(struct worker *w, int client, const uint8_t *buf, size_t len
             len -= (size_t)n;
         }
         if (len)
-            run(w, client, 1);
+            run(env, client, 1);
     }
     return len ? -1 : 0; /* still full after 64 rounds: the server stopped reading */
 }
@@ -300,37 +301,38 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     unsigned mode = data[0];
     const uint8_t *seg = data + 1;
     struct worker *w = workers[mode % NCONFIGS];
+    struct wenv *env = worker_env(w);
     data += 4;
     size -= 4;
     CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
     client_addr(mode, &peer);
-    atomic_fetch_add(&g_sessions, 1); /* what the worker's accept does */
-    session_start(w, sv[0], &peer, &w->cfg->listen[0]);
+    CHECK(worker_admit(w)); /* what the worker's accept does */
+    session_start(env, sv[0], &peer, &env->cfg->listen[0]);
     int client = sv[1];
 
     for (size_t off = 0, k = 0; off < size; k++) {
         size_t n = seg[k % 3] ? seg[k % 3] : size - off;
         if (n > size - off)
             n = size - off;
-        if (send_all(w, client, data + off, n) < 0)
+        if (send_all(env, client, data + off, n) < 0)
             break;
         off += n;
         if (off < size || !(mode & M_ABANDON))
-            run(w, client, ROUNDS);
+            run(env, client, ROUNDS);
     }
     if (mode & M_HALFCLOSE) {
         shutdown(client, SHUT_WR);
-        run(w, client, FINISH_ROUNDS);
+        run(env, client, FINISH_ROUNDS);
     }
     close(client);
-    run(w, -1, FINISH_ROUNDS);
+    run(env, -1, FINISH_ROUNDS);
     /* A tunnel to the target, a throttled one, a pending dial or lookup may
      * still be open: closing must cancel all of it. */
-    while (w->sessions)
-        session_close(w->sessions);
+    while (env->sessions.head)
+        session_close(env->sessions.head);
     close_targets();
-    CHECK(loop_run_once(w->loop, 0) >= 0);
-    CHECK(w->nsessions == 0);
-    CHECK(atomic_load(&g_sessions) == 0); /* every slot taken was given back once */
+    CHECK(loop_run_once(env->loop, 0) >= 0);
+    CHECK(env->sessions.n == 0);
+    CHECK(worker_sessions(w) == 0); /* every slot taken was given back once */
     return 0;
 }

@@ -31,11 +31,11 @@ static int spec_udp(const uint8_t *b, size_t n, size_t *hdr_len, enum proto_err 
     size_t need;
 
     if (n < 3)
-        return *err = PROTO_E_TRUNCATED, PROTO_ERROR;
+        return *err = PROTO_E_TRUNCATED, RES_ERROR;
     if (b[2] != 0)
-        return *err = PROTO_E_FRAG, PROTO_ERROR;
+        return *err = PROTO_E_FRAG, RES_ERROR;
     if (n < 4)
-        return *err = PROTO_E_TRUNCATED, PROTO_ERROR;
+        return *err = PROTO_E_TRUNCATED, RES_ERROR;
     switch (b[3]) {
     case SOCKS5_ATYP_IPV4:
         need = 4 + 4 + 2;
@@ -45,20 +45,20 @@ static int spec_udp(const uint8_t *b, size_t n, size_t *hdr_len, enum proto_err 
         break;
     case SOCKS5_ATYP_DOMAIN:
         if (n < 5)
-            return *err = PROTO_E_TRUNCATED, PROTO_ERROR;
+            return *err = PROTO_E_TRUNCATED, RES_ERROR;
         if (b[4] == 0)
-            return *err = PROTO_E_DOMAIN_EMPTY, PROTO_ERROR;
+            return *err = PROTO_E_DOMAIN_EMPTY, RES_ERROR;
         need = 4 + 1 + (size_t)b[4] + 2;
         if (n >= need - 2 && spec_name(b + 5, b[4], name) == 0)
-            return *err = PROTO_E_HOSTNAME, PROTO_ERROR;
+            return *err = PROTO_E_HOSTNAME, RES_ERROR;
         break;
     default:
-        return *err = PROTO_E_ATYP, PROTO_ERROR;
+        return *err = PROTO_E_ATYP, RES_ERROR;
     }
     if (n < need)
-        return *err = PROTO_E_TRUNCATED, PROTO_ERROR;
+        return *err = PROTO_E_TRUNCATED, RES_ERROR;
     *hdr_len = need;
-    return PROTO_DONE;
+    return RES_DONE;
 }
 
 /* The decoded address equals the header bytes (ATYP at p[0]). */
@@ -86,7 +86,7 @@ static void reparse(const uint8_t *enc, size_t n, struct proto_addr *out)
 
     CHECK(copy != NULL);
     memcpy(copy, enc, n);
-    CHECK(proto_parse_udp_header(copy, n, out, &hdr_len, &err) == PROTO_DONE);
+    CHECK(proto_parse_udp_header(copy, n, out, &hdr_len, &err) == RES_DONE);
     CHECK(hdr_len == n);
     free(copy);
 }
@@ -139,7 +139,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     memset(&a, 0xA5, sizeof a); /* unset fields show up as garbage */
     CHECK(proto_parse_udp_header(data, size, &a, &hdr_len, &err) == want);
-    if (want == PROTO_ERROR) {
+    if (want == RES_ERROR) {
         CHECK(err == want_err && proto_err_str(err) != NULL);
         return 0;
     }

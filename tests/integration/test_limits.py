@@ -7,6 +7,7 @@ import os
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import socks  # Debian python3-socks (PySocks)
@@ -407,3 +408,64 @@ def test_max_handshakes_refuses_beyond_the_stalled_ones_then_recovers(socks5d, e
     finally:
         closes_all(stalled)
         tunnel.close()
+
+
+# ---------------------------------------------------------------- session limit, two workers
+
+
+def _session(srv, echo):
+    """A CONNECT to echo that got reply 0, kept open; None when the server
+    closed the connection instead (refused at accept)."""
+    s = socket.create_connection(srv.addr, timeout=scaled(5))
+    data = b""
+    try:
+        s.sendall(greeting_msg() + request(*echo.addr))
+        while len(data) < 12:
+            chunk = s.recv(12 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except (ConnectionResetError, BrokenPipeError):
+        data = b""
+    if len(data) == 12:
+        assert data[:2] == b"\x05\x00" and data[3] == 0, data
+        return s
+    assert data == b"", f"a refused session got {data!r}"
+    s.close()
+    return None
+
+
+def _fill(srv, echo, attempts):
+    """Sessions from `attempts` serial tries: a try is refused only by the
+    limit, never by a contender's try in flight."""
+    return [s for s in (_session(srv, echo) for _ in range(attempts)) if s]
+
+
+@pytest.mark.parametrize("limit", [8, 600])
+def test_max_sessions_holds_across_two_workers_under_parallel_clients(socks5d, echo, limit):
+    # Each worker admits from its own lease of the shared count: at most
+    # `limit` sessions at once, whoever accepts them, and at most 2 batches
+    # per worker kept unused (600 / (256 * 2) = 1; 8: exact).
+    kept = 2 * 2 * (limit // 512)
+    srv = socks5d("-w", "2", "--auth", "none", "--max-sessions", str(limit),
+                  "--max-sessions-per-ip", "100000", "--max-handshakes", "100000")
+    held = []
+    base = other_fds(srv.pid)
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            held = [s for s in pool.map(lambda _: _session(srv, echo), range(limit + limit // 2))
+                    if s]
+        assert len(held) <= limit, f"{len(held)} sessions admitted at once, limit {limit}"
+        held += _fill(srv, echo, limit - len(held) + 20)
+        assert limit - kept <= len(held) <= limit
+        for s in held[:3]:
+            echo_ok(s, b"still relaying")
+        # Every slot comes back: as many sessions as before fit again.
+        n = len(held)
+        closes_all(held)
+        wait_until(lambda: other_fds(srv.pid) <= base, scaled(5), interval=0.05,
+                   what="every session to end")
+        held = _fill(srv, echo, limit + 20)
+        assert limit - kept <= len(held) <= limit and len(held) >= n - kept
+    finally:
+        closes_all(held)

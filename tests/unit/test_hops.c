@@ -10,7 +10,7 @@
 #include "fdbudget.h"
 #include "hops.h"
 
-struct result {
+struct outcome {
     struct loop *loop;
     int calls, bound;
     enum hops_stage stage;
@@ -25,7 +25,7 @@ static void on_hops(void *owner, enum hops_stage stage, struct loop_io *io, uint
                     const struct proto_addr *bnd, const uint8_t *early, size_t early_len,
                     const char *why)
 {
-    struct result *r = owner;
+    struct outcome *r = owner;
     (void)bnd;
     if (stage == HOPS_BOUND) {
         r->bound++;
@@ -47,7 +47,7 @@ struct rig {
     struct loop *loop;
     struct loop_io from;
     int peer; /* the hops' side as the test sees it */
-    struct result r;
+    struct outcome r;
 };
 
 static void ignore(struct loop_io *io, unsigned events)

@@ -100,9 +100,9 @@ static int parse_exact(parser_fn parse, const uint8_t *msg, size_t len, void *ou
     rc2 = parse(msg, len, &in_place, &consumed2, &err2);
     if (rc2 != rc)
         fail_msg("%zu bytes: status %d from an exact copy but %d in place", len, rc, rc2);
-    if (rc == PROTO_DONE)
+    if (rc == RES_DONE)
         assert_int_equal(consumed2, *consumed);
-    if (rc == PROTO_ERROR)
+    if (rc == RES_ERROR)
         assert_int_equal(err2, *err);
     return rc;
 }
@@ -113,7 +113,7 @@ static void assert_done(parser_fn parse, const uint8_t *buf, size_t len, void *o
     size_t consumed;
     enum proto_err err;
 
-    assert_int_equal(parse_exact(parse, buf, len, out, &consumed, &err), PROTO_DONE);
+    assert_int_equal(parse_exact(parse, buf, len, out, &consumed, &err), RES_DONE);
     assert_int_equal(consumed, want);
 }
 
@@ -127,7 +127,7 @@ static void assert_complete_only_at_end(parser_fn parse, const uint8_t *msg, siz
 
     for (size_t n = 0; n < len; n++) {
         int rc = parse_exact(parse, msg, n, out, &consumed, &err);
-        if (rc != PROTO_NEED_MORE)
+        if (rc != RES_AGAIN)
             fail_msg("prefix %zu of %zu bytes: status %d, want NEED_MORE", n, len, rc);
     }
     assert_done(parse, msg, len, out, len);
@@ -145,9 +145,9 @@ static void assert_rejected_at(parser_fn parse, const uint8_t *msg, size_t len, 
 
     for (size_t n = 0; n <= len; n++) {
         int rc = parse_exact(parse, msg, n, &out, &consumed, &err);
-        if (rc != (n < at ? PROTO_NEED_MORE : PROTO_ERROR))
+        if (rc != (n < at ? RES_AGAIN : RES_ERROR))
             fail_msg("prefix %zu of %zu bytes (bad at %zu): status %d", n, len, at, rc);
-        if (rc == PROTO_ERROR)
+        if (rc == RES_ERROR)
             assert_int_equal(err, want);
     }
     assert_int_equal(proto_err_rep(want), rep);
@@ -161,7 +161,7 @@ static void assert_udp_rejected(const uint8_t *dgram, size_t len, enum proto_err
     enum proto_err err;
 
     int rc = parse_exact(parse_udp, dgram, len, &a, &hdr_len, &err);
-    if (rc != PROTO_ERROR || err != want)
+    if (rc != RES_ERROR || err != want)
         fail_msg("%zu-byte datagram: status %d err %d, want error %d", len, rc, err, want);
 }
 

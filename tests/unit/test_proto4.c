@@ -55,8 +55,8 @@ static void assert_whole(const uint8_t *buf, size_t len, struct proto4_request *
     size_t consumed = 0;
     enum proto4_err err = PROTO4_E_NONE;
     for (size_t i = 0; i < len; i++)
-        assert_int_equal(parse_copy(buf, i, out, &consumed, &err), PROTO_NEED_MORE);
-    assert_int_equal(parse_copy(buf, len, out, &consumed, &err), PROTO_DONE);
+        assert_int_equal(parse_copy(buf, i, out, &consumed, &err), RES_AGAIN);
+    assert_int_equal(parse_copy(buf, len, out, &consumed, &err), RES_DONE);
     assert_int_equal(consumed, len);
 }
 
@@ -65,7 +65,7 @@ static void assert_rejected(const uint8_t *buf, size_t len, enum proto4_err want
     struct proto4_request r;
     size_t consumed = 0;
     enum proto4_err err = PROTO4_E_NONE;
-    assert_int_equal(parse_copy(buf, len, &r, &consumed, &err), PROTO_ERROR);
+    assert_int_equal(parse_copy(buf, len, &r, &consumed, &err), RES_ERROR);
     assert_int_equal(err, want);
 }
 
@@ -126,7 +126,7 @@ TEST(trailing_bytes_are_not_consumed)
     enum proto4_err err;
     size_t n = build(b, 4, 1, 80, IP, "u", NULL);
     memcpy(b + n, "GET /", 5);
-    assert_int_equal(parse_copy(b, n + 5, &r, &consumed, &err), PROTO_DONE);
+    assert_int_equal(parse_copy(b, n + 5, &r, &consumed, &err), RES_DONE);
     assert_int_equal(consumed, n);
 }
 
@@ -184,9 +184,9 @@ TEST(missing_nul_needs_more_until_the_limit)
     size_t consumed;
     enum proto4_err err;
     size_t n = build(b, 4, 1, 80, IP, "abc", NULL);
-    assert_int_equal(parse_copy(b, n - 1, &r, &consumed, &err), PROTO_NEED_MORE);
+    assert_int_equal(parse_copy(b, n - 1, &r, &consumed, &err), RES_AGAIN);
     n = build(b, 4, 1, 80, MARK, "abc", "example.com");
-    assert_int_equal(parse_copy(b, n - 1, &r, &consumed, &err), PROTO_NEED_MORE);
+    assert_int_equal(parse_copy(b, n - 1, &r, &consumed, &err), RES_AGAIN);
 }
 
 TEST(socks4a_name_over_255_is_rejected)

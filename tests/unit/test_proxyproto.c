@@ -45,7 +45,7 @@ static struct outcome parse_str(const char *s)
 
 static void assert_error(struct outcome o)
 {
-    assert_int_equal(o.rc, PROXYPROTO_ERROR);
+    assert_int_equal(o.rc, RES_ERROR);
     assert_non_null(o.reason);
     assert_true(strlen(o.reason) > 0);
 }
@@ -54,14 +54,14 @@ static void assert_str_errors(const char *s)
 {
     struct outcome o = parse_str(s);
 
-    if (o.rc != PROXYPROTO_ERROR)
+    if (o.rc != RES_ERROR)
         fail_msg("accepted (rc %d): \"%s\"", o.rc, s);
     assert_error(o);
 }
 
 static void assert_done(struct outcome o, size_t consumed)
 {
-    assert_int_equal(o.rc, PROXYPROTO_DONE);
+    assert_int_equal(o.rc, RES_DONE);
     assert_int_equal(o.consumed, consumed);
 }
 
@@ -95,7 +95,7 @@ static void assert_needs_more_until_done(const uint8_t *buf, size_t len, size_t 
 {
     for (size_t i = 0; i < len; i++) {
         struct outcome o = parse(buf, i);
-        if (o.rc != PROXYPROTO_NEED_MORE)
+        if (o.rc != RES_AGAIN)
             fail_msg("prefix of %zu bytes gave %d", i, o.rc);
     }
     assert_done(parse(buf, len), consumed);
@@ -133,7 +133,7 @@ static const uint8_t V6_BODY[36] = {
 static void empty_input_needs_more(void **state)
 {
     (void)state;
-    assert_int_equal(parse("", 0).rc, PROXYPROTO_NEED_MORE);
+    assert_int_equal(parse("", 0).rc, RES_AGAIN);
 }
 
 static void garbage_first_byte_errors_immediately(void **state)
@@ -150,7 +150,7 @@ static void need_more_and_error_write_nothing(void **state)
     struct outcome bad = parse_str("PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n");
 
     (void)state;
-    assert_int_equal(more.rc, PROXYPROTO_NEED_MORE);
+    assert_int_equal(more.rc, RES_AGAIN);
     assert_null(more.reason);
     assert_int_equal(more.consumed, (size_t)-1);
     assert_error(bad);
@@ -244,7 +244,7 @@ static void v1_without_crlf_in_107_bytes_errors(void **state)
     (void)state;
     memset(s, 'x', sizeof s);
     memcpy(s, "PROXY UNKNOWN ", 14);
-    assert_int_equal(parse(s, PROXYPROTO_V1_MAX - 1).rc, PROXYPROTO_NEED_MORE);
+    assert_int_equal(parse(s, PROXYPROTO_V1_MAX - 1).rc, RES_AGAIN);
     assert_error(parse(s, PROXYPROTO_V1_MAX));
     /* CRLF one byte too late: the CR is the 107th byte. */
     memcpy(s + PROXYPROTO_V1_MAX - 1, "\r\n", 2);
@@ -255,8 +255,8 @@ static void v1_without_crlf_in_107_bytes_errors(void **state)
 static void v1_missing_crlf_needs_more_and_lone_cr_or_lf_errors(void **state)
 {
     (void)state;
-    assert_int_equal(parse_str("PROXY TCP4 1.2.3.4 5.6.7.8 1 2").rc, PROXYPROTO_NEED_MORE);
-    assert_int_equal(parse_str("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r").rc, PROXYPROTO_NEED_MORE);
+    assert_int_equal(parse_str("PROXY TCP4 1.2.3.4 5.6.7.8 1 2").rc, RES_AGAIN);
+    assert_int_equal(parse_str("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r").rc, RES_AGAIN);
     assert_str_errors("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n");
     assert_str_errors("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\r\n");
     assert_str_errors("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\rX");
@@ -274,7 +274,7 @@ static void v1_non_printable_byte_errors_as_it_arrives(void **state)
 static void v1_bad_signature_errors_early(void **state)
 {
     (void)state;
-    assert_int_equal(parse_str("PROX").rc, PROXYPROTO_NEED_MORE);
+    assert_int_equal(parse_str("PROX").rc, RES_AGAIN);
     assert_str_errors("PROXZ");
     assert_str_errors("PROXY\r\n");
     assert_str_errors("PROXYTCP4 1.2.3.4 5.6.7.8 1 2\r\n");
@@ -336,7 +336,7 @@ static void v1_port_with_leading_zero_errors_but_zero_is_accepted(void **state)
     struct outcome o = parse_str("PROXY TCP4 1.2.3.4 5.6.7.8 0 0\r\n");
 
     (void)state;
-    assert_int_equal(o.rc, PROXYPROTO_DONE);
+    assert_int_equal(o.rc, RES_DONE);
     assert_endpoint(&o.r.src, AF_INET, "1.2.3.4", 0);
     assert_str_errors("PROXY TCP4 1.2.3.4 5.6.7.8 01080 2\r\n");
     assert_str_errors("PROXY TCP4 1.2.3.4 5.6.7.8 1 00\r\n");
@@ -527,7 +527,7 @@ static void v2_bad_signature_errors_at_first_wrong_byte(void **state)
 
     (void)state;
     buf[4] = 0x20; /* the NUL in the signature */
-    assert_int_equal(parse(buf, 4).rc, PROXYPROTO_NEED_MORE);
+    assert_int_equal(parse(buf, 4).rc, RES_AGAIN);
     assert_error(parse(buf, 5));
     assert_error(parse(buf, n));
     assert_error(parse("\r\n\r\nGET", 7));
@@ -595,7 +595,7 @@ static void v2_largest_allowed_header_is_accepted(void **state)
     body[sizeof V4_BODY + 2] = (uint8_t)pad;
     n = build_v2(buf, 0x21, 0x11, body, sizeof body);
     assert_int_equal(n, PROXYPROTO_MAX_HEADER);
-    assert_int_equal(parse(buf, n - 1).rc, PROXYPROTO_NEED_MORE);
+    assert_int_equal(parse(buf, n - 1).rc, RES_AGAIN);
     assert_done(parse(buf, n), PROXYPROTO_MAX_HEADER);
 }
 

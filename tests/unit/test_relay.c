@@ -74,7 +74,7 @@ static int pump(struct rig *g, unsigned *flags)
     int err = 0;
     unsigned f = 0;
     int rc = relay_pump(&g->r, &g->pool, g->now, &f, &err);
-    if (rc == RELAY_ERROR)
+    if (rc == RES_ERROR)
         fail_msg("relay_pump: unexpected error %s", strerror(err));
     if (flags)
         *flags = f;
@@ -127,7 +127,7 @@ TEST(bytes_flow_both_ways)
 
     send_str(g.c[1], "hello target");
     relay_note(&g.r.client, LOOP_READ);
-    assert_int_equal(pump(&g, &flags), RELAY_AGAIN);
+    assert_int_equal(pump(&g, &flags), RES_AGAIN);
     assert_true(flags & RELAY_MOVED);
     assert_false(flags & RELAY_MORE);
     recv_str(g.t[1], "hello target");
@@ -136,7 +136,7 @@ TEST(bytes_flow_both_ways)
 
     send_str(g.t[1], "hello client");
     relay_note(&g.r.target, LOOP_READ);
-    assert_int_equal(pump(&g, &flags), RELAY_AGAIN);
+    assert_int_equal(pump(&g, &flags), RES_AGAIN);
     assert_true(flags & RELAY_MOVED);
     recv_str(g.c[1], "hello client");
     assert_int_equal(g.r.down.bytes, 12);
@@ -147,12 +147,12 @@ TEST(bytes_flow_both_ways)
     send_str(g.t[1], "pong");
     relay_note(&g.r.client, LOOP_READ);
     relay_note(&g.r.target, LOOP_READ);
-    assert_int_equal(pump(&g, &flags), RELAY_AGAIN);
+    assert_int_equal(pump(&g, &flags), RES_AGAIN);
     recv_str(g.t[1], "ping");
     recv_str(g.c[1], "pong");
 
     /* Nothing new: nothing moves, nothing is reported. */
-    assert_int_equal(pump(&g, &flags), RELAY_AGAIN);
+    assert_int_equal(pump(&g, &flags), RES_AGAIN);
     assert_false(flags & RELAY_MOVED);
     assert_nothing_to_read(g.t[1]);
     assert_nothing_to_read(g.c[1]);
@@ -166,7 +166,7 @@ TEST(stale_readable_note_with_nothing_to_read_is_harmless)
     rig_init(&g);
     relay_note(&g.r.client, LOOP_READ | LOOP_WRITE);
     relay_note(&g.r.target, LOOP_READ | LOOP_WRITE);
-    assert_int_equal(pump(&g, &flags), RELAY_AGAIN);
+    assert_int_equal(pump(&g, &flags), RES_AGAIN);
     assert_false(flags & RELAY_MOVED);
     assert_int_equal(g.pool.in_use, 0);
     assert_false(g.r.client.readable); /* EAGAIN clears it */
@@ -187,7 +187,7 @@ TEST(early_data_in_up_buf_is_delivered_first)
     g.r.up.len = 16;
     send_str(g.c[1], "Host: x\r\n");
     relay_note(&g.r.client, LOOP_READ);
-    assert_int_equal(pump(&g, &flags), RELAY_AGAIN);
+    assert_int_equal(pump(&g, &flags), RES_AGAIN);
     recv_str(g.t[1], "/ HTTP/1.1\r\nHost: x\r\n");
     assert_int_equal(g.r.up.bytes, 12 + 9);
     assert_int_equal(g.pool.in_use, 0);
@@ -201,7 +201,7 @@ TEST(early_data_goes_out_even_without_a_read_event)
     g.r.up.buf = bufpool_get(&g.pool);
     memcpy(g.r.up.buf, "early", 5);
     g.r.up.len = 5;
-    assert_int_equal(pump(&g, NULL), RELAY_AGAIN);
+    assert_int_equal(pump(&g, NULL), RES_AGAIN);
     recv_str(g.t[1], "early");
     assert_int_equal(g.pool.in_use, 0);
     rig_free(&g);
@@ -215,7 +215,7 @@ TEST(eof_becomes_shutdown_wr_while_the_reverse_still_flows)
     send_str(g.c[1], "last words");
     assert_int_equal(shutdown(g.c[1], SHUT_WR), 0);
     relay_note(&g.r.client, LOOP_READ | LOOP_RDHUP);
-    assert_int_equal(pump(&g, NULL), RELAY_AGAIN);
+    assert_int_equal(pump(&g, NULL), RES_AGAIN);
     assert_true(g.r.up.shut);
     assert_false(g.r.down.shut);
     /* The target sees the bytes, then EOF. */
@@ -225,11 +225,11 @@ TEST(eof_becomes_shutdown_wr_while_the_reverse_still_flows)
     /* The reply still reaches the client, more than once. */
     send_str(g.t[1], "reply 1");
     relay_note(&g.r.target, LOOP_READ);
-    assert_int_equal(pump(&g, NULL), RELAY_AGAIN);
+    assert_int_equal(pump(&g, NULL), RES_AGAIN);
     recv_str(g.c[1], "reply 1");
     send_str(g.t[1], "reply 2");
     relay_note(&g.r.target, LOOP_READ);
-    assert_int_equal(pump(&g, NULL), RELAY_AGAIN);
+    assert_int_equal(pump(&g, NULL), RES_AGAIN);
     recv_str(g.c[1], "reply 2");
 
     /* The client side was only half-closed: its socket is still open. */
@@ -245,21 +245,21 @@ TEST(done_only_after_both_eofs_and_each_eof_passed_on_once)
     rig_init(&g);
     assert_int_equal(shutdown(g.t[1], SHUT_WR), 0);
     relay_note(&g.r.target, LOOP_READ | LOOP_RDHUP);
-    assert_int_equal(pump(&g, &flags), RELAY_AGAIN);
+    assert_int_equal(pump(&g, &flags), RES_AGAIN);
     assert_true(g.r.down.shut);
     assert_eof(g.c[1]);
     /* Pumping again does not change anything. */
-    assert_int_equal(pump(&g, &flags), RELAY_AGAIN);
+    assert_int_equal(pump(&g, &flags), RES_AGAIN);
 
     send_str(g.c[1], "bye");
     assert_int_equal(shutdown(g.c[1], SHUT_WR), 0);
     relay_note(&g.r.client, LOOP_READ | LOOP_RDHUP);
-    assert_int_equal(pump(&g, &flags), RELAY_DONE);
+    assert_int_equal(pump(&g, &flags), RES_DONE);
     assert_true(flags & RELAY_MOVED);
     recv_str(g.t[1], "bye");
     assert_int_equal(g.pool.in_use, 0);
     assert_int_equal(held(&g.r.up) + held(&g.r.down), 0);
-    assert_int_equal(pump(&g, &flags), RELAY_DONE);
+    assert_int_equal(pump(&g, &flags), RES_DONE);
     /* Done: the owner closes both sockets, and that ends the target's read
      * side (a FIN, not a reset: nothing was left unread). */
     close(g.c[0]);
@@ -277,7 +277,7 @@ TEST(eof_without_rdhup_note_is_found_by_reading)
     rig_init(&g);
     assert_int_equal(shutdown(g.c[1], SHUT_WR), 0);
     relay_note(&g.r.client, LOOP_READ);
-    assert_int_equal(pump(&g, NULL), RELAY_AGAIN);
+    assert_int_equal(pump(&g, NULL), RES_AGAIN);
     assert_true(g.r.client.eof);
     assert_true(g.r.up.shut);
     assert_eof(g.t[1]);
@@ -316,7 +316,7 @@ static void assert_holds_still(struct rig *g)
     assert_int_equal(held(&g->r.down), 0);
     for (int i = 0; i < 5; i++) {
         relay_note(&g->r.client, LOOP_READ);
-        assert_int_equal(pump(g, &flags), RELAY_AGAIN);
+        assert_int_equal(pump(g, &flags), RES_AGAIN);
         assert_false(flags & RELAY_MOVED);
         assert_false(flags & RELAY_MORE);
         assert_int_equal(inq(g->c[0]), waiting);
@@ -399,7 +399,7 @@ TEST(backpressure_in_one_direction_does_not_stop_the_other)
     stall_upstream(&g, &wseq);
     send_str(g.t[1], "still here");
     relay_note(&g.r.target, LOOP_READ);
-    assert_int_equal(pump(&g, NULL), RELAY_AGAIN);
+    assert_int_equal(pump(&g, NULL), RES_AGAIN);
     recv_str(g.c[1], "still here");
     assert_int_equal(held(&g.r.up), 1);   /* still stalled */
     assert_int_equal(held(&g.r.down), 0); /* idle again */
@@ -431,7 +431,7 @@ TEST(budget_runs_out_with_data_waiting_gives_relay_more)
     assert_true(big_sndbuf(g.t[0], 2 * WANT));
     assert_int_equal(fill_socket(g.c[1], &wseq, WANT), WANT);
     relay_note(&g.r.client, LOOP_READ);
-    assert_int_equal(pump(&g, &flags), RELAY_AGAIN);
+    assert_int_equal(pump(&g, &flags), RES_AGAIN);
     assert_true(flags & RELAY_MOVED);
     assert_true(flags & RELAY_MORE);
     /* Stopped early: part moved, the rest still in the socket. */
@@ -444,7 +444,7 @@ TEST(budget_runs_out_with_data_waiting_gives_relay_more)
     /* Called again without any new event, it carries on to the end. */
     int calls = 0;
     do {
-        assert_int_equal(pump(&g, &flags), RELAY_AGAIN);
+        assert_int_equal(pump(&g, &flags), RES_AGAIN);
         calls++;
         drain_pattern(g.t[1], &rseq, NULL);
     } while ((flags & RELAY_MORE) && calls < 1000);
@@ -464,7 +464,7 @@ TEST(small_burst_does_not_report_relay_more)
     rig_init(&g);
     fill_socket(g.c[1], &wseq, 3 * BUFPOOL_SIZE + 100);
     relay_note(&g.r.client, LOOP_READ);
-    assert_int_equal(pump(&g, &flags), RELAY_AGAIN);
+    assert_int_equal(pump(&g, &flags), RES_AGAIN);
     assert_true(flags & RELAY_MOVED);
     assert_false(flags & RELAY_MORE);
     assert_int_equal(g.r.up.bytes, 3 * BUFPOOL_SIZE + 100);
@@ -480,11 +480,11 @@ TEST(reset_by_the_target_gives_relay_error_with_econnreset)
     /* The target server closes with bytes it never read: a reset. */
     send_str(g.c[1], "unread by target");
     relay_note(&g.r.client, LOOP_READ);
-    assert_int_equal(pump(&g, NULL), RELAY_AGAIN);
+    assert_int_equal(pump(&g, NULL), RES_AGAIN);
     close(g.t[1]);
     g.t[1] = -1;
     relay_note(&g.r.target, LOOP_READ | LOOP_WRITE | LOOP_HUP);
-    assert_int_equal(relay_pump(&g.r, &g.pool, g.now, &flags, &err), RELAY_ERROR);
+    assert_int_equal(relay_pump(&g.r, &g.pool, g.now, &flags, &err), RES_ERROR);
     assert_int_equal(err, ECONNRESET);
     rig_free(&g);
 }
@@ -500,7 +500,7 @@ TEST(writing_to_a_closed_target_gives_relay_error_with_epipe_not_sigpipe)
     send_str(g.c[1], "into the void");
     relay_note(&g.r.client, LOOP_READ);
     /* SIGPIPE would kill the test binary here (MSG_NOSIGNAL prevents it). */
-    assert_int_equal(relay_pump(&g.r, &g.pool, g.now, &flags, &err), RELAY_ERROR);
+    assert_int_equal(relay_pump(&g.r, &g.pool, g.now, &flags, &err), RES_ERROR);
     assert_int_equal(err, EPIPE);
     rig_free(&g);
 }
@@ -535,25 +535,25 @@ TEST(bucket_limits_a_direction_and_refills_with_time)
     fill_socket(g.c[1], &wseq, 20000);
     relay_note(&g.r.client, LOOP_READ);
 
-    assert_int_equal(pump(&g, &flags), RELAY_AGAIN);
+    assert_int_equal(pump(&g, &flags), RES_AGAIN);
     assert_true(flags & RELAY_MOVED);
     assert_true(flags & RELAY_THROTTLED);
     assert_int_equal(g.r.up.bytes, 1500); /* the burst */
     assert_int_equal(drain_pattern(g.t[1], &rseq, NULL), 1500);
 
     /* Same instant: nothing more. */
-    assert_int_equal(pump(&g, &flags), RELAY_AGAIN);
+    assert_int_equal(pump(&g, &flags), RES_AGAIN);
     assert_true(flags & RELAY_THROTTLED);
     assert_false(flags & RELAY_MOVED);
     assert_int_equal(g.r.up.bytes, 1500);
 
     /* 250 ms later: 1000 more bytes of tokens. */
     g.now += 250;
-    assert_int_equal(pump(&g, &flags), RELAY_AGAIN);
+    assert_int_equal(pump(&g, &flags), RES_AGAIN);
     assert_int_equal(g.r.up.bytes, 2500);
     /* A long pause refills only up to the burst. */
     g.now += 60000;
-    assert_int_equal(pump(&g, &flags), RELAY_AGAIN);
+    assert_int_equal(pump(&g, &flags), RES_AGAIN);
     assert_int_equal(g.r.up.bytes, 4000);
     assert_int_equal(drain_pattern(g.t[1], &rseq, NULL), 2500);
 
@@ -561,7 +561,7 @@ TEST(bucket_limits_a_direction_and_refills_with_time)
     uint8_t dseq = 0, drseq = 0;
     fill_socket(g.t[1], &dseq, 20000);
     relay_note(&g.r.target, LOOP_READ);
-    assert_int_equal(pump(&g, &flags), RELAY_AGAIN);
+    assert_int_equal(pump(&g, &flags), RES_AGAIN);
     assert_int_equal(g.r.down.bytes, 20000);
     assert_int_equal(drain_pattern(g.c[1], &drseq, NULL), 20000);
     rig_free(&g);
@@ -582,11 +582,11 @@ TEST(throttled_direction_holds_no_buffer_while_waiting_for_tokens)
     g.r.up.bucket = &b;
     fill_socket(g.c[1], &wseq, 20000);
     relay_note(&g.r.client, LOOP_READ);
-    assert_int_equal(pump(&g, &flags1), RELAY_AGAIN);
+    assert_int_equal(pump(&g, &flags1), RES_AGAIN);
     assert_int_equal(drain_pattern(g.t[1], &rseq, NULL), 1500); /* all of it went out */
     size_t held_after_burst = g.pool.in_use;
     g.now += 250;
-    assert_int_equal(pump(&g, &flags2), RELAY_AGAIN);
+    assert_int_equal(pump(&g, &flags2), RES_AGAIN);
     size_t held_after_refill = g.pool.in_use;
     rig_free(&g); /* first, so a failure below leaks nothing */
     assert_true(flags1 & RELAY_THROTTLED);
@@ -606,7 +606,7 @@ TEST(throttled_direction_still_passes_eof_when_drained)
     send_str(g.c[1], "small");
     assert_int_equal(shutdown(g.c[1], SHUT_WR), 0);
     relay_note(&g.r.client, LOOP_READ | LOOP_RDHUP);
-    assert_int_equal(pump(&g, &flags), RELAY_AGAIN);
+    assert_int_equal(pump(&g, &flags), RES_AGAIN);
     recv_str(g.t[1], "small");
     assert_eof(g.t[1]);
     assert_true(g.r.up.shut);
@@ -661,11 +661,11 @@ static void on_live_more(struct loop_defer *d);
 static void live_pump(struct live *v)
 {
     unsigned flags = 0;
-    if (v->status != RELAY_AGAIN)
+    if (v->status != RES_AGAIN)
         return;
     int rc = relay_pump(&v->g.r, &v->g.pool, loop_now(v->l), &flags, &v->err);
     v->status = rc;
-    if (rc == RELAY_AGAIN && (flags & RELAY_MORE))
+    if (rc == RES_AGAIN && (flags & RELAY_MORE))
         loop_defer(v->l, &v->more, on_live_more);
 }
 
@@ -699,13 +699,13 @@ TEST(relay_on_a_loop_moves_megabytes_both_ways_then_finishes)
     rig_init(&v->g);
     v->l = loop_new();
     assert_non_null(v->l);
-    v->status = RELAY_AGAIN;
+    v->status = RES_AGAIN;
     assert_int_equal(
         loop_io_add(v->l, &v->g.r.client.io, v->g.c[0], LOOP_READ | LOOP_WRITE, on_live_client), 0);
     assert_int_equal(
         loop_io_add(v->l, &v->g.r.target.io, v->g.t[0], LOOP_READ | LOOP_WRITE, on_live_target), 0);
     uint64_t deadline = now_ms() + 6 * WAIT_MS;
-    while (v->status == RELAY_AGAIN && now_ms() < deadline) {
+    while (v->status == RES_AGAIN && now_ms() < deadline) {
         if (csent < SIZE)
             csent += fill_socket(v->g.c[1], &cw, SIZE - csent);
         if (tsent < SIZE)
@@ -718,7 +718,7 @@ TEST(relay_on_a_loop_moves_megabytes_both_ways_then_finishes)
         cgot += drain_pattern(v->g.c[1], &cr, &ceof);
         loop_run_once(v->l, 10);
     }
-    assert_int_equal(v->status, RELAY_DONE);
+    assert_int_equal(v->status, RES_DONE);
     assert_int_equal(v->g.pool.in_use, 0);
     assert_int_equal(held(&v->g.r.up) + held(&v->g.r.down), 0);
     /* Done: the owner closes both relay sockets, as a session does. */

@@ -13,12 +13,12 @@ TEST(queued_clients_all_become_sessions_and_the_counts_return_to_zero)
     for (int i = 0; i < 5; i++)
         c[i] = rig_client(&r);
     RIG_UNTIL(&r, rig_sessions(&r) == 5);
-    assert_int_equal(atomic_load(&g_sessions), 5);
+    assert_int_equal(worker_sessions(r.w), 5);
     assert_int_equal(RIG_STAT(&r, active), 5);
     for (int i = 0; i < 5; i++)
         close(c[i]);
     RIG_UNTIL(&r, rig_sessions(&r) == 0);
-    assert_int_equal(atomic_load(&g_sessions), 0);
+    assert_int_equal(worker_sessions(r.w), 0);
     assert_int_equal(RIG_STAT(&r, active), 0);
     assert_int_equal(RIG_STAT(&r, probes), 5); /* closed without a byte */
     rig_stop(&r);
@@ -57,10 +57,10 @@ static void tunnel_still_works(struct rig *r, const struct rig_tunnel *tn)
  * loop has applied them. */
 static void reload(struct rig *r, struct config *cfg, const struct worker_listen *ls, size_t n)
 {
-    unsigned before = atomic_load(&r->w->reloads_applied);
     assert_int_equal(worker_reload(r->w, cfg, ls, n), 0);
     config_unref(cfg);
-    RIG_UNTIL(r, atomic_load(&r->w->reloads_applied) == before + 1);
+    assert_true(worker_reload_pending(r->w));
+    RIG_UNTIL(r, !worker_reload_pending(r->w));
 }
 
 TEST(reload_rules_apply_to_new_sessions_while_old_tunnels_go_on)
@@ -70,8 +70,7 @@ TEST(reload_rules_apply_to_new_sessions_while_old_tunnels_go_on)
     struct rig_tunnel tn;
     rig_start(&r, NULL);
     rig_tunnel_open(&r, &tn);
-    struct worker_listen same = {.spec = r.w->listeners[0].spec, .fd = r.w->listeners[0].io.fd};
-    reload(&r, rig_config(deny_all), &same, 1);
+    reload(&r, rig_config(deny_all), &r.ls, 1);
 
     int c = rig_client(&r);
     rig_expect_closed(&r, c); /* refused at accept by the new rules */
@@ -90,7 +89,7 @@ TEST(reload_with_another_listener_closes_the_old_one_and_accepts_on_the_new)
     struct sockaddr_in old, fresh;
     rig_start(&r, NULL);
     old = r.proxy;
-    struct worker_listen ls = {.spec = r.w->listeners[0].spec};
+    struct worker_listen ls = {.spec = r.ls.spec};
     ls.fd = listen_loopback(&fresh, 8);
     set_nonblock(ls.fd);
     reload(&r, rig_config(NULL), &ls, 1);
@@ -116,7 +115,7 @@ TEST(drain_stops_accepting_and_closes_what_is_left_after_the_grace_period)
     rig_tunnel_open(&r, &tn);
     struct sockaddr_in addr = r.proxy;
     worker_drain(r.w);
-    RIG_UNTIL(&r, r.w->draining);
+    RIG_UNTIL(&r, worker_draining(r.w));
     /* Armed in the turn that began the drain, the grace timer cannot have
      * fired yet: the tunnel is still there. */
     assert_int_equal(rig_sessions(&r), 1);

@@ -28,10 +28,13 @@
 #include "proto.h"
 #include "quota.h"
 #include "session.h"
+#include "wenv.h"
 #include "worker.h"
 
 struct rig {
     struct worker *w;
+    struct wenv *env;         /* the worker's, as its sessions see it */
+    struct worker_listen ls;  /* the listener the worker was given */
     struct sockaddr_in proxy; /* where clients connect */
     int fds_before;
 };
@@ -120,23 +123,24 @@ static inline void rig_start(struct rig *r, const char *const *extra)
 {
     char err[256];
     struct config *c = rig_config(extra);
-    struct worker_listen ls = {.spec = c->listen[0]};
     memset(r, 0, sizeof *r);
+    r->ls.spec = c->listen[0];
     r->fds_before = fd_count();
-    ls.fd = listen_loopback(&r->proxy, 64);
-    set_nonblock(ls.fd);
+    r->ls.fd = listen_loopback(&r->proxy, 64);
+    set_nonblock(r->ls.fd);
     if (log_configure(&c->log, err, sizeof err) < 0)
         fail_msg("log_configure: %s", err);
-    r->w = worker_new(0, c, NULL, &ls, 1, err, sizeof err);
+    r->w = worker_new(0, c, NULL, &r->ls, 1, err, sizeof err);
     if (!r->w)
         fail_msg("worker_new: %s", err);
+    r->env = worker_env(r->w);
     config_unref(c);
 }
 
 /* One turn of the worker's loop, waiting at most 5 ms for an event. */
 static inline void rig_turn(struct rig *r)
 {
-    assert_true(loop_run_once(r->w->loop, 5) >= 0);
+    assert_true(loop_run_once(r->env->loop, 5) >= 0);
 }
 
 /* Turns the loop until cond holds, for at most WAIT_MS. */
@@ -150,31 +154,30 @@ static inline void rig_turn(struct rig *r)
         }                                                                                          \
     } while (0)
 
-/* What the tests read of the worker, in one place so a worker made opaque
- * (issue 11) changes only these: its counters, its session count and its
- * session (the one the test is driving). */
-#define RIG_STAT(r, field) stat_get(&(r)->w->stats.field)
+/* What the tests read of the worker's environment: its counters, its
+ * session count and its session (the one the test is driving). */
+#define RIG_STAT(r, field) stat_get(&(r)->env->stats.field)
 
 static inline size_t rig_sessions(const struct rig *r)
 {
-    return r->w->nsessions;
+    return r->env->sessions.n;
 }
 
 static inline struct session *rig_session(const struct rig *r)
 {
-    assert_non_null(r->w->sessions);
-    return r->w->sessions;
+    assert_non_null(r->env->sessions.head);
+    return r->env->sessions.head;
 }
 
 /* Ends every session still open and frees the worker; nothing may leak:
  * the session count returns to zero and no descriptor stays open. */
 static inline void rig_stop(struct rig *r)
 {
-    while (r->w->sessions)
-        session_close(r->w->sessions);
-    assert_true(loop_run_once(r->w->loop, 0) >= 0);
-    assert_int_equal(r->w->nsessions, 0);
-    assert_int_equal(atomic_load(&g_sessions), 0);
+    while (r->env->sessions.head)
+        session_close(r->env->sessions.head);
+    assert_true(loop_run_once(r->env->loop, 0) >= 0);
+    assert_int_equal(r->env->sessions.n, 0);
+    assert_int_equal(worker_sessions(r->w), 0);
     worker_free(r->w);
     assert_int_equal(fd_count(), r->fds_before);
 }
