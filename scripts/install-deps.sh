@@ -5,7 +5,7 @@ set -eu
 build="gcc make libc-ares-dev libcrypt-dev pkg-config"
 test="$build clang clang-format clang-tools lcov libclang-rt-14-dev libcmocka-dev python3 python3-pytest python3-socks
       python3-prometheus-client curl proxychains4 haproxy nodejs npm node-socks groff-base systemd
-      iproute2 procps"
+      iproute2 procps dante-server tinyproxy"
 bench="$build python3 microsocks dante-server gnuplot-nox procps"
 case "${1:-build}" in
   build) want=$build ;;

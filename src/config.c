@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "proto.h"
+#include "route.h"
 #include "rules.h"
 #include "users.h"
 #include "version.h"
@@ -59,6 +60,8 @@ enum {
     O_NO_UDP,
     O_UDP_PORTS,
     O_UDP_FULL_CONE,
+    O_ROUTE,
+    O_SOCKS4,
     O_ADVERTISE,
     O_RULE,
     O_PROXY_PROTOCOL,
@@ -104,6 +107,8 @@ static const struct option long_opts[] = {
     {"udp-full-cone", no_argument, NULL, O_UDP_FULL_CONE},
     {"advertise", required_argument, NULL, O_ADVERTISE},
     {"rule", required_argument, NULL, O_RULE},
+    {"route", required_argument, NULL, O_ROUTE},
+    {"socks4", no_argument, NULL, O_SOCKS4},
     {"proxy-protocol", no_argument, NULL, O_PROXY_PROTOCOL},
     {"proxy-protocol-from", required_argument, NULL, O_PP_FROM},
     {"log-level", required_argument, NULL, O_LOG_LEVEL},
@@ -163,6 +168,10 @@ void config_usage(FILE *out)
         "      --proxy-protocol        expect a PROXY v1/v2 header on every listener\n"
         "      --proxy-protocol-from CIDR[,CIDR...]  trusted PROXY header senders\n"
         "      --open-proxy            allow a non-loopback listener without auth\n"
+        "      --route 'ROUTE'         where traffic leaves: '[CLAUSES] via HOPS|direct\n"
+        "                              [| ...] [out ...]' (docs/routes.md; credentials\n"
+        "                              only in the config file)\n"
+        "      --socks4                serve SOCKS4/4a on the same port (no login)\n"
         "      --user NAME             drop privileges to NAME after binding\n"
         "      --allow-root            allow running as root beyond loopback\n"
         "      --metrics [ADDR:]PORT   Prometheus /metrics and /healthz endpoint\n"
@@ -410,6 +419,23 @@ static int add_rule(struct config *c, const char *arg, const struct origin *o, c
     return rules_add(c->rules, arg, o->file, o->line, err, errlen);
 }
 
+/* Credentials in a route only from a file: a command line is visible to
+ * every local user. */
+static int add_route(struct config *c, const char *arg, struct origin *o, char *err, size_t errlen)
+{
+    int n, skip = 0;
+    if (!c->routes && !(c->routes = routes_new()))
+        return snprintf(err, errlen, "out of memory"), -1;
+    if (routes_add(c->routes, arg, o->file, o->line, o->file ? ROUTES_SECRETS_OK : 0, err,
+                   errlen) == 0)
+        return 0;
+    if (sscanf(err, "column %d: %n", &n, &skip) == 1 && skip > 0) {
+        o->column += n - 1;
+        memmove(err, err + skip, strlen(err + skip) + 1);
+    }
+    return -1;
+}
+
 /* "WORD" + " " + "ARG" in a fresh string (rule lines are as long as the
  * config line allows), or NULL. */
 static char *join(const char *word, const char *arg)
@@ -585,6 +611,10 @@ static int apply(struct config *c, int opt, const char *arg, struct origin *o, c
         if (!o->file)
             o->line++; /* logged as "(command line):N" for the Nth --rule */
         return add_rule(c, arg, o, err, errlen);
+    case O_ROUTE:
+        return add_route(c, arg, o, err, errlen);
+    case O_SOCKS4:
+        return set_flag(&c->socks4, arg);
     case O_PP_FROM:
         return set_pp_from(c, arg, err, errlen);
     case O_RATE_LIMIT:
@@ -868,6 +898,9 @@ static int validate(struct config *c)
         BAD("users file %s", err);
     if (c->max_per_user && !c->users_path)
         BAD("max-sessions-per-user needs authentication (a users file)");
+    if (c->socks4 && !memchr(c->methods, SOCKS5_METHOD_NONE, c->nmethods))
+        BAD("socks4 needs auth none among the methods (SOCKS4 clients cannot log in, so "
+            "they would get around the login)");
     for (size_t i = 0; i < c->nrate_limits; i++)
         if (!users_find(c->users, c->rate_limits[i].user))
             BAD("rate-limit: no user '%s' in the users file", c->rate_limits[i].user);
@@ -975,6 +1008,7 @@ void config_unref(struct config *c)
     users_free(c->users);
     rules_free(c->rules);
     rules_free(c->pp_from);
+    routes_free(c->routes);
     for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
         free(c->listen_at[i]);
     for (size_t i = 0; i < c->nrate_limits; i++)

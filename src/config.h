@@ -15,6 +15,7 @@
 
 struct users;
 struct rules;
+struct routes;
 
 #define CONFIG_MAX_LISTEN 64
 #define CONFIG_DEFAULT_PATH "/etc/socks5d/socks5d.conf"
@@ -43,6 +44,8 @@ struct config {
     struct users *users;   /* loaded from users_path, NULL if none */
     struct rules *rules;   /* access rules, NULL if none */
     struct rules *pp_from; /* trusted PROXY protocol sources; required by PROXY listeners */
+    struct routes *routes; /* upstream routes (route.h), NULL if none */
+    int socks4;            /* serve SOCKS4/4a clients on the same port */
     uint32_t timeout_handshake_ms, timeout_connect_ms, timeout_idle_ms;
     uint32_t timeout_bind_ms, timeout_udp_ms, shutdown_grace_ms, drain_delay_ms;
     uint32_t auth_cache_ttl_ms;

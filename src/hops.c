@@ -129,11 +129,14 @@ static int advance(struct hops *h)
     }
 }
 
-static int fill(struct hops *h)
+/* Reads what the hop sent. Returns NULL, or why the connection is over
+ * (what came before it is still in h->in: a refusal often comes with a
+ * close). */
+static const char *fill(struct hops *h)
 {
     for (;;) {
         if (h->have == sizeof h->in)
-            return 1;
+            return NULL;
         ssize_t n = recv(h->io.fd, h->in + h->have, sizeof h->in - h->have, 0);
         if (n > 0) {
             h->have += (size_t)n;
@@ -142,11 +145,9 @@ static int fill(struct hops *h)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN)
-            return 1;
-        end(h, HOPS_FAILED, SOCKS5_REP_GENERAL_FAILURE,
-            n == 0 ? "upstream closed the connection during the handshake"
-                   : "upstream connection failed during the handshake");
-        return -1;
+            return NULL;
+        return n == 0 ? "upstream closed the connection during the handshake"
+                      : "upstream connection failed during the handshake";
     }
 }
 
@@ -157,9 +158,11 @@ static void on_io(struct loop_io *io, unsigned events)
         return;
     if (!(events & (LOOP_READ | LOOP_RDHUP | LOOP_HUP)))
         return;
-    if (fill(h) < 0)
+    const char *over = fill(h);
+    if (advance(h) < 0)
         return;
-    (void)advance(h);
+    if (over)
+        end(h, HOPS_FAILED, SOCKS5_REP_GENERAL_FAILURE, over);
 }
 
 /* The first message goes out from the loop, so fn never runs inside

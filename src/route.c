@@ -653,3 +653,20 @@ const char *route_hop_str(const struct upstream_hop *h, char *buf, size_t len)
              h->port);
     return buf;
 }
+
+const char *route_via_str(const struct route *r, size_t alt, char *buf, size_t len)
+{
+    size_t o = 0;
+    char hop[300];
+    snprintf(buf, len, "direct");
+    if (alt >= r->nalts || r->alts[alt].nhops == 0)
+        return buf;
+    for (size_t i = 0; i < r->alts[alt].nhops && o + 1 < len; i++) {
+        int n = snprintf(buf + o, len - o, "%s%s", i ? " " : "",
+                         route_hop_str(&r->alts[alt].hops[i], hop, sizeof hop));
+        if (n < 0)
+            break;
+        o += (size_t)n;
+    }
+    return buf;
+}

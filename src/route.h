@@ -97,6 +97,11 @@ void route_out_for(const struct route *r, const uint64_t key[2], const void *id,
  * user keeps an address across reloads but nobody can compute it. */
 const uint64_t *route_sticky_key(void);
 
+/* "direct" or alternative alt's hops, "socks5://a:1080 http://b:3128", for
+ * the access log (no credentials; truncated to len). */
+#define ROUTE_VIA_STRLEN 512
+const char *route_via_str(const struct route *r, size_t alt, char *buf, size_t len);
+
 /* "socks5://host:port" (no credentials) for logs. */
 const char *route_hop_str(const struct upstream_hop *h, char *buf, size_t len);
 

@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,12 +17,15 @@
 #include "config.h"
 #include "dial.h"
 #include "fdbudget.h"
+#include "hops.h"
 #include "log.h"
 #include "policy.h"
 #include "proto.h"
+#include "proto4.h"
 #include "proxyproto.h"
 #include "ratelimit.h"
 #include "resolve.h"
+#include "route.h"
 #include "rules.h"
 #include "stats.h"
 #include "udp.h"
@@ -33,6 +37,7 @@ static void on_handshake_timeout(struct session *s);
 static int parse_greeting(struct session *s);
 static int parse_auth(struct session *s);
 static int parse_request(struct session *s);
+static int parse_request4(struct session *s);
 static void start_bind(struct session *s);
 
 /* What a handshake parser did: needs more bytes; installed the next phase's
@@ -108,8 +113,8 @@ static int is_probe(const struct session *s)
 static void access_log(const struct session *s)
 {
     char client[ADDR_STRLEN], dst[300], peer[ADDR_STRLEN], rep[4] = "-", up[24], down[24], ms[24];
-    char dg_up[24], dg_down[24], dropped[24], rule[300];
-    const char *kv[2 * 14];
+    char dg_up[24], dg_down[24], dropped[24], rule[300], via[ROUTE_VIA_STRLEN];
+    const char *kv[2 * 17];
     size_t n = 0;
     if (!log_access_enabled() || is_probe(s))
         return;
@@ -123,6 +128,10 @@ static void access_log(const struct session *s)
 #define KV(k, v) (kv[n++] = (k), kv[n++] = (v))
     KV("client", addr_str(&s->client.sa, client, sizeof client));
     KV("user", s->user ? s->user : "-");
+    if (s->v4) {
+        KV("proto", "socks4");
+        KV("userid", s->userid ? s->userid : "");
+    }
     KV("cmd", cmd_name(s->cmd));
     KV("dst", s->requested ? dst_str(s, dst, sizeof dst) : "-");
     KV("addr", addr_str(&s->peer.sa, peer, sizeof peer));
@@ -139,6 +148,8 @@ static void access_log(const struct session *s)
         KV("dropped", dropped);
     }
     KV("ms", ms);
+    if (s->route)
+        KV("via", route_via_str(s->route, s->alt, via, sizeof via));
     if (s->pol.rule_file) {
         snprintf(rule, sizeof rule, "%s:%d", s->pol.rule_file, s->pol.rule_line);
         KV("rule", rule);
@@ -169,6 +180,11 @@ static void cancel_dial(void *op)
 static void cancel_bind(void *op)
 {
     bind_cancel(op);
+}
+
+static void cancel_hops(void *op)
+{
+    hops_cancel(op);
 }
 
 /* Records the operation now in flight (op NULL: it could not start). */
@@ -276,6 +292,7 @@ void session_close(struct session *s)
     bufpool_put_small(&env->pool, s->hbuf);
     unlink_session(s);
     free(s->user);
+    free(s->userid);
     free(s->dst_name);
     free(s->bind_peers);
     free(s);
@@ -308,7 +325,8 @@ static void hs_fail(struct session *s, enum hs_fail reason, const char *why)
 int session_reply(struct session *s, uint8_t rep, const struct sockaddr *bnd, const char *why)
 {
     uint8_t msg[PROTO_REPLY_MAX];
-    size_t n = proto_encode_reply(msg, sizeof msg, rep, bnd);
+    size_t n = s->v4 ? proto4_encode_reply(msg, sizeof msg, rep, bnd)
+                     : proto_encode_reply(msg, sizeof msg, rep, bnd);
     s->rep = rep;
     if (send_small(s, msg, n) < 0) {
         session_fail(s, "client gone before reply");
@@ -549,18 +567,25 @@ static void start_relay(struct session *s)
 
 /* ---------------- CONNECT ---------------- */
 
-static void on_dialed(void *owner, int fd, struct loop_io *io, int err, const union addr_any *peer)
+/* The alternative of s->route being tried; NULL without a route. */
+static const struct route_chain *chain_of(const struct session *s)
 {
-    struct session *s = owner;
+    return s->route && s->alt < s->route->nalts ? &s->route->alts[s->alt] : NULL;
+}
+
+static int via_hops(const struct session *s)
+{
+    const struct route_chain *c = chain_of(s);
+    return c && c->nhops > 0;
+}
+
+/* The tunnel is up: the target side takes the connection, the client gets
+ * its reply (BND = bnd, else our end) and any bytes that came early. */
+static void connected(struct session *s, struct loop_io *io, const struct sockaddr *bnd,
+                      const uint8_t *early, size_t early_len)
+{
     union addr_any local;
     socklen_t len = sizeof local;
-    uint64_t took = pending_done(s);
-    if (fd < 0) {
-        session_reply(s, rep_from_errno(err), NULL, strerror(err));
-        return;
-    }
-    stats_observe(&s->env->stats.connect, took);
-    s->peer = *peer;
     /* Moved or not, the target side owns fd now: closing the session closes it. */
     if (loop_io_move(s->env->loop, io, &s->relay.target.io, LOOP_READ | LOOP_WRITE, on_target) <
         0) {
@@ -568,10 +593,123 @@ static void on_dialed(void *owner, int fd, struct loop_io *io, int err, const un
         return;
     }
     s->relay.target.writable = 1;
-    if (getsockname(fd, &local.sa, &len) < 0)
+    if (!bnd && getsockname(s->relay.target.io.fd, &local.sa, &len) < 0)
         memset(&local, 0, sizeof local);
-    if (session_reply(s, SOCKS5_REP_SUCCEEDED, &local.sa, NULL) == 0)
-        start_relay(s);
+    if (session_reply(s, SOCKS5_REP_SUCCEEDED, bnd ? bnd : &local.sa, NULL) < 0)
+        return;
+    if (early_len > 0 && send_small(s, early, early_len) < 0) {
+        session_fail(s, "client gone after the reply");
+        return;
+    }
+    start_relay(s);
+}
+
+static void on_hops(void *owner, enum hops_stage stage, struct loop_io *io, uint8_t rep,
+                    const struct proto_addr *bnd, const uint8_t *early, size_t early_len,
+                    const char *why)
+{
+    struct session *s = owner;
+    struct sockaddr_storage ss;
+    if (stage == HOPS_BOUND)
+        return; /* BIND does not go through hops */
+    pending_done(s);
+    if (stage == HOPS_FAILED) {
+        session_reply(s, rep, NULL, why);
+        return;
+    }
+    route_chain_worked(chain_of(s));
+    connected(s, io, proto_addr_to_sockaddr(bnd, &ss) ? (struct sockaddr *)&ss : NULL, early,
+              early_len);
+}
+
+/* The destination as the last hop is asked for it: the name the client
+ * sent, or the address the rules judged. */
+static void upstream_dst(const struct session *s, struct proto_addr *out)
+{
+    memset(out, 0, sizeof *out);
+    out->port = addr_port(&s->dst.sa);
+    if (s->dst_name && !s->route_by_addr) {
+        out->atyp = SOCKS5_ATYP_DOMAIN;
+        out->name_len = (uint8_t)strlen(s->dst_name);
+        memcpy(out->u.name, s->dst_name, out->name_len);
+    } else if (s->dst.sa.sa_family == AF_INET6) {
+        out->atyp = SOCKS5_ATYP_IPV6;
+        memcpy(out->u.ip6, &s->dst.in6.sin6_addr, 16);
+    } else {
+        out->atyp = SOCKS5_ATYP_IPV4;
+        memcpy(out->u.ip4, &s->dst.in4.sin_addr, 4);
+    }
+}
+
+static void try_route(struct session *s);
+
+static void on_dialed(void *owner, int fd, struct loop_io *io, int err, const union addr_any *peer)
+{
+    struct session *s = owner;
+    struct proto_addr dst;
+    uint64_t took = pending_done(s);
+    if (fd < 0 && via_hops(s) && s->alt + 1 < s->route->nalts) {
+        /* The first hop is down: hold it down and fail over. */
+        route_chain_failed(chain_of(s), (int64_t)loop_now(s->env->loop));
+        s->alt++;
+        try_route(s);
+        return;
+    }
+    if (fd < 0) {
+        if (via_hops(s))
+            route_chain_failed(chain_of(s), (int64_t)loop_now(s->env->loop));
+        session_reply(s, rep_from_errno(err), NULL, strerror(err));
+        return;
+    }
+    stats_observe(&s->env->stats.connect, took);
+    s->peer = *peer;
+    if (!via_hops(s)) {
+        connected(s, io, NULL, NULL, 0);
+        return;
+    }
+    upstream_dst(s, &dst);
+    pending_set(s, cancel_hops,
+                hops_start(s->env->loop, io, chain_of(s), s->cmd, &dst, on_hops, s));
+    if (!s->pending.op)
+        session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
+}
+
+/* How connections of this session leave the host (the route's `out`). */
+static void out_of(const struct session *s, struct net_out *out)
+{
+    uint64_t rnd[2] = {0, 0};
+    const void *id = s->user;
+    size_t idlen = s->user ? strlen(s->user) : 0;
+    if (!s->route || !s->route->has_out) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
+    if (!s->user) {
+        id = &s->client.in6.sin6_addr; /* sticky per client address */
+        idlen = s->client.sa.sa_family == AF_INET6 ? 16 : 0;
+        if (s->client.sa.sa_family == AF_INET) {
+            id = &s->client.in4.sin_addr;
+            idlen = 4;
+        }
+    }
+    if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != sizeof rnd)
+        rnd[0] = loop_now(s->env->loop) ^ (uintptr_t)s; /* still varies per connection */
+    route_out_for(s->route, route_sticky_key(), id, idlen, rnd, out);
+}
+
+/* Starts connecting to addrs[0..n) (the destination or the first hop). */
+static void dial(struct session *s, const union addr_any *addrs, size_t n)
+{
+    struct net_out out;
+    int err;
+    out_of(s, &out);
+    s->expire = on_dial_timeout; /* the deadline the resolve started goes on */
+    phase_io(s, on_client_waiting);
+    pending_set(
+        s, cancel_dial,
+        dial_start(s->env->loop, addrs, n, &out, s->cfg->timeout_connect_ms, on_dialed, s, &err));
+    if (!s->pending.op)
+        session_reply(s, rep_from_errno(err), NULL, strerror(err));
 }
 
 /* Keeps the addresses the rules allow for the command; a name that resolves
@@ -590,22 +728,53 @@ static size_t allowed_addrs(struct session *s, const union addr_any *all, size_t
     return n;
 }
 
-/* Dials the addresses the rules allow. */
+static void resolve_name(struct session *s, const char *name, uint16_t port,
+                         void (*then)(struct session *, const union addr_any *, size_t));
+
+/* Dials the addresses the rules allow, or, when a route needed the address
+ * to decide, routes by the first of them. */
 static void dial_addrs(struct session *s, const union addr_any *all, size_t count)
 {
     union addr_any addrs[RESOLVE_MAX_ADDRS];
     size_t n = allowed_addrs(s, all, count, addrs);
-    int err;
+    int need = 0;
     if (n == 0)
         return;
     policy_forget_rule(&s->pol);
-    s->expire = on_dial_timeout; /* the deadline the resolve started goes on */
-    phase_io(s, on_client_waiting);
-    pending_set(
-        s, cancel_dial,
-        dial_start(s->env->loop, addrs, n, NULL, s->cfg->timeout_connect_ms, on_dialed, s, &err));
-    if (!s->pending.op)
-        session_reply(s, rep_from_errno(err), NULL, strerror(err));
+    if (s->route_by_addr) {
+        s->route =
+            policy_route(&s->pol, s->cmd, &addrs[0].sa, s->dst_name, addr_port(&s->dst.sa), &need);
+        s->alt = s->route ? route_pick(s->route, 0, (int64_t)loop_now(s->env->loop)) : 0;
+    }
+    if (via_hops(s)) {
+        s->dst = addrs[0]; /* the address the rules judged goes to the hops */
+        try_route(s);
+        return;
+    }
+    dial(s, addrs, n);
+}
+
+/* The first hop's name became addresses: the hop is operator-chosen, so
+ * no access rule applies to it. */
+static void dial_hop(struct session *s, const union addr_any *addrs, size_t n)
+{
+    dial(s, addrs, n);
+}
+
+/* CONNECT through the alternative of s->route picked from s->alt on. */
+static void try_route(struct session *s)
+{
+    if (s->route)
+        s->alt = route_pick(s->route, s->alt, (int64_t)loop_now(s->env->loop));
+    const struct route_chain *c = chain_of(s);
+    if (c && c->nhops > 0) {
+        resolve_name(s, c->hops[0].host, c->hops[0].port, dial_hop);
+        return;
+    }
+    if (s->dst_name && !s->route_by_addr)
+        resolve_name(s, s->dst_name, addr_port(&s->dst.sa), dial_addrs);
+    else
+        dial(s, &s->dst, 1);
 }
 
 /* A BIND that names its peer by a name admits only a peer at one of the
@@ -626,15 +795,6 @@ static void bind_named(struct session *s, const union addr_any *all, size_t coun
     start_bind(s);
 }
 
-/* The destination as addresses, for the command that asked. */
-static void with_addrs(struct session *s, const union addr_any *addrs, size_t n)
-{
-    if (s->cmd == SOCKS5_CMD_BIND)
-        bind_named(s, addrs, n);
-    else
-        dial_addrs(s, addrs, n);
-}
-
 static void on_resolved(void *owner, int status, const union addr_any *addrs, size_t n)
 {
     struct session *s = owner;
@@ -645,36 +805,57 @@ static void on_resolved(void *owner, int status, const union addr_any *addrs, si
                       status == RESOLVE_NOTFOUND ? "name not found" : "resolver failed");
         return;
     }
-    with_addrs(s, addrs, n);
+    s->resolved(s, addrs, n);
 }
 
-/* CONNECT, and BIND when it names its peer: the name becomes addresses
- * first, bounded by the connect timeout. */
-static void resolve_destination(struct session *s)
+/* Looks name up (bounded by the connect deadline already armed) and goes
+ * on with `then`. */
+static void resolve_name(struct session *s, const char *name, uint16_t port,
+                         void (*then)(struct session *, const union addr_any *, size_t))
 {
     union addr_any addrs[RESOLVE_MAX_ADDRS];
     size_t n = 0;
-    session_arm(s, s->cfg->timeout_connect_ms, on_resolve_timeout);
-    if (resolve_literal(s->dst_name, addr_port(&s->dst.sa), addrs, &n)) {
-        with_addrs(s, addrs, n);
+    if (resolve_literal(name, port, addrs, &n)) {
+        then(s, addrs, n);
         return;
     }
+    s->resolved = then;
+    s->expire = on_resolve_timeout;
     phase_io(s, on_client_waiting);
-    pending_set(
-        s, cancel_resolve,
-        resolve_start(s->env->resolver, s->dst_name, addr_port(&s->dst.sa), on_resolved, s));
+    pending_set(s, cancel_resolve, resolve_start(s->env->resolver, name, port, on_resolved, s));
     if (!s->pending.op)
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
 }
 
-static void do_connect(struct session *s)
+/* BIND naming its peer: the name becomes addresses first, bounded by the
+ * connect timeout. */
+static void resolve_destination(struct session *s)
 {
-    if (s->dst_name) {
-        resolve_destination(s);
+    session_arm(s, s->cfg->timeout_connect_ms, on_resolve_timeout);
+    resolve_name(s, s->dst_name, addr_port(&s->dst.sa), bind_named);
+}
+
+/* CONNECT: the first matching route decides how (route.h). A name goes to
+ * an upstream unresolved unless the rules or the route need its address. */
+static void do_connect(struct session *s, enum verdict v)
+{
+    int need = 0;
+    session_arm(s, s->cfg->timeout_connect_ms, on_dial_timeout);
+    s->route = policy_route(&s->pol, s->cmd, s->dst_name ? NULL : &s->dst.sa, s->dst_name,
+                            addr_port(&s->dst.sa), &need);
+    if (s->dst_name && (need || v == VERDICT_MAYBE)) {
+        s->route_by_addr = 1;
+        resolve_name(s, s->dst_name, addr_port(&s->dst.sa), dial_addrs);
         return;
     }
-    session_arm(s, s->cfg->timeout_connect_ms, on_dial_timeout);
-    dial_addrs(s, &s->dst, 1);
+    if (!s->dst_name) {
+        union addr_any one[1] = {s->dst};
+        union addr_any ok[RESOLVE_MAX_ADDRS];
+        if (allowed_addrs(s, one, 1, ok) == 0)
+            return;
+        policy_forget_rule(&s->pol);
+    }
+    try_route(s);
 }
 
 /* What the UDP and BIND sub-machines get of the session. */
@@ -741,6 +922,12 @@ static int parse_greeting(struct session *s)
     enum proto_err err;
     size_t used;
     uint8_t msg[2];
+    if (s->hlen > 0 && s->hbuf[0] == SOCKS4_VERSION && s->cfg->socks4) {
+        s->v4 = 1;
+        s->greeted = 1;
+        phase_parse(s, parse_request4);
+        return HS_NEXT;
+    }
     enum result rc = proto_parse_greeting(s->hbuf, s->hlen, &g, &used, &err);
     if (rc == RES_AGAIN)
         return HS_MORE;
@@ -882,6 +1069,41 @@ static int take_destination(struct session *s, const struct proto_addr *a)
     return 0;
 }
 
+/* The request is in (SOCKS5 or SOCKS4): judge it and start the command.
+ * Returns HS_GONE: the handshake is over either way. */
+static int request_ready(struct session *s, uint8_t cmd, const struct proto_addr *dst)
+{
+    s->cmd = cmd;
+    if (take_destination(s, dst) < 0) {
+        session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
+        return HS_GONE;
+    }
+    s->requested = 1;
+    policy_handshake_done(&s->pol);
+    enum verdict v = policy_request(&s->pol, s->user, s->cmd, &s->dst, s->dst_name);
+    if (v == VERDICT_NO) {
+        session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL, s->pol.why);
+        return HS_GONE;
+    }
+    if (cmd == SOCKS5_CMD_CONNECT) {
+        do_connect(s, v);
+        return HS_GONE;
+    }
+    int need = 0;
+    s->route = policy_route(&s->pol, cmd, s->dst_name ? NULL : &s->dst.sa, s->dst_name,
+                            addr_port(&s->dst.sa), &need);
+    if (via_hops(s))
+        session_reply(s, SOCKS5_REP_CMD_UNSUPPORTED, NULL,
+                      "UDP and BIND do not go through upstream hops");
+    else if (cmd == SOCKS5_CMD_BIND && s->dst_name)
+        resolve_destination(s);
+    else if (cmd == SOCKS5_CMD_BIND)
+        start_bind(s);
+    else
+        start_udp(s, dst);
+    return HS_GONE;
+}
+
 static int parse_request(struct session *s)
 {
     struct proto_request req;
@@ -901,26 +1123,31 @@ static int parse_request(struct session *s)
     }
     /* What stays in hbuf after the request is early data for the target. */
     consume(s, used);
-    s->cmd = req.cmd;
-    if (take_destination(s, &req.dst) < 0) {
+    return request_ready(s, req.cmd, &req.dst);
+}
+
+/* SOCKS4/4a: no login, so the client counts as unauthenticated (no user
+ * rule matches it); USERID is only logged. Every refusal is 0x5B. */
+static int parse_request4(struct session *s)
+{
+    struct proto4_request req;
+    enum proto4_err err;
+    size_t used;
+    enum result rc = proto4_parse_request(s->hbuf, s->hlen, &req, &used, &err);
+    if (rc == RES_AGAIN)
+        return HS_MORE;
+    if (rc == RES_ERROR) {
+        s->fail = HSF_PROTOCOL;
+        session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, proto4_err_str(err));
+        return HS_GONE;
+    }
+    consume(s, used);
+    s->userid = strndup(req.userid, req.userid_len);
+    if (!s->userid) {
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
         return HS_GONE;
     }
-    s->requested = 1;
-    policy_handshake_done(&s->pol);
-    if (policy_request(&s->pol, s->user, s->cmd, &s->dst, s->dst_name) == VERDICT_NO) {
-        session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL, s->pol.why);
-        return HS_GONE;
-    }
-    if (req.cmd == SOCKS5_CMD_CONNECT)
-        do_connect(s);
-    else if (req.cmd == SOCKS5_CMD_BIND && s->dst_name)
-        resolve_destination(s);
-    else if (req.cmd == SOCKS5_CMD_BIND)
-        start_bind(s);
-    else
-        start_udp(s, &req.dst);
-    return HS_GONE; /* the handshake is over either way */
+    return request_ready(s, req.cmd, &req.dst);
 }
 
 /* The PROXY header from a trusted load balancer names the real client,
