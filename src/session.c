@@ -604,24 +604,6 @@ static void connected(struct session *s, struct loop_io *io, const struct sockad
     start_relay(s);
 }
 
-static void on_hops(void *owner, enum hops_stage stage, struct loop_io *io, uint8_t rep,
-                    const struct proto_addr *bnd, const uint8_t *early, size_t early_len,
-                    const char *why)
-{
-    struct session *s = owner;
-    struct sockaddr_storage ss;
-    if (stage == HOPS_BOUND)
-        return; /* BIND does not go through hops */
-    pending_done(s);
-    if (stage == HOPS_FAILED) {
-        session_reply(s, rep, NULL, why);
-        return;
-    }
-    route_chain_worked(chain_of(s));
-    connected(s, io, proto_addr_to_sockaddr(bnd, &ss) ? (struct sockaddr *)&ss : NULL, early,
-              early_len);
-}
-
 /* The destination as the last hop is asked for it: the name the client
  * sent, or the address the rules judged. */
 static void upstream_dst(const struct session *s, struct proto_addr *out)
@@ -639,6 +621,68 @@ static void upstream_dst(const struct session *s, struct proto_addr *out)
         out->atyp = SOCKS5_ATYP_IPV4;
         memcpy(out->u.ip4, &s->dst.in4.sin_addr, 4);
     }
+}
+
+static void start_udp(struct session *s, const struct proto_addr *hint);
+
+/* The upstream's control connection of a chained association: nothing is
+ * expected on it; its end ends the association. */
+static void on_upstream_control(struct loop_io *io, unsigned events)
+{
+    struct session *s = container_of(io, struct session, relay.target.io);
+    uint8_t sink[256];
+    (void)events;
+    for (;;) {
+        ssize_t n = read(io->fd, sink, sizeof sink);
+        if (n > 0 || (n < 0 && errno == EINTR))
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        session_fail(s, "upstream ended the UDP association");
+        return;
+    }
+}
+
+/* The upstream's association is up (its relay at bnd; an unspecified
+ * address means the hop's own): open ours, chained to it. */
+static void udp_chained(struct session *s, struct loop_io *io, const struct proto_addr *bnd)
+{
+    struct sockaddr_storage ss;
+    union addr_any relay = s->peer;
+    struct proto_addr hint;
+    if (proto_addr_to_sockaddr(bnd, &ss) && !addr_is_unspecified((struct sockaddr *)&ss))
+        addr_normalize((struct sockaddr *)&ss, &relay);
+    addr_set_port(&relay, bnd->port);
+    if (loop_io_move(s->env->loop, io, &s->relay.target.io, LOOP_READ, on_upstream_control) < 0) {
+        session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "epoll_ctl failed");
+        return;
+    }
+    upstream_dst(s, &hint);
+    start_udp(s, &hint);
+    if (s->udp)
+        udp_chain(s->udp, &relay);
+}
+
+static void on_hops(void *owner, enum hops_stage stage, struct loop_io *io, uint8_t rep,
+                    const struct proto_addr *bnd, const uint8_t *early, size_t early_len,
+                    const char *why)
+{
+    struct session *s = owner;
+    struct sockaddr_storage ss;
+    if (stage == HOPS_BOUND)
+        return; /* BIND does not go through hops */
+    pending_done(s);
+    if (stage == HOPS_FAILED) {
+        session_reply(s, rep, NULL, why);
+        return;
+    }
+    route_chain_worked(chain_of(s));
+    if (s->cmd == SOCKS5_CMD_UDP) {
+        udp_chained(s, io, bnd);
+        return;
+    }
+    connected(s, io, proto_addr_to_sockaddr(bnd, &ss) ? (struct sockaddr *)&ss : NULL, early,
+              early_len);
 }
 
 static void try_route(struct session *s);
@@ -667,7 +711,12 @@ static void on_dialed(void *owner, int fd, struct loop_io *io, int err, const un
         connected(s, io, NULL, NULL, 0);
         return;
     }
-    upstream_dst(s, &dst);
+    if (s->cmd == SOCKS5_CMD_UDP) {
+        memset(&dst, 0, sizeof dst); /* where we send from: not known yet */
+        dst.atyp = SOCKS5_ATYP_IPV4;
+    } else {
+        upstream_dst(s, &dst);
+    }
     pending_set(s, cancel_hops,
                 hops_start(s->env->loop, io, chain_of(s), s->cmd, &dst, on_hops, s));
     if (!s->pending.op)
@@ -767,11 +816,20 @@ static void try_route(struct session *s)
     if (s->route)
         s->alt = route_pick(s->route, s->alt, (int64_t)loop_now(s->env->loop));
     const struct route_chain *c = chain_of(s);
+    if (c && c->nhops > 0 && s->cmd == SOCKS5_CMD_UDP &&
+        (c->nhops != 1 || c->hops[0].kind != UPSTREAM_SOCKS5)) {
+        session_reply(s, SOCKS5_REP_CMD_UNSUPPORTED, NULL, "UDP goes through one SOCKS5 hop only");
+        return;
+    }
     if (c && c->nhops > 0) {
         resolve_name(s, c->hops[0].host, c->hops[0].port, dial_hop);
         return;
     }
-    if (s->dst_name && !s->route_by_addr)
+    if (s->cmd == SOCKS5_CMD_UDP) {
+        struct proto_addr hint;
+        upstream_dst(s, &hint);
+        start_udp(s, &hint);
+    } else if (s->dst_name && !s->route_by_addr)
         resolve_name(s, s->dst_name, addr_port(&s->dst.sa), dial_addrs);
     else
         dial(s, &s->dst, 1);
@@ -1092,9 +1150,12 @@ static int request_ready(struct session *s, uint8_t cmd, const struct proto_addr
     int need = 0;
     s->route = policy_route(&s->pol, cmd, s->dst_name ? NULL : &s->dst.sa, s->dst_name,
                             addr_port(&s->dst.sa), &need);
-    if (via_hops(s))
+    if (cmd == SOCKS5_CMD_UDP && s->route) {
+        session_arm(s, s->cfg->timeout_connect_ms, on_dial_timeout);
+        try_route(s);
+    } else if (via_hops(s))
         session_reply(s, SOCKS5_REP_CMD_UNSUPPORTED, NULL,
-                      "UDP and BIND do not go through upstream hops");
+                      "BIND does not go through upstream hops");
     else if (cmd == SOCKS5_CMD_BIND && s->dst_name)
         resolve_destination(s);
     else if (cmd == SOCKS5_CMD_BIND)

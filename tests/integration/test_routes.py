@@ -10,7 +10,8 @@ import threading
 
 import pytest
 
-from harness import (HTTP_BODY, USERS, free_port, proxy_env, read_reply, read_until_closed,
+import bindudp_support as bu
+from harness import (HTTP_BODY, UdpEcho, USERS, free_port, proxy_env, read_reply, read_until_closed,
                      recv_exact, request, scaled, wait_until)
 from security_support import ALICE, BOB, ask, ask_rep, echo_ok, negotiate
 
@@ -344,6 +345,50 @@ def test_routes_match_like_rules_first_match_wins(socks5d, echo, users_file):
             echo_ok(s)
         line = near.wait_access(1, pred=lambda l, u=auth[0]: l["user"] == u)[0]
         assert line["via"] == via
+
+
+@pytest.fixture
+def udp_echo():
+    e = UdpEcho("127.0.0.1")
+    yield e
+    e.close()
+
+
+@pytest.mark.parametrize("auth", [False, True], ids=["noauth", "userpass"])
+def test_udp_through_an_upstream_socks5_with_npm_socks(socks5d, udp_echo, users_file, tmp_path,
+                                                       auth):
+    if auth:
+        far = socks5d("--auth", "userpass", "--users", users_file)
+        conf = write_conf(tmp_path, "udp.conf", [
+            "auth none", f"route via socks5://alice:{USERS['alice']}@127.0.0.1:{far.port}"])
+        near = socks5d("-c", conf)
+    else:
+        far = socks5d("--auth", "none")
+        near = socks5d("--auth", "none", "--route", f"via socks5://127.0.0.1:{far.port}")
+    res = bu.run_node("associate.js", {
+        "proxyHost": "127.0.0.1", "proxyPort": near.port, "family": 4,
+        "targetHost": udp_echo.addr[0], "targetPort": udp_echo.addr[1], "namePort": False,
+        "userId": None, "password": None, "count": 3, "timeoutMs": int(scaled(15000)),
+    })
+    assert len(res["replies"]) == 3
+    for r in res["replies"]:
+        assert r["ok"], "echo payload differs"
+        assert r["host"] == udp_echo.addr[0] and r["port"] == udp_echo.addr[1]
+    # Each datagram reached the echo once; both ends logged the association.
+    assert len(udp_echo.received) == 3
+    for lines, via in ((near.wait_access(1), f"socks5://127.0.0.1:{far.port}"),
+                       (far.wait_access(1), None)):
+        (line,) = lines
+        assert line["cmd"] == "udp" and line["rep"] == "0"
+        assert (line["dgrams_up"], line["dgrams_down"], line["dropped"]) == ("3", "3", "0")
+        assert line.get("via") == via
+
+
+def test_udp_through_a_chain_of_two_is_refused(socks5d):
+    a, b = socks5d("--auth", "none"), socks5d("--auth", "none")
+    near = socks5d("--auth", "none", "--route",
+                   f"via socks5://127.0.0.1:{a.port} socks5://127.0.0.1:{b.port}")
+    assert ask_rep(near, "0.0.0.0", 0, cmd=3) == 7
 
 
 # ---------------------------------------------------------------- outbound addresses
