@@ -3,13 +3,14 @@
 
 #include <arpa/inet.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "auth_secret.h"
 #include "hash.h"
+#include "words.h"
 
 struct routes {
     struct rules *match; /* route i is rule i: "allow CLAUSES" */
@@ -18,70 +19,15 @@ struct routes {
 };
 
 struct parser {
-    const char *text;
-    size_t pos;
-    char *err;
-    size_t errlen;
+    struct words w;
     unsigned flags;
     size_t nsecrets; /* byte ranges of the passwords in text */
     size_t secret_at[ROUTE_MAX_ALTS * ROUTE_MAX_HOPS], secret_len[ROUTE_MAX_ALTS * ROUTE_MAX_HOPS];
 };
 
-struct tok {
-    const char *s;
-    size_t len;
-    size_t col;
-};
-
-static int fail(struct parser *p, size_t col, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(struct parser *p, size_t col, const char *fmt, ...)
+static const char *shown(const struct word *t, char *buf, size_t len)
 {
-    if (p->err == NULL || p->errlen == 0)
-        return -1;
-    int n = snprintf(p->err, p->errlen, "column %zu: ", col);
-    if (n < 0 || (size_t)n >= p->errlen)
-        return -1;
-    va_list ap;
-    va_start(ap, fmt);
-    (void)vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-static int is_space(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
-static int next_tok(struct parser *p, struct tok *t)
-{
-    while (is_space(p->text[p->pos]))
-        p->pos++;
-    if (p->text[p->pos] == '\0' || p->text[p->pos] == '#')
-        return 0;
-    t->s = p->text + p->pos;
-    t->col = p->pos + 1;
-    while (p->text[p->pos] != '\0' && !is_space(p->text[p->pos]))
-        p->pos++;
-    t->len = (size_t)(p->text + p->pos - t->s);
-    return 1;
-}
-
-static int tok_is(const struct tok *t, const char *word)
-{
-    return t->len == strlen(word) && strncasecmp(t->s, word, t->len) == 0;
-}
-
-/* Shows at most 40 printable bytes of a token in a message. */
-static const char *shown(const struct tok *t, char *buf, size_t len)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < t->len && i < 40 && n + 1 < len; i++)
-        buf[n++] = (t->s[i] >= 0x20 && t->s[i] < 0x7f) ? t->s[i] : '?';
-    buf[n] = '\0';
-    return buf;
+    return words_quote(buf, len, t->s, t->len);
 }
 
 /* ------------------------------------------------------------ hops */
@@ -135,7 +81,7 @@ static int parse_port(const char *s, size_t len, uint16_t *port)
     return 1;
 }
 
-static int parse_hostport(struct parser *p, const struct tok *t, const char *s, size_t len,
+static int parse_hostport(struct parser *p, const struct word *t, const char *s, size_t len,
                           struct upstream_hop *h)
 {
     const char *colon, *host = s;
@@ -143,57 +89,58 @@ static int parse_hostport(struct parser *p, const struct tok *t, const char *s, 
     if (len > 0 && s[0] == '[') {
         const char *close = memchr(s, ']', len);
         if (close == NULL || close + 1 >= s + len || close[1] != ':')
-            return fail(p, t->col, "IPv6 hop address needs the form [ADDR]:PORT");
+            return words_fail(&p->w, t->col, "IPv6 hop address needs the form [ADDR]:PORT");
         host = s + 1;
         hlen = (size_t)(close - host);
         colon = close + 1;
         char ip[64];
         struct in6_addr a6;
         if (hlen >= sizeof ip)
-            return fail(p, t->col, "bad IPv6 address in hop");
+            return words_fail(&p->w, t->col, "bad IPv6 address in hop");
         memcpy(ip, host, hlen);
         ip[hlen] = '\0';
         if (inet_pton(AF_INET6, ip, &a6) != 1)
-            return fail(p, t->col, "bad IPv6 address in hop");
+            return words_fail(&p->w, t->col, "bad IPv6 address in hop");
     } else {
         colon = memrchr(s, ':', len);
         if (colon == NULL)
-            return fail(p, t->col + t->len, "hop needs a port (HOST:PORT)");
+            return words_fail(&p->w, t->col + t->len, "hop needs a port (HOST:PORT)");
         hlen = (size_t)(colon - s);
         if (memchr(s, ':', hlen) != NULL)
-            return fail(p, t->col, "IPv6 hop address must be in brackets");
+            return words_fail(&p->w, t->col, "IPv6 hop address must be in brackets");
     }
     if (hlen == 0 || hlen > 255)
-        return fail(p, t->col, "hop host must be 1 to 255 bytes");
+        return words_fail(&p->w, t->col, "hop host must be 1 to 255 bytes");
     for (size_t i = 0; i < hlen; i++)
         if ((unsigned char)host[i] <= 0x20 || host[i] == '@' || host[i] == '/' || host[i] >= 0x7f)
-            return fail(p, t->col, "bad character in hop host");
+            return words_fail(&p->w, t->col, "bad character in hop host");
     memcpy(h->host, host, hlen);
     h->host[hlen] = '\0';
     if (!parse_port(colon + 1, (size_t)(s + len - colon - 1), &h->port))
-        return fail(p, t->col, "hop port must be 1..65535");
+        return words_fail(&p->w, t->col, "hop port must be 1..65535");
     return 0;
 }
 
-static int parse_userinfo(struct parser *p, const struct tok *t, const char *s, size_t len,
+static int parse_userinfo(struct parser *p, const struct word *t, const char *s, size_t len,
                           struct upstream_hop *h)
 {
     const char *colon = memchr(s, ':', len);
     if (!(p->flags & ROUTES_SECRETS_OK))
-        return fail(p, t->col,
-                    "upstream credentials only in the configuration file (a command line is "
-                    "visible to every user)");
+        return words_fail(&p->w, t->col,
+                          "upstream credentials only in the configuration file (a command line is "
+                          "visible to every user)");
     if (colon == NULL)
-        return fail(p, t->col, "hop credentials need the form USER:PASS@");
+        return words_fail(&p->w, t->col, "hop credentials need the form USER:PASS@");
     size_t ulen = (size_t)(colon - s), plen = len - ulen - 1;
     if (!unescape(h->user, s, ulen) || !unescape(h->pass, colon + 1, plen))
-        return fail(p, t->col, "hop user and password must be 1 to 255 bytes (%%XX escapes)");
-    p->secret_at[p->nsecrets] = (size_t)(colon + 1 - p->text);
+        return words_fail(&p->w, t->col,
+                          "hop user and password must be 1 to 255 bytes (%%XX escapes)");
+    p->secret_at[p->nsecrets] = (size_t)(colon + 1 - p->w.text);
     p->secret_len[p->nsecrets++] = plen;
     return 0;
 }
 
-static int parse_hop(struct parser *p, const struct tok *t, struct upstream_hop *h)
+static int parse_hop(struct parser *p, const struct word *t, struct upstream_hop *h)
 {
     static const struct {
         const char *scheme;
@@ -203,7 +150,7 @@ static int parse_hop(struct parser *p, const struct tok *t, struct upstream_hop 
         {"socks4a://", UPSTREAM_SOCKS4A},
         {"http://", UPSTREAM_HTTP},
     };
-    char q[48];
+    char q[WORDS_QUOTE_MAX + 1];
     memset(h, 0, sizeof *h);
     for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
         size_t n = strlen(schemes[i].scheme);
@@ -214,7 +161,7 @@ static int parse_hop(struct parser *p, const struct tok *t, struct upstream_hop 
         const char *at = memrchr(rest, '@', (size_t)(end - rest));
         if (at != NULL) {
             if (h->kind == UPSTREAM_SOCKS4A)
-                return fail(p, t->col, "SOCKS4a carries no password (no USER:PASS@)");
+                return words_fail(&p->w, t->col, "SOCKS4a carries no password (no USER:PASS@)");
             if (parse_userinfo(p, t, rest, (size_t)(at - rest), h) < 0)
                 return -1;
             rest = at + 1;
@@ -223,25 +170,26 @@ static int parse_hop(struct parser *p, const struct tok *t, struct upstream_hop 
             end--;
         return parse_hostport(p, t, rest, (size_t)(end - rest), h);
     }
-    return fail(p, t->col, "unknown hop '%s' (expected direct, socks5://, socks4a:// or http://)",
-                shown(t, q, sizeof q));
+    return words_fail(&p->w, t->col,
+                      "unknown hop '%s' (expected direct, socks5://, socks4a:// or http://)",
+                      shown(t, q, sizeof q));
 }
 
 /* ------------------------------------------------------------ out */
 
-static int parse_prefix(struct parser *p, const struct tok *t, struct route_src *src, int *v6)
+static int parse_prefix(struct parser *p, const struct word *t, struct route_src *src, int *v6)
 {
     char buf[64], q[48];
     const char *slash = memchr(t->s, '/', t->len);
     size_t alen = slash ? (size_t)(slash - t->s) : t->len;
     if (alen >= sizeof buf)
-        return fail(p, t->col, "bad address '%s'", shown(t, q, sizeof q));
+        return words_fail(&p->w, t->col, "bad address '%s'", shown(t, q, sizeof q));
     memcpy(buf, t->s, alen);
     buf[alen] = '\0';
     memset(src->addr, 0, sizeof src->addr);
     *v6 = strchr(buf, ':') != NULL;
     if (inet_pton(*v6 ? AF_INET6 : AF_INET, buf, src->addr) != 1)
-        return fail(p, t->col, "bad address '%s'", shown(t, q, sizeof q));
+        return words_fail(&p->w, t->col, "bad address '%s'", shown(t, q, sizeof q));
     unsigned max = *v6 ? 128 : 32, plen = max;
     if (slash) {
         uint16_t v;
@@ -249,7 +197,7 @@ static int parse_prefix(struct parser *p, const struct tok *t, struct route_src 
         if (n == 1 && slash[1] == '0')
             plen = 0;
         else if (!parse_port(slash + 1, n, &v) || v > max)
-            return fail(p, t->col, "prefix length must be 0..%u", max);
+            return words_fail(&p->w, t->col, "prefix length must be 0..%u", max);
         else
             plen = v;
     }
@@ -257,64 +205,65 @@ static int parse_prefix(struct parser *p, const struct tok *t, struct route_src 
     return 0;
 }
 
-static int parse_src(struct parser *p, struct route_out *o, int mode, const struct tok *t)
+static int parse_src(struct parser *p, struct route_out *o, int mode, const struct word *t)
 {
     struct route_src src;
     int v6 = 0;
-    char q[48];
+    char q[WORDS_QUOTE_MAX + 1];
     if (parse_prefix(p, t, &src, &v6) < 0)
         return -1;
     if (mode == ROUTE_SRC_FIXED && src.plen != (v6 ? 128u : 32u))
-        return fail(p, t->col, "a fixed source is one address: 'random' or 'sticky' before '%s'?",
-                    shown(t, q, sizeof q));
+        return words_fail(&p->w, t->col,
+                          "a fixed source is one address: 'random' or 'sticky' before '%s'?",
+                          shown(t, q, sizeof q));
     if (o->src[v6].mode != ROUTE_SRC_NONE)
-        return fail(p, t->col, "second IPv%d source (one per family)", v6 ? 6 : 4);
+        return words_fail(&p->w, t->col, "second IPv%d source (one per family)", v6 ? 6 : 4);
     src.mode = mode;
     o->src[v6] = src;
     return 0;
 }
 
-static int parse_mark(struct parser *p, const struct tok *t, uint32_t *mark)
+static int parse_mark(struct parser *p, const struct word *t, uint32_t *mark)
 {
     char buf[16], *end;
     if (t->len == 0 || t->len >= sizeof buf)
-        return fail(p, t->col, "mark must be a 32-bit number");
+        return words_fail(&p->w, t->col, "mark must be a 32-bit number");
     memcpy(buf, t->s, t->len);
     buf[t->len] = '\0';
     unsigned long long v = strtoull(buf, &end, 0);
     if (*end != '\0' || buf[0] == '-' || v > UINT32_MAX)
-        return fail(p, t->col, "mark must be a 32-bit number");
+        return words_fail(&p->w, t->col, "mark must be a 32-bit number");
     *mark = (uint32_t)v;
     return 0;
 }
 
-static int parse_out(struct parser *p, struct route *r, const struct tok *kw)
+static int parse_out(struct parser *p, struct route *r, const struct word *kw)
 {
-    struct tok t, arg;
+    struct word t, arg;
     size_t items = 0;
     r->has_out = 1;
-    while (next_tok(p, &t)) {
-        if (tok_is(&t, "out"))
+    while (words_next(&p->w, &t)) {
+        if (words_is(&t, "out"))
             continue;
         items++;
-        int mode = tok_is(&t, "random")   ? ROUTE_SRC_RANDOM
-                   : tok_is(&t, "sticky") ? ROUTE_SRC_STICKY
-                                          : ROUTE_SRC_NONE;
-        int takes = mode != ROUTE_SRC_NONE || tok_is(&t, "dev") || tok_is(&t, "mark");
+        int mode = words_is(&t, "random")   ? ROUTE_SRC_RANDOM
+                   : words_is(&t, "sticky") ? ROUTE_SRC_STICKY
+                                            : ROUTE_SRC_NONE;
+        int takes = mode != ROUTE_SRC_NONE || words_is(&t, "dev") || words_is(&t, "mark");
         if (!takes) {
             if (parse_src(p, &r->out, ROUTE_SRC_FIXED, &t) < 0)
                 return -1;
             continue;
         }
-        if (!next_tok(p, &arg))
-            return fail(p, t.col + t.len, "'%.*s' needs a value", (int)t.len, t.s);
+        if (!words_next(&p->w, &arg))
+            return words_fail(&p->w, t.col + t.len, "'%.*s' needs a value", (int)t.len, t.s);
         if (mode != ROUTE_SRC_NONE) {
             if (parse_src(p, &r->out, mode, &arg) < 0)
                 return -1;
-        } else if (tok_is(&t, "dev")) {
+        } else if (words_is(&t, "dev")) {
             if (arg.len >= sizeof r->out.dev)
-                return fail(p, arg.col, "interface name longer than %zu bytes",
-                            sizeof r->out.dev - 1);
+                return words_fail(&p->w, arg.col, "interface name longer than %zu bytes",
+                                  sizeof r->out.dev - 1);
             memcpy(r->out.dev, arg.s, arg.len);
             r->out.dev[arg.len] = '\0';
         } else {
@@ -324,7 +273,8 @@ static int parse_out(struct parser *p, struct route *r, const struct tok *kw)
         }
     }
     if (items == 0)
-        return fail(p, kw->col + kw->len, "'out' needs an address, random, sticky, dev or mark");
+        return words_fail(&p->w, kw->col + kw->len,
+                          "'out' needs an address, random, sticky, dev or mark");
     return 0;
 }
 
@@ -345,63 +295,63 @@ static void route_clear(struct route *r)
     memset(r, 0, sizeof *r);
 }
 
-static int end_chain(struct parser *p, struct route *r, const struct tok *t, int direct)
+static int end_chain(struct parser *p, struct route *r, const struct word *t, int direct)
 {
     struct route_chain *c = &r->alts[r->nalts - 1];
     if (c->nhops == 0 && !direct)
-        return fail(p, t->col, "empty alternative (a hop or 'direct' before '|')");
+        return words_fail(&p->w, t->col, "empty alternative (a hop or 'direct' before '|')");
     return 0;
 }
 
-static int new_chain(struct parser *p, struct route *r, const struct tok *t)
+static int new_chain(struct parser *p, struct route *r, const struct word *t)
 {
     if (r->nalts == ROUTE_MAX_ALTS)
-        return fail(p, t->col, "more than %d alternatives", ROUTE_MAX_ALTS);
+        return words_fail(&p->w, t->col, "more than %d alternatives", ROUTE_MAX_ALTS);
     struct route_chain *c = &r->alts[r->nalts++];
     c->hops = calloc(ROUTE_MAX_HOPS, sizeof *c->hops);
     c->down_until_ms = malloc(sizeof *c->down_until_ms);
     if (c->hops == NULL || c->down_until_ms == NULL)
-        return fail(p, t->col, "out of memory");
+        return words_fail(&p->w, t->col, "out of memory");
     atomic_init(c->down_until_ms, 0);
     return 0;
 }
 
 /* Parses the alternatives after `via`; stops at `out` (returned in *out_kw). */
-static int parse_via(struct parser *p, struct route *r, const struct tok *via, struct tok *out_kw,
+static int parse_via(struct parser *p, struct route *r, const struct word *via, struct word *out_kw,
                      int *has_out)
 {
-    struct tok t;
+    struct word t;
     int direct = 0;
     r->alts = calloc(ROUTE_MAX_ALTS, sizeof *r->alts);
     if (r->alts == NULL || new_chain(p, r, via) < 0)
-        return fail(p, via->col, "out of memory");
+        return words_fail(&p->w, via->col, "out of memory");
     *has_out = 0;
-    while (next_tok(p, &t)) {
+    while (words_next(&p->w, &t)) {
         struct route_chain *c = &r->alts[r->nalts - 1];
-        if (tok_is(&t, "out")) {
+        if (words_is(&t, "out")) {
             *out_kw = t;
             *has_out = 1;
             break;
         }
-        if (tok_is(&t, "|")) {
+        if (words_is(&t, "|")) {
             if (end_chain(p, r, &t, direct) < 0 || new_chain(p, r, &t) < 0)
                 return -1;
             direct = 0;
             continue;
         }
-        if (direct || (tok_is(&t, "direct") && c->nhops > 0))
-            return fail(p, t.col, "'direct' stands alone in an alternative");
-        if (tok_is(&t, "direct")) {
+        if (direct || (words_is(&t, "direct") && c->nhops > 0))
+            return words_fail(&p->w, t.col, "'direct' stands alone in an alternative");
+        if (words_is(&t, "direct")) {
             direct = 1;
             continue;
         }
         if (c->nhops == ROUTE_MAX_HOPS)
-            return fail(p, t.col, "more than %d hops in a chain", ROUTE_MAX_HOPS);
+            return words_fail(&p->w, t.col, "more than %d hops in a chain", ROUTE_MAX_HOPS);
         if (parse_hop(p, &t, &c->hops[c->nhops]) < 0)
             return -1;
         c->nhops++;
     }
-    t = (struct tok){p->text + p->pos, 0, p->pos + 1};
+    t = (struct word){p->w.text + p->w.pos, 0, p->w.pos + 1};
     if (end_chain(p, r, &t, direct) < 0)
         return -1;
     return 0;
@@ -417,9 +367,9 @@ static int add_clauses(struct routes *rs, struct parser *p, size_t via_pos, cons
     char *rule = malloc(hl + via_pos + 1);
     char err[256];
     if (rule == NULL)
-        return fail(p, 1, "out of memory");
+        return words_fail(&p->w, 1, "out of memory");
     memcpy(rule, head, hl);
-    memcpy(rule + hl, p->text, via_pos);
+    memcpy(rule + hl, p->w.text, via_pos);
     rule[hl + via_pos] = '\0';
     int rc = rules_add(rs->match, rule, file, line, err, sizeof err);
     free(rule);
@@ -428,51 +378,52 @@ static int add_clauses(struct routes *rs, struct parser *p, size_t via_pos, cons
     size_t col = 0;
     int used = 0;
     if (sscanf(err, "column %zu: %n", &col, &used) == 1 && used > 0 && col > hl)
-        return fail(p, col - hl, "%s", err + used);
-    return fail(p, 1, "%s", err);
+        return words_fail(&p->w, col - hl, "%s", err + used);
+    return words_fail(&p->w, 1, "%s", err);
 }
 
 /* The text with every password replaced by "***", which says nothing of
  * its length. NULL when out of memory. */
 static char *masked_text(const struct parser *p)
 {
-    size_t len = strlen(p->text), o = 0, from = 0;
+    size_t len = strlen(p->w.text), o = 0, from = 0;
     char *m = malloc(len + 3 * p->nsecrets + 1);
     if (m == NULL)
         return NULL;
     for (size_t i = 0; i < p->nsecrets; i++) {
-        memcpy(m + o, p->text + from, p->secret_at[i] - from);
+        memcpy(m + o, p->w.text + from, p->secret_at[i] - from);
         o += p->secret_at[i] - from;
         memcpy(m + o, "***", 3);
         o += 3;
         from = p->secret_at[i] + p->secret_len[i];
     }
-    memcpy(m + o, p->text + from, len - from + 1);
+    memcpy(m + o, p->w.text + from, len - from + 1);
     return m;
 }
 
 static int parse_route(struct routes *rs, struct parser *p, struct route *r, const char *file,
                        int line)
 {
-    struct tok t, out_kw;
+    struct word t, out_kw;
     int has_out = 0;
     size_t via_pos = 0;
     int found = 0;
-    while (next_tok(p, &t))
-        if (tok_is(&t, "via")) {
-            via_pos = (size_t)(t.s - p->text);
+    while (words_next(&p->w, &t))
+        if (words_is(&t, "via")) {
+            via_pos = (size_t)(t.s - p->w.text);
             found = 1;
             break;
         }
     if (!found)
-        return fail(p, p->pos + 1, "route needs 'via' and a hop, 'direct' or alternatives");
+        return words_fail(&p->w, p->w.pos + 1,
+                          "route needs 'via' and a hop, 'direct' or alternatives");
     if (parse_via(p, r, &t, &out_kw, &has_out) < 0)
         return -1;
     if (has_out && parse_out(p, r, &out_kw) < 0)
         return -1;
     r->text = masked_text(p);
     if (r->text == NULL)
-        return fail(p, 1, "out of memory");
+        return words_fail(&p->w, 1, "out of memory");
     return add_clauses(rs, p, via_pos, file, line); /* last: it appends to the matcher */
 }
 
@@ -505,25 +456,25 @@ void routes_free(struct routes *rs)
 int routes_add(struct routes *rs, const char *text, const char *file, int line, unsigned flags,
                char *err, size_t errlen)
 {
-    struct parser p = {.text = text, .err = err, .errlen = errlen, .flags = flags};
+    struct parser p = {.w = {.text = text, .err = err, .errlen = errlen}, .flags = flags};
     struct route r;
     memset(&r, 0, sizeof r);
     if (err != NULL && errlen > 0)
         err[0] = '\0';
     if (rs == NULL || text == NULL)
-        return fail(&p, 1, "internal error: no route set or no text");
+        return words_fail(&p.w, 1, "internal error: no route set or no text");
     if (rs->n == rs->cap) {
         size_t cap = rs->cap ? rs->cap * 2 : 8;
         struct route *v = realloc(rs->v, cap * sizeof *v);
         if (v == NULL)
-            return fail(&p, 1, "out of memory");
+            return words_fail(&p.w, 1, "out of memory");
         rs->v = v;
         rs->cap = cap;
     }
     r.file = strdup(file ? file : "(command line)");
     r.line = line;
     if (r.file == NULL) {
-        fail(&p, 1, "out of memory");
+        words_fail(&p.w, 1, "out of memory");
         goto fail;
     }
     if (parse_route(rs, &p, &r, file, line) < 0)
