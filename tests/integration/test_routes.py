@@ -283,6 +283,15 @@ def test_credentials_on_the_command_line_are_refused(socks5d_bin, tmp_path):
     assert "only in the configuration file" in r.stderr
 
 
+def test_config_dump_masks_upstream_passwords(socks5d_bin, tmp_path):
+    conf = write_conf(tmp_path, "m.conf", ["route via socks5://alice:hunter2@127.0.0.1:1080"])
+    r = subprocess.run([socks5d_bin, "-T", "-c", conf], capture_output=True, text=True,
+                       timeout=scaled(10))
+    assert r.returncode == 0, r.stderr
+    assert "hunter2" not in r.stdout + r.stderr
+    assert "socks5://alice:***@127.0.0.1:1080" in r.stdout
+
+
 def test_socks5d_through_danted(socks5d, danted, http_servers):
     port, log = danted
     near = socks5d("--auth", "none", "--route", f"via socks5://127.0.0.1:{port}")
