@@ -96,7 +96,9 @@ static int begin_hop(struct hops *h)
     return flush(h);
 }
 
-/* Feeds what arrived; 0 to keep going, -1 when h is gone. */
+static void on_more_input(struct loop_defer *d);
+
+/* Feeds what arrived; 0 to keep going, -1 when h is gone or stopped. */
 static int advance(struct hops *h)
 {
     for (;;) {
@@ -109,8 +111,12 @@ static int advance(struct hops *h)
             return -1;
         }
         if (rc == UPSTREAM_BOUND) {
+            /* fn may end the owner and cancel h: what is left in h->in
+             * (the second reply may be there already) is read from the
+             * loop, a cancel undoing that. */
+            loop_defer(h->loop, &h->later, on_more_input);
             h->fn(h->owner, HOPS_BOUND, &h->io, 0, &h->up.bnd, NULL, 0, NULL);
-            continue;
+            return -1;
         }
         if (rc == UPSTREAM_DONE && h->at + 1 == h->chain->nhops) {
             end(h, HOPS_DONE, 0, NULL);
@@ -172,6 +178,12 @@ static void on_start(struct loop_defer *d)
     struct hops *h = (struct hops *)((char *)d - offsetof(struct hops, later));
     if (begin_hop(h) == 0 && h->have > 0)
         (void)advance(h);
+}
+
+static void on_more_input(struct loop_defer *d)
+{
+    struct hops *h = (struct hops *)((char *)d - offsetof(struct hops, later));
+    (void)advance(h);
 }
 
 struct hops *hops_start(struct loop *l, struct loop_io *from, const struct route_chain *c,

@@ -17,7 +17,8 @@ struct hops;
 
 enum hops_stage {
     HOPS_FAILED, /* rep != 0 says what the client should be told, why for the log */
-    HOPS_BOUND,  /* BIND: the last hop's first reply (bnd); the handshake goes on */
+    HOPS_BOUND,  /* BIND: the last hop's first reply (bnd); the handshake goes on
+                    (fn may cancel the hops from here) */
     HOPS_DONE,   /* the tunnel is up: bnd is the last hop's BND.ADDR */
 };
 

@@ -39,6 +39,7 @@ static int parse_auth(struct session *s);
 static int parse_request(struct session *s);
 static int parse_request4(struct session *s);
 static void start_bind(struct session *s);
+static void resolve_destination(struct session *s);
 
 /* What a handshake parser did: needs more bytes; installed the next phase's
  * parser (parse on); waits on a pending operation. After HS_GONE the session
@@ -669,8 +670,16 @@ static void on_hops(void *owner, enum hops_stage stage, struct loop_io *io, uint
 {
     struct session *s = owner;
     struct sockaddr_storage ss;
-    if (stage == HOPS_BOUND)
-        return; /* BIND does not go through hops */
+    if (stage == HOPS_BOUND) {
+        /* BIND: the last hop listens; its address is the first reply, and
+         * its peer's comes with the second. */
+        phase_io(s, on_client_bind_wait);
+        if (session_reply(s, SOCKS5_REP_SUCCEEDED,
+                          proto_addr_to_sockaddr(bnd, &ss) ? (struct sockaddr *)&ss : NULL,
+                          NULL) == 0)
+            session_arm(s, s->cfg->timeout_bind_ms, on_bind_timeout);
+        return;
+    }
     pending_done(s);
     if (stage == HOPS_FAILED) {
         session_reply(s, rep, NULL, why);
@@ -829,7 +838,11 @@ static void try_route(struct session *s)
         struct proto_addr hint;
         upstream_dst(s, &hint);
         start_udp(s, &hint);
-    } else if (s->dst_name && !s->route_by_addr)
+    } else if (s->cmd == SOCKS5_CMD_BIND && s->dst_name)
+        resolve_destination(s);
+    else if (s->cmd == SOCKS5_CMD_BIND)
+        start_bind(s);
+    else if (s->dst_name && !s->route_by_addr)
         resolve_name(s, s->dst_name, addr_port(&s->dst.sa), dial_addrs);
     else
         dial(s, &s->dst, 1);
@@ -1150,13 +1163,10 @@ static int request_ready(struct session *s, uint8_t cmd, const struct proto_addr
     int need = 0;
     s->route = policy_route(&s->pol, cmd, s->dst_name ? NULL : &s->dst.sa, s->dst_name,
                             addr_port(&s->dst.sa), &need);
-    if (cmd == SOCKS5_CMD_UDP && s->route) {
+    if (s->route) {
         session_arm(s, s->cfg->timeout_connect_ms, on_dial_timeout);
         try_route(s);
-    } else if (via_hops(s))
-        session_reply(s, SOCKS5_REP_CMD_UNSUPPORTED, NULL,
-                      "BIND does not go through upstream hops");
-    else if (cmd == SOCKS5_CMD_BIND && s->dst_name)
+    } else if (cmd == SOCKS5_CMD_BIND && s->dst_name)
         resolve_destination(s);
     else if (cmd == SOCKS5_CMD_BIND)
         start_bind(s);

@@ -356,6 +356,26 @@ def test_routes_match_like_rules_first_match_wins(socks5d, echo, users_file):
         assert line["via"] == via
 
 
+def test_bind_through_an_upstream_socks5(socks5d):
+    far = socks5d("--auth", "none")
+    near = socks5d("--auth", "none", "--route", f"via socks5://127.0.0.1:{far.port}")
+    rep, host, port, s = ask(near, "127.0.0.1", 0, cmd=2)
+    with s:
+        assert rep == 0 and port != 0
+        # The listener is the far end's: the peer connects there.
+        with socket.create_connection((host, port), timeout=scaled(5)) as peer:
+            rep2, _, pport, _ = read_reply(s)
+            assert rep2 == 0 and pport == peer.getsockname()[1]
+            peer.sendall(b"from the peer")
+            assert recv_exact(s, 13) == b"from the peer"
+            s.sendall(b"to the peer")
+            assert recv_exact(peer, 11) == b"to the peer"
+    (fline,) = far.wait_access(1)
+    assert fline["cmd"] == "bind" and fline["rep"] == "0"
+    (line,) = near.wait_access(1)
+    assert line["cmd"] == "bind" and line["via"] == f"socks5://127.0.0.1:{far.port}"
+
+
 @pytest.fixture
 def udp_echo():
     e = UdpEcho("127.0.0.1")
