@@ -812,14 +812,8 @@ static void dial_addrs(struct session *s, const union addr_any *all, size_t coun
     dial(s, addrs, n);
 }
 
-/* The first hop's name became addresses: the hop is operator-chosen, so
- * no access rule applies to it. */
-static void dial_hop(struct session *s, const union addr_any *addrs, size_t n)
-{
-    dial(s, addrs, n);
-}
-
-/* CONNECT through the alternative of s->route picked from s->alt on. */
+/* Starts the request through the alternative of s->route picked from
+ * s->alt on, or directly without a route. */
 static void try_route(struct session *s)
 {
     if (s->route)
@@ -831,7 +825,8 @@ static void try_route(struct session *s)
         return;
     }
     if (c && c->nhops > 0) {
-        resolve_name(s, c->hops[0].host, c->hops[0].port, dial_hop);
+        /* The hop is the operator's choice: no access rule applies to it. */
+        resolve_name(s, c->hops[0].host, c->hops[0].port, dial);
         return;
     }
     if (s->cmd == SOCKS5_CMD_UDP) {
@@ -1161,17 +1156,14 @@ static int request_ready(struct session *s, uint8_t cmd, const struct proto_addr
         return HS_GONE;
     }
     int need = 0;
-    s->route = policy_route(&s->pol, cmd, s->dst_name ? NULL : &s->dst.sa, s->dst_name,
-                            addr_port(&s->dst.sa), &need);
-    if (s->route) {
+    /* UDP names no destination (its datagrams do): only routes without a
+     * `to` or `port` clause can match it. */
+    int udp = cmd == SOCKS5_CMD_UDP;
+    s->route = policy_route(&s->pol, cmd, udp || s->dst_name ? NULL : &s->dst.sa,
+                            udp ? NULL : s->dst_name, udp ? 0 : addr_port(&s->dst.sa), &need);
+    if (s->route) /* reaching a hop takes a connect */
         session_arm(s, s->cfg->timeout_connect_ms, on_dial_timeout);
-        try_route(s);
-    } else if (cmd == SOCKS5_CMD_BIND && s->dst_name)
-        resolve_destination(s);
-    else if (cmd == SOCKS5_CMD_BIND)
-        start_bind(s);
-    else
-        start_udp(s, dst);
+    try_route(s);
     return HS_GONE;
 }
 
