@@ -45,6 +45,8 @@ static const struct net_opt {
     {NET_REUSEPORT, SOL_SOCKET, SO_REUSEPORT, "setsockopt SO_REUSEPORT"},
     {NET_NODELAY, IPPROTO_TCP, TCP_NODELAY, "setsockopt TCP_NODELAY"},
     {NET_V6ONLY, IPPROTO_IPV6, IPV6_V6ONLY, "setsockopt IPV6_V6ONLY"},
+    /* SOL_IP serves IPv6 sockets too: the flag is the socket's, not the family's. */
+    {NET_FREEBIND, SOL_IP, IP_FREEBIND, "setsockopt IP_FREEBIND"},
 };
 
 /* net_socket with ctx naming the socket in messages. */

@@ -30,6 +30,8 @@ enum net_flag {
     /* Applied to AF_INET6 sockets only: [::] then does not take IPv4 too. */
     NET_V6ONLY = 1 << 3,
     NET_BUDGET = 1 << 4,
+    /* Bind an address the host does not have (a prefix routed to it). */
+    NET_FREEBIND = 1 << 5,
 };
 
 /* A socket of family and type (SOCK_STREAM, SOCK_DGRAM) with the options

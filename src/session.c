@@ -932,6 +932,7 @@ static const struct cmd_ctx *cmd_ctx_of(struct session *s, struct cmd_ctx *ctx)
     ctx->pol = &s->pol;
     ctx->control_fd = s->relay.client.io.fd;
     ctx->client = s->client;
+    out_of(s, &ctx->out);
     return ctx;
 }
 

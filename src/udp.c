@@ -73,12 +73,13 @@ static void on_client_dgram(struct loop_io *io, unsigned events);
 static void on_target4_dgram(struct loop_io *io, unsigned events);
 static void on_target6_dgram(struct loop_io *io, unsigned events);
 static void on_more(struct loop_defer *d);
+static void close_io(struct udp_assoc *u, struct loop_io *io);
 
 /* Not charged here: the association charged UDP_FDS when it opened. */
 static int open_sock(struct udp_assoc *u, struct loop_io *io, union addr_any *local, uint16_t lo,
-                     uint16_t hi, loop_io_fn fn)
+                     uint16_t hi, unsigned flags, loop_io_fn fn)
 {
-    int fd = net_bind_udp(local, lo, hi, NET_V6ONLY, NULL, 0);
+    int fd = net_bind_udp(local, lo, hi, NET_V6ONLY | flags, NULL, 0);
     if (fd < 0)
         return -1;
     if (loop_io_add(u->ctx.env->loop, io, fd, LOOP_READ, fn) < 0) {
@@ -89,18 +90,32 @@ static int open_sock(struct udp_assoc *u, struct loop_io *io, union addr_any *lo
 }
 
 /* The socket that talks to targets of this family, opened on first use on
- * an ephemeral port of the wildcard address, as an outbound connect would. */
+ * an ephemeral port of the wildcard address, as an outbound connect would,
+ * or of the route's source address for the family, leaving through its
+ * device and with its mark (net_out). */
 static int target_fd(struct udp_assoc *u, int family)
 {
     struct loop_io *io = family == AF_INET6 ? &u->tio6 : &u->tio4;
-    union addr_any any;
+    struct net_out rest = u->ctx.out;
+    union addr_any local;
+    unsigned flags = 0;
     if (io->fd >= 0)
         return io->fd;
-    memset(&any, 0, sizeof any);
-    any.sa.sa_family = (sa_family_t)family;
-    if (open_sock(u, io, &any, 0, 0, family == AF_INET6 ? on_target6_dgram : on_target4_dgram) <
-        0) {
+    memset(&local, 0, sizeof local);
+    local.sa.sa_family = (sa_family_t)family;
+    for (size_t i = 0; i < rest.nsrc; i++)
+        if (rest.src[i].sa.sa_family == family) {
+            local = rest.src[i];
+            flags = NET_FREEBIND;
+        }
+    rest.nsrc = 0; /* bound above */
+    if (open_sock(u, io, &local, 0, 0, flags,
+                  family == AF_INET6 ? on_target6_dgram : on_target4_dgram) < 0) {
         io->fd = -1;
+        return -1;
+    }
+    if (net_apply_out(io->fd, family, &rest, NULL, 0) < 0) {
+        close_io(u, io);
         return -1;
     }
     return io->fd;
@@ -423,7 +438,7 @@ struct udp_assoc *udp_open(const struct cmd_ctx *ctx, const struct proto_addr *h
     /* The relay listens where the control connection arrived, never on a
      * wildcard address. */
     if (getsockname(ctx->control_fd, &local.sa, &len) < 0 ||
-        open_sock(u, &u->cio, &local, ctx->cfg->udp_port_lo, ctx->cfg->udp_port_hi,
+        open_sock(u, &u->cio, &local, ctx->cfg->udp_port_lo, ctx->cfg->udp_port_hi, 0,
                   on_client_dgram) < 0) {
         *why = strerror(errno);
         fdbudget_give(UDP_FDS);

@@ -13,7 +13,8 @@ import pytest
 import bindudp_support as bu
 from harness import (HTTP_BODY, UdpEcho, USERS, free_port, proxy_env, read_reply, read_until_closed,
                      recv_exact, request, scaled, wait_until)
-from security_support import ALICE, BOB, ask, ask_rep, echo_ok, negotiate
+from security_support import (ALICE, BOB, ask, ask_rep, echo_ok, negotiate, udp_header,
+                              udp_unwrap)
 
 REP_GENERAL_FAILURE = 1
 REP_NOT_ALLOWED = 2
@@ -505,3 +506,66 @@ def test_fixed_outbound_address(socks5d, ns6):
     connect_n(srv, rec.port, 3)
     wait_until(lambda: len(rec.peers) >= 3, scaled(5), what="3 connections at the target")
     assert set(rec.peers) == {"2001:db8:1::7"}
+
+
+class UdpRecorder:
+    """A UDP echo in the namespace that records where datagrams came from."""
+
+    def __init__(self, netns):
+        self.sock = netns.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        self.sock.bind(("::1", 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.peers = []
+        self.stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop:
+            try:
+                data, peer = self.sock.recvfrom(2048)
+            except OSError:
+                continue
+            self.peers.append(peer[0])
+            self.sock.sendto(data, peer)
+
+    def close(self):
+        self.stop = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+def udp_echo_through(srv, netns, port, payloads):
+    """One association through srv (in netns): each payload to [::1]:port and
+    its echo back."""
+    with srv.connect() as ctl:
+        negotiate(ctl)
+        ctl.sendall(request("::", 0, cmd=3))
+        rep, host, rport, _ = read_reply(ctl)
+        assert rep == 0
+        # From the control connection's address (the server's is IPv4 here).
+        u = netns.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with u:
+            u.bind((ctl.getsockname()[0], 0))
+            u.settimeout(scaled(5))
+            for p in payloads:
+                u.sendto(udp_header("::1", port) + p, (host, rport))
+                assert udp_unwrap(u.recv(4096))[2] == p
+
+
+def test_udp_relays_leave_from_the_routes_random_source(socks5d, ns6):
+    netns, _ = ns6
+    rec = UdpRecorder(netns)
+    try:
+        srv = socks5d("--auth", "none", "--route", f"via direct out random {PREFIX}", netns=netns)
+        for i in range(4):
+            udp_echo_through(srv, netns, rec.port, [b"a%d" % i, b"b%d" % i])
+        addrs = [ipaddress.ip_address(p) for p in rec.peers]
+        assert len(addrs) == 8 and all(a in PREFIX for a in addrs)
+        # One source per association, a new one for the next.
+        per_assoc = [set(addrs[i:i + 2]) for i in range(0, 8, 2)]
+        assert all(len(s) == 1 for s in per_assoc)
+        assert len(set.union(*per_assoc)) == 4
+    finally:
+        rec.close()

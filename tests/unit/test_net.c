@@ -302,6 +302,17 @@ TEST(freebind_accepts_a_source_the_host_does_not_have)
     close(fd);
 }
 
+TEST(a_udp_socket_binds_a_foreign_source_with_freebind)
+{
+    union addr_any a = ip_port("192.0.2.78", 0);
+    int fd = net_bind_udp(&a, 0, 0, NET_FREEBIND, NULL, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(opt(fd, SOL_IP, IP_FREEBIND), 1);
+    close(fd);
+    a = ip_port("192.0.2.78", 0);
+    assert_int_equal(net_bind_udp(&a, 0, 0, 0, NULL, 0), -1); /* not without it */
+}
+
 TEST(an_unknown_device_is_an_error_naming_it)
 {
     struct net_out out = {.dev = "nosuchdev0"};
@@ -497,6 +508,7 @@ int main(void)
         cmocka_unit_test_setup(a_source_of_the_other_family_is_left_to_the_kernel, setup),
         cmocka_unit_test_setup(freebind_accepts_a_source_the_host_does_not_have, setup),
         cmocka_unit_test_setup(an_unknown_device_is_an_error_naming_it, setup),
+        cmocka_unit_test_setup(a_udp_socket_binds_a_foreign_source_with_freebind, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
