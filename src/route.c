@@ -207,7 +207,7 @@ static int parse_prefix(struct parser *p, const struct word *t, struct route_src
 
 static int parse_src(struct parser *p, struct route_out *o, int mode, const struct word *t)
 {
-    struct route_src src;
+    struct route_src src = {0};
     int v6 = 0;
     char q[WORDS_QUOTE_MAX + 1];
     if (parse_prefix(p, t, &src, &v6) < 0)
@@ -569,7 +569,7 @@ void route_out_for(const struct route *r, const uint64_t key[2], const void *id,
         return;
     for (int v6 = 0; v6 < 2; v6++) {
         const struct route_src *s = &r->out.src[v6];
-        uint8_t addr[16], bits[16];
+        uint8_t addr[16], bits[16] = {0};
         if (s->mode == ROUTE_SRC_NONE)
             continue;
         memcpy(addr, s->addr, sizeof addr);

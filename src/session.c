@@ -624,7 +624,8 @@ static void upstream_dst(const struct session *s, struct proto_addr *out)
     }
 }
 
-static void start_udp(struct session *s, const struct proto_addr *hint);
+static void start_udp(struct session *s, const struct proto_addr *hint,
+                      const union addr_any *relay);
 
 /* The upstream's control connection of a chained association: nothing is
  * expected on it; its end ends the association. */
@@ -659,9 +660,7 @@ static void udp_chained(struct session *s, struct loop_io *io, const struct prot
         return;
     }
     upstream_dst(s, &hint);
-    start_udp(s, &hint);
-    if (s->udp)
-        udp_chain(s->udp, &relay);
+    start_udp(s, &hint, &relay);
 }
 
 static void on_hops(void *owner, enum hops_stage stage, struct loop_io *io, uint8_t rep,
@@ -832,7 +831,7 @@ static void try_route(struct session *s)
     if (s->cmd == SOCKS5_CMD_UDP) {
         struct proto_addr hint;
         upstream_dst(s, &hint);
-        start_udp(s, &hint);
+        start_udp(s, &hint, NULL);
     } else if (s->cmd == SOCKS5_CMD_BIND && s->dst_name)
         resolve_destination(s);
     else if (s->cmd == SOCKS5_CMD_BIND)
@@ -1104,7 +1103,8 @@ static int parse_auth(struct session *s)
     return HS_WAIT;
 }
 
-static void start_udp(struct session *s, const struct proto_addr *hint)
+/* relay: the upstream association to chain to (udp_chain), or NULL. */
+static void start_udp(struct session *s, const struct proto_addr *hint, const union addr_any *relay)
 {
     union addr_any bnd;
     struct cmd_ctx ctx;
@@ -1115,6 +1115,8 @@ static void start_udp(struct session *s, const struct proto_addr *hint)
         session_reply(s, rep, NULL, why);
         return;
     }
+    if (relay)
+        udp_chain(s->udp, relay);
     phase_io(s, on_udp_control);
     if (session_reply(s, SOCKS5_REP_SUCCEEDED, &bnd.sa, NULL) == 0)
         session_arm(s, s->cfg->timeout_udp_ms, on_udp_idle);
