@@ -2,7 +2,7 @@
  * line, given to routes_add with credentials allowed and refused. Then one
  * request is matched and the outbound choice made for every route. Traps
  * on: a count that does not follow the answers, a route whose masked text
- * still shows a password, a password accepted without ROUTES_SECRETS_OK, a
+ * shows a password as often as the line did, a password accepted without ROUTES_SECRETS_OK, a
  * failed add without a message, a source outside its prefix family, and
  * more alternatives or hops than the limits. */
 #include <arpa/inet.h>
@@ -37,6 +37,15 @@ static const char *after_via(const char *t)
     return t;
 }
 
+/* Occurrences of needle in hay, overlapping ones too. */
+static size_t count(const char *hay, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
 /* line: the text the route was parsed from. */
 static void check_route(const struct route *r, const char *line, int secrets_ok)
 {
@@ -49,11 +58,13 @@ static void check_route(const struct route *r, const char *line, int secrets_ok)
             const struct upstream_hop *h = &r->alts[i].hops[j];
             CHECK(h->port != 0 && h->host[0] != '\0');
             CHECK(secrets_ok || h->user[0] == '\0');
-            /* ":PASS@" after `via` survives only in a comment or inside a mask */
-            if (h->pass[0] != 0 && strchr(h->pass, '*') == NULL && strchr(line, '#') == NULL) {
+            /* Masking takes away at least the password's own ":PASS@"
+             * (when written without %XX, and not made of '*' itself). */
+            if (h->pass[0] != 0 && strchr(h->pass, '*') == NULL) {
                 char needle[260];
                 snprintf(needle, sizeof needle, ":%s@", h->pass);
-                CHECK(strstr(after_via(r->text), needle) == NULL);
+                size_t before = count(after_via(line), needle);
+                CHECK(before == 0 || count(after_via(r->text), needle) < before);
             }
         }
     }
