@@ -427,28 +427,33 @@ PREFIX = ipaddress.ip_network("2001:db8:1::/64")
 
 
 class PeerRecorder:
-    """A target in the namespace that records the source address of every
-    connection and echoes."""
+    """A target on [::1] in the namespace that records the source address of
+    every connection (TCP) or datagram (UDP, echoed back)."""
 
-    def __init__(self, netns):
-        self.sock = netns.socket(socket.AF_INET6)
+    def __init__(self, netns, kind=socket.SOCK_STREAM):
+        self.sock = netns.socket(socket.AF_INET6, kind)
         self.sock.bind(("::1", 0))
-        self.sock.listen(64)
+        self.sock.settimeout(0.1)
+        if kind == socket.SOCK_STREAM:
+            self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.peers = []
         self.stop = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(kind,), daemon=True)
         self.thread.start()
 
-    def _run(self):
-        self.sock.settimeout(0.1)
+    def _run(self, kind):
+        stream = kind == socket.SOCK_STREAM
         while not self.stop:
             try:
-                c, peer = self.sock.accept()
+                got, peer = self.sock.accept() if stream else self.sock.recvfrom(2048)
             except OSError:
                 continue
-            self.peers.append(peer[0])
-            c.close()
+            self.peers.append(peer[0])  # before the answer: the test reads it after
+            if stream:
+                got.close()
+            else:
+                self.sock.sendto(got, peer)
 
     def close(self):
         self.stop = True
@@ -508,34 +513,6 @@ def test_fixed_outbound_address(socks5d, ns6):
     assert set(rec.peers) == {"2001:db8:1::7"}
 
 
-class UdpRecorder:
-    """A UDP echo in the namespace that records where datagrams came from."""
-
-    def __init__(self, netns):
-        self.sock = netns.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        self.sock.bind(("::1", 0))
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.peers = []
-        self.stop = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while not self.stop:
-            try:
-                data, peer = self.sock.recvfrom(2048)
-            except OSError:
-                continue
-            self.peers.append(peer[0])
-            self.sock.sendto(data, peer)
-
-    def close(self):
-        self.stop = True
-        self.thread.join(5)
-        self.sock.close()
-
-
 def udp_echo_through(srv, netns, port, payloads):
     """One association through srv (in netns): each payload to [::1]:port and
     its echo back."""
@@ -556,7 +533,7 @@ def udp_echo_through(srv, netns, port, payloads):
 
 def test_udp_relays_leave_from_the_routes_random_source(socks5d, ns6):
     netns, _ = ns6
-    rec = UdpRecorder(netns)
+    rec = PeerRecorder(netns, socket.SOCK_DGRAM)
     try:
         srv = socks5d("--auth", "none", "--route", f"via direct out random {PREFIX}", netns=netns)
         for i in range(4):
