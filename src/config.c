@@ -8,6 +8,7 @@
 
 #include "gss.h"
 #include "proto.h"
+#include "route.h"
 #include "rules.h"
 #include "users.h"
 
@@ -115,6 +116,9 @@ static int check_users(struct config *c)
     int gss = memchr(c->methods, SOCKS5_METHOD_GSSAPI, c->nmethods) != NULL;
     if (c->max_per_user && !c->users_path && !gss)
         BAD("max-sessions-per-user needs authentication (a users file or gssapi)");
+    if (c->socks4 && !memchr(c->methods, SOCKS5_METHOD_NONE, c->nmethods))
+        BAD("socks4 needs auth none among the methods (SOCKS4 clients cannot log in, so they "
+            "would get around the login)");
     /* Kerberos principals are not listed anywhere socks5d can look. */
     for (size_t i = 0; i < c->nrate_limits && !gss; i++)
         if (!users_find(c->users, c->rate_limits[i].user)) {
@@ -201,6 +205,7 @@ void config_unref(struct config *c)
     config_free_rules(c);
     rules_free(c->pp_from);
     free(c->pp_from_text);
+    routes_free(c->routes);
     for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
         free(c->listen_at[i]);
     for (size_t i = 0; i < c->nrate_limits; i++) {

@@ -16,6 +16,7 @@
 struct users;
 struct rules;
 struct gss_server;
+struct routes;
 
 #define CONFIG_MAX_LISTEN 64
 #define CONFIG_DEFAULT_PATH "/etc/socks5d/socks5d.conf"
@@ -49,6 +50,8 @@ struct config {
     size_t nrules;
     struct rules *pp_from; /* trusted PROXY protocol sources; required by PROXY listeners */
     char *pp_from_text;
+    struct routes *routes; /* upstream routes (route.h), NULL if none */
+    int socks4;            /* serve SOCKS4/4a clients on the same port */
     uint32_t timeout_handshake_ms, timeout_connect_ms, timeout_idle_ms;
     uint32_t timeout_bind_ms, timeout_udp_ms, shutdown_grace_ms, drain_delay_ms;
     uint32_t auth_cache_ttl_ms;

@@ -22,6 +22,7 @@
 #include "buildinfo.h"
 #include "config.h"
 #include "proto.h"
+#include "route.h"
 #include "rules.h"
 #include "version.h"
 
@@ -521,6 +522,32 @@ static void show_rules(const struct config *c, const struct options_def *d, FILE
         fprintf(out, "%s\n", c->rule_text[i]);
 }
 
+/* A route (route.h), from the file or --route; credentials only from a
+ * file: a command line is visible to every local user. */
+static int set_route(struct config *c, const struct options_def *d, const char *arg,
+                     struct options_origin *o, char *err, size_t errlen)
+{
+    int n, skip = 0;
+    (void)d;
+    if (!c->routes && !(c->routes = routes_new()))
+        return out_of_memory(err, errlen);
+    if (routes_add(c->routes, arg, o->file, o->line, o->file ? ROUTES_SECRETS_OK : 0, err,
+                   errlen) == 0)
+        return 0;
+    if (sscanf(err, "column %d: %n", &n, &skip) == 1 && skip > 0) {
+        o->column += n - 1;
+        memmove(err, err + skip, strlen(err + skip) + 1);
+    }
+    return -1;
+}
+
+/* Passwords come out as "***" (route.h keeps the text masked). */
+static void show_routes(const struct config *c, const struct options_def *d, FILE *out)
+{
+    for (size_t i = 0; i < routes_count(c->routes); i++)
+        fprintf(out, "%s %s\n", d->name, routes_get(c->routes, i)->text);
+}
+
 static int set_pp_from(struct config *c, const struct options_def *d, const char *arg,
                        struct options_origin *o, char *err, size_t errlen)
 {
@@ -902,6 +929,11 @@ const struct options_def options_table[] = {
     {"proxy-protocol-from", 0, OPTIONS_BOTH, "CIDR[,CIDR...]", "trusted PROXY header senders", NULL,
      set_pp_from, show_string, OFF(pp_from_text), 0, 0, 0},
     FLAG("open-proxy", "allow a non-loopback listener without auth", open_proxy),
+    {"route", 0, OPTIONS_BOTH, "'ROUTE'",
+     "where traffic leaves, repeatable: '[CLAUSES] via\nHOPS|direct [| ...] [out ...]' "
+     "(docs/routes.md;\ncredentials only in the config file)",
+     NULL, set_route, show_routes, 0, 0, 0, 0},
+    FLAG("socks4", "serve SOCKS4/4a on the same port (no login)", socks4),
     {"user", 0, OPTIONS_BOTH, "NAME", "drop privileges to NAME after binding", NULL, set_string,
      show_string, OFF(run_user), 0, 0, 0},
     FLAG("allow-root", "allow running as root beyond loopback", allow_root),

@@ -27,6 +27,7 @@ struct session_rate;
 struct gss_conn;
 struct gss_relay;
 struct userstats;
+struct route;
 
 /* An operation in flight for the session (auth job, resolve query, dial,
  * BIND listener): closing the session cancels it. */
@@ -68,6 +69,16 @@ struct session {
     int8_t fail;               /* enum hs_fail when the handshake failed, else -1 */
     struct policy_state pol;   /* slots held and the deciding rule */
     struct session_rate *rate; /* per-user bandwidth limit, or NULL */
+    /* Where the request leaves (route.h): the matching route or NULL for
+     * direct, the alternative being tried, and how a resolved name reaches
+     * the hops (by the address the rules judged, not by name). */
+    const struct route *route;
+    size_t alt;
+    uint8_t route_by_addr;
+    uint8_t v4;   /* a SOCKS4/4a client: replies in SOCKS4 */
+    char *userid; /* its USERID, for the access log */
+    /* What the session does once a name it looks up has addresses. */
+    void (*resolved)(struct session *s, const union addr_any *addrs, size_t n);
     union addr_any client;
     union addr_any dst;             /* requested address (port valid for names too) */
     union addr_any peer;            /* the target actually connected */

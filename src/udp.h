@@ -31,6 +31,11 @@ struct udp_counts {
 struct udp_assoc *udp_open(const struct cmd_ctx *ctx, const struct proto_addr *hint,
                            union addr_any *bnd, uint8_t *rep, const char **why);
 void udp_close(struct udp_assoc *u);
+/* Chains the association to an upstream SOCKS5 one whose relay is at
+ * `relay`: every datagram the client sends (judged by the rules as usual,
+ * names resolved here) goes there framed with its destination, and what
+ * the relay sends back, framed with its source, goes to the client. */
+void udp_chain(struct udp_assoc *u, const union addr_any *relay);
 const struct udp_counts *udp_counts(const struct udp_assoc *u);
 
 #endif
