@@ -49,11 +49,11 @@ struct relay_pipe *bufpool_get_pipe(struct bufpool *p);
 /* Takes back a pipe; one still holding bytes (`dirty`) is closed. */
 void bufpool_put_pipe(struct bufpool *p, struct relay_pipe *pipe, int dirty);
 
-/* 1 MiB halves the splice calls per MB against 256 KiB (docs/benchmarks.md,
+/* 512 KiB: about half the splice calls per MB of 256 KiB (docs/benchmarks.md,
  * 2026-12-07 tput). Past fs.pipe-max-size or the user's pipe-user-pages-soft
  * the kernel refuses it; 256 KiB may still fit. */
 #ifndef BUFPOOL_PIPE_SIZE
-#define BUFPOOL_PIPE_SIZE (1024 * 1024)
+#define BUFPOOL_PIPE_SIZE (512 * 1024)
 #endif
 #define BUFPOOL_PIPE_FALLBACK (256 * 1024)
 
