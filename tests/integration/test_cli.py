@@ -47,7 +47,8 @@ def test_build_info_names_c_ares_and_says_no_for_what_is_not_built_in(socks5d_bi
         lines = r.stdout.splitlines()
         assert re.fullmatch(r"socks5d \d+\.\d+\.\d+", lines[0]), r.stdout
         assert re.fullmatch(r"c-ares: \d+\.\d+\.\d+ \(built with \d+\.\d+\.\d+\)", lines[1]), lines
-        assert "krb5: no" in lines and "libbpf: no" in lines, lines
+        assert re.fullmatch(r"krb5: MIT \d+\.\d+(\.\d+)?", lines[2]), lines  # gssapi is built in
+        assert "libbpf: no" in lines, lines
 
 
 # ---------------------------------------------------------------- -T
@@ -165,6 +166,22 @@ def test_passwd_f_runs_in_parallel_lose_no_user(socks5d_bin, tmp_path):
     assert got == names, got
     r = run(socks5d_bin, "-t", "--users", str(users))
     assert r.returncode == 0, r.stderr
+
+
+def test_passwd_f_refuses_a_symlink_and_leaves_users_with_a_longer_name(socks5d_bin, tmp_path):
+    target = tmp_path / "shadow-like"
+    target.write_text("root:x\n")
+    link = tmp_path / "users"
+    link.symlink_to(target)
+    r = run(socks5d_bin, "passwd", "-f", str(link), "root", input="pw\n")
+    assert r.returncode == 1 and "symbolic links" in r.stderr, r
+    assert target.read_text() == "root:x\n" and link.is_symlink()
+    users = tmp_path / "plain"
+    users.write_text("alice2:$y$keep\nal:$y$old\n")
+    r = run(socks5d_bin, "passwd", "-f", str(users), "al", input="pw\n")
+    assert r.returncode == 0, r
+    lines = users.read_text().splitlines()
+    assert lines[0] == "alice2:$y$keep" and lines[1].startswith("al:$y$j") and len(lines) == 2
 
 
 def passwd_on_a_terminal(binary, args, typed):
