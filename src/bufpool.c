@@ -120,10 +120,19 @@ struct relay_pipe *bufpool_get_pipe(struct bufpool *p)
         return NULL;
     }
     /* A larger pipe moves more per splice call; the kernel may refuse
-     * (pipe-max-size, per-user limits), and the default size still works. */
-    fcntl(fds[1], F_SETPIPE_SZ, BUFPOOL_PIPE_SIZE);
+     * (pipe-max-size, per-user limits), and a smaller size still works. */
     pp->r = fds[0];
     pp->w = fds[1];
+    int size = fcntl(pp->w, F_SETPIPE_SZ, BUFPOOL_PIPE_SIZE);
+    if (size < 0)
+        size = fcntl(pp->w, F_SETPIPE_SZ, BUFPOOL_PIPE_FALLBACK);
+    if (size < 0)
+        size = fcntl(pp->w, F_GETPIPE_SZ);
+    if (size <= 0) {
+        pipe_close(pp);
+        return NULL;
+    }
+    pp->size = (uint32_t)size;
     return pp;
 }
 

@@ -19,6 +19,7 @@ struct freelist {
 /* A pipe for splice(2): bytes move socket -> pipe -> socket in the kernel. */
 struct relay_pipe {
     int r, w;
+    uint32_t size; /* bytes it holds, as the kernel granted */
     struct relay_pipe *next;
 };
 
@@ -40,14 +41,20 @@ void bufpool_put(struct bufpool *p, uint8_t *buf);
  * (they hold handshakes, credentials included): a reused one is all zeros. */
 uint8_t *bufpool_get_small(struct bufpool *p);
 void bufpool_put_small(struct bufpool *p, uint8_t *buf);
-/* Returns an empty non-blocking pipe of BUFPOOL_PIPE_SIZE, or NULL (no
- * memory, or its two descriptors do not fit the budget: use buffers). */
+/* Returns an empty non-blocking pipe of BUFPOOL_PIPE_SIZE, or of
+ * BUFPOOL_PIPE_FALLBACK or the kernel's default where the kernel refuses
+ * more (see pipe->size), or NULL (no memory, or its two descriptors do not
+ * fit the budget: use buffers). */
 struct relay_pipe *bufpool_get_pipe(struct bufpool *p);
 /* Takes back a pipe; one still holding bytes (`dirty`) is closed. */
 void bufpool_put_pipe(struct bufpool *p, struct relay_pipe *pipe, int dirty);
 
+/* 512 KiB: about half the splice calls per MB of 256 KiB (docs/benchmarks.md,
+ * 2026-12-07 tput). Past fs.pipe-max-size or the user's pipe-user-pages-soft
+ * the kernel refuses it; 256 KiB may still fit. */
 #ifndef BUFPOOL_PIPE_SIZE
-#define BUFPOOL_PIPE_SIZE (256 * 1024)
+#define BUFPOOL_PIPE_SIZE (512 * 1024)
 #endif
+#define BUFPOOL_PIPE_FALLBACK (256 * 1024)
 
 #endif

@@ -176,7 +176,7 @@ static size_t take_room(struct relay_dir *d, struct bufpool *pool)
     if (d->bytes >= RELAY_SPLICE_AFTER && (d->pipe || (d->pipe = bufpool_get_pipe(pool)))) {
         bufpool_put(pool, d->buf); /* empty here: flushed before reading */
         d->buf = NULL;
-        return BUFPOOL_PIPE_SIZE;
+        return d->pipe->size; /* more would read short and look drained */
     }
     if (!d->buf && !(d->buf = bufpool_get(pool)))
         return 0;

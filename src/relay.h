@@ -55,7 +55,7 @@ enum { RELAY_MOVED = 1, RELAY_MORE = 2, RELAY_THROTTLED = 4 };
 /* Bytes read per direction per call: a bulk tunnel yields to the others
  * this often (the `fair` benchmark: ping-pong latency next to bulk). */
 #ifndef RELAY_BUDGET
-#define RELAY_BUDGET (256 * 1024)
+#define RELAY_BUDGET (512 * 1024)
 #endif
 /* A direction switches from read/write to splice after this many bytes:
  * small exchanges are cheaper with one copy than with the pipe's syscalls. */

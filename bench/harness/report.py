@@ -10,7 +10,12 @@ SECTIONS = [
      "run divided by all bytes it forwarded."),
     ("Connection rate", "crr", "64 concurrent clients, each looping connect → greeting → "
      "CONNECT → 64 bytes to an echo target and back → close. Latency is one whole "
-     "session. CPU-s per 1,000 sessions covers the whole run."),
+     "session. CPU-s per 1,000 sessions covers the whole run. crr-auth adds RFC 1929 "
+     "user/password with socks5d's password cache on (each repeat login is a cache hit); "
+     "crr-auth-nocache turns it off (`--auth-cache-ttl 0`), so every login runs the "
+     "password hash: its sessions per CPU-second are the logins one core verifies per "
+     "second. microsocks compares passwords in plaintext, so its two auth runs cost the "
+     "same."),
     ("Latency", "lat", "rr: 64-byte ping-pong on one tunnel. fair: the same ping-pong "
      "while two bulk uploads share the proxy."),
     ("UDP", "udp", "Round trips through a UDP ASSOCIATE relay to an echo target, "

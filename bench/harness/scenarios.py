@@ -14,7 +14,9 @@ IDLE_HOLD_S = 120  # the longest an idle run may wait for the driver
 
 class Scenario:
     """kind decides what is measured: tput, crr, lat (rr, fair), udp, idle.
-    needs: a server feature without which the scenario is n/a."""
+    needs: a server feature without which the scenario is n/a. auth: False,
+    "cached" (socks5d's password cache on, as deployed) or "uncached" (every
+    login runs the password hash)."""
 
     def __init__(self, name, kind, args, needs=None, auth=False, count=0):
         self.name, self.kind, self.args = name, kind, args
@@ -27,7 +29,9 @@ SCENARIOS = [
     Scenario("tput-down-1", "tput", ["tput-down", "-n", "1"]),
     Scenario("tput-down-8", "tput", ["tput-down", "-n", "8"]),
     Scenario("crr", "crr", ["crr", "-c", "64", "-s", "64"]),
-    Scenario("crr-auth", "crr", ["crr", "-c", "64", "-s", "64"], needs="auth", auth=True),
+    Scenario("crr-auth", "crr", ["crr", "-c", "64", "-s", "64"], needs="auth", auth="cached"),
+    Scenario("crr-auth-nocache", "crr", ["crr", "-c", "64", "-s", "64"], needs="auth",
+             auth="uncached"),
     Scenario("crr-domain", "crr", ["crr", "-c", "64", "-s", "64", "-D", "localhost"],
              needs="domain"),
     Scenario("rr", "lat", ["rr", "-s", "64"]),
@@ -89,6 +93,10 @@ def derive(scn, res):
         res["cpu_s_per_gb"] = cpu / (res["bytes_total"] / 1e9)
     if scn.kind == "crr" and res.get("sessions_total"):
         res["cpu_s_per_1k"] = cpu / (res["sessions_total"] / 1000)
+        # Sessions per CPU-second: with auth and no cache, logins per second
+        # one core can verify.
+        if cpu > 0:
+            res["sessions_per_cpu_s"] = res["sessions_total"] / cpu
 
 
 def read_line(pipe, deadline):

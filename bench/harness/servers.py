@@ -35,7 +35,9 @@ SPECS = {
     "direct": Spec("direct", {"udp"}, "no proxy: the loopback limit of the load generator"),
     "socks5d": Spec("socks5d", {"auth", "domain", "udp", "idle"}, "bin/socks5d -w 2 -q"),
     "microsocks": Spec("microsocks", {"auth", "domain", "idle"},
-                       "Debian microsocks, one thread per connection; no UDP; it logs "
+                       "Debian microsocks, one thread per connection; no UDP; compares "
+                       "passwords in plaintext (no hash, so crr-auth-nocache costs it "
+                       "nothing extra); it logs "
                        "every connection to stderr and has no option to stop (the log goes "
                        "to a file in bench/out)"),
     "dante": Spec("dante", {"domain", "udp", "idle"},
@@ -98,12 +100,16 @@ def users_file(root, out):
 
 
 def command(name, port, auth, root, out):
-    """argv for server name on port, with or without user/password auth."""
+    """argv for server name on port, with or without user/password auth.
+    microsocks compares the password in plaintext and caches nothing, so its
+    "uncached" run is its only auth run."""
     if name in ("socks5d", "before"):
         binary = BEFORE if name == "before" else os.path.join(root, "bin/socks5d")
         argv = [binary, "-l", f"127.0.0.1:{port}", "-w", "2", "-q"]
         if auth:
             argv += ["--auth", "userpass", "--users", users_file(root, out)]
+        if auth == "uncached":
+            argv += ["--auth-cache-ttl", "0"]
         return argv
     if name == "microsocks":
         argv = ["microsocks", "-i", "127.0.0.1", "-p", str(port)]
@@ -144,7 +150,7 @@ class Running:
         self.name, self.auth = name, auth
         self.port = free_port()
         argv = command(name, self.port, auth, root, out)
-        tag = "-auth" if auth else ""
+        tag = f"-auth-{auth}" if auth else ""
         self.log_path = os.path.join(out, f"{name}{tag}-{self.port}.log")
         with open(self.log_path, "w") as log:
             try:

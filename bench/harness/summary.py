@@ -7,7 +7,9 @@ SUBJECT = "socks5d"
 METRICS = {
     "tput": [("mb_per_s", "MB/s", True), ("cpu_s_per_gb", "CPU-s per GB", False)],
     "crr": [("sessions_per_s", "sessions/s", True), ("p50_us", "p50 µs", False),
-            ("p99_us", "p99 µs", False), ("cpu_s_per_1k", "CPU-s per 1,000 sessions", False)],
+            ("p99_us", "p99 µs", False), ("cpu_s_per_1k", "CPU-s per 1,000 sessions", False),
+            ("sessions_per_cpu_s", "sessions per CPU-second (crr-auth-nocache: logins "
+             "verified per second per core)", True)],
     "lat": [("p50_us", "p50 µs", False), ("p99_us", "p99 µs", False),
             ("bulk_mb_per_s", "bulk MB/s beside it", True)],
     "udp": [("datagrams_per_s", "round trips/s", True), ("lost", "datagrams lost", False),

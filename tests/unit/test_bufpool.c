@@ -277,6 +277,30 @@ TEST(get_pipe_returns_an_empty_non_blocking_close_on_exec_pipe)
     assert_int_equal(fd_count(), base);
 }
 
+/* The relay reads at most pipe->size per splice and takes a shorter read
+ * for a drained socket: the size must be what the pipe really holds. */
+TEST(pipe_size_is_what_the_pipe_holds)
+{
+    static char chunk[4096];
+    struct bufpool p;
+    bufpool_init(&p, 2);
+    struct relay_pipe *pp = bufpool_get_pipe(&p);
+    assert_non_null(pp);
+    assert_int_equal(pp->size, fcntl(pp->w, F_GETPIPE_SZ));
+    size_t held = 0;
+    for (int i = 0; i < 1024; i++) { /* at most 4 MiB: the loop is bounded */
+        ssize_t n = write(pp->w, chunk, sizeof chunk);
+        if (n < 0) {
+            assert_int_equal(errno, EAGAIN);
+            break;
+        }
+        held += (size_t)n;
+    }
+    assert_int_equal(held, pp->size);
+    bufpool_put_pipe(&p, pp, 1);
+    bufpool_destroy(&p);
+}
+
 TEST(clean_pipe_is_reused_dirty_pipe_is_closed)
 {
     struct bufpool p;
@@ -344,6 +368,7 @@ int main(void)
         cmocka_unit_test(small_buffers_are_separate_reused_and_bounded),
         cmocka_unit_test(small_buffer_is_wiped_before_reuse),
         cmocka_unit_test(get_pipe_returns_an_empty_non_blocking_close_on_exec_pipe),
+        cmocka_unit_test(pipe_size_is_what_the_pipe_holds),
         cmocka_unit_test(clean_pipe_is_reused_dirty_pipe_is_closed),
         cmocka_unit_test(idle_pipes_are_bounded_and_destroy_closes_them),
     };

@@ -56,9 +56,8 @@ static void rig_free(struct rig *g)
 /* Bytes a direction has read but not yet written, in either mode. */
 static uint32_t pending(const struct relay_dir *d)
 {
-    if (d->pipe)
-        return d->len;
-    return d->buf ? d->len - d->off : 0;
+    /* [off, len) in both modes: off counts what left the pipe too. */
+    return d->buf || d->pipe ? d->len - d->off : 0;
 }
 
 /* Buffers plus pipes a direction holds. */
