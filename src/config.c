@@ -71,6 +71,8 @@ enum {
     O_USER,
     O_ALLOW_ROOT,
     O_RATE_LIMIT,
+    O_REUSE_PORT,
+    O_PID_FILE,
     O_VERSION,
 };
 
@@ -114,6 +116,8 @@ static const struct option long_opts[] = {
     {"user", required_argument, NULL, O_USER},
     {"allow-root", no_argument, NULL, O_ALLOW_ROOT},
     {"rate-limit", required_argument, NULL, O_RATE_LIMIT},
+    {"reuse-port", no_argument, NULL, O_REUSE_PORT},
+    {"pid-file", required_argument, NULL, O_PID_FILE},
     {"verbose", no_argument, NULL, O_VERBOSE},
     {"quiet", no_argument, NULL, O_QUIET},
     {"version", no_argument, NULL, O_VERSION},
@@ -165,6 +169,10 @@ void config_usage(FILE *out)
         "      --open-proxy            allow a non-loopback listener without auth\n"
         "      --user NAME             drop privileges to NAME after binding\n"
         "      --allow-root            allow running as root beyond loopback\n"
+        "      --reuse-port            share listen addresses another process holds\n"
+        "                              (default: refuse to start, exit 2)\n"
+        "      --pid-file FILE         write the pid here; refuse to start while the\n"
+        "                              pid in it runs socks5d\n"
         "      --metrics [ADDR:]PORT   Prometheus /metrics and /healthz endpoint\n"
         "                              (a bare port listens on 127.0.0.1)\n"
         "      --log-level LEVEL       error, warn, info (default), debug\n"
@@ -547,6 +555,10 @@ static int apply(struct config *c, int opt, const char *arg, struct origin *o, c
         return set_flag(&c->udp_full_cone, arg);
     case O_ALLOW_ROOT:
         return set_flag(&c->allow_root, arg);
+    case O_REUSE_PORT:
+        return set_flag(&c->reuse_port, arg);
+    case O_PID_FILE:
+        return set_string(&c->pid_file, arg);
     case O_PROXY_PROTOCOL:
         return set_flag(&c->proxy_protocol_all, arg);
     case O_UDP_PORTS:
@@ -984,6 +996,7 @@ void config_unref(struct config *c)
     free(c->log.error_log_path);
     free(c->log.access_log_path);
     free(c->run_user);
+    free(c->pid_file);
     free(c->path);
     free(c);
 }

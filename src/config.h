@@ -61,6 +61,8 @@ struct config {
     union addr_any metrics;            /* family 0: no metrics endpoint */
     char *run_user;                    /* drop privileges to this user */
     int allow_root;
+    int reuse_port; /* join a listen address another process holds */
+    char *pid_file; /* NULL: none */
 };
 
 /* Builds a snapshot from the command line and the config file it names

@@ -20,6 +20,7 @@
 #include "metrics.h"
 #include "net.h"
 #include "notify.h"
+#include "pidfile.h"
 #include "privs.h"
 #include "quota.h"
 #include "users.h"
@@ -43,6 +44,7 @@ struct server {
     int activated;               /* listeners came from systemd (LISTEN_FDS) */
     struct addr_list *self;      /* the host's own addresses, as the workers have them */
     int addr_watch;              /* netlink socket: own addresses changed; -1: none */
+    char *pid_file;              /* the pid file this process wrote, or NULL */
 };
 
 /* Soft fd limit up to the hard limit; returns the limit now in force. */
@@ -89,6 +91,26 @@ static int *open_for_workers(const struct listen_spec *spec, int n)
     return fds;
 }
 
+/* Whether spec may be opened: an address another process listens on is
+ * refused unless the configuration asks to share it (SO_REUSEPORT would
+ * otherwise split its connections with ours without a word). Addresses
+ * this process holds are never asked about. */
+static int may_open(const struct listen_spec *spec, int share)
+{
+    char name[ADDR_STRLEN];
+    if (net_tcp_held(&spec->addr) != 1)
+        return 1; /* a failed probe: opening the listener says why */
+    addr_str(&spec->addr.sa, name, sizeof name);
+    if (share) {
+        log_info("listen %s: sharing the address with another process (reuse-port)", name);
+        return 1;
+    }
+    log_error("listen %s: %s by another process (another socks5d?); 'reuse-port yes' or "
+              "--reuse-port shares it",
+              name, strerror(EADDRINUSE));
+    return 0;
+}
+
 /* systemd socket activation: fds 3.. are listening sockets. Every worker
  * watches a duplicate of each (they share one accept queue). */
 static int take_activated(struct server *sv)
@@ -130,16 +152,19 @@ static int take_activated(struct server *sv)
     return 0;
 }
 
+/* Returns 0, or the exit code: 2 for an address held elsewhere. */
 static int bind_listeners(struct server *sv)
 {
     if (take_activated(sv) < 0)
-        return -1;
+        return 1;
     if (sv->activated)
         return 0;
     for (size_t i = 0; i < sv->cfg->nlisten; i++) {
         sv->spec[i] = sv->cfg->listen[i];
+        if (!may_open(&sv->spec[i], sv->cfg->reuse_port))
+            return 2;
         if (!(sv->fds[i] = open_for_workers(&sv->spec[i], sv->nworkers)))
-            return -1;
+            return 1;
         sv->nlisten = i + 1;
     }
     return 0;
@@ -276,7 +301,8 @@ static int reconcile(struct server *sv, const struct config *c, struct listen_sp
     for (i = 0; i < c->nlisten; i++) {
         spec[i] = c->listen[i];
         fds[i] = kept_fds(sv, &spec[i]);
-        if (!fds[i] && !(fds[i] = open_for_workers(&spec[i], sv->nworkers)))
+        if (!fds[i] && (!may_open(&spec[i], c->reuse_port) ||
+                        !(fds[i] = open_for_workers(&spec[i], sv->nworkers))))
             break;
     }
     if (i == c->nlisten) {
@@ -471,6 +497,18 @@ static int worker_count(const struct config *c)
     return n > 0 ? (int)n : 1;
 }
 
+/* At exit: the pid file goes if it is still ours (a run user that cannot
+ * write its directory cannot remove it; the next start replaces it). */
+static void release_pid_file(struct server *sv)
+{
+    char err[512];
+    const char *path = sv->pid_file ? sv->pid_file : sv->cfg->pid_file;
+    if (path && pidfile_release(path, err, sizeof err) < 0)
+        log_warn("%s", err);
+    free(sv->pid_file);
+    sv->pid_file = NULL;
+}
+
 static void shutdown_all(struct server *sv)
 {
     metrics_stop();
@@ -484,6 +522,7 @@ static void shutdown_all(struct server *sv)
     free(sv->w);
     for (size_t i = 0; i < sv->nlisten; i++)
         free(sv->fds[i]);
+    release_pid_file(sv);
     config_unref(sv->cfg);
     unwatch_self(sv);
     ares_library_cleanup();
@@ -493,8 +532,20 @@ static void shutdown_all(struct server *sv)
 static int prepare(struct server *sv)
 {
     char err[512];
-    if (bind_listeners(sv) < 0)
-        return 1;
+    int code;
+    if (sv->cfg->pid_file) {
+        if (pidfile_claim(sv->cfg->pid_file, err, sizeof err) != 0) {
+            log_error("%s", err);
+            return 2;
+        }
+        if (!(sv->pid_file = strdup(sv->cfg->pid_file))) {
+            log_error("pid-file %s: out of memory", sv->cfg->pid_file);
+            release_pid_file(sv);
+            return 1;
+        }
+    }
+    if ((code = bind_listeners(sv)) != 0)
+        return code;
     if (sv->activated && config_check_open_proxy(sv->cfg, sv->spec, sv->nlisten, stderr) < 0)
         return 2;
     if (privs_drop(sv->cfg, sv->spec, sv->nlisten, err, sizeof err) < 0) {
@@ -519,6 +570,7 @@ static int abandon(struct server *sv, int code)
         free(sv->fds[i]);
     }
     auth_pool_stop();
+    release_pid_file(sv);
     config_unref(sv->cfg);
     unwatch_self(sv);
     ares_library_cleanup();

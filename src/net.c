@@ -96,6 +96,20 @@ int net_listen_tcp(const union addr_any *a, int backlog, unsigned flags, char *e
     return fd;
 }
 
+int net_tcp_held(const union addr_any *a)
+{
+    char name[ADDR_STRLEN];
+    addr_str(&a->sa, name, sizeof name);
+    /* Without SO_REUSEPORT the bind conflicts with any listener on a, ours
+     * or not; SO_REUSEADDR keeps connections in TIME_WAIT out of it. */
+    int fd = open_socket(a->sa.sa_family, SOCK_STREAM, NET_REUSEADDR | NET_V6ONLY, name, NULL, 0);
+    if (fd < 0)
+        return -1;
+    int rc = bind(fd, &a->sa, addr_len(&a->sa)) == 0 ? 0 : errno == EADDRINUSE ? 1 : -1;
+    net_close(fd, 0);
+    return rc;
+}
+
 /* Binds fd to a's IP on a port from lo..hi (0, 0: ephemeral). */
 static int bind_port_range(int fd, union addr_any *a, uint16_t lo, uint16_t hi)
 {

@@ -1,0 +1,168 @@
+"""Issue 15, silent surprises: a second instance on a held address, the pid
+file, and what a reload and a shutdown say in the error log.
+
+Every server is stopped by its PID at teardown (the `ops` fixture); every
+wait has a deadline scaled by harness.scaled()."""
+import os
+import signal
+import socket
+import subprocess
+
+from harness import bind_socket, scaled, wait_until
+from ops_support import ops  # noqa: F401  (the fixture)
+from ops_support import distinct_ports
+
+RELOADED = "configuration reloaded"
+
+
+def listen_conf(*ports, extra=()):
+    return [f"listen 127.0.0.1:{p}" for p in ports] + ["auth none", *extra]
+
+
+def reload(srv, conf, lines, what=RELOADED):
+    n = srv.count(what)
+    conf.write_text("\n".join(lines) + "\n")
+    srv.signal(signal.SIGHUP)
+    srv.wait_log(what, count=n + 1, timeout=scaled(10))
+
+
+def serves(srv, port):
+    with socket.create_connection(("127.0.0.1", port), timeout=scaled(5)) as s:
+        s.sendall(b"\x05\x01\x00")
+        return s.recv(2) == b"\x05\x00"
+
+
+# ---------------------------------------------------------------- a held address
+
+
+def test_a_second_instance_on_a_held_address_exits_2_naming_it(ops):
+    first, (port,), conf = ops.start_conf(lambda p: listen_conf(*p))
+    r = ops.run("-c", str(conf))
+    assert r.returncode == 2, r.stderr
+    assert f"listen 127.0.0.1:{port}: Address already in use by another process" in r.stderr
+    assert "reuse-port" in r.stderr  # the way to share it is named
+    assert " listening on " not in r.stderr
+    # Every connection still reaches the first one, which keeps serving.
+    for _ in range(20):
+        assert serves(first, port)
+    assert first.alive()
+
+
+def test_an_address_held_by_another_program_is_refused_too(ops):
+    other = bind_socket("127.0.0.1")
+    other.listen(8)
+    port = other.getsockname()[1]
+    try:
+        r = ops.run("-l", f"127.0.0.1:{port}", "--auth", "none")
+    finally:
+        other.close()
+    assert r.returncode == 2, r.stderr
+    assert f"listen 127.0.0.1:{port}: Address already in use" in r.stderr
+
+
+def test_a_wildcard_listener_holds_the_loopback_address(ops):
+    first, (port,), conf = ops.start_conf(lambda p: [f"listen 0.0.0.0:{p[0]}", "auth none",
+                                                     "allow from 127.0.0.0/8", "allow-root yes"],
+                                          listen=lambda p: [f"0.0.0.0:{p[0]}"])
+    r = ops.run("-l", f"127.0.0.1:{port}", "--auth", "none")
+    assert r.returncode == 2, r.stderr
+    assert f"listen 127.0.0.1:{port}: Address already in use" in r.stderr
+
+
+def test_reuse_port_joins_a_held_address(ops):
+    first, (port,), conf = ops.start_conf(lambda p: listen_conf(*p))
+    second = ops.start(["-c", str(conf), "--reuse-port"], [f"127.0.0.1:{port}"])
+    assert f"listen 127.0.0.1:{port}: sharing the address with another process" in second.log()
+    # The file form says the same.
+    third_conf = ops.conf(listen_conf(port, extra=["reuse-port yes"]), name="third.conf")
+    third = ops.start(["-c", str(third_conf)], [f"127.0.0.1:{port}"])
+    for _ in range(10):
+        assert serves(first, port)
+    assert first.alive() and second.alive() and third.alive()
+    # A server alone on its address logs no sharing.
+    assert "sharing" not in first.log()
+
+
+def test_reload_keeps_its_own_addresses_and_refuses_a_held_new_one(ops):
+    srv, (port,), conf = ops.start_conf(lambda p: listen_conf(*p))
+    # Another process's listener that lets others join (as a socks5d does).
+    other = socket.socket()
+    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    other.bind(("127.0.0.1", 0))
+    other.listen(8)
+    held = other.getsockname()[1]
+    try:
+        # Its own address is not "held by another process".
+        reload(srv, conf, listen_conf(port))
+        assert "Address already in use" not in srv.log()
+        reload(srv, conf, listen_conf(port, held), what="reload failed")
+        assert f"listen 127.0.0.1:{held}: Address already in use by another process" in srv.log()
+        assert serves(srv, port)
+        # Asked to share, the reload takes it.
+        reload(srv, conf, listen_conf(port, held, extra=["reuse-port yes"]))
+    finally:
+        other.close()
+    assert serves(srv, held)
+
+
+# ---------------------------------------------------------------- the pid file
+
+
+def read_pid(path):
+    return int(path.read_text().strip())
+
+
+def test_pid_file_is_written_checked_and_removed_at_exit(ops):
+    pid_file = ops.path("socks5d.pid")
+    srv, (port,), conf = ops.start_conf(lambda p: listen_conf(*p, extra=[f"pid-file {pid_file}"]))
+    assert read_pid(pid_file) == srv.pid
+    assert oct(os.stat(pid_file).st_mode & 0o777) == "0o644"
+    # A second start with the same pid file, on another address, is refused.
+    (other_port,) = distinct_ports(1)
+    r = ops.run("-l", f"127.0.0.1:{other_port}", "--auth", "none", "--pid-file", str(pid_file))
+    assert r.returncode == 2, r.stderr
+    assert f"pid-file {pid_file}: socks5d is already running as pid {srv.pid}" in r.stderr
+    assert read_pid(pid_file) == srv.pid  # the refused start left it alone
+    assert srv.stop() == 0
+    assert not pid_file.exists()
+    assert not [f for f in os.listdir(ops.dir) if f.startswith("socks5d.pid.")]
+
+
+def dead_pid():
+    p = subprocess.Popen(["true"])
+    p.wait(scaled(5))
+    return p.pid
+
+
+def test_a_stale_pid_file_is_replaced(ops):
+    pid_file = ops.path("stale.pid")
+    # A dead pid, garbage, and a live process that is not socks5d (this
+    # test's own: a pid reused after a crash or a reboot).
+    for content in (f"{dead_pid()}\n", "not a pid\n", f"{os.getpid()}\n"):
+        pid_file.write_text(content)
+        srv, _, _ = ops.start_conf(lambda p: listen_conf(*p, extra=[f"pid-file {pid_file}"]),
+                                   name="stale.conf")
+        assert read_pid(pid_file) == srv.pid
+        assert srv.stop() == 0
+        assert not pid_file.exists()
+
+
+def test_a_pid_file_that_cannot_be_written_stops_the_start(ops):
+    missing = ops.path("no-such-dir") / "socks5d.pid"
+    (port,) = distinct_ports(1)
+    r = ops.run("-l", f"127.0.0.1:{port}", "--auth", "none", "--pid-file", str(missing))
+    assert r.returncode == 2, r.stderr
+    assert f"pid-file {missing}: No such file or directory" in r.stderr
+
+
+def test_a_failed_start_removes_the_pid_file_it_wrote(ops):
+    other = bind_socket("127.0.0.1")
+    other.listen(8)
+    pid_file = ops.path("failed.pid")
+    try:
+        r = ops.run("-l", f"127.0.0.1:{other.getsockname()[1]}", "--auth", "none",
+                    "--pid-file", str(pid_file))
+    finally:
+        other.close()
+    assert r.returncode == 2, r.stderr
+    assert not pid_file.exists()
