@@ -22,6 +22,9 @@
 #include "version.h"
 
 #define MAX_INCLUDE_DEPTH 8
+/* auth-fail-address-limit not given: ten users' worth of auth-fail-limit. */
+#define ADDRESS_LIMIT_DERIVED UINT32_MAX
+#define ADDRESS_LIMIT_FACTOR 10u
 
 /* Where problems are reported: stderr at start, a buffer during reload.
  * Configuration is only ever loaded by the main thread. */
@@ -52,6 +55,8 @@ enum {
     O_AUTH_FAIL_LIMIT,
     O_AUTH_FAIL_WINDOW,
     O_AUTH_FAIL_COOLDOWN,
+    O_AUTH_FAIL_ADDRESS_LIMIT,
+    O_AUTH_FAIL_EXEMPT,
     O_AUTH_CACHE_TTL,
     O_IPV6_PREFIX,
     O_OPEN_PROXY,
@@ -97,6 +102,8 @@ static const struct option long_opts[] = {
     {"auth-fail-limit", required_argument, NULL, O_AUTH_FAIL_LIMIT},
     {"auth-fail-window", required_argument, NULL, O_AUTH_FAIL_WINDOW},
     {"auth-fail-cooldown", required_argument, NULL, O_AUTH_FAIL_COOLDOWN},
+    {"auth-fail-address-limit", required_argument, NULL, O_AUTH_FAIL_ADDRESS_LIMIT},
+    {"auth-fail-exempt", required_argument, NULL, O_AUTH_FAIL_EXEMPT},
     {"auth-cache-ttl", required_argument, NULL, O_AUTH_CACHE_TTL},
     {"ipv6-prefix", required_argument, NULL, O_IPV6_PREFIX},
     {"open-proxy", no_argument, NULL, O_OPEN_PROXY},
@@ -152,9 +159,13 @@ void config_usage(FILE *out)
         "      --max-sessions N        concurrent sessions (default: from the fd limit)\n"
         "      --max-sessions-per-ip N, --max-sessions-per-user N\n"
         "      --max-handshakes N      sessions allowed in the handshake at once\n"
-        "      --auth-fail-limit K     failed logins per IP before a cooldown (default 10)\n"
+        "      --auth-fail-limit K     failed logins of one user from one address before\n"
+        "                              a cooldown (default 10)\n"
+        "      --auth-fail-address-limit K  ...of all users from one address\n"
+        "                              (default: 10 x auth-fail-limit)\n"
         "      --auth-fail-window T    ...counted over this window (default 1m)\n"
         "      --auth-fail-cooldown T  ...refused for this long (default 5m)\n"
+        "      --auth-fail-exempt CIDR[,CIDR...]  never throttled\n"
         "      --auth-cache-ttl T      remember verified passwords (default 5m, 0: off)\n"
         "      --ipv6-prefix N         IPv6 clients share per-IP limits and login\n"
         "                              throttling per /N (default 64, 128: per address)\n"
@@ -426,16 +437,17 @@ static char *join(const char *word, const char *arg)
     return asprintf(&out, "%s%s%s", word, *arg ? " " : "", arg) < 0 ? NULL : out;
 }
 
-static int set_pp_from(struct config *c, const char *arg, char *err, size_t errlen)
+/* A list of networks ("CIDR[,CIDR...]") as the rule "allow from LIST". */
+static int set_networks(struct rules **list, const char *arg, char *err, size_t errlen)
 {
     char *rule = join("allow from", arg);
     int rc;
-    rules_free(c->pp_from);
-    if (!rule || !(c->pp_from = rules_new())) {
+    rules_free(*list);
+    if (!rule || !(*list = rules_new())) {
         free(rule);
         return snprintf(err, errlen, "out of memory"), -1;
     }
-    rc = rules_add(c->pp_from, rule, NULL, 0, err, errlen);
+    rc = rules_add(*list, rule, NULL, 0, err, errlen);
     free(rule);
     return rc;
 }
@@ -479,6 +491,8 @@ static uint32_t *count_field(struct config *c, int opt)
         return &c->max_handshakes;
     case O_AUTH_FAIL_LIMIT:
         return &c->auth_fail_limit;
+    case O_AUTH_FAIL_ADDRESS_LIMIT:
+        return &c->auth_fail_address_limit;
     default:
         return NULL;
     }
@@ -598,7 +612,9 @@ static int apply(struct config *c, int opt, const char *arg, struct origin *o, c
             o->line++; /* logged as "(command line):N" for the Nth --rule */
         return add_rule(c, arg, o, err, errlen);
     case O_PP_FROM:
-        return set_pp_from(c, arg, err, errlen);
+        return set_networks(&c->pp_from, arg, err, errlen);
+    case O_AUTH_FAIL_EXEMPT:
+        return set_networks(&c->auth_fail_exempt, arg, err, errlen);
     case O_RATE_LIMIT:
         return add_rate_limit(c, arg, err, errlen);
     case O_USER:
@@ -789,6 +805,7 @@ static void set_defaults(struct config *c)
     c->shutdown_grace_ms = 10000;
     c->auth_cache_ttl_ms = 300000;
     c->auth_fail_limit = 10;
+    c->auth_fail_address_limit = ADDRESS_LIMIT_DERIVED;
     c->auth_fail_window_ms = 60000;
     c->auth_fail_cooldown_ms = 300000;
     c->ipv6_prefix = 64;
@@ -878,6 +895,10 @@ static int validate(struct config *c)
             "NAME`)");
     if (c->users_path && !(c->users = users_load(c->users_path, err, sizeof err)))
         BAD("users file %s", err);
+    if (c->auth_fail_address_limit == ADDRESS_LIMIT_DERIVED)
+        c->auth_fail_address_limit = c->auth_fail_limit > UINT32_MAX / ADDRESS_LIMIT_FACTOR
+                                         ? UINT32_MAX - 1
+                                         : c->auth_fail_limit * ADDRESS_LIMIT_FACTOR;
     if (c->max_per_user && !c->users_path)
         BAD("max-sessions-per-user needs authentication (a users file)");
     for (size_t i = 0; i < c->nrate_limits; i++)
@@ -987,6 +1008,7 @@ void config_unref(struct config *c)
     users_free(c->users);
     rules_free(c->rules);
     rules_free(c->pp_from);
+    rules_free(c->auth_fail_exempt);
     for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
         free(c->listen_at[i]);
     for (size_t i = 0; i < c->nrate_limits; i++)

@@ -21,6 +21,7 @@
 #include "net.h"
 #include "notify.h"
 #include "pidfile.h"
+#include "policy.h"
 #include "privs.h"
 #include "quota.h"
 #include "users.h"
@@ -386,6 +387,12 @@ static void reload(struct server *sv)
             log_error("reload: worker %d: out of memory", k);
     }
     wait_applied(sv);
+    /* Failures counted under the old settings must not come back under a
+     * later configuration that throttles these addresses again. */
+    size_t forgot = quota_auth_forget(policy_login_throttled, c);
+    if (forgot)
+        log_info("reload: login throttle: forgot %zu counter%s of addresses no longer throttled",
+                 forgot, forgot == 1 ? "" : "s");
     config_unref(sv->cfg);
     sv->cfg = c;
     if (c->workers && c->workers != sv->nworkers)

@@ -808,9 +808,15 @@ static int parse_auth(struct session *s)
     }
     auth_wipe(s->hbuf, used);
     consume(s, used);
-    if (!policy_auth_attempt(&s->pol)) {
+    /* The name first: the throttle counts per (address, user). */
+    if (!(s->user = strdup(up.user))) {
         auth_wipe(up.pass, sizeof up.pass);
-        auth_refuse(s, HSF_THROTTLED, "too many failed logins from this address");
+        session_fail(s, "out of memory");
+        return HS_GONE;
+    }
+    if (!policy_auth_attempt(&s->pol, s->user)) {
+        auth_wipe(up.pass, sizeof up.pass);
+        auth_refuse(s, HSF_THROTTLED, s->pol.why);
         return HS_GONE;
     }
     /* Closed with nothing after the credentials: no request can follow, so
@@ -820,13 +826,7 @@ static int parse_auth(struct session *s)
         hs_fail(s, HSF_CLOSED, "client gone during authentication");
         return HS_GONE;
     }
-    s->user = strdup(up.user);
     const char *hash = users_find(s->cfg->users, up.user);
-    if (!s->user) {
-        auth_wipe(up.pass, sizeof up.pass);
-        session_fail(s, "out of memory");
-        return HS_GONE;
-    }
     if (hash && auth_cache_hit(s->env->auth_cache, up.user, hash, up.pass)) {
         auth_wipe(up.pass, sizeof up.pass);
         return auth_result(s, 1);

@@ -7,12 +7,18 @@ import os
 import signal
 import socket
 import subprocess
+import warnings
 
-from harness import bind_socket, scaled, wait_until
+from harness import bind_socket, greeting, recv_exact, scaled, userpass, wait_until
 from ops_support import ops  # noqa: F401  (the fixture)
 from ops_support import distinct_ports
 
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import crypt  # libxcrypt's crypt(3), the one socks5d uses
+
 RELOADED = "configuration reloaded"
+OK, FAILED = b"\x01\x00", b"\x01\x01"
 
 
 def listen_conf(*ports, extra=()):
@@ -166,3 +172,52 @@ def test_a_failed_start_removes_the_pid_file_it_wrote(ops):
         other.close()
     assert r.returncode == 2, r.stderr
     assert not pid_file.exists()
+
+
+# ---------------------------------------------------------------- the login throttle across reloads
+
+
+def users_file(ops, **passwords):
+    return ops.write("users", "".join(
+        f"{n}:{crypt.crypt(p, crypt.mksalt(crypt.METHOD_SHA512))}\n"
+        for n, p in passwords.items()))
+
+
+def login(port, user, password, source="127.0.0.1"):
+    with socket.create_connection(("127.0.0.1", port), timeout=scaled(5),
+                                  source_address=(source, 0)) as s:
+        s.sendall(greeting((0x02,)))
+        assert recv_exact(s, 2) == b"\x05\x02"
+        s.sendall(userpass(user, password))
+        try:
+            return recv_exact(s, 2)
+        except (EOFError, ConnectionResetError):
+            return b""
+
+
+def test_a_reload_forgets_the_failures_of_addresses_it_no_longer_throttles(ops):
+    users = users_file(ops, alice="right")
+
+    def conf(port, *extra):
+        return [f"listen 127.0.0.1:{port}", "auth userpass", f"users {users}",
+                "auth-fail-limit 2", "auth-fail-cooldown 60s", *extra]
+
+    srv, (port,), path = ops.start_conf(lambda p: conf(p[0]))
+    for _ in range(2):
+        assert login(port, "alice", "wrong") == FAILED
+    assert login(port, "alice", "right") == FAILED
+    # The same settings again: the lockout stays.
+    reload(srv, path, conf(port))
+    assert login(port, "alice", "right") == FAILED
+    assert "forgot" not in srv.log()
+    # Exempt now: let in, and the counts are dropped...
+    reload(srv, path, conf(port, "auth-fail-exempt 127.0.0.0/8"))
+    assert "login throttle: forgot" in srv.log()
+    assert login(port, "alice", "right") == OK
+    # ...so they do not come back when the exemption goes.
+    reload(srv, path, conf(port))
+    assert login(port, "alice", "right") == OK
+    # Throttling itself still works after all this.
+    for _ in range(2):
+        assert login(port, "alice", "wrong") == FAILED
+    assert login(port, "alice", "right") == FAILED
