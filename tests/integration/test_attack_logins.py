@@ -99,6 +99,22 @@ def answer_times(socks, t0, timeout):
     return times
 
 
+def all_fail_at_once(srv, creds, meanwhile=None):
+    """Sends every (user, password) of creds at once, each on its own
+    greeted connection, runs meanwhile() (if any) while they are being
+    judged, and asserts that every one is answered 0x01."""
+    socks = [greeted(srv) for _ in creds]
+    try:
+        for (user, password), s in zip(creds, socks):
+            s.sendall(userpass(user, password))
+        if meanwhile:
+            meanwhile()
+        assert all(recv_exact(s, 2) == FAILED for s in socks)
+    finally:
+        for s in socks:
+            s.close()
+
+
 def metrics_args():
     port = free_port()
     return port, ["--metrics", str(port)]
@@ -214,14 +230,7 @@ def test_parallel_wrong_passwords_hash_at_most_the_limit(socks5d, tmp_path):
     mport, margs = metrics_args()
     srv = socks5d("--users", users, "--auth-fail-limit", "3", "--auth-fail-cooldown", "60s",
                   "--max-handshakes", "1000", *margs)
-    socks = [greeted(srv) for _ in range(40)]
-    try:
-        for i, s in enumerate(socks):
-            s.sendall(userpass("alice", f"guess-{i}"))
-        assert all(recv_exact(s, 2) == FAILED for s in socks)
-    finally:
-        for s in socks:
-            s.close()
+    all_fail_at_once(srv, [("alice", f"guess-{i}") for i in range(40)])
     srv.wait_access(40)
     assert auth_failures(mport) == 3
     assert throttled(mport) == 37
@@ -392,15 +401,11 @@ def test_one_persons_parallel_bad_logins_do_not_lock_out_a_colleague(socks5d, tm
     mport, margs = metrics_args()
     srv = socks5d("--users", users, "--auth-fail-limit", "3", "--auth-fail-cooldown", "60s",
                   "--max-handshakes", "1000", *margs)
-    socks = [greeted(srv) for _ in range(30)]
-    try:
-        for i, s in enumerate(socks):
-            s.sendall(userpass("alice", f"guess-{i}"))
+
+    def bob_logs_in():
         assert login(srv, "bob", "bobs") == OK
-        assert all(recv_exact(s, 2) == FAILED for s in socks)
-    finally:
-        for s in socks:
-            s.close()
+
+    all_fail_at_once(srv, [("alice", f"guess-{i}") for i in range(30)], meanwhile=bob_logs_in)
     srv.wait_access(30, pred=lambda l: l["user"] == "alice")
     assert auth_failures(mport) == 3
     assert access_count(srv, "too many failed logins for this user from this address") == 27
@@ -417,14 +422,7 @@ def test_spraying_many_names_from_one_address_hits_the_address_ceiling(socks5d, 
     srv = socks5d("--users", users, "--auth-fail-limit", "3", "--auth-fail-address-limit", "5",
                   "--auth-fail-cooldown", "60s", "--max-handshakes", "1000", *margs)
     names = ["alice ", "Alice", "ALICE", "alice\x00"] + [f"user{i}" for i in range(36)]
-    socks = [greeted(srv) for _ in names]
-    try:
-        for name, s in zip(names, socks):
-            s.sendall(userpass(name, "Winter2026!"))
-        assert all(recv_exact(s, 2) == FAILED for s in socks)
-    finally:
-        for s in socks:
-            s.close()
+    all_fail_at_once(srv, [(name, "Winter2026!") for name in names])
     srv.wait_access(40)
     assert auth_failures(mport) == 5
     assert throttled(mport) == 35
