@@ -14,6 +14,7 @@
 
 #include "auth_pool.h"
 #include "config.h"
+#include "confdiff.h"
 #include "fdbudget.h"
 #include "hostaddr.h"
 #include "log.h"
@@ -336,6 +337,17 @@ static void wait_applied(struct server *sv)
     log_warn("reload: a worker is slow to take the new configuration");
 }
 
+/* What the reload changed, and what it leaves for a restart. */
+static void log_reload(const struct config *old, const struct config *c, const struct server *sv)
+{
+    char what[1536], later[256];
+    confdiff_changes(old, c, !sv->activated, what, sizeof what);
+    confdiff_restart(old, c, sv->nworkers, later, sizeof later);
+    log_info("configuration reloaded: %s", what);
+    if (later[0])
+        log_warn("reload: these settings change only on restart: %s", later);
+}
+
 static void reload(struct server *sv)
 {
     struct listen_spec spec[CONFIG_MAX_LISTEN];
@@ -393,11 +405,9 @@ static void reload(struct server *sv)
     if (forgot)
         log_info("reload: login throttle: forgot %zu counter%s of addresses no longer throttled",
                  forgot, forgot == 1 ? "" : "s");
+    log_reload(sv->cfg, c, sv);
     config_unref(sv->cfg);
     sv->cfg = c;
-    if (c->workers && c->workers != sv->nworkers)
-        log_warn("reload: the worker count changes only on restart (running %d)", sv->nworkers);
-    log_info("configuration reloaded");
     metrics_reloaded(1);
     notify("READY=1\nSTATUS=configuration reloaded");
 }
@@ -437,6 +447,16 @@ static void handled_signals(sigset_t *set)
     sigaddset(set, SIGUSR1);
 }
 
+static void reopen_logs(const struct config *c)
+{
+    if (c->log.error_sink != SINK_FILE && c->log.access_sink != SINK_FILE) {
+        log_info("signal USR1: no log file to reopen (the logs go to stderr or syslog)");
+        return;
+    }
+    log_info("signal USR1: reopening the log files");
+    log_reopen();
+}
+
 static int run(struct server *sv)
 {
     sigset_t set;
@@ -472,7 +492,7 @@ static int run(struct server *sv)
         } else if (sig == SIGHUP && !draining) {
             reload(sv);
         } else if (sig == SIGUSR1) {
-            log_reopen();
+            reopen_logs(sv->cfg);
         }
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (drain_at.tv_sec &&

@@ -55,6 +55,11 @@ size_t users_count(const struct users *u)
     return u ? u->n : 0;
 }
 
+const char *users_name(const struct users *u, size_t i)
+{
+    return u->v[i].name;
+}
+
 size_t users_settings(const struct users *u)
 {
     return u ? u->nsettings : 0;

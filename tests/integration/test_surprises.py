@@ -221,3 +221,81 @@ def test_a_reload_forgets_the_failures_of_addresses_it_no_longer_throttles(ops):
     for _ in range(2):
         assert login(port, "alice", "wrong") == FAILED
     assert login(port, "alice", "right") == FAILED
+
+
+# ---------------------------------------------------------------- what a reload says
+
+
+def last_line(log, text):
+    lines = [l for l in log.splitlines() if text in l]
+    assert lines, f"no line with {text!r} in:\n{log}"
+    return lines[-1]
+
+
+def test_the_reload_line_says_what_changed(ops):
+    users = users_file(ops, alice="a", bob="b")
+    p1, p2 = distinct_ports(2)
+
+    def conf(ports, *rules):
+        return [f"listen 127.0.0.1:{p}" for p in ports] + [
+            "auth userpass", f"users {users}", *rules]
+
+    srv = ops.start(["-c", str(ops.conf(conf([p1], "allow")))], [f"127.0.0.1:{p1}"])
+    path = ops.path("socks5d.conf")
+    # A listener and a rule added; alice's password changed, bob removed,
+    # carol and dave added.
+    users_file(ops, alice="new", carol="c", dave="d")
+    reload(srv, path, conf([p1, p2], "deny port 25", "allow"))
+    assert last_line(srv.log(), RELOADED).endswith(
+        f"configuration reloaded: listening on 127.0.0.1:{p2}, rules 1 -> 2, "
+        "users 2 -> 3 (1 removed, 1 with a new password)")
+    assert serves(srv, p2) is False  # userpass only: the greeting is answered, no "none"
+    # The first listener removed.
+    reload(srv, path, conf([p2], "deny port 25", "allow"))
+    assert last_line(srv.log(), RELOADED).endswith(
+        f"configuration reloaded: stopped listening on 127.0.0.1:{p1}")
+    # Nothing that it reports.
+    reload(srv, path, conf([p2], "deny port 25", "allow"))
+    assert last_line(srv.log(), RELOADED).endswith(
+        "configuration reloaded: no change to listeners, rules or users")
+    assert "change only on restart" not in srv.log()
+
+
+def test_the_reload_warns_about_what_needs_a_restart(ops):
+    (mport,) = distinct_ports(1)
+    pid_file = ops.path("restart.pid")
+    srv, (port,), path = ops.start_conf(lambda p: listen_conf(*p), args=["-w", "2"])
+    reload(srv, path, listen_conf(port, extra=[f"metrics {mport}", f"pid-file {pid_file}",
+                                               "auth-cache-ttl 1m", "user nobody"]))
+    assert last_line(srv.log(), "change only on restart").endswith(
+        "reload: these settings change only on restart: metrics, user, auth-cache-ttl, pid-file")
+    assert RELOADED in srv.log()
+    assert not pid_file.exists()
+
+
+def test_the_worker_count_is_named_with_the_running_one(ops):
+    srv, (port,), path = ops.start_conf(lambda p: listen_conf(*p, extra=["workers 2"]))
+    reload(srv, path, listen_conf(port, extra=["workers 3"]))
+    assert last_line(srv.log(), "change only on restart").endswith(
+        "these settings change only on restart: workers (running 2, configured 3)")
+
+
+def test_sigusr1_and_the_reopen_are_logged(ops):
+    err = ops.path("error.log")
+    srv, (port,), path = ops.start_conf(
+        lambda p: listen_conf(*p, extra=[f"error-log {err}"]), ready_log=err)
+    err.rename(str(err) + ".1")
+    srv.signal(signal.SIGUSR1)
+    wait_until(lambda: err.exists() and f"reopened {err}" in err.read_text(), scaled(5),
+               what="the reopen logged in the new file")
+    # The signal's line is queued before the reopen: in either file.
+    wait_until(lambda: "signal USR1: reopening the log files" in
+               ops.path("error.log.1").read_text() + err.read_text(), scaled(5),
+               what="the signal logged")
+
+
+def test_sigusr1_without_log_files_says_so(ops):
+    srv, _, _ = ops.start_conf(lambda p: listen_conf(*p))
+    srv.signal(signal.SIGUSR1)
+    srv.wait_log("signal USR1: no log file to reopen")
+    assert serves(srv, srv.port)
