@@ -82,12 +82,9 @@ static void users_lost(const struct config *old, const struct config *new, size_
 {
     *removed = *changed = 0;
     for (size_t i = 0; i < users_count(old->users); i++) {
-        const char *name = users_name(old->users, i);
-        const char *was = users_find(old->users, name), *now = users_find(new->users, name);
-        if (!now)
-            ++*removed;
-        else if (strcmp(was, now) != 0)
-            ++*changed;
+        enum users_change ch = users_compare(old->users, new->users, users_name(old->users, i));
+        *removed += ch == USERS_REMOVED;
+        *changed += ch == USERS_NEW_PASSWORD;
     }
 }
 
