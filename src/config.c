@@ -78,6 +78,7 @@ enum {
     O_RATE_LIMIT,
     O_REUSE_PORT,
     O_PID_FILE,
+    O_KEEP_USER_SESSIONS,
     O_VERSION,
 };
 
@@ -125,6 +126,7 @@ static const struct option long_opts[] = {
     {"rate-limit", required_argument, NULL, O_RATE_LIMIT},
     {"reuse-port", no_argument, NULL, O_REUSE_PORT},
     {"pid-file", required_argument, NULL, O_PID_FILE},
+    {"keep-user-sessions", no_argument, NULL, O_KEEP_USER_SESSIONS},
     {"verbose", no_argument, NULL, O_VERBOSE},
     {"quiet", no_argument, NULL, O_QUIET},
     {"version", no_argument, NULL, O_VERSION},
@@ -147,6 +149,8 @@ void config_usage(FILE *out)
         "      --auth LIST             methods in preference order: none, userpass\n"
         "                              (default: none, or userpass with --users)\n"
         "      --users FILE            users file: name:crypt-hash per line\n"
+        "      --keep-user-sessions    a reload that removes a user or changes their\n"
+        "                              password leaves their open sessions up\n"
         "      --rule 'RULE'           access rule, repeatable (see socks5d.conf(5))\n"
         "      --timeout-handshake T   greeting to request (default 10s)\n"
         "      --timeout-connect T     resolve and connect (default 10s)\n"
@@ -573,6 +577,8 @@ static int apply(struct config *c, int opt, const char *arg, struct origin *o, c
         return set_flag(&c->reuse_port, arg);
     case O_PID_FILE:
         return set_string(&c->pid_file, arg);
+    case O_KEEP_USER_SESSIONS:
+        return set_flag(&c->keep_user_sessions, arg);
     case O_PROXY_PROTOCOL:
         return set_flag(&c->proxy_protocol_all, arg);
     case O_UDP_PORTS:

@@ -64,8 +64,9 @@ struct config {
     union addr_any metrics;            /* family 0: no metrics endpoint */
     char *run_user;                    /* drop privileges to this user */
     int allow_root;
-    int reuse_port; /* join a listen address another process holds */
-    char *pid_file; /* NULL: none */
+    int reuse_port;         /* join a listen address another process holds */
+    char *pid_file;         /* NULL: none */
+    int keep_user_sessions; /* a reload does not end sessions of removed/changed users */
 };
 
 /* Builds a snapshot from the command line and the config file it names

@@ -25,6 +25,7 @@
 #include "rules.h"
 #include "stats.h"
 #include "udp.h"
+#include "users.h"
 
 static void on_target(struct loop_io *io, unsigned events);
 static void handshake_continue(struct session *s);
@@ -294,6 +295,21 @@ void session_fail(struct session *s, const char *why)
 {
     s->why = why;
     session_close(s);
+}
+
+int session_recheck_user(struct session *s, const struct config *now)
+{
+    char client[ADDR_STRLEN];
+    if (!s->user || s->method != SOCKS5_METHOD_USERPASS || now->keep_user_sessions)
+        return 0;
+    enum users_change ch = users_compare(s->cfg->users, now->users, s->user);
+    if (ch == USERS_SAME)
+        return 0;
+    const char *why = ch == USERS_REMOVED ? "user removed by reload" : "password changed by reload";
+    log_info("ending the session of user %s from %s: %s", s->user,
+             addr_str(&s->client.sa, client, sizeof client), why);
+    session_fail(s, why);
+    return 1;
 }
 
 /* Ends a session whose handshake failed, counted by reason. */

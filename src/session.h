@@ -79,5 +79,10 @@ void session_close(struct session *s);
 int session_reply(struct session *s, uint8_t rep, const struct sockaddr *bnd, const char *why);
 /* Closes with `why` (NULL: a normal end) for the access log. */
 void session_fail(struct session *s, const char *why);
+/* After a reload to `now`: ends the session, logged with the reason, when
+ * the user it logged in as (RFC 1929) was removed or given another password
+ * since its own snapshot, unless `now` keeps such sessions. Returns 1 when
+ * the session is gone. */
+int session_recheck_user(struct session *s, const struct config *now);
 
 #endif

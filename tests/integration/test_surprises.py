@@ -9,7 +9,8 @@ import socket
 import subprocess
 import warnings
 
-from harness import bind_socket, greeting, recv_exact, scaled, userpass, wait_until
+from harness import (bind_socket, echo_roundtrip, greeting, open_tunnel, read_until_closed,
+                     recv_exact, scaled, userpass, wait_until)
 from ops_support import ops  # noqa: F401  (the fixture)
 from ops_support import distinct_ports
 
@@ -177,10 +178,16 @@ def test_a_failed_start_removes_the_pid_file_it_wrote(ops):
 # ---------------------------------------------------------------- the login throttle across reloads
 
 
-def users_file(ops, **passwords):
-    return ops.write("users", "".join(
-        f"{n}:{crypt.crypt(p, crypt.mksalt(crypt.METHOD_SHA512))}\n"
-        for n, p in passwords.items()))
+def sha512(password):
+    return crypt.crypt(password, crypt.mksalt(crypt.METHOD_SHA512))
+
+
+def users_file(ops, hashes=None, **passwords):
+    """Writes the users file: the given name -> hash lines, then a fresh
+    hash for each name=password."""
+    lines = dict(hashes or {})
+    lines.update({n: sha512(p) for n, p in passwords.items()})
+    return ops.write("users", "".join(f"{n}:{h}\n" for n, h in lines.items()))
 
 
 def login(port, user, password, source="127.0.0.1"):
@@ -299,3 +306,95 @@ def test_sigusr1_without_log_files_says_so(ops):
     srv.signal(signal.SIGUSR1)
     srv.wait_log("signal USR1: no log file to reopen")
     assert serves(srv, srv.port)
+
+
+# ---------------------------------------------------------------- removed users' open sessions
+
+
+def user_conf(port, users, *extra):
+    return [f"listen 127.0.0.1:{port}", "auth userpass", f"users {users}", "max-sessions 1000",
+            "timeout idle 5m", *extra]
+
+
+def ended_because(srv, why, n):
+    """The access-log lines of sessions that ended with error `why`, once
+    there are n of them (and no more)."""
+    def lines():
+        return [l for l in srv.access_lines() if l.get("error") == why]
+    wait_until(lambda: len(lines()) >= n, scaled(5), what=f"{n} sessions ended with {why!r}")
+    got = lines()
+    assert len(got) == n, got
+    return got
+
+
+def tunnels(srv, echo, user, password, n):
+    socks = [open_tunnel(srv, *echo.addr, auth=(user, password)) for _ in range(n)]
+    for s in socks:
+        assert echo_roundtrip(s, b"up") == b"up"
+    return socks
+
+
+def test_a_reload_ends_the_sessions_of_removed_users_and_changed_passwords(ops, echo):
+    """20 tunnels each for alice, bob, carol and Alice (spread over the
+    workers): a reload removes bob and gives alice a new password. Their
+    40 tunnels end, each logged with its reason; carol's and Alice's (a
+    name that differs only by case) go on."""
+    kept = {"carol": sha512("c"), "Alice": sha512("A")}  # the same lines after the reload
+    users = users_file(ops, kept, alice="a", bob="b")
+    srv, (port,), path = ops.start_conf(lambda p: user_conf(p[0], users), args=["-w", "2"])
+    socks = {u: tunnels(srv, echo, u, pw, 20)
+             for u, pw in (("alice", "a"), ("bob", "b"), ("carol", "c"), ("Alice", "A"))}
+    users_file(ops, kept, alice="new")
+    reload(srv, path, user_conf(port, users))
+    assert last_line(srv.log(), RELOADED).endswith(
+        "users 4 -> 3 (1 removed, 1 with a new password)")
+    for u in ("alice", "bob"):
+        for s in socks[u]:
+            assert read_until_closed(s, scaled(5)) == b""
+            s.close()
+    for u in ("carol", "Alice"):
+        for s in socks[u]:
+            assert echo_roundtrip(s, b"still") == b"still"
+            s.close()
+    removed = ended_because(srv, "user removed by reload", 20)
+    changed = ended_because(srv, "password changed by reload", 20)
+    assert sorted(l["user"] for l in removed) == ["bob"] * 20
+    assert sorted(l["user"] for l in changed) == ["alice"] * 20
+    log = srv.log()
+    assert log.count("ending the session of user bob from 127.0.0.1:") == 20
+    assert log.count("ending the session of user alice from 127.0.0.1:") == 20
+    assert "user carol" not in log and "user Alice" not in log
+    # The new password logs in; the old one does not.
+    with open_tunnel(srv, *echo.addr, auth=("alice", "new")) as s:
+        assert echo_roundtrip(s, b"new") == b"new"
+    assert login(port, "alice", "a") == FAILED
+
+
+def test_keep_user_sessions_leaves_them_up(ops, echo):
+    users = users_file(ops, alice="a", bob="b")
+    srv, (port,), path = ops.start_conf(
+        lambda p: user_conf(p[0], users, "keep-user-sessions yes"))
+    socks = tunnels(srv, echo, "alice", "a", 3) + tunnels(srv, echo, "bob", "b", 3)
+    users_file(ops, alice="new")
+    reload(srv, path, user_conf(port, users, "keep-user-sessions yes"))
+    for s in socks:
+        assert echo_roundtrip(s, b"kept") == b"kept"
+    assert "ending the session" not in srv.log()
+    # A later reload without the option ends them: they were let in with a
+    # login that no longer works.
+    reload(srv, path, user_conf(port, users))
+    for s in socks:
+        assert read_until_closed(s, scaled(5)) == b""
+        s.close()
+
+
+def test_sessions_cut_at_shutdown_say_why(ops, echo):
+    srv, (port,), path = ops.start_conf(lambda p: listen_conf(*p), grace="500ms")
+    socks = [open_tunnel(srv, *echo.addr) for _ in range(3)]
+    srv.signal(signal.SIGTERM)
+    for s in socks:
+        assert read_until_closed(s, scaled(5)) == b""
+        s.close()
+    assert srv.wait(scaled(5)) == 0
+    ended_because(srv, "server shutting down: shutdown-grace over", 3)
+    assert "grace period over, closing" in srv.log()
