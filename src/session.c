@@ -297,12 +297,19 @@ void session_fail(struct session *s, const char *why)
     session_close(s);
 }
 
+/* How the login of s changed from its snapshot to `now` (USERS_SAME when
+ * now keeps such sessions). */
+static enum users_change login_change(const struct session *s, const struct config *now)
+{
+    if (!s->user || s->method != SOCKS5_METHOD_USERPASS || now->keep_user_sessions || now == s->cfg)
+        return USERS_SAME;
+    return users_compare(s->cfg->users, now->users, s->user);
+}
+
 int session_recheck_user(struct session *s, const struct config *now)
 {
     char client[ADDR_STRLEN];
-    if (!s->user || s->method != SOCKS5_METHOD_USERPASS || now->keep_user_sessions)
-        return 0;
-    enum users_change ch = users_compare(s->cfg->users, now->users, s->user);
+    enum users_change ch = login_change(s, now);
     if (ch == USERS_SAME)
         return 0;
     const char *why = ch == USERS_REMOVED ? "user removed by reload" : "password changed by reload";
@@ -780,6 +787,9 @@ static int parse_greeting(struct session *s)
 static int auth_result(struct session *s, int ok)
 {
     uint8_t msg[2];
+    /* Checked against the snapshot the session was accepted under: a reload
+     * since then may have removed the user or changed the password. */
+    ok = ok && login_change(s, s->env->cfg) == USERS_SAME;
     stat_inc(ok ? &s->env->stats.auth_ok : &s->env->stats.auth_fail);
     policy_auth_settle(&s->pol, !ok);
     if (send_small(s, msg, proto_encode_userpass_reply(msg, sizeof msg, ok ? 0 : 1)) < 0) {

@@ -398,3 +398,26 @@ def test_sessions_cut_at_shutdown_say_why(ops, echo):
     assert srv.wait(scaled(5)) == 0
     ended_because(srv, "server shutting down: shutdown-grace over", 3)
     assert "grace period over, closing" in srv.log()
+
+
+def test_a_login_begun_before_the_reload_that_removed_the_user_fails(ops, echo):
+    """Greeted under the old users file, credentials sent after the reload
+    (the session's snapshot still has bob): refused; carol's, whose line
+    did not change, is let in the same way."""
+    kept = {"carol": sha512("c")}
+    users = users_file(ops, kept, bob="b")
+    srv, (port,), path = ops.start_conf(lambda p: user_conf(p[0], users))
+    greeted = []
+    for _ in range(2):
+        s = socket.create_connection(("127.0.0.1", port), timeout=scaled(5))
+        s.sendall(greeting((0x02,)))
+        assert recv_exact(s, 2) == b"\x05\x02"
+        greeted.append(s)
+    users_file(ops, kept)
+    reload(srv, path, user_conf(port, users))
+    bob, carol = greeted
+    with bob, carol:
+        bob.sendall(userpass("bob", "b"))
+        assert recv_exact(bob, 2) == FAILED
+        carol.sendall(userpass("carol", "c"))
+        assert recv_exact(carol, 2) == OK
