@@ -93,24 +93,49 @@ static int *open_for_workers(const struct listen_spec *spec, int n)
     return fds;
 }
 
-/* Whether spec may be opened: an address another process listens on is
- * refused unless the configuration asks to share it (SO_REUSEPORT would
- * otherwise split its connections with ours without a word). Addresses
- * this process holds are never asked about. */
-static int may_open(const struct listen_spec *spec, int share)
+static void log_held(const struct listen_spec *spec)
 {
     char name[ADDR_STRLEN];
-    if (net_tcp_held(&spec->addr) != 1)
-        return 1; /* a failed probe: opening the listener says why */
-    addr_str(&spec->addr.sa, name, sizeof name);
-    if (share) {
-        log_info("listen %s: sharing the address with another process (reuse-port)", name);
-        return 1;
-    }
     log_error("listen %s: %s by another process (another socks5d?); 'reuse-port yes' or "
               "--reuse-port shares it",
-              name, strerror(EADDRINUSE));
-    return 0;
+              addr_str(&spec->addr.sa, name, sizeof name), strerror(EADDRINUSE));
+}
+
+static void close_all(int *fds, int n)
+{
+    for (int k = 0; k < n; k++)
+        close(fds[k]);
+    free(fds);
+}
+
+/* Opens spec for n workers. An address another process listens on is
+ * refused unless the configuration asks to share it (SO_REUSEPORT would
+ * otherwise split its connections with ours without a word): a probe bind
+ * before, and the kernel's listener table after, for a second instance
+ * that probed at the same moment. Only for addresses this process does not
+ * hold yet. Returns the array, or NULL (*held set when that was the cause). */
+static int *open_alone(const struct listen_spec *spec, int n, int share, int *held)
+{
+    char name[ADDR_STRLEN];
+    int *fds;
+    *held = net_tcp_held(&spec->addr) == 1; /* a failed probe: opening says why */
+    if (*held && !share) {
+        log_held(spec);
+        return NULL;
+    }
+    if (*held)
+        log_info("listen %s: sharing the address with another process (reuse-port)",
+                 addr_str(&spec->addr.sa, name, sizeof name));
+    *held = 0;
+    if (!(fds = open_for_workers(spec, n)) || share)
+        return fds;
+    if (net_tcp_others(&spec->addr, fds, (size_t)n) == 1) {
+        log_held(spec);
+        close_all(fds, n);
+        *held = 1;
+        return NULL;
+    }
+    return fds;
 }
 
 /* systemd socket activation: fds 3.. are listening sockets. Every worker
@@ -162,11 +187,10 @@ static int bind_listeners(struct server *sv)
     if (sv->activated)
         return 0;
     for (size_t i = 0; i < sv->cfg->nlisten; i++) {
+        int held;
         sv->spec[i] = sv->cfg->listen[i];
-        if (!may_open(&sv->spec[i], sv->cfg->reuse_port))
-            return 2;
-        if (!(sv->fds[i] = open_for_workers(&sv->spec[i], sv->nworkers)))
-            return 1;
+        if (!(sv->fds[i] = open_alone(&sv->spec[i], sv->nworkers, sv->cfg->reuse_port, &held)))
+            return held ? 2 : 1;
         sv->nlisten = i + 1;
     }
     return 0;
@@ -300,11 +324,11 @@ static int reconcile(struct server *sv, const struct config *c, struct listen_sp
                      size_t *n)
 {
     size_t i;
+    int held;
     for (i = 0; i < c->nlisten; i++) {
         spec[i] = c->listen[i];
         fds[i] = kept_fds(sv, &spec[i]);
-        if (!fds[i] && (!may_open(&spec[i], c->reuse_port) ||
-                        !(fds[i] = open_for_workers(&spec[i], sv->nworkers))))
+        if (!fds[i] && !(fds[i] = open_alone(&spec[i], sv->nworkers, c->reuse_port, &held)))
             break;
     }
     if (i == c->nlisten) {
@@ -312,11 +336,8 @@ static int reconcile(struct server *sv, const struct config *c, struct listen_sp
         return 0;
     }
     while (i-- > 0)
-        if (!kept_fds(sv, &spec[i])) {
-            for (int k = 0; k < sv->nworkers; k++)
-                close(fds[i][k]);
-            free(fds[i]);
-        }
+        if (!kept_fds(sv, &spec[i]))
+            close_all(fds[i], sv->nworkers);
     return -1;
 }
 
