@@ -550,8 +550,7 @@ static int worker_count(const struct config *c)
 static void release_pid_file(struct server *sv)
 {
     char err[512];
-    const char *path = sv->pid_file ? sv->pid_file : sv->cfg->pid_file;
-    if (path && pidfile_release(path, err, sizeof err) < 0)
+    if (sv->pid_file && pidfile_release(sv->pid_file, err, sizeof err) < 0)
         log_warn("%s", err);
     free(sv->pid_file);
     sv->pid_file = NULL;
@@ -582,14 +581,15 @@ static int prepare(struct server *sv)
     char err[512];
     int code;
     if (sv->cfg->pid_file) {
-        if (pidfile_claim(sv->cfg->pid_file, err, sizeof err) != 0) {
-            log_error("%s", err);
-            return 2;
-        }
         if (!(sv->pid_file = strdup(sv->cfg->pid_file))) {
             log_error("pid-file %s: out of memory", sv->cfg->pid_file);
-            release_pid_file(sv);
             return 1;
+        }
+        if (pidfile_claim(sv->pid_file, err, sizeof err) != 0) {
+            log_error("%s", err);
+            free(sv->pid_file);
+            sv->pid_file = NULL; /* not ours to remove */
+            return 2;
         }
     }
     if ((code = bind_listeners(sv)) != 0)
