@@ -90,6 +90,8 @@ install: $(BIN)
 	install -D -m 0644 docs/socks5d.8 $(DESTDIR)$(PREFIX)/share/man/man8/socks5d.8
 	install -D -m 0644 docs/socks5d.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/socks5d.conf.5
 	install -D -m 0644 packaging/socks5d.service $(DESTDIR)$(PREFIX)/lib/systemd/system/socks5d.service
+	install -D -m 0644 packaging/socks5d.bash-completion \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/socks5d
 	install -D -m 0644 docs/socks5d.conf.example $(DESTDIR)/etc/socks5d/socks5d.conf.example
 	test -e $(DESTDIR)/etc/socks5d/socks5d.conf || \
 	  install -D -m 0644 docs/socks5d.conf.example $(DESTDIR)/etc/socks5d/socks5d.conf
@@ -97,7 +99,8 @@ install: $(BIN)
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/sbin/socks5d $(DESTDIR)$(PREFIX)/share/man/man8/socks5d.8 \
 	  $(DESTDIR)$(PREFIX)/share/man/man5/socks5d.conf.5 \
-	  $(DESTDIR)$(PREFIX)/lib/systemd/system/socks5d.service $(DESTDIR)/etc/socks5d/socks5d.conf.example
+	  $(DESTDIR)$(PREFIX)/lib/systemd/system/socks5d.service $(DESTDIR)/etc/socks5d/socks5d.conf.example \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/socks5d
 	# The config goes only if nobody changed it since install.
 	! cmp -s docs/socks5d.conf.example $(DESTDIR)/etc/socks5d/socks5d.conf || \
 	  rm -f $(DESTDIR)/etc/socks5d/socks5d.conf

@@ -28,6 +28,7 @@ struct listen_spec {
 struct rate_limit {
     char *user;
     uint64_t bytes_per_sec;
+    char *at; /* "file:line:column"; NULL: command line */
 };
 
 struct config {
@@ -40,9 +41,13 @@ struct config {
     uint8_t methods[2]; /* server preference order */
     size_t nmethods;
     char *users_path;
-    struct users *users;   /* loaded from users_path, NULL if none */
-    struct rules *rules;   /* access rules, NULL if none */
+    char *users_at;      /* "file:line:column" naming it; NULL: command line */
+    struct users *users; /* loaded from users_path, NULL if none */
+    struct rules *rules; /* access rules, NULL if none */
+    char **rule_text;    /* the rules as written, for -T */
+    size_t nrules;
     struct rules *pp_from; /* trusted PROXY protocol sources; required by PROXY listeners */
+    char *pp_from_text;
     uint32_t timeout_handshake_ms, timeout_connect_ms, timeout_idle_ms;
     uint32_t timeout_bind_ms, timeout_udp_ms, shutdown_grace_ms, drain_delay_ms;
     uint32_t auth_cache_ttl_ms;
@@ -52,7 +57,8 @@ struct config {
     uint32_t auth_fail_address_limit;                  /* failures per address, all users */
     uint32_t auth_fail_window_ms, auth_fail_cooldown_ms;
     struct rules *auth_fail_exempt; /* never throttled; NULL: none */
-    uint32_t ipv6_prefix;           /* IPv6 clients are keyed by this many leading bits */
+    char *auth_fail_exempt_text;
+    uint32_t ipv6_prefix; /* IPv6 clients are keyed by this many leading bits */
     struct rate_limit *rate_limits;
     size_t nrate_limits;
     struct log_settings log;
@@ -69,15 +75,25 @@ struct config {
     int keep_user_sessions; /* a reload does not end sessions of removed/changed users */
 };
 
+/* What the command line asks for besides the configuration itself. */
+enum config_mode { CONFIG_RUN = 0, CONFIG_CHECK = 1 /* -t */, CONFIG_DUMP = 2 /* -T */ };
+
 /* Builds a snapshot from the command line and the config file it names
- * (-c FILE, or CONFIG_DEFAULT_PATH when that exists). Returns NULL after
+ * (-c FILE, or CONFIG_DEFAULT_PATH when that exists); src/options.c, which
+ * reads both through the option table, then calls config_validate. Returns NULL after
  * printing every problem to `err` as "file:line:column: message"; *exit_code
- * is then 0 for --help/--version and 2 for any error. *check_only is set when
- * -t/--check was given. */
-struct config *config_load(int argc, char **argv, FILE *err, int *exit_code, int *check_only);
+ * is then 0 for --help, --version and --build-info and 2 for any error.
+ * *mode is set to an enum config_mode. */
+struct config *config_load(int argc, char **argv, FILE *err, int *exit_code, int *mode);
 struct config *config_ref(struct config *c);
 void config_unref(struct config *c);
-void config_usage(FILE *out);
+/* Cross-option checks, and loading the files the options name (users).
+ * Returns 0, or -1 after printing every problem to err. */
+int config_validate(struct config *c, FILE *err);
+/* Drops every access rule (the command line's replace the file's). */
+void config_free_rules(struct config *c);
+/* Prints c in the config file's syntax (socks5d -T; src/options.c). */
+void config_dump(const struct config *c, FILE *out);
 /* Protected mode for listeners ls[0..n): 0, or -1 after printing to err
  * why a listener beyond loopback without authentication is refused. */
 int config_check_open_proxy(const struct config *c, const struct listen_spec *ls, size_t n,

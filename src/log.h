@@ -64,6 +64,12 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
             log_msg(LOG_LVL_DEBUG, __VA_ARGS__);                                                   \
     } while (0)
 
+/* "s" unless n is 1, for counts in messages: "%d worker%s". */
+static inline const char *log_s(unsigned long long n)
+{
+    return n == 1 ? "" : "s";
+}
+
 /* One access-log record: n key/value pairs (kv[2i], kv[2i+1]), written as
  * logfmt (time=... key=value ...) or as one JSON object per line. */
 void log_access(const char *const *kv, size_t n);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "auth_pool.h"
+#include "check.h"
 #include "config.h"
 #include "confdiff.h"
 #include "fdbudget.h"
@@ -21,6 +22,7 @@
 #include "metrics.h"
 #include "net.h"
 #include "notify.h"
+#include "passwd.h"
 #include "pidfile.h"
 #include "policy.h"
 #include "privs.h"
@@ -174,8 +176,8 @@ static int take_activated(struct server *sv)
     unsetenv("LISTEN_FDS");
     unsetenv("LISTEN_FDNAMES");
     sv->activated = 1;
-    log_info("using %zu listening sockets from systemd; 'listen' settings are ignored",
-             sv->nlisten);
+    log_info("using %zu listening socket%s from systemd; 'listen' settings are ignored",
+             sv->nlisten, log_s(sv->nlisten));
     return 0;
 }
 
@@ -449,7 +451,7 @@ static void report_status(const struct server *sv)
         return;
     last = n;
     when = now;
-    notify("STATUS=%lu sessions", n);
+    notify("STATUS=%lu session%s", n, log_s(n));
 }
 
 static void drain_workers(struct server *sv)
@@ -627,17 +629,35 @@ static int abandon(struct server *sv, int code)
 }
 
 /* Log files are checked before root opens them, at start and by -t. */
-static int check_log_files(const struct config *c)
+static int check_log_file(const struct config *c, int sink, const char *what, const char *path)
 {
     char err[512];
-    if ((c->log.error_sink == SINK_FILE &&
-         privs_check_log_file(c, "error-log", c->log.error_log_path, err, sizeof err) < 0) ||
-        (c->log.access_sink == SINK_FILE &&
-         privs_check_log_file(c, "access-log", c->log.access_log_path, err, sizeof err) < 0)) {
-        fprintf(stderr, "socks5d: %s\n", err);
-        return -1;
+    if (sink != SINK_FILE || privs_check_log_file(c, what, path, err, sizeof err) == 0)
+        return 0;
+    fprintf(stderr, "socks5d: %s\n", err);
+    return -1;
+}
+
+static int check_log_files(const struct config *c)
+{
+    int bad = check_log_file(c, c->log.error_sink, "error-log", c->log.error_log_path) < 0;
+    bad |= check_log_file(c, c->log.access_sink, "access-log", c->log.access_log_path) < 0;
+    return bad ? -1 : 0;
+}
+
+/* -t and -T: every problem at once; 2 when the start would fail. */
+static int check_and_exit(struct config *c, int mode)
+{
+    int bad = check_log_files(c) < 0;
+    bad |= check_config(c, stderr) < 0;
+    if (!bad && mode == CONFIG_DUMP) {
+        config_size_limits(c, raise_nofile());
+        config_dump(c, stdout);
+    } else if (!bad) {
+        printf("socks5d: configuration OK%s%s\n", c->path ? ": " : "", c->path ? c->path : "");
     }
-    return 0;
+    config_unref(c);
+    return bad ? 2 : 0;
 }
 
 int main(int argc, char **argv)
@@ -645,28 +665,18 @@ int main(int argc, char **argv)
     struct server sv = {.argc = argc, .argv = argv, .addr_watch = -1};
     char err[512];
     int code, check;
-    if (argc >= 2 && strcmp(argv[1], "passwd") == 0) {
-        if (argc != 3) {
-            fprintf(stderr, "usage: socks5d passwd NAME\n");
-            return 2;
-        }
-        return users_passwd_main(argv[2]);
-    }
+    if (argc >= 2 && strcmp(argv[1], "passwd") == 0)
+        return passwd_main(argc - 1, argv + 1);
     /* Before any thread exists, so every thread inherits it. */
     if (privs_early() < 0 || log_init() < 0)
         return 1;
     if (!(sv.cfg = config_load(argc, argv, stderr, &code, &check)))
         return code;
+    if (check != CONFIG_RUN)
+        return check_and_exit(sv.cfg, check);
     if (check_log_files(sv.cfg) < 0) {
         config_unref(sv.cfg);
         return 2;
-    }
-    if (check) {
-        users_warn_mixed(sv.cfg->users, sv.cfg->users_path, stderr);
-        printf("socks5d: configuration OK%s%s\n", sv.cfg->path ? ": " : "",
-               sv.cfg->path ? sv.cfg->path : "");
-        config_unref(sv.cfg);
-        return 0;
     }
     if (log_configure(&sv.cfg->log, err, sizeof err) < 0) {
         fprintf(stderr, "socks5d: %s\n", err);
@@ -696,10 +706,11 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < sv.nlisten; i++) {
         char name[ADDR_STRLEN];
-        log_info("socks5d %s listening on %s%s (%d workers, max %llu sessions)", SOCKS5D_VERSION,
+        log_info("socks5d %s listening on %s%s (%d worker%s, max %llu session%s)", SOCKS5D_VERSION,
                  addr_str(&sv.spec[i].addr.sa, name, sizeof name),
                  sv.spec[i].proxy_protocol ? " with PROXY protocol" : "", sv.nworkers,
-                 (unsigned long long)sv.cfg->max_sessions);
+                 log_s((unsigned)sv.nworkers), (unsigned long long)sv.cfg->max_sessions,
+                 log_s(sv.cfg->max_sessions));
     }
     metrics_set_workers(sv.w, sv.nworkers);
     notify("READY=1\nSTATUS=listening");

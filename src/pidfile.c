@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -85,6 +86,19 @@ int pidfile_claim(const char *path, char *err, size_t errlen)
                         pid),
                1;
     return write_pid(path, err, errlen);
+}
+
+int pidfile_check(const char *path, char *err, size_t errlen)
+{
+    char dir[PATH_MAX];
+    struct stat st;
+    snprintf(dir, sizeof dir, "%s", path);
+    const char *d = dirname(dir);
+    if (stat(d, &st) < 0)
+        return snprintf(err, errlen, "pid-file %s: directory %s: %s", path, d, strerror(errno)), -1;
+    if (!S_ISDIR(st.st_mode))
+        return snprintf(err, errlen, "pid-file %s: %s is not a directory", path, d), -1;
+    return 0;
 }
 
 int pidfile_release(const char *path, char *err, size_t errlen)

@@ -10,6 +10,11 @@
  * -1 on an error. Both failures leave the reason in err. */
 int pidfile_claim(const char *path, char *err, size_t errlen);
 
+/* For -t: whether path could be written at start (its directory exists).
+ * A live process named in it is no error here: -t runs next to the server
+ * it checks a reload for. Returns 0, or -1 with the reason in err. */
+int pidfile_check(const char *path, char *err, size_t errlen);
+
 /* Removes path if it still names this process. Returns 0, or -1 with the
  * reason in err. */
 int pidfile_release(const char *path, char *err, size_t errlen);

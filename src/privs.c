@@ -84,6 +84,14 @@ int privs_check_log_file(const struct config *c, const char *what, const char *p
                  path);
         return -1;
     }
+    snprintf(dir, sizeof dir, "%s", path);
+    const char *d = dirname(dir);
+    int gone = stat(d, &st) < 0;
+    if (gone || !S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "%s %s: directory %s: %s", what, path, d,
+                 strerror(gone ? errno : ENOTDIR));
+        return -1;
+    }
     if (geteuid() != 0 || !c->run_user)
         return 0;
     struct passwd *pw = getpwnam(c->run_user);
@@ -91,10 +99,7 @@ int privs_check_log_file(const struct config *c, const char *what, const char *p
         snprintf(err, errlen, "user %s: no such user", c->run_user);
         return -1;
     }
-    snprintf(dir, sizeof dir, "%s", path);
-    const char *d = dirname(dir);
-    /* A missing directory fails the open, with its own message. */
-    if (stat(d, &st) == 0 && user_can_write(&st, pw)) {
+    if (user_can_write(&st, pw)) {
         snprintf(err, errlen,
                  "%s %s: directory %s is writable by user %s, who could replace the file with "
                  "a link before root opens it; use a directory only root can write",
@@ -111,22 +116,41 @@ int privs_early(void)
     return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 }
 
+/* Refuses a listener beyond loopback for a process that runs as `uid`. */
+static int refuse_root(const struct config *c, const struct listen_spec *ls, size_t n, uid_t uid,
+                       char *err, size_t errlen)
+{
+    char name[ADDR_STRLEN];
+    for (size_t i = 0; uid == 0 && !c->allow_root && i < n; i++)
+        if (!addr_is_loopback(&ls[i].addr.sa)) {
+            snprintf(err, errlen,
+                     "refusing to run as root with a listener on %s: set 'user NAME' to drop "
+                     "privileges after binding, or allow-root if you must",
+                     addr_str(&ls[i].addr.sa, name, sizeof name));
+            return -1;
+        }
+    return 0;
+}
+
+int privs_check(const struct config *c, const struct listen_spec *ls, size_t n, char *err,
+                size_t errlen)
+{
+    uid_t uid = geteuid();
+    if (c->run_user) {
+        struct passwd *pw = getpwnam(c->run_user);
+        if (!pw) {
+            snprintf(err, errlen, "user %s: no such user", c->run_user);
+            return -1;
+        }
+        uid = uid == 0 ? pw->pw_uid : uid;
+    }
+    return refuse_root(c, ls, n, uid, err, errlen);
+}
+
 int privs_drop(const struct config *c, const struct listen_spec *ls, size_t n, char *err,
                size_t errlen)
 {
     if (c->run_user && become(c->run_user, err, errlen) < 0)
         return -1;
-    if (geteuid() == 0 && !c->allow_root) {
-        for (size_t i = 0; i < n; i++) {
-            char name[ADDR_STRLEN];
-            if (!addr_is_loopback(&ls[i].addr.sa)) {
-                snprintf(err, errlen,
-                         "refusing to run as root with a listener on %s: set 'user NAME' to drop "
-                         "privileges after binding, or allow-root if you must",
-                         addr_str(&ls[i].addr.sa, name, sizeof name));
-                return -1;
-            }
-        }
-    }
-    return 0;
+    return refuse_root(c, ls, n, geteuid(), err, errlen);
 }

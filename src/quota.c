@@ -114,8 +114,9 @@ void quota_user_release(const char *user)
     sketch_release(&by_user, user, strlen(user));
 }
 
-/* Threads that hold handshake leases: their unused slots stay small next
- * to the limit. */
+/* The threads the handshake batch is sized for (quota does not know the
+ * worker count): up to this many keep under 1/128 of the limit unused;
+ * more threads may keep proportionally more. */
 #define HANDSHAKE_HOLDERS 16
 
 int quota_handshake_take(uint32_t limit)

@@ -731,6 +731,18 @@ size_t rules_count(const struct rules *rs)
     return rs ? rs->rules.n : 0;
 }
 
+void rules_each_user(const struct rules *rs, rules_user_fn *fn, void *arg)
+{
+    const struct rule *v = rs ? rs->rules.items : NULL;
+    for (size_t i = 0; rs && i < rs->rules.n; i++) {
+        char *const *names = v[i].users.items;
+        if ((v[i].written & BIT(C_USER)) && v[i].users.n == 0)
+            fn(arg, NULL, v[i].file, v[i].line);
+        for (size_t k = 0; k < v[i].users.n; k++)
+            fn(arg, names[k], v[i].file, v[i].line);
+    }
+}
+
 /* ---------------------------------------------------------------- public: match */
 
 /* A request brought into the form the rules use, once per match. */

@@ -65,6 +65,12 @@ int rules_add(struct rules *rs, const char *text, const char *file, int line, ch
 /* Returns the number of rules added so far (0 for NULL). */
 size_t rules_count(const struct rules *rs);
 
+/* Calls fn for each name a `user` clause lists, in rule order, with the
+ * rule's file and line; once with name NULL for `user any`. For checking
+ * the names against the users file (socks5d -t). */
+typedef void rules_user_fn(void *arg, const char *name, const char *file, int line);
+void rules_each_user(const struct rules *rs, rules_user_fn *fn, void *arg);
+
 /* Decides a request; always fills *out (out must not be NULL). Fails closed:
  * a NULL rs or req gives deny with file NULL.
  * When req->dst is NULL and req->dst_name is not an IP literal, rules whose

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -352,54 +351,45 @@ void users_warn_mixed(const struct users *u, const char *path, FILE *out)
             path, users_settings(u), (unsigned)((users_cost_us(u) + 999) / 1000));
 }
 
-/* ---------------- socks5d passwd ---------------- */
-
-/* Reads one line from stdin without echo when it is a terminal. */
-static int read_password(char *buf, size_t len)
+/* The length crypt(3) gives hashes of `hash`'s setting, 0 when it refuses
+ * the setting. Every hash of one setting has the same length. */
+static size_t made_len(const char *hash, struct crypt_data *cd)
 {
-    struct termios old, quiet;
-    int tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
-    if (tty) {
-        fprintf(stderr, "Password: ");
-        quiet = old;
-        quiet.c_lflag &= ~(tcflag_t)ECHO;
-        tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
-    }
-    char *ok = fgets(buf, (int)len, stdin);
-    if (tty) {
-        tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
-        fprintf(stderr, "\n");
-    }
-    if (!ok)
-        return -1;
-    buf[strcspn(buf, "\r\n")] = '\0';
-    return 0;
+    const char *out = crypt_r("socks5d: not a password", hash, cd);
+    return out && out[0] != '*' && users_same_setting(out, hash) ? strlen(out) : 0;
 }
 
-int users_passwd_main(const char *name)
+size_t users_warn_unusable(const struct users *u, const char *path, FILE *out)
 {
-    char pass[512];
-    struct crypt_data cd;
-    size_t nlen = strlen(name);
-    if (nlen == 0 || nlen > 255 || strchr(name, ':') || strpbrk(name, " \t\r\n#")) {
-        fprintf(stderr,
-                "socks5d passwd: user name must be 1..255 bytes without ':', '#' or spaces\n");
-        return 2;
+    static const char digits[] =
+        "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz$";
+    struct {
+        const char *hash;
+        size_t len;
+    } seen[32];
+    size_t nseen = 0, bad = 0;
+    struct crypt_data *cd = u && u->n ? calloc(1, sizeof *cd) : NULL;
+    for (size_t i = 0; cd && i < u->n; i++) {
+        const char *h = u->v[i].hash;
+        size_t k = 0, len;
+        while (k < nseen && !users_same_setting(seen[k].hash, h))
+            k++;
+        len = k < nseen ? seen[k].len : made_len(h, cd);
+        if (k == nseen && nseen < sizeof seen / sizeof *seen)
+            seen[nseen++].hash = h, seen[k].len = len;
+        size_t tail = setting_len(h);
+        if (len == strlen(h) && strspn(h + tail, digits) == strlen(h + tail))
+            continue;
+        bad++;
+        fprintf(out,
+                "%s:%d: warning: user %s: crypt(3) cannot match this hash with any password (%s), "
+                "so every login as %s fails; make a new one with `socks5d passwd -f %s %s`\n",
+                path, u->v[i].line, u->v[i].name,
+                len ? "cut short or with stray characters" : "its algorithm is refused here",
+                u->v[i].name, path, u->v[i].name);
     }
-    if (read_password(pass, sizeof pass) < 0 || pass[0] == '\0' || strlen(pass) > 255) {
-        fprintf(stderr, "socks5d passwd: expected a password of 1..255 bytes on stdin\n");
-        auth_wipe(pass, sizeof pass);
-        return 2;
-    }
-    memset(&cd, 0, sizeof cd);
-    const char *salt = crypt_gensalt_rn("$y$", 0, NULL, 0, cd.setting, sizeof cd.setting);
-    const char *hash = salt ? crypt_r(pass, salt, &cd) : NULL;
-    auth_wipe(pass, sizeof pass);
-    if (!hash || hash[0] == '*') {
-        fprintf(stderr, "socks5d passwd: crypt failed: %s\n", strerror(errno));
-        return 1;
-    }
-    printf("%s:%s\n", name, hash);
-    auth_wipe(&cd, sizeof cd);
-    return 0;
+    if (cd)
+        auth_wipe(cd, sizeof *cd);
+    free(cd);
+    return bad;
 }

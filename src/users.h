@@ -1,6 +1,6 @@
 /* The users file of RFC 1929 logins: "name:hash" lines, the crypt(3)
- * settings (algorithm and cost) it uses and what one hash of each costs,
- * and `socks5d passwd`. Immutable once loaded. */
+ * settings (algorithm and cost) it uses and what one hash of each costs.
+ * Immutable once loaded. (`socks5d passwd` is passwd.c.) */
 #ifndef SOCKS5D_USERS_H
 #define SOCKS5D_USERS_H
 
@@ -41,11 +41,11 @@ int users_same_setting(const char *a, const char *b);
  * and returns the microseconds it took. */
 uint32_t users_crypt_timed(const char *pass, const char *hash, struct crypt_data *cd,
                            const char **out);
+/* For `socks5d -t`: warns on `out` about each line whose hash no password
+ * can match (cut short, stray characters, an algorithm crypt(3) refuses);
+ * one crypt(3) per distinct setting. Returns how many. */
+size_t users_warn_unusable(const struct users *u, const char *path, FILE *out);
 /* For `socks5d -t`: warns on `out` when the file at `path` mixes settings. */
 void users_warn_mixed(const struct users *u, const char *path, FILE *out);
-
-/* `socks5d passwd NAME`: reads a password from stdin and prints the line.
- * Returns the exit code. */
-int users_passwd_main(const char *name);
 
 #endif

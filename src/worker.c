@@ -394,8 +394,8 @@ static void on_drain_deadline(struct loop_timer *t)
 {
     struct worker *w = container_of(t, struct worker, drain_deadline);
     if (w->env.sessions.n)
-        log_info("worker %d: grace period over, closing %zu sessions", w->env.id,
-                 w->env.sessions.n);
+        log_info("worker %d: grace period over, closing %zu session%s", w->env.id,
+                 w->env.sessions.n, log_s(w->env.sessions.n));
     while (w->env.sessions.head)
         session_fail(w->env.sessions.head, "server shutting down: shutdown-grace over");
 }

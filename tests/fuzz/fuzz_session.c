@@ -141,6 +141,8 @@ static struct config *make_config(unsigned mode, const char *users)
     ARG("0");
     ARG("--auth-fail-limit");
     ARG("0");
+    ARG("--max-sessions"); /* main() derives it from the descriptor limit */
+    ARG("1000");
     if (mode & (M_AUTH | M_RATE)) {
         ARG("--users");
         ARG(users);

@@ -474,3 +474,34 @@ def test_max_sessions_holds_across_two_workers_under_parallel_clients(socks5d, e
         assert limit - kept <= len(held) <= limit and len(held) >= n - kept
     finally:
         closes_all(held)
+
+
+def _still_open(sock):
+    """1 while the server keeps sock open without a byte, 0 once it closed it."""
+    sock.setblocking(False)
+    try:
+        data = sock.recv(1)
+    except BlockingIOError:
+        return 1
+    except ConnectionResetError:
+        return 0
+    assert data == b"", f"a refused connection got {data!r}"
+    return 0
+
+
+def test_max_handshakes_holds_across_two_workers_under_parallel_clients(socks5d):
+    # 30 clients connect at once and stall in the handshake; both workers
+    # accept them, and exactly 8 hold a slot: the rest are closed at once.
+    srv = socks5d("-w", "2", "--auth", "none", "--max-handshakes", "8",
+                  "--max-sessions-per-ip", "1000", "--timeout-handshake", "60s")
+    with ThreadPoolExecutor(16) as pool:
+        stalled = list(pool.map(lambda _: connect_from(srv), range(30)))
+    try:
+        def refused():
+            return [l for l in srv.access_lines() if "handshakes" in l.get("error", "")]
+        wait_until(lambda: len(refused()) >= 22, scaled(5), what="22 refusals")
+        held = sum(_still_open(s) for s in stalled)
+        assert held == 8, f"{held} connections hold a handshake slot, limit 8"
+        assert len(refused()) == 22
+    finally:
+        closes_all(stalled)

@@ -161,6 +161,9 @@ def test_pid_file_is_written_checked_and_removed_at_exit(ops):
     assert r.returncode == 2, r.stderr
     assert f"pid-file {pid_file}: socks5d is already running as pid {srv.pid}" in r.stderr
     assert read_pid(pid_file) == srv.pid  # the refused start left it alone
+    # -t (as ExecReload runs it next to the server) does not mind the live pid.
+    r = ops.run("-t", "-c", str(conf))
+    assert r.returncode == 0, r.stderr
     assert srv.stop() == 0
     assert not pid_file.exists()
     assert not [f for f in os.listdir(ops.dir) if f.startswith("socks5d.pid.")]
@@ -191,6 +194,10 @@ def test_a_pid_file_that_cannot_be_written_stops_the_start(ops):
     r = ops.run("-l", f"127.0.0.1:{port}", "--auth", "none", "--pid-file", str(missing))
     assert r.returncode == 2, r.stderr
     assert f"pid-file {missing}: No such file or directory" in r.stderr
+    # -t finds it too.
+    r = ops.run("-t", "--pid-file", str(missing))
+    assert r.returncode == 2, r.stderr
+    assert f"pid-file {missing}: directory {missing.parent}: No such file or directory" in r.stderr
 
 
 def test_a_failed_start_removes_the_pid_file_it_wrote(ops):

@@ -15,6 +15,7 @@
 
 #include "addr.h"
 #include "config.h"
+#include "options.h"
 #include "log.h"
 #include "proto.h"
 #include "rules.h"
@@ -554,7 +555,7 @@ TEST(command_line_flags_verbose_quiet_and_proxy_protocol)
     in_dir(dir, "socks5d.conf", path, sizeof path);
     write_file(path, "listen 127.0.0.1:19014\nlisten 127.0.0.1:19015\nlog-level error\n");
     struct loaded r =
-        LOAD("-c", path, "-v", "--proxy-protocol", "--proxy-protocol-from", "10.0.0.1");
+        LOAD("-c", path, "--verbose", "--proxy-protocol", "--proxy-protocol-from", "10.0.0.1");
     expect_ok(&r);
     assert_int_equal(r.c->log.level, LOG_LVL_DEBUG);
     assert_int_equal(r.c->proxy_protocol_all, 1);
@@ -677,23 +678,23 @@ TEST(short_options_parse_after_a_call_whose_argv_changed)
     test_dir("getopt-state", dir, sizeof dir);
     in_dir(dir, "socks5d.conf", path, sizeof path);
     write_file(path, "listen 127.0.0.1:19018\n");
-    char cluster[32] = "-v";
+    char cluster[32] = "-q";
     char *argv1[] = {(char *)"socks5d", (char *)"-c", path, cluster, NULL};
     int code, check;
     FILE *err = fopen("/dev/null", "w");
     assert_non_null(err);
     struct config *c = config_load(4, argv1, err, &code, &check);
     assert_non_null(c);
-    assert_int_equal(c->log.level, LOG_LVL_DEBUG);
+    assert_int_equal(c->log.level, LOG_LVL_WARN);
     config_unref(c);
     /* The caller reuses its buffer (it owns it once the call returned). */
-    memset(cluster, 'v', sizeof cluster - 1);
+    memset(cluster, 'q', sizeof cluster - 1);
     cluster[sizeof cluster - 1] = '\0';
     char *argv2[] = {(char *)"socks5d", (char *)"-t", (char *)"-c", path, NULL};
     c = config_load(4, argv2, err, &code, &check);
     assert_non_null(c);
     assert_int_equal(check, 1);
-    assert_int_equal(c->log.level, LOG_LVL_INFO); /* no -v this time */
+    assert_int_equal(c->log.level, LOG_LVL_INFO); /* no -q this time */
     config_unref(c);
     fclose(err);
 }
@@ -762,8 +763,8 @@ TEST(duplicate_listener_is_refused_naming_the_address)
     test_dir("err-dup", dir, sizeof dir);
     struct loaded r = load_text(dir, "listen 127.0.0.1:19023\nauth none\nlisten 127.0.0.1:19023\n",
                                 path, sizeof path);
-    expect_message(&r, "127.0.0.1:19023");
-    assert_non_null(strstr(r.err, "twice"));
+    expect_located(&r, path, 3, 8, "127.0.0.1:19023 given twice");
+    expect_message(&r, "first at");
     loaded_free(&r);
     /* The IPv4-mapped spelling is the same listener. */
     r = load_text(dir, "listen 127.0.0.1:19023\nlisten [::ffff:127.0.0.1]:19023\n", path,
@@ -893,7 +894,7 @@ TEST(missing_users_file_is_refused_naming_it)
     in_dir(dir, "no-such-users", users, sizeof users);
     fmt(text, sizeof text, "listen 127.0.0.1:19031\nusers %s\n", users);
     struct loaded r = load_text(dir, text, path, sizeof path);
-    expect_message(&r, users);
+    expect_located(&r, path, 2, 7, users);
     loaded_free(&r);
 }
 
@@ -922,9 +923,96 @@ TEST(rate_limit_for_an_unknown_user_is_refused)
 {
     char dir[PATH_MAX], path[PATH_MAX], text[1024];
     test_dir("err-rate-user", dir, sizeof dir);
-    fmt(text, sizeof text, "users %s\nrate-limit user carol 1M\n", users_file);
+    fmt(text, sizeof text, "users %s\n\nrate-limit user carol 1M\n", users_file);
     struct loaded r = load_text(dir, text, path, sizeof path);
-    expect_message(&r, "carol");
+    expect_located(&r, path, 3, 12, "no user 'carol'");
+    loaded_free(&r);
+    r = load_text(dir, "rate-limit user carol 1M\n", path, sizeof path);
+    expect_located(&r, path, 1, 12, "there is no users file");
+    loaded_free(&r);
+}
+
+/* Every directive given a value it cannot take says why, after the
+ * location, not just where. */
+TEST(every_directive_names_the_cause_of_a_bad_value)
+{
+    char dir[PATH_MAX], path[PATH_MAX], text[256];
+    test_dir("err-cause", dir, sizeof dir);
+    for (size_t i = 0; i < options_count; i++) {
+        const struct options_def *d = &options_table[i];
+        if (!(d->where & OPTIONS_FILE) || d->set == options_directive("include")->set)
+            continue;
+        fmt(text, sizeof text, "%s maybe\n", d->name);
+        struct loaded r = load_text(dir, text, path, sizeof path);
+        if (r.c) {
+            loaded_free(&r);
+            continue;
+        }
+        char prefix[PATH_MAX + 32];
+        int n = snprintf(prefix, sizeof prefix, "%s:1:", path);
+        const char *why = strstr(r.err, prefix) ? strchr(r.err + n, ' ') : NULL;
+        if (!why || strlen(why) < 12)
+            fail_msg("'%s maybe' gives no reason: %s", d->name, r.err);
+        loaded_free(&r);
+    }
+    struct loaded r = load_text(dir, "no-udp maybe\n", path, sizeof path);
+    expect_located(&r, path, 1, 8, "'maybe': expected yes or no");
+    loaded_free(&r);
+}
+
+TEST(a_mistyped_directive_or_option_gets_did_you_mean)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    test_dir("err-typo", dir, sizeof dir);
+    struct loaded r = load_text(dir, "timout-idle 5m\n", path, sizeof path);
+    expect_located(&r, path, 1, 1, "did you mean 'timeout-idle'?");
+    loaded_free(&r);
+    r = load_text(dir, "timeout idel 5m\n", path, sizeof path);
+    expect_located(&r, path, 1, 9, "unknown timeout 'idel'; did you mean 'timeout-idle'?");
+    loaded_free(&r);
+    r = load_text(dir, "listen 127.0.0.1:19050\n", path, sizeof path);
+    loaded_free(&r);
+    r = LOAD("-c", path, "--timeout-idel", "5m");
+    expect_message(&r, "unknown option 'timeout-idel'; did you mean 'timeout-idle'?");
+    loaded_free(&r);
+    r = LOAD("-c", path, "--no-udp=yes");
+    expect_message(&r, "--no-udp takes no value");
+    loaded_free(&r);
+    r = LOAD("-c", path, "--users");
+    expect_message(&r, "--users needs a value");
+    loaded_free(&r);
+}
+
+/* Directive names are case-insensitive, like the keywords of rules that
+ * --rule takes. */
+TEST(directives_are_case_insensitive_as_rule_keywords_are)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    test_dir("case", dir, sizeof dir);
+    struct loaded r = load_text(
+        dir, "Listen 127.0.0.1:19051\nTIMEOUT Idle 7s\nALLOW from 10.0.0.0/8\nNo-UDP YES\n", path,
+        sizeof path);
+    expect_ok(&r);
+    assert_int_equal(r.c->timeout_idle_ms, 7000);
+    assert_int_equal(r.c->no_udp, 1);
+    assert_int_equal(rules_count(r.c->rules), 1);
+    loaded_free(&r);
+    r = LOAD("-c", path, "--rule", "ALLOW FROM 10.0.0.0/8");
+    expect_ok(&r);
+    assert_int_equal(rules_count(r.c->rules), 1);
+    loaded_free(&r);
+}
+
+/* -c or include naming a directory reads nothing: it is an error. */
+TEST(a_directory_as_config_or_include_is_an_error)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    test_dir("dir-conf", dir, sizeof dir);
+    struct loaded r = LOAD("-c", dir);
+    expect_message(&r, "is a directory");
+    loaded_free(&r);
+    r = load_text(dir, "listen 127.0.0.1:19052\ninclude .\n", path, sizeof path);
+    expect_located(&r, path, 2, 9, "is a directory");
     loaded_free(&r);
 }
 
@@ -1262,6 +1350,10 @@ int main(void)
         cmocka_unit_test(userpass_without_users_file_is_refused),
         cmocka_unit_test(users_file_alone_selects_userpass),
         cmocka_unit_test(rate_limit_for_an_unknown_user_is_refused),
+        cmocka_unit_test(every_directive_names_the_cause_of_a_bad_value),
+        cmocka_unit_test(a_mistyped_directive_or_option_gets_did_you_mean),
+        cmocka_unit_test(directives_are_case_insensitive_as_rule_keywords_are),
+        cmocka_unit_test(a_directory_as_config_or_include_is_an_error),
         cmocka_unit_test(open_proxy_beyond_loopback_without_auth_is_refused),
         cmocka_unit_test(open_proxy_is_accepted_when_asked_for_or_restricted),
         cmocka_unit_test(check_open_proxy_on_given_listeners_refuses_only_public_ones),

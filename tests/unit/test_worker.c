@@ -83,6 +83,31 @@ TEST(reload_rules_apply_to_new_sessions_while_old_tunnels_go_on)
     rig_stop(&r);
 }
 
+/* Sessions take no reference of their own: the worker holds one per
+ * snapshot in use and gives an old one up with its last session. */
+TEST(an_old_snapshot_is_kept_for_its_sessions_and_given_up_with_the_last)
+{
+    struct rig r;
+    struct rig_tunnel tn;
+    rig_start(&r, NULL);
+    rig_tunnel_open(&r, &tn);
+    int idle = rig_client(&r);
+    RIG_UNTIL(&r, rig_sessions(&r) == 2);
+    struct config *old = config_ref(rig_session(&r)->cfg);
+    assert_int_equal(atomic_load(&old->refs), 2); /* the worker's and ours */
+    reload(&r, rig_config(NULL), &r.ls, 1);
+    assert_int_equal(atomic_load(&old->refs), 2); /* kept: two sessions use it */
+    close(idle);
+    RIG_UNTIL(&r, rig_sessions(&r) == 1);
+    assert_int_equal(atomic_load(&old->refs), 2);
+    tunnel_still_works(&r, &tn);
+    rig_tunnel_close(&tn);
+    RIG_UNTIL(&r, rig_sessions(&r) == 0);
+    assert_int_equal(atomic_load(&old->refs), 1); /* the worker let it go */
+    config_unref(old);
+    rig_stop(&r);
+}
+
 TEST(reload_with_another_listener_closes_the_old_one_and_accepts_on_the_new)
 {
     struct rig r;
@@ -168,6 +193,7 @@ int main(void)
         cmocka_unit_test(queued_clients_all_become_sessions_and_the_counts_return_to_zero),
         cmocka_unit_test(max_sessions_closes_connections_over_the_limit_at_accept),
         cmocka_unit_test(reload_rules_apply_to_new_sessions_while_old_tunnels_go_on),
+        cmocka_unit_test(an_old_snapshot_is_kept_for_its_sessions_and_given_up_with_the_last),
         cmocka_unit_test(reload_with_another_listener_closes_the_old_one_and_accepts_on_the_new),
         cmocka_unit_test(drain_stops_accepting_and_closes_what_is_left_after_the_grace_period),
         cmocka_unit_test(started_worker_serves_on_its_thread_and_ends_once_drained_and_idle),
