@@ -812,10 +812,22 @@ static void auth_refuse(struct session *s, enum hs_fail reason, const char *why)
     hs_fail(s, reason, why);
 }
 
+/* The handshake deadline passed while the password waited for the pool:
+ * the server was slow, not the client, so the client hears status 1
+ * instead of a silent close, and the unjudged attempt is not held
+ * against its address. */
+static void on_auth_timeout(struct session *s)
+{
+    pending_cancel(s);
+    policy_auth_settle(&s->pol, 0);
+    auth_refuse(s, HSF_TIMEOUT, "handshake timeout during password verification");
+}
+
 static void on_verified(void *owner, int ok)
 {
     struct session *s = owner;
     pending_done(s);
+    s->expire = on_handshake_timeout; /* the same deadline goes on */
     if (auth_result(s, ok) == HS_NEXT)
         handshake_continue(s);
 }
@@ -872,6 +884,7 @@ static int parse_auth(struct session *s)
         session_fail(s, "out of memory");
         return HS_GONE;
     }
+    s->expire = on_auth_timeout;
     return HS_WAIT;
 }
 

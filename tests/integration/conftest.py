@@ -73,7 +73,7 @@ def socks5d(socks5d_bin, tmp_path):
     and must assert on it."""
     servers = []
 
-    def start(*args, listen=None, netns=None, grace="2s"):
+    def start(*args, listen=None, netns=None, grace="2s", ready=None):
         args = list(args)
         # Teardown must not wait out the default 10 s grace for a session a
         # failing test left open.
@@ -81,7 +81,7 @@ def socks5d(socks5d_bin, tmp_path):
             args += ["--shutdown-grace", grace]
         srv = Socks5d(args, tmp_path, listen=listen, netns=netns, binary=socks5d_bin)
         servers.append(srv)
-        return srv.start()
+        return srv.start(ready)
 
     yield start
     errors = []

@@ -219,6 +219,25 @@ def test_a_full_verification_queue_answers_at_once_and_is_counted(socks5d, tmp_p
     assert login(srv, "alice", "right") == OK
 
 
+def test_a_login_outlasting_the_handshake_deadline_hears_a_failure(socks5d, tmp_path):
+    """A verification still under way at the handshake deadline (the pool is
+    slow, not the client) is answered 0x01, not closed in silence, and the
+    unjudged attempt is neither a failed login nor a throttle count. Before,
+    the client saw the connection close without a status (the storm test's
+    rare lost reply under load)."""
+    users = users_file(tmp_path, alice=sha512("right", 2_000_000))  # over a second per hash
+    mport, margs = metrics_args()
+    # The start measures one hash (to size the queue): give it time under load.
+    srv = socks5d("--users", users, "--auth-fail-limit", "1", "--timeout-handshake", "300ms",
+                  *margs, ready=scaled(60))
+    assert login(srv, "alice", "wrong") == FAILED
+    assert login(srv, "alice", "wrong") == FAILED, "the first attempt was held against us"
+    assert auth_failures(mport) == 0
+    assert throttled(mport) == 0
+    assert counter(mport, 'socks5d_handshake_failures_total{reason="timeout"}') == 2
+    assert access_count(srv, "handshake timeout during password verification") == 2
+
+
 # ---------------------------------------------------------------- finding 3
 
 

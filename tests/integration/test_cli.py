@@ -167,6 +167,22 @@ def test_passwd_f_runs_in_parallel_lose_no_user(socks5d_bin, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+def test_passwd_f_refuses_a_symlink_and_leaves_users_with_a_longer_name(socks5d_bin, tmp_path):
+    target = tmp_path / "shadow-like"
+    target.write_text("root:x\n")
+    link = tmp_path / "users"
+    link.symlink_to(target)
+    r = run(socks5d_bin, "passwd", "-f", str(link), "root", input="pw\n")
+    assert r.returncode == 1 and "symbolic links" in r.stderr, r
+    assert target.read_text() == "root:x\n" and link.is_symlink()
+    users = tmp_path / "plain"
+    users.write_text("alice2:$y$keep\nal:$y$old\n")
+    r = run(socks5d_bin, "passwd", "-f", str(users), "al", input="pw\n")
+    assert r.returncode == 0, r
+    lines = users.read_text().splitlines()
+    assert lines[0] == "alice2:$y$keep" and lines[1].startswith("al:$y$j") and len(lines) == 2
+
+
 def passwd_on_a_terminal(binary, args, typed):
     """Runs `socks5d passwd ARGS` with a pseudo-terminal as stdin and types
     the lines in `typed`; returns (exit code, stdout, everything written to
