@@ -5,6 +5,11 @@ CFLAGS   ?= -O2 -g
 CPPFLAGS += -D_GNU_SOURCE -Isrc
 XFLAGS   := -std=c11 -Wall -Wextra -Werror -pthread
 LDLIBS   += -lcares -lcrypt -pthread
+# GSS-API (RFC 1961) on MIT Kerberos: libkrb5-dev.
+KRB5_PKGS := krb5-gssapi krb5
+CPPFLAGS += $(shell pkg-config --cflags $(KRB5_PKGS)) \
+            -DSOCKS5D_KRB5_VERSION='"MIT $(shell pkg-config --modversion krb5-gssapi)"'
+LDLIBS   += $(shell pkg-config --libs $(KRB5_PKGS))
 BUILD    ?= build/release
 BIN      ?= bin/socks5d
 PREFIX   ?= /usr/local

@@ -1,5 +1,6 @@
-/* The verification pool: a bounded queue of crypt(3) runs, the threads that
- * hash them, and answers held back to the users file's slowest setting. */
+/* The verification pool: a bounded queue of tasks (crypt(3) runs and other
+ * slow calls), the threads that run them, and password answers held back to
+ * the users file's slowest setting. */
 #include "auth_pool.h"
 
 #include <errno.h>
@@ -27,15 +28,12 @@
  * runs wait on it instead of queueing their own (64 clients starting at once
  * with one account would otherwise cost 64 slow hashes). */
 struct auth_work {
-    struct mail mail;                /* first: posted back to the worker */
+    struct auth_task task;           /* first; its cache is the submitting worker's */
     struct loop_timer hold;          /* delays the answer (see job_finish) */
-    struct auth_work *qprev, *qnext; /* pool queue, under pool.mu */
     struct auth_cache_link inflight; /* in the worker's table of works in flight */
-    struct auth_cache *cache;        /* the submitting worker's */
     struct auth_job *waiters;
-    unsigned live;  /* waiters not cancelled */
-    uint8_t queued; /* in the pool queue, under pool.mu */
-    uint8_t known;  /* the user exists: a match counts */
+    unsigned live; /* waiters not cancelled */
+    uint8_t known; /* the user exists: a match counts */
     uint8_t ok;
     uint8_t mixed;   /* the users file has more than one setting */
     uint8_t slowest; /* ...and this is hashed with the slowest one */
@@ -56,11 +54,11 @@ struct auth_job {
 static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    pthread_cond_t idle; /* a thread let go of a work */
-    struct auth_work *head, *tail;
+    pthread_cond_t idle;           /* a thread let go of a work */
+    struct auth_task *head, *tail; /* tasks queued, oldest first */
     size_t len;
     pthread_t *threads;
-    /* The cache of the work each thread hashes or posts now, or NULL. */
+    /* The cache of the task each thread runs or posts now, or NULL. */
     struct auth_cache **held;
     int nthreads, stop;
     /* What hashes of the slowest setting of a mixed users file take now:
@@ -105,8 +103,9 @@ static int make_fallback_hash(void)
     return 0;
 }
 
-static void job_run(struct auth_work *j)
+static void job_run(struct auth_task *t)
 {
+    struct auth_work *j = (struct auth_work *)t;
     struct crypt_data *cd = calloc(1, sizeof *cd);
     const char *out = NULL;
     if (cd)
@@ -116,41 +115,48 @@ static void job_run(struct auth_work *j)
         auth_wipe(cd, sizeof *cd);
         free(cd);
     }
+    if (j->slowest)
+        note_slowest(j->took_us);
 }
 
 /* Under pool.mu. */
-static void queue_unlink(struct auth_work *j)
+static void queue_unlink(struct auth_task *t)
 {
-    if (j->qprev)
-        j->qprev->qnext = j->qnext;
+    if (t->qprev)
+        t->qprev->qnext = t->qnext;
     else
-        pool.head = j->qnext;
-    if (j->qnext)
-        j->qnext->qprev = j->qprev;
+        pool.head = t->qnext;
+    if (t->qnext)
+        t->qnext->qprev = t->qprev;
     else
-        pool.tail = j->qprev;
-    j->qprev = j->qnext = NULL;
-    j->queued = 0;
+        pool.tail = t->qprev;
+    t->qprev = t->qnext = NULL;
+    t->queued = 0;
     pool.len--;
 }
 
-static void job_finish(struct mail *m);
+/* On the submitting worker. */
+static void task_answer(struct mail *m)
+{
+    struct auth_task *t = (struct auth_task *)m;
+    t->done(t, t->ran);
+}
 
-/* Takes the next work for thread `i`, or NULL on stop. */
-static struct auth_work *take(int i)
+/* Takes the next task for thread `i`, or NULL on stop. */
+static struct auth_task *take(int i)
 {
     pthread_mutex_lock(&pool.mu);
     while (!pool.head && !pool.stop)
         pthread_cond_wait(&pool.cv, &pool.mu);
-    /* On stop, what is still queued is not hashed: each queued work has
-     * a waiting session, whose close cancels and frees it. */
-    struct auth_work *j = pool.stop ? NULL : pool.head;
-    if (j) {
-        queue_unlink(j);
-        pool.held[i] = j->cache;
+    /* On stop, what is still queued is not run: each queued task has a
+     * waiting session, whose close withdraws and frees it. */
+    struct auth_task *t = pool.stop ? NULL : pool.head;
+    if (t) {
+        queue_unlink(t);
+        pool.held[i] = t->cache;
     }
     pthread_mutex_unlock(&pool.mu);
-    return j;
+    return t;
 }
 
 /* Thread `i` no longer touches what it took: auth_pool_release may end. */
@@ -165,12 +171,11 @@ static void let_go(int i)
 static void *pool_main(void *arg)
 {
     int i = (int)(intptr_t)arg;
-    struct auth_work *j;
-    while ((j = take(i))) {
-        job_run(j);
-        if (j->slowest)
-            note_slowest(j->took_us);
-        mailbox_post(auth_cache_mailbox(j->cache), &j->mail, job_finish);
+    struct auth_task *t;
+    while ((t = take(i))) {
+        t->run(t);
+        t->ran = 1;
+        mailbox_post(auth_cache_mailbox(t->cache), &t->mail, task_answer);
         let_go(i);
     }
     return NULL;
@@ -227,12 +232,12 @@ void auth_pool_release(struct auth_cache *c)
     if (!c)
         return; /* a worker that failed before it had one */
     pthread_mutex_lock(&pool.mu);
-    for (struct auth_work *j = pool.head, *next; j; j = next) {
-        next = j->qnext;
-        if (j->cache != c)
+    for (struct auth_task *t = pool.head, *next; t; t = next) {
+        next = t->qnext;
+        if (t->cache != c)
             continue;
-        queue_unlink(j);
-        mailbox_post(auth_cache_mailbox(c), &j->mail, job_finish);
+        queue_unlink(t);
+        mailbox_post(auth_cache_mailbox(c), &t->mail, task_answer);
     }
     while (holds(c))
         pthread_cond_wait(&pool.idle, &pool.mu);
@@ -262,7 +267,7 @@ static void deliver(struct auth_work *j)
         w->work = NULL;
     j->waiters = NULL;
     if (ok)
-        auth_cache_put(j->cache, j->user, j->hash, j->pass);
+        auth_cache_put(j->task.cache, j->user, j->hash, j->pass);
     work_free(j);
     while (list) {
         struct auth_job *w = list;
@@ -282,10 +287,12 @@ static void on_hold_end(struct loop_timer *t)
  * result unused and uncached. Otherwise the answer goes out no sooner than
  * the slowest setting of the users file takes from the start of the hash, so
  * its timing does not tell which user exists or what hash it has; the wait is
- * a timer on the worker's loop, never a sleeping thread. */
-static void job_finish(struct mail *m)
+ * a timer on the worker's loop, never a sleeping thread. A work answered
+ * without hashing failed (j->ok is 0). */
+static void job_finish(struct auth_task *t, int ran)
 {
-    struct auth_work *j = (struct auth_work *)m;
+    struct auth_work *j = (struct auth_work *)t;
+    (void)ran;
     if (j->live == 0) {
         work_free(j);
         return;
@@ -293,7 +300,8 @@ static void job_finish(struct mail *m)
     uint32_t now_us = atomic_load_explicit(&pool.slowest_us, memory_order_relaxed);
     uint32_t cost_us = j->mixed && now_us > j->cost_us ? now_us : j->cost_us;
     uint32_t left_ms = j->took_us < cost_us ? (cost_us - j->took_us + 999) / 1000 : 0;
-    if (left_ms && loop_timer_arm(auth_cache_loop(j->cache), &j->hold, left_ms, on_hold_end) == 0)
+    if (left_ms &&
+        loop_timer_arm(auth_cache_loop(j->task.cache), &j->hold, left_ms, on_hold_end) == 0)
         return;
     if (left_ms)
         log_error("auth: cannot delay an answer: out of memory");
@@ -318,7 +326,9 @@ static struct auth_work *new_work(const struct users *users, const char *user, c
     j->cost_us = users_cost_us(users);
     j->mixed = users_settings(users) > 1;
     j->slowest = j->mixed && users_same_setting(hash, users_stand_in(users));
-    j->cache = cache;
+    j->task.cache = cache;
+    j->task.run = job_run;
+    j->task.done = job_finish;
     return j;
 }
 
@@ -328,26 +338,48 @@ static size_t queue_bound(uint32_t cost_us)
     return n < AUTH_QUEUE_MIN ? AUTH_QUEUE_MIN : n > AUTH_QUEUE_MAX ? AUTH_QUEUE_MAX : (size_t)n;
 }
 
-/* Returns 0, or -1 when the queue is full. */
-static int submit(struct auth_work *j)
+/* Returns 0, or -1 when the queue holds `bound` tasks already. */
+static int enqueue(struct auth_task *t, struct auth_cache *cache, size_t bound)
 {
-    size_t bound = queue_bound(j->cost_us);
+    t->cache = cache;
+    t->ran = 0;
     pthread_mutex_lock(&pool.mu);
     if (pool.len >= bound) {
         pthread_mutex_unlock(&pool.mu);
         return -1;
     }
-    j->qprev = pool.tail;
+    t->qnext = NULL;
+    t->qprev = pool.tail;
     if (pool.tail)
-        pool.tail->qnext = j;
+        pool.tail->qnext = t;
     else
-        pool.head = j;
-    pool.tail = j;
+        pool.head = t;
+    pool.tail = t;
     pool.len++;
-    j->queued = 1;
+    t->queued = 1;
     pthread_cond_signal(&pool.cv);
     pthread_mutex_unlock(&pool.mu);
     return 0;
+}
+
+/* Other tasks are counted as taking about a millisecond (a GSS-API context
+ * step: a decryption and a replay cache write). */
+#define AUTH_TASK_COST_US 1000
+
+int auth_pool_submit(struct auth_task *t, struct auth_cache *cache)
+{
+    return enqueue(t, cache, queue_bound(AUTH_TASK_COST_US));
+}
+
+int auth_pool_withdraw(struct auth_task *t)
+{
+    int queued;
+    pthread_mutex_lock(&pool.mu);
+    queued = t->queued;
+    if (queued)
+        queue_unlink(t);
+    pthread_mutex_unlock(&pool.mu);
+    return queued;
 }
 
 struct auth_job *auth_verify(const struct users *users, const char *user, const char *pass,
@@ -369,7 +401,7 @@ struct auth_job *auth_verify(const struct users *users, const char *user, const 
             errno = ENOMEM;
             return NULL;
         }
-        if (submit(j) < 0) {
+        if (enqueue(&j->task, cache, queue_bound(j->cost_us)) < 0) {
             auth_wipe(j->pass, sizeof j->pass);
             free(j);
             free(w);
@@ -390,22 +422,16 @@ struct auth_job *auth_verify(const struct users *users, const char *user, const 
 void auth_cancel(struct auth_job *w)
 {
     struct auth_work *j = w->work;
-    int queued;
     w->owner = NULL;
     if (!j || --j->live > 0)
         return;
     if (loop_timer_armed(&j->hold)) {
-        loop_timer_cancel(auth_cache_loop(j->cache), &j->hold);
+        loop_timer_cancel(auth_cache_loop(j->task.cache), &j->hold);
         work_free(j);
         return;
     }
-    pthread_mutex_lock(&pool.mu);
-    queued = j->queued;
-    if (queued)
-        queue_unlink(j);
-    pthread_mutex_unlock(&pool.mu);
     /* Not queued: a pool thread hashes it now or its answer is in the
      * mailbox, and job_finish drops it. */
-    if (queued)
+    if (auth_pool_withdraw(&j->task))
         work_free(j);
 }

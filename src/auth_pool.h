@@ -1,8 +1,11 @@
-/* Password verification off the event loop: a process-wide pool of threads
- * hashes RFC 1929 credentials against the users file and answers on the
+/* Slow authentication work off the event loop: a process-wide pool of
+ * threads hashes RFC 1929 credentials against the users file, and runs other
+ * slow calls (GSS-API context steps, see gss.c) as tasks; both answer on the
  * submitting worker's loop, through the mailbox of its auth_cache. */
 #ifndef SOCKS5D_AUTH_POOL_H
 #define SOCKS5D_AUTH_POOL_H
+
+#include <stdint.h>
 
 #include "auth_cache.h"
 #include "users.h"
@@ -31,6 +34,24 @@ struct auth_job *auth_verify(const struct users *users, const char *user, const 
  * waits for any more leaves the queue at once, O(1), unhashed; one already
  * hashing is dropped when it ends. */
 void auth_cancel(struct auth_job *job);
+/* A task: any slow call, embedded in its owner's struct. run() runs on a
+ * pool thread; done() on the loop of the cache's worker, with ran 0 when the
+ * task was answered without running (auth_pool_release). */
+struct auth_task {
+    struct mail mail; /* first: posted back to the worker */
+    struct auth_task *qprev, *qnext;
+    struct auth_cache *cache;
+    void (*run)(struct auth_task *t);
+    void (*done)(struct auth_task *t, int ran);
+    uint8_t queued, ran;
+};
+/* Queues t (run and done set) for `cache`'s worker. Returns 0, or -1 when
+ * the queue is full. */
+int auth_pool_submit(struct auth_task *t, struct auth_cache *cache);
+/* Takes back a task that no thread has taken yet: returns 1 and done()
+ * never comes; 0 when it runs now or ran, and done() still comes. */
+int auth_pool_withdraw(struct auth_task *t);
+
 /* Before `cache`'s mailbox goes away: its verifications still queued are
  * answered as failed without hashing, and this waits for those a pool thread
  * hashes now. On return every answer for `cache` is in its mailbox and no

@@ -14,7 +14,8 @@
 struct user_check {
     const struct config *c;
     FILE *err;
-    int logins; /* userpass is offered: sessions can have a user */
+    int logins;     /* userpass or gssapi is offered: sessions can have a user */
+    int principals; /* gssapi: users no file lists */
 };
 
 /* A `user` clause naming someone with no line in the users file, or any
@@ -28,7 +29,7 @@ static void check_rule_user(void *arg, const char *name, const char *file, int l
                 "matches\n",
                 file, line, name ? name : "any",
                 k->c->users ? "auth does not offer userpass" : "there is no users file");
-    else if (name && !users_find(k->c->users, name))
+    else if (name && !k->principals && !users_find(k->c->users, name))
         fprintf(k->err, "%s:%d: warning: rule names user %s, who is not in %s: it never matches\n",
                 file, line, name, k->c->users_path);
 }
@@ -36,7 +37,9 @@ static void check_rule_user(void *arg, const char *name, const char *file, int l
 int check_config(const struct config *c, FILE *err)
 {
     char why[512];
-    struct user_check k = {c, err, memchr(c->methods, SOCKS5_METHOD_USERPASS, c->nmethods) != NULL};
+    int gss = memchr(c->methods, SOCKS5_METHOD_GSSAPI, c->nmethods) != NULL;
+    struct user_check k = {
+        c, err, gss || memchr(c->methods, SOCKS5_METHOD_USERPASS, c->nmethods) != NULL, gss};
     rules_each_user(c->rules, check_rule_user, &k);
     users_warn_mixed(c->users, c->users_path, err);
     users_warn_unusable(c->users, c->users_path, err);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gss.h"
 #include "proto.h"
 #include "rules.h"
 #include "users.h"
@@ -111,9 +112,11 @@ static int check_users(struct config *c)
         fprintf(errout, "%s: users file %s\n", at(c->users_at), err);
         return -1;
     }
-    if (c->max_per_user && !c->users_path)
-        BAD("max-sessions-per-user needs authentication (a users file)");
-    for (size_t i = 0; i < c->nrate_limits; i++)
+    int gss = memchr(c->methods, SOCKS5_METHOD_GSSAPI, c->nmethods) != NULL;
+    if (c->max_per_user && !c->users_path && !gss)
+        BAD("max-sessions-per-user needs authentication (a users file or gssapi)");
+    /* Kerberos principals are not listed anywhere socks5d can look. */
+    for (size_t i = 0; i < c->nrate_limits && !gss; i++)
         if (!users_find(c->users, c->rate_limits[i].user)) {
             fprintf(errout, "%s: rate-limit: no user '%s' in the users file%s%s\n",
                     at(c->rate_limits[i].at), c->rate_limits[i].user,
@@ -121,6 +124,18 @@ static int check_users(struct config *c)
                     c->users_path ? c->users_path : "");
             return -1;
         }
+    return 0;
+}
+
+/* The keys of the service are read now: at start that is before the
+ * privilege drop, and `-t` finds a keytab without them. */
+static int check_gss(struct config *c)
+{
+    char err[ERRLEN];
+    if (!memchr(c->methods, SOCKS5_METHOD_GSSAPI, c->nmethods))
+        return 0;
+    if (!(c->gss = gss_server_new(c->gss_keytab, c->gss_service, err, sizeof err)))
+        BAD("gssapi %s", err);
     return 0;
 }
 
@@ -143,7 +158,7 @@ static int validate(struct config *c)
     if (c->auth_fail_address_limit == 0)
         c->auth_fail_address_limit =
             c->auth_fail_limit > UINT32_MAX / 10 ? UINT32_MAX : c->auth_fail_limit * 10;
-    if (check_users(c) < 0)
+    if (check_users(c) < 0 || check_gss(c) < 0)
         return -1;
     return config_check_open_proxy(c, c->listen, c->nlisten, errout);
 }
@@ -169,6 +184,10 @@ void config_unref(struct config *c)
     if (!c || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
         return;
     users_free(c->users);
+    gss_server_free(c->gss);
+    free(c->gss_keytab);
+    free(c->gss_service);
+    free(c->gss_realms);
     config_free_rules(c);
     rules_free(c->pp_from);
     free(c->pp_from_text);

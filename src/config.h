@@ -15,6 +15,7 @@
 
 struct users;
 struct rules;
+struct gss_server;
 
 #define CONFIG_MAX_LISTEN 64
 #define CONFIG_DEFAULT_PATH "/etc/socks5d/socks5d.conf"
@@ -38,7 +39,7 @@ struct config {
     char *listen_at[CONFIG_MAX_LISTEN]; /* "file:line:column" of each; NULL: command line */
     size_t nlisten;
     int workers;        /* 0: one per online CPU */
-    uint8_t methods[2]; /* server preference order */
+    uint8_t methods[3]; /* server preference order */
     size_t nmethods;
     char *users_path;
     char *users_at;      /* "file:line:column" naming it; NULL: command line */
@@ -69,6 +70,14 @@ struct config {
     union addr_any advertise;          /* family 0: not set; port unused */
     union addr_any metrics;            /* family 0: no metrics endpoint */
     char *run_user;                    /* drop privileges to this user */
+    /* GSS-API (RFC 1961): acceptor credentials when gssapi is a method,
+     * read from gss_keytab (NULL: KRB5_KTNAME or the system default) for
+     * gss_service; protection levels allowed (1 << level);
+     * realms accepted (comma-separated, NULL: any); strip the realm. */
+    struct gss_server *gss;
+    char *gss_keytab, *gss_service, *gss_realms;
+    uint8_t gss_levels;
+    int gss_strip_realm;
     int allow_root;
     int reuse_port;         /* join a listen address another process holds */
     char *pid_file;         /* NULL: none */

@@ -182,6 +182,12 @@ static char *render(size_t *len)
     single(f, "socks5d_auth_rejected_busy_total", "counter",
            "Logins refused at once because the password verification queue was full.",
            stat_get(&t.auth_busy));
+    pair(f, "socks5d_gssapi_auth_total", "counter", "GSS-API (Kerberos) authentications.", "result",
+         "success", stat_get(&t.gss_ok), "failure", stat_get(&t.gss_fail));
+    single(
+        f, "socks5d_gssapi_bad_messages_total", "counter",
+        "GSS-API sessions ended by a message that failed its integrity, replay or framing check.",
+        stat_get(&t.gss_bad));
     pair(f, "socks5d_refused_total", "counter",
          "Requests refused by access rules or session limits.", "reason", "rule",
          stat_get(&t.refused_rule), "limit", stat_get(&t.refused_limit));

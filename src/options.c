@@ -93,8 +93,9 @@ static int parse_uint(const char *s, unsigned long long max, unsigned long long 
     return 0;
 }
 
-static const char *const method_names[] = {
-    [SOCKS5_METHOD_NONE] = "none", [SOCKS5_METHOD_USERPASS] = "userpass"};
+static const char *const method_names[] = {[SOCKS5_METHOD_NONE] = "none",
+                                           [SOCKS5_METHOD_GSSAPI] = "gssapi",
+                                           [SOCKS5_METHOD_USERPASS] = "userpass"};
 
 static int parse_methods(struct config *c, const char *list)
 {
@@ -107,6 +108,8 @@ static int parse_methods(struct config *c, const char *list)
             m = SOCKS5_METHOD_NONE;
         else if (strcasecmp(tok, "userpass") == 0)
             m = SOCKS5_METHOD_USERPASS;
+        else if (strcasecmp(tok, "gssapi") == 0)
+            m = SOCKS5_METHOD_GSSAPI;
         else
             return -1;
         if (c->nmethods == sizeof c->methods || memchr(c->methods, m, c->nmethods))
@@ -374,10 +377,75 @@ static int set_auth(struct config *c, const struct options_def *d, const char *a
 {
     (void)d, (void)o;
     if (parse_methods(c, arg) < 0)
-        return snprintf(err, errlen, "'%s': expected none, userpass, or both in preference order",
+        return snprintf(err, errlen, "'%s': expected none, userpass, gssapi, in preference order",
                         arg),
                -1;
     return 0;
+}
+
+/* A keytab is a file name, or a Kerberos keytab name ("FILE:...",
+ * "MEMORY:..."): only a relative file name is resolved. */
+static int set_keytab(struct config *c, const struct options_def *d, const char *arg,
+                      struct options_origin *o, char *err, size_t errlen)
+{
+    (void)d;
+    free(c->gss_keytab);
+    c->gss_keytab = strchr(arg, ':') ? strdup(arg) : resolve_path(o, arg);
+    return c->gss_keytab ? 0 : out_of_memory(err, errlen);
+}
+
+static int set_gss_service(struct config *c, const struct options_def *d, const char *arg,
+                           struct options_origin *o, char *err, size_t errlen)
+{
+    if (!*arg || strpbrk(arg, "/@ \t"))
+        return snprintf(err, errlen, "'%s': expected a service name such as rcmd", arg), -1;
+    return set_string(c, d, arg, o, err, errlen);
+}
+
+static const char *const gss_level_names[] = {"none", "integrity", "confidentiality"};
+
+/* RFC 1961 protection levels as a set of bits (1 << level). */
+static int set_gss_protection(struct config *c, const struct options_def *d, const char *arg,
+                              struct options_origin *o, char *err, size_t errlen)
+{
+    char buf[128];
+    (void)d, (void)o;
+    snprintf(buf, sizeof buf, "%s", arg);
+    c->gss_levels = 0;
+    for (char *save, *tok = strtok_r(buf, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+        size_t i = 0;
+        while (i < 3 && strcasecmp(tok, gss_level_names[i]) != 0)
+            i++;
+        if (i == 3)
+            break;
+        c->gss_levels |= (uint8_t)(1u << i);
+    }
+    if (!c->gss_levels || strlen(arg) >= sizeof buf)
+        return snprintf(err, errlen, "'%s': expected a list of none, integrity, confidentiality",
+                        arg),
+               -1;
+    return 0;
+}
+
+static void show_gss_protection(const struct config *c, const struct options_def *d, FILE *out)
+{
+    const char *sep = " ";
+    fprintf(out, "%s", d->name);
+    for (int i = 0; i < 3; i++)
+        if (c->gss_levels & (1u << i)) {
+            fprintf(out, "%s%s", sep, gss_level_names[i]);
+            sep = ",";
+        }
+    fputc('\n', out);
+}
+
+static int set_gss_realms(struct config *c, const struct options_def *d, const char *arg,
+                          struct options_origin *o, char *err, size_t errlen)
+{
+    size_t n = strlen(arg);
+    if (!n || strpbrk(arg, " \t@") || strstr(arg, ",,") || arg[0] == ',' || arg[n - 1] == ',')
+        return snprintf(err, errlen, "'%s': expected realms separated by commas", arg), -1;
+    return set_string(c, d, arg, o, err, errlen);
 }
 
 static void show_auth(const struct config *c, const struct options_def *d, FILE *out)
@@ -758,13 +826,24 @@ const struct options_def options_table[] = {
     {"workers", 'w', OPTIONS_BOTH, "N|auto", "worker threads, or auto: one per CPU", "auto",
      set_workers, show_workers, OFF(workers), 1, 1024, 0},
     {"auth", 0, OPTIONS_BOTH, "LIST",
-     "methods in preference order: none, userpass\n(default: none, or userpass with --users)", NULL,
-     set_auth, show_auth, 0, 0, 0, 0},
+     "methods in preference order: none, userpass, gssapi\n(default: none, or userpass with "
+     "--users)",
+     NULL, set_auth, show_auth, 0, 0, 0, 0},
     {"users", 0, OPTIONS_BOTH, "FILE", "users file: name:crypt-hash per line", NULL, set_users,
      show_string, OFF(users_path), 0, 0, 0},
     FLAG("keep-user-sessions",
          "a reload that removes a user or changes their\npassword leaves their open sessions up",
          keep_user_sessions),
+    {"gssapi-keytab", 0, OPTIONS_BOTH, "FILE",
+     "keytab for gssapi (default: KRB5_KTNAME,\nelse /etc/krb5.keytab)", NULL, set_keytab,
+     show_string, OFF(gss_keytab), 0, 0, 0},
+    {"gssapi-service", 0, OPTIONS_BOTH, "NAME", "gssapi service: keys of NAME/<any host>", "rcmd",
+     set_gss_service, show_string, OFF(gss_service), 0, 0, 0},
+    {"gssapi-protection", 0, OPTIONS_BOTH, "LIST", "gssapi protection levels offered",
+     "none,integrity,confidentiality", set_gss_protection, show_gss_protection, 0, 0, 0, 0},
+    {"gssapi-realms", 0, OPTIONS_BOTH, "LIST", "accept only principals of these realms", NULL,
+     set_gss_realms, show_string, OFF(gss_realms), 0, 0, 0},
+    FLAG("gssapi-strip-realm", "the session user is the principal without @REALM", gss_strip_realm),
     {"rule", 0, OPTIONS_CLI, "'RULE'", "access rule, repeatable (see socks5d.conf(5))", NULL,
      set_cli_rule, show_rules, 0, 0, 0, 0},
     FILE_ONLY("allow", NULL, set_file_rule),

@@ -178,8 +178,8 @@ int policy_auth_attempt(struct policy_state *p, const char *user)
     login_settings(p->cfg, &q);
     int rc = quota_auth_attempt(&p->client.sa, user, &q, loop_now(p->env->loop));
     if (rc <= 0) {
-        p->why = rc == 0 ? "too many failed logins for this user from this address"
-                         : "too many failed logins from this address";
+        p->why = rc == 0 && user ? "too many failed logins for this user from this address"
+                                 : "too many failed logins from this address";
         return 0;
     }
     p->held |= HELD_LOGIN;

@@ -1,4 +1,4 @@
-/* RFC 1928 / RFC 1929 parsers and encoders. See proto.h for the contract. */
+/* RFC 1928 / RFC 1929 / RFC 1961 parsers and encoders. See proto.h for the contract. */
 #include "proto.h"
 
 #include <arpa/inet.h>
@@ -200,6 +200,39 @@ enum result proto_parse_udp_header(const uint8_t *buf, size_t len, struct proto_
     return RES_DONE;
 }
 
+enum result proto_parse_gss(const uint8_t *buf, size_t len, uint8_t mtyp, size_t max_token,
+                            struct proto_gss_msg *out, size_t *consumed, enum proto_err *err)
+{
+    struct cursor c = {buf, len, 0};
+    uint8_t ver;
+
+    if (!get_u8(&c, &ver))
+        return RES_AGAIN;
+    if (ver != SOCKS5_GSS_VERSION)
+        return fail(err, PROTO_E_GSS_VERSION);
+    if (!get_u8(&c, &out->mtyp))
+        return RES_AGAIN;
+    out->len = 0;
+    out->token = NULL;
+    if (out->mtyp == SOCKS5_GSS_ABORT) {
+        *consumed = c.off;
+        return RES_DONE;
+    }
+    if (out->mtyp != mtyp)
+        return fail(err, PROTO_E_GSS_MTYP);
+    if (!get_u16(&c, &out->len))
+        return RES_AGAIN;
+    if (out->len == 0)
+        return fail(err, PROTO_E_GSS_EMPTY);
+    if (out->len > max_token)
+        return fail(err, PROTO_E_GSS_TOO_LONG);
+    if (c.len - c.off < out->len)
+        return RES_AGAIN;
+    out->token = buf + c.off;
+    *consumed = c.off + out->len;
+    return RES_DONE;
+}
+
 uint8_t proto_select_method(const struct proto_greeting *g, const uint8_t *prefs, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -251,6 +284,14 @@ const char *proto_err_str(enum proto_err err)
         return "truncated datagram header";
     case PROTO_E_FRAG:
         return "fragmented datagram";
+    case PROTO_E_GSS_VERSION:
+        return "bad GSS-API message version";
+    case PROTO_E_GSS_MTYP:
+        return "unexpected GSS-API message type";
+    case PROTO_E_GSS_EMPTY:
+        return "empty GSS-API token";
+    case PROTO_E_GSS_TOO_LONG:
+        return "GSS-API token too long";
     }
     return "unknown error";
 }
@@ -280,6 +321,26 @@ size_t proto_encode_userpass_reply(uint8_t *out, size_t cap, uint8_t status)
         return 0;
     out[0] = SOCKS5_USERPASS_VERSION;
     out[1] = status;
+    return 2;
+}
+
+size_t proto_encode_gss_header(uint8_t *out, size_t cap, uint8_t mtyp, uint16_t len)
+{
+    if (cap < PROTO_GSS_HEADER)
+        return 0;
+    out[0] = SOCKS5_GSS_VERSION;
+    out[1] = mtyp;
+    out[2] = (uint8_t)(len >> 8);
+    out[3] = (uint8_t)len;
+    return PROTO_GSS_HEADER;
+}
+
+size_t proto_encode_gss_abort(uint8_t *out, size_t cap)
+{
+    if (cap < 2)
+        return 0;
+    out[0] = SOCKS5_GSS_VERSION;
+    out[1] = SOCKS5_GSS_ABORT;
     return 2;
 }
 

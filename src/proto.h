@@ -1,4 +1,4 @@
-/* RFC 1928 / RFC 1929 wire format, sans I/O.
+/* RFC 1928 / RFC 1929 / RFC 1961 wire format, sans I/O.
  *
  * Every parser takes the bytes received so far and answers one of:
  *   RES_AGAIN  the bytes are a valid prefix; call again with more;
@@ -55,7 +55,25 @@ enum proto_err {
     PROTO_E_HOSTNAME,     /* domain outside the host name syntax (hostname.h) */
     PROTO_E_TRUNCATED,    /* datagram shorter than its header */
     PROTO_E_FRAG,         /* UDP FRAG is not 0: fragments are not supported */
+    PROTO_E_GSS_VERSION,  /* RFC 1961 VER is not 1 */
+    PROTO_E_GSS_MTYP,     /* RFC 1961 MTYP is not the one this phase expects */
+    PROTO_E_GSS_EMPTY,    /* RFC 1961 token of length 0 */
+    PROTO_E_GSS_TOO_LONG, /* RFC 1961 token longer than the receiver takes */
 };
+
+/* RFC 1961: every message of the GSS-API method is VER MTYP LEN(2) TOKEN,
+ * except the abort, which is VER 0xff alone. */
+#define SOCKS5_GSS_VERSION 0x01
+enum socks5_gss_mtyp {
+    SOCKS5_GSS_AUTH = 0x01,  /* context establishment */
+    SOCKS5_GSS_PROT = 0x02,  /* protection-level negotiation */
+    SOCKS5_GSS_ENCAP = 0x03, /* a wrapped request, reply or relayed chunk */
+    SOCKS5_GSS_ABORT = 0xff,
+};
+/* The protection levels of RFC 1961 section 4.3; 0 is what NEC-derived
+ * clients ask for to keep the data in clear after authentication. */
+enum socks5_gss_level { SOCKS5_GSS_CLEAR = 0, SOCKS5_GSS_INTEGRITY = 1, SOCKS5_GSS_CONF = 2 };
+#define PROTO_GSS_HEADER 4
 
 /* A SOCKS address as it appears on the wire. */
 struct proto_addr {
@@ -98,6 +116,17 @@ enum result proto_parse_request(const uint8_t *buf, size_t len, struct proto_req
 enum result proto_parse_udp_header(const uint8_t *buf, size_t len, struct proto_addr *out,
                                    size_t *hdr_len, enum proto_err *err);
 
+/* One RFC 1961 message of type `mtyp`, or an abort (out->mtyp is then
+ * SOCKS5_GSS_ABORT and out->len 0). out->token points into buf, at out->len
+ * bytes; a token longer than `max_token` is refused without waiting for it. */
+struct proto_gss_msg {
+    uint8_t mtyp;
+    uint16_t len;
+    const uint8_t *token;
+};
+enum result proto_parse_gss(const uint8_t *buf, size_t len, uint8_t mtyp, size_t max_token,
+                            struct proto_gss_msg *out, size_t *consumed, enum proto_err *err);
+
 /* Returns the method the server uses: the first of `prefs` (server
  * preference order, n entries) that the client offered, or
  * SOCKS5_METHOD_UNACCEPTABLE. */
@@ -113,6 +142,9 @@ const char *proto_rep_str(uint8_t rep);
  * or 0 when `cap` is too small. */
 size_t proto_encode_method(uint8_t *out, size_t cap, uint8_t method);
 size_t proto_encode_userpass_reply(uint8_t *out, size_t cap, uint8_t status);
+/* The 4-byte header of an RFC 1961 message whose token of `len` bytes follows. */
+size_t proto_encode_gss_header(uint8_t *out, size_t cap, uint8_t mtyp, uint16_t len);
+size_t proto_encode_gss_abort(uint8_t *out, size_t cap);
 /* `bnd` may be NULL (then 0.0.0.0:0); AF_INET and AF_INET6 are encoded as
  * such, an IPv4-mapped IPv6 address as IPv4. */
 size_t proto_encode_reply(uint8_t *out, size_t cap, uint8_t rep, const struct sockaddr *bnd);

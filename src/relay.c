@@ -92,20 +92,49 @@ static ssize_t read_in(struct relay_dir *d, int fd, size_t max)
 
 /* Writes what waits. Returns 1 when nothing is left, 0 when the destination
  * is full, -1 on error. */
+/* What a write to dst that returned n means: n, 0 when dst is full (it is
+ * no longer writable), -1 on error (errno in *err). */
+static ssize_t wrote(struct relay_side *dst, ssize_t n, int *err)
+{
+    if (n >= 0)
+        return n;
+    if (errno == EAGAIN) {
+        dst->writable = 0;
+        return 0;
+    }
+    *err = errno;
+    return -1;
+}
+
+/* What a read of at most max bytes from src that returned n means: n, 0
+ * when there is nothing now or at EOF (src->eof), -1 on error. */
+static ssize_t got(struct relay_side *src, ssize_t n, size_t max, int *err)
+{
+    if (n > 0) {
+        /* A short read drained the socket; a later arrival raises a new
+         * edge. After a FIN keep reading: the EOF has no edge of its own. */
+        if ((size_t)n < max && !src->rdhup)
+            src->readable = 0;
+        return n;
+    }
+    if (n == 0)
+        src->eof = 1;
+    else if (errno != EAGAIN) {
+        *err = errno;
+        return -1;
+    }
+    src->readable = 0;
+    return 0;
+}
+
 static int flush(struct relay_dir *d, struct relay_side *dst, int *err)
 {
     while (d->off < d->len) {
-        ssize_t n = write_out(d, dst->io.fd);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN) {
-                dst->writable = 0;
-                return 0;
-            }
-            *err = errno;
-            return -1;
-        }
+        ssize_t n;
+        while ((n = write_out(d, dst->io.fd)) < 0 && errno == EINTR)
+            ;
+        if ((n = wrote(dst, n, err)) <= 0)
+            return (int)n;
         d->off += (uint32_t)n;
         d->bytes += (uint64_t)n;
     }
@@ -117,33 +146,16 @@ static int flush(struct relay_dir *d, struct relay_side *dst, int *err)
  * error. */
 static int fill(struct relay_dir *d, struct relay_side *src, size_t max, int *err)
 {
-    for (;;) {
-        ssize_t n = read_in(d, src->io.fd, max);
-        if (n > 0) {
-            /* A short read drained the socket; a later arrival raises a new
-             * edge. After a FIN keep reading: the EOF has no edge of its own. */
-            if ((size_t)n < max && !src->rdhup)
-                src->readable = 0;
-            if (d->bucket)
-                atomic_fetch_sub(&d->bucket->tokens, (int64_t)n * MILLI);
-            d->off = 0;
-            d->len = (uint32_t)n;
-            return 1;
-        }
-        if (n == 0) {
-            src->eof = 1;
-            src->readable = 0;
-            return 0;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN) {
-            src->readable = 0;
-            return 0;
-        }
-        *err = errno;
-        return -1;
-    }
+    ssize_t n;
+    while ((n = read_in(d, src->io.fd, max)) < 0 && errno == EINTR)
+        ;
+    if ((n = got(src, n, max, err)) <= 0)
+        return (int)n;
+    if (d->bucket)
+        atomic_fetch_sub(&d->bucket->tokens, (int64_t)n * MILLI);
+    d->off = 0;
+    d->len = (uint32_t)n;
+    return 1;
 }
 
 /* Gives back what the direction holds while idle. */
@@ -229,6 +241,22 @@ enum result relay_pump(struct relay *r, struct bufpool *pool, uint64_t now_ms, u
         return RES_ERROR;
     *flags = (unsigned)(up | down);
     return (r->up.shut && r->down.shut) ? RES_DONE : RES_AGAIN;
+}
+
+long relay_side_read(struct relay_side *s, uint8_t *buf, size_t max, int *err)
+{
+    ssize_t n;
+    while ((n = read(s->io.fd, buf, max)) < 0 && errno == EINTR)
+        ;
+    return got(s, n, max, err);
+}
+
+long relay_side_write(struct relay_side *s, const uint8_t *buf, size_t len, int *err)
+{
+    ssize_t n;
+    while ((n = send(s->io.fd, buf, len, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+        ;
+    return wrote(s, n, err);
 }
 
 void relay_release(struct relay *r, struct bufpool *pool)

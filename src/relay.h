@@ -74,6 +74,12 @@ enum result relay_pump(struct relay *r, struct bufpool *pool, uint64_t now_ms, u
 void relay_bucket_init(struct relay_bucket *b, uint64_t rate, uint64_t now_ms);
 /* Changes the rate of a bucket that may be in use (a reload). Thread-safe. */
 void relay_bucket_set_rate(struct relay_bucket *b, uint64_t rate);
+/* Socket I/O for other pumps (gss_relay.c) that keeps a side's edge flags
+ * as relay_pump does. Read: bytes read (>0), 0 when nothing is there now or
+ * at EOF (s->eof set), -1 on error (errno in *err). Write: bytes written, 0
+ * when the socket is full, -1 on error. */
+long relay_side_read(struct relay_side *s, uint8_t *buf, size_t max, int *err);
+long relay_side_write(struct relay_side *s, const uint8_t *buf, size_t len, int *err);
 /* Returns the buffers to the pool. */
 void relay_release(struct relay *r, struct bufpool *pool);
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "auth_cache.h"
@@ -16,6 +17,8 @@
 #include "config.h"
 #include "dial.h"
 #include "fdbudget.h"
+#include "gss.h"
+#include "gss_relay.h"
 #include "log.h"
 #include "policy.h"
 #include "proto.h"
@@ -34,6 +37,8 @@ static void on_handshake_timeout(struct session *s);
 static int parse_greeting(struct session *s);
 static int parse_auth(struct session *s);
 static int parse_request(struct session *s);
+static int parse_gss_auth(struct session *s);
+static int parse_gss_prot(struct session *s);
 static void start_bind(struct session *s);
 
 /* What a handshake parser did: needs more bytes; installed the next phase's
@@ -99,6 +104,26 @@ static const char *dst_str(const struct session *s, char *buf, size_t len)
     return addr_str(&s->dst.sa, buf, len);
 }
 
+/* Bytes relayed one way (down: target to client), plaintext under GSS-API. */
+static uint64_t relayed(const struct session *s, int down)
+{
+    if (s->udp)
+        return down ? udp_counts(s->udp)->bytes_down : udp_counts(s->udp)->bytes_up;
+    if (s->gss_relay)
+        return down ? gss_relay_bytes_down(s->gss_relay) : gss_relay_bytes_up(s->gss_relay);
+    return down ? s->relay.down.bytes : s->relay.up.bytes;
+}
+
+/* "gssapi/<level>" for the access log, the level as far as negotiated. */
+static const char *gss_level_name(const struct session *s)
+{
+    static const char *const names[] = {"gssapi/none", "gssapi/integrity",
+                                        "gssapi/confidentiality"};
+    if (s->parse == parse_gss_auth || s->parse == parse_gss_prot)
+        return "gssapi"; /* no level yet */
+    return s->gss_level < 3 ? names[s->gss_level] : "gssapi";
+}
+
 /* A connection closed without a byte is a probe (a load balancer's health
  * check), not a session: counted, not logged. */
 static int is_probe(const struct session *s)
@@ -110,16 +135,14 @@ static void access_log(const struct session *s)
 {
     char client[ADDR_STRLEN], dst[300], peer[ADDR_STRLEN], rep[4] = "-", up[24], down[24], ms[24];
     char dg_up[24], dg_down[24], dropped[24], rule[300];
-    const char *kv[2 * 14];
+    const char *kv[2 * 15];
     size_t n = 0;
     if (!log_access_enabled() || is_probe(s))
         return;
     if (s->rep != 0xff)
         snprintf(rep, sizeof rep, "%u", s->rep);
-    snprintf(up, sizeof up, "%llu",
-             (unsigned long long)(s->udp ? udp_counts(s->udp)->bytes_up : s->relay.up.bytes));
-    snprintf(down, sizeof down, "%llu",
-             (unsigned long long)(s->udp ? udp_counts(s->udp)->bytes_down : s->relay.down.bytes));
+    snprintf(up, sizeof up, "%llu", (unsigned long long)relayed(s, 0));
+    snprintf(down, sizeof down, "%llu", (unsigned long long)relayed(s, 1));
     snprintf(ms, sizeof ms, "%llu", (unsigned long long)(loop_now(s->env->loop) - s->started_ms));
 #define KV(k, v) (kv[n++] = (k), kv[n++] = (v))
     KV("client", addr_str(&s->client.sa, client, sizeof client));
@@ -140,6 +163,8 @@ static void access_log(const struct session *s)
         KV("dropped", dropped);
     }
     KV("ms", ms);
+    if (s->method == SOCKS5_METHOD_GSSAPI)
+        KV("auth", gss_level_name(s));
     if (s->pol.rule_file) {
         snprintf(rule, sizeof rule, "%s:%d", s->pol.rule_file, s->pol.rule_line);
         KV("rule", rule);
@@ -155,6 +180,11 @@ static void access_log(const struct session *s)
 static void cancel_auth(void *op)
 {
     auth_cancel(op);
+}
+
+static void cancel_gss(void *op)
+{
+    gss_accept_cancel(op);
 }
 
 static void cancel_resolve(void *op)
@@ -207,6 +237,36 @@ static void phase_parse(struct session *s, int (*parse)(struct session *))
 {
     s->parse = parse;
     phase_io(s, on_handshake_io);
+}
+
+/* The handshake buffer is a small one, or a relay buffer for GSS-API
+ * tokens (Active Directory tickets carry group lists of tens of KiB). */
+static size_t hbuf_cap(const struct session *s)
+{
+    return s->hbig ? BUFPOOL_SIZE : BUFPOOL_SMALL;
+}
+
+static void hbuf_put(struct session *s)
+{
+    if (s->hbig)
+        bufpool_put(&s->env->pool, s->hbuf);
+    else
+        bufpool_put_small(&s->env->pool, s->hbuf);
+    s->hbuf = NULL;
+    s->hbig = 0;
+}
+
+/* Moves the handshake bytes to a relay-sized buffer. Returns 0 or -1. */
+static int hbuf_grow(struct session *s)
+{
+    uint8_t *big = bufpool_get(&s->env->pool);
+    if (!big)
+        return -1;
+    memcpy(big, s->hbuf, s->hlen);
+    hbuf_put(s);
+    s->hbuf = big;
+    s->hbig = 1;
+    return 0;
 }
 
 /* Each side's fd was charged to the budget when it was opened (the client's
@@ -274,8 +334,10 @@ void session_close(struct session *s)
     close_side(s, &s->relay.client);
     close_side(s, &s->relay.target);
     relay_release(&s->relay, &env->pool);
-    bufpool_put_small(&env->pool, s->hbuf);
+    hbuf_put(s);
     unlink_session(s);
+    gss_relay_free(s->gss_relay);
+    gss_conn_free(s->gss);
     free(s->user);
     free(s->dst_name);
     free(s->bind_peers);
@@ -326,6 +388,16 @@ static void hs_fail(struct session *s, enum hs_fail reason, const char *why)
     session_fail(s, why);
 }
 
+/* Sends a reply, wrapped under GSS-API protection. */
+static int send_reply(struct session *s, const uint8_t *msg, size_t n)
+{
+    uint8_t wrapped[PROTO_REPLY_MAX + 256];
+    if (!s->gss_relay)
+        return send_small(s, msg, n);
+    n = gss_relay_encap(s->gss, s->gss_level == SOCKS5_GSS_CONF, msg, n, wrapped, sizeof wrapped);
+    return n ? send_small(s, wrapped, n) : -1;
+}
+
 /* Sends reply `rep` (with BND = bnd or zeros) and, unless it is success,
  * closes. Returns 0 when the session goes on. */
 int session_reply(struct session *s, uint8_t rep, const struct sockaddr *bnd, const char *why)
@@ -333,7 +405,7 @@ int session_reply(struct session *s, uint8_t rep, const struct sockaddr *bnd, co
     uint8_t msg[PROTO_REPLY_MAX];
     size_t n = proto_encode_reply(msg, sizeof msg, rep, bnd);
     s->rep = rep;
-    if (send_small(s, msg, n) < 0) {
+    if (send_reply(s, msg, n) < 0) {
         session_fail(s, "client gone before reply");
         return -1;
     }
@@ -471,14 +543,31 @@ static void on_throttle_end(struct loop_timer *t)
     pump(container_of(t, struct session_rate, timer)->s);
 }
 
+/* A protected message failed its check (or was malformed): an attack or a
+ * broken client, so it is counted and logged besides the access log. */
+static void gss_bad_message(struct session *s, const char *why)
+{
+    char client[ADDR_STRLEN];
+    stat_inc(&s->env->stats.gss_bad);
+    log_warn("client=%s user=%s gssapi: %s", addr_str(&s->client.sa, client, sizeof client),
+             s->user ? s->user : "-", why);
+    session_fail(s, why);
+}
+
 static void pump(struct session *s)
 {
     unsigned flags = 0;
     int err = 0;
-    uint64_t up = s->relay.up.bytes, down = s->relay.down.bytes;
-    enum result rc = relay_pump(&s->relay, &s->env->pool, loop_now(s->env->loop), &flags, &err);
-    stat_add(&s->env->stats.bytes_up, s->relay.up.bytes - up);
-    stat_add(&s->env->stats.bytes_down, s->relay.down.bytes - down);
+    uint64_t up = relayed(s, 0), down = relayed(s, 1);
+    int rc = s->gss_relay
+                 ? gss_relay_pump(s->gss_relay, &s->relay.client, &s->relay.target, &flags, &err)
+                 : (int)relay_pump(&s->relay, &s->env->pool, loop_now(s->env->loop), &flags, &err);
+    stat_add(&s->env->stats.bytes_up, relayed(s, 0) - up);
+    stat_add(&s->env->stats.bytes_down, relayed(s, 1) - down);
+    if (rc == GSS_RELAY_BAD) {
+        gss_bad_message(s, gss_relay_error(s->gss_relay));
+        return;
+    }
     if (rc == RES_ERROR) {
         /* A reset is how many peers end a connection: not worth an error. */
         session_fail(s, err == ECONNRESET || err == EPIPE ? NULL : strerror(err));
@@ -562,8 +651,7 @@ static void start_relay(struct session *s)
         s->relay.up.len = s->hlen;
         memcpy(s->relay.up.buf, s->hbuf, s->hlen);
     }
-    bufpool_put_small(&s->env->pool, s->hbuf);
-    s->hbuf = NULL;
+    hbuf_put(s);
     s->hlen = 0;
     s->active_ms = loop_now(s->env->loop);
     session_arm(s, s->cfg->timeout_idle_ms, on_relay_idle);
@@ -778,7 +866,13 @@ static int parse_greeting(struct session *s)
         return HS_GONE;
     }
     s->greeted = 1;
-    phase_parse(s, s->method == SOCKS5_METHOD_USERPASS ? parse_auth : parse_request);
+    if (s->method == SOCKS5_METHOD_GSSAPI && hbuf_grow(s) < 0) {
+        session_fail(s, "out of memory");
+        return HS_GONE;
+    }
+    phase_parse(s, s->method == SOCKS5_METHOD_USERPASS ? parse_auth
+                   : s->method == SOCKS5_METHOD_GSSAPI ? parse_gss_auth
+                                                       : parse_request);
     return HS_NEXT;
 }
 
@@ -920,6 +1014,19 @@ static int take_destination(struct session *s, const struct proto_addr *a)
     return 0;
 }
 
+/* A request that can never be valid: its reply, if it has one, and the end. */
+static void request_refused(struct session *s, enum proto_err err)
+{
+    int rep = proto_err_rep(err);
+    s->fail = HSF_PROTOCOL;
+    if (rep < 0)
+        session_fail(s, proto_err_str(err));
+    else
+        session_reply(s, (uint8_t)rep, NULL, proto_err_str(err));
+}
+
+static void serve_request(struct session *s, const struct proto_request *r);
+
 static int parse_request(struct session *s)
 {
     struct proto_request req;
@@ -929,26 +1036,34 @@ static int parse_request(struct session *s)
     if (rc == RES_AGAIN)
         return HS_MORE;
     if (rc == RES_ERROR) {
-        int rep = proto_err_rep(err);
-        s->fail = HSF_PROTOCOL;
-        if (rep < 0)
-            session_fail(s, proto_err_str(err));
-        else
-            session_reply(s, (uint8_t)rep, NULL, proto_err_str(err));
+        request_refused(s, err);
         return HS_GONE;
     }
     /* What stays in hbuf after the request is early data for the target. */
     consume(s, used);
+    serve_request(s, &req);
+    return HS_GONE; /* the handshake is over either way */
+}
+
+static void serve_request(struct session *s, const struct proto_request *r)
+{
+    struct proto_request req = *r;
     s->cmd = req.cmd;
     if (take_destination(s, &req.dst) < 0) {
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
-        return HS_GONE;
+        return;
     }
     s->requested = 1;
     policy_handshake_done(&s->pol);
     if (policy_request(&s->pol, s->user, s->cmd, &s->dst, s->dst_name) == VERDICT_NO) {
         session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL, s->pol.why);
-        return HS_GONE;
+        return;
+    }
+    if (req.cmd == SOCKS5_CMD_UDP && s->gss_relay) {
+        /* RFC 1961 section 5 wraps each datagram: not implemented. */
+        session_reply(s, SOCKS5_REP_CMD_UNSUPPORTED, NULL,
+                      "UDP ASSOCIATE under GSS-API protection is not supported");
+        return;
     }
     if (req.cmd == SOCKS5_CMD_CONNECT)
         do_connect(s);
@@ -958,7 +1073,258 @@ static int parse_request(struct session *s)
         start_bind(s);
     else
         start_udp(s, &req.dst);
-    return HS_GONE; /* the handshake is over either way */
+}
+
+/* ---------------- GSS-API (RFC 1961) ---------------- */
+
+/* Tokens of the handshake phases must fit the handshake buffer. */
+#define GSS_HS_TOKEN_MAX (BUFPOOL_SIZE - PROTO_GSS_HEADER)
+
+static int parse_gss_request(struct session *s);
+
+/* Sends one RFC 1961 message. Returns 0 or -1. */
+static int send_gss(struct session *s, uint8_t mtyp, const uint8_t *token, size_t len)
+{
+    uint8_t hdr[PROTO_GSS_HEADER];
+    struct iovec iov[2] = {{hdr, sizeof hdr}, {(void *)token, len}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+    if (len > 65535)
+        return -1;
+    proto_encode_gss_header(hdr, sizeof hdr, mtyp, (uint16_t)len);
+    return sendmsg(s->relay.client.io.fd, &mh, MSG_NOSIGNAL) == (ssize_t)(sizeof hdr + len) ? 0
+                                                                                            : -1;
+}
+
+/* The RFC 1961 abort message, and the end of the session. */
+static void gss_refuse(struct session *s, enum hs_fail reason, const char *why)
+{
+    uint8_t msg[2];
+    send_small(s, msg, proto_encode_gss_abort(msg, sizeof msg));
+    hs_fail(s, reason, why);
+}
+
+/* Reads one message of the handshake phase `mtyp`. Returns HS_NEXT with
+ * *m filled and its bytes still in hbuf (*used), HS_MORE, or HS_GONE. */
+static int read_gss(struct session *s, uint8_t mtyp, struct proto_gss_msg *m, size_t *used)
+{
+    enum proto_err err;
+    enum result rc = proto_parse_gss(s->hbuf, s->hlen, mtyp, GSS_HS_TOKEN_MAX, m, used, &err);
+    if (rc == RES_AGAIN)
+        return HS_MORE;
+    if (rc == RES_ERROR) {
+        gss_refuse(s, HSF_PROTOCOL, proto_err_str(err));
+        return HS_GONE;
+    }
+    if (m->mtyp == SOCKS5_GSS_ABORT) {
+        hs_fail(s, mtyp == SOCKS5_GSS_AUTH ? HSF_AUTH : HSF_PROTOCOL,
+                "GSS-API abort from the client");
+        return HS_GONE;
+    }
+    return HS_NEXT;
+}
+
+/* A failed login, as for passwords: counted, and toward the throttling of
+ * the client's address. */
+static void gss_auth_failed(struct session *s, const char *why)
+{
+    stat_inc(&s->env->stats.gss_fail);
+    policy_auth_settle(&s->pol, 1);
+    gss_refuse(s, HSF_AUTH, why);
+}
+
+/* The client principal becomes the session's user, if its realm is
+ * accepted. Returns 0, or -1 with the session gone. */
+static int gss_take_user(struct session *s)
+{
+    char name[512];
+    const char *p = gss_conn_principal(s->gss);
+    const char *user = gss_user(p, s->cfg->gss_realms, s->cfg->gss_strip_realm, name, sizeof name);
+    if (!(s->user = strdup(user ? user : p))) {
+        session_fail(s, "out of memory");
+        return -1;
+    }
+    if (!user) {
+        gss_auth_failed(s, "realm not accepted");
+        return -1;
+    }
+    stat_inc(&s->env->stats.gss_ok);
+    policy_auth_settle(&s->pol, 0);
+    return 0;
+}
+
+/* A context step answered (on this worker). */
+static void on_gss_step(void *owner, int status)
+{
+    struct session *s = owner;
+    const uint8_t *token;
+    size_t len;
+    pending_done(s);
+    if (status == GSS_ERROR) {
+        gss_auth_failed(s, gss_conn_error(s->gss));
+        return;
+    }
+    token = gss_conn_token(s->gss, &len);
+    if (len && send_gss(s, SOCKS5_GSS_AUTH, token, len) < 0) {
+        hs_fail(s, HSF_CLOSED, "client gone during authentication");
+        return;
+    }
+    if (status == GSS_COMPLETE && gss_take_user(s) < 0)
+        return;
+    phase_parse(s, status == GSS_COMPLETE ? parse_gss_prot : parse_gss_auth);
+    handshake_continue(s);
+}
+
+/* Context establishment: each client token is a step on the auth pool. */
+static int parse_gss_auth(struct session *s)
+{
+    struct proto_gss_msg m;
+    size_t used;
+    int rc = read_gss(s, SOCKS5_GSS_AUTH, &m, &used);
+    if (rc != HS_NEXT)
+        return rc;
+    /* The first token opens a login attempt; the context's end settles it.
+     * The principal is not known yet: failures count for the address. */
+    if (!s->gss && !policy_auth_attempt(&s->pol, NULL)) {
+        gss_refuse(s, HSF_THROTTLED, s->pol.why);
+        return HS_GONE;
+    }
+    if (!s->gss && !(s->gss = gss_conn_new())) {
+        session_fail(s, "out of memory");
+        return HS_GONE;
+    }
+    phase_io(s, on_client_waiting);
+    pending_set(
+        s, cancel_gss,
+        gss_accept_start(s->gss, s->cfg->gss, m.token, m.len, s->env->auth_cache, on_gss_step, s));
+    consume(s, used);
+    if (!s->pending.op && errno == EAGAIN) {
+        /* Nothing was checked: not a failed login. */
+        policy_auth_settle(&s->pol, 0);
+        stat_inc(&s->env->stats.auth_busy);
+        gss_refuse(s, HSF_THROTTLED, "GSS-API queue full");
+        return HS_GONE;
+    }
+    if (!s->pending.op) {
+        session_fail(s, "out of memory");
+        return HS_GONE;
+    }
+    return HS_WAIT;
+}
+
+/* The level to use for the client's request `want` among the levels
+ * allowed (bits): the one asked for, else the next stronger, else the next
+ * weaker but never none unless asked for. Level 3 (selective, per message)
+ * is served as confidentiality. Returns -1 when none fits. */
+static int gss_choose_level(uint8_t want, uint8_t allowed)
+{
+    int w = want > SOCKS5_GSS_CONF ? SOCKS5_GSS_CONF : want;
+    for (int l = w; l <= SOCKS5_GSS_CONF; l++)
+        if (allowed & (1u << l))
+            return l;
+    for (int l = w - 1; l >= SOCKS5_GSS_INTEGRITY; l--)
+        if (allowed & (1u << l))
+            return l;
+    return -1;
+}
+
+/* Protection-level negotiation: the request is wrapped, or a single clear
+ * byte from NEC-derived clients (a wrapped token is never one byte); the
+ * answer goes back the same way. */
+static int parse_gss_prot(struct session *s)
+{
+    struct proto_gss_msg m;
+    uint8_t want, tok[256], level;
+    size_t used, n = 1;
+    int conf, rc = read_gss(s, SOCKS5_GSS_PROT, &m, &used);
+    if (rc != HS_NEXT)
+        return rc;
+    int nec = m.len == 1;
+    if (nec)
+        want = m.token[0];
+    else if (gss_conn_unwrap(s->gss, m.token, m.len, tok, sizeof tok, &conf) != 1) {
+        gss_refuse(s, HSF_PROTOCOL,
+                   *gss_conn_error(s->gss) ? gss_conn_error(s->gss) : "bad protection level");
+        return HS_GONE;
+    } else
+        want = tok[0];
+    consume(s, used);
+    rc = gss_choose_level(want, s->cfg->gss_levels);
+    if (rc < 0) {
+        gss_refuse(s, HSF_AUTH, "no protection level in common");
+        return HS_GONE;
+    }
+    level = (uint8_t)rc;
+    if (nec)
+        tok[0] = level;
+    else
+        n = gss_conn_wrap(s->gss, 0, &level, 1, tok, sizeof tok);
+    if (n == 0 || send_gss(s, SOCKS5_GSS_PROT, tok, n) < 0) {
+        hs_fail(s, HSF_CLOSED, n ? "client gone during authentication" : gss_conn_error(s->gss));
+        return HS_GONE;
+    }
+    s->gss_level = level;
+    phase_parse(s, level == SOCKS5_GSS_CLEAR ? parse_request : parse_gss_request);
+    return HS_NEXT;
+}
+
+/* Unwraps the request message into plain (GSS_MSG_MAX bytes) and parses
+ * the request at its start. Returns HS_NEXT with *n plaintext bytes of
+ * which *used are the request, or HS_GONE. */
+static int gss_request(struct session *s, const struct proto_gss_msg *m, uint8_t *plain,
+                       struct proto_request *req, size_t *n, size_t *used)
+{
+    enum proto_err err;
+    int conf;
+    long len = gss_conn_unwrap(s->gss, m->token, m->len, plain, GSS_MSG_MAX, &conf);
+    if (len < 0 || (s->gss_level == SOCKS5_GSS_CONF && !conf)) {
+        s->fail = HSF_PROTOCOL;
+        gss_bad_message(s, len < 0 ? gss_conn_error(s->gss)
+                                   : "unencrypted message at the confidentiality level");
+        return HS_GONE;
+    }
+    if (!(s->gss_relay = gss_relay_new(s->gss, s->gss_level == SOCKS5_GSS_CONF))) {
+        session_fail(s, "out of memory");
+        return HS_GONE;
+    }
+    *n = (size_t)len;
+    int rc = proto_parse_request(plain, *n, req, used, &err);
+    if (rc == RES_AGAIN)
+        hs_fail(s, HSF_PROTOCOL, "request split across GSS-API messages");
+    else if (rc == RES_ERROR)
+        request_refused(s, err);
+    return rc == RES_DONE ? HS_NEXT : HS_GONE;
+}
+
+/* The request in one wrapped message. What follows it (the rest of that
+ * message, data for the target, and any raw bytes after it) belongs to the
+ * relay. */
+static int parse_gss_request(struct session *s)
+{
+    struct proto_gss_msg m;
+    struct proto_request req;
+    uint8_t *plain;
+    size_t used, n, req_len;
+    int rc = read_gss(s, SOCKS5_GSS_ENCAP, &m, &used);
+    if (rc != HS_NEXT)
+        return rc;
+    if (!(plain = malloc(GSS_MSG_MAX))) {
+        session_fail(s, "out of memory");
+        return HS_GONE;
+    }
+    rc = gss_request(s, &m, plain, &req, &n, &req_len);
+    if (rc == HS_NEXT) {
+        consume(s, used);
+        if (gss_relay_preload(s->gss_relay, plain + req_len, n - req_len, s->hbuf, s->hlen) < 0) {
+            session_fail(s, "out of memory");
+            rc = HS_GONE;
+        }
+    }
+    free(plain);
+    if (rc != HS_NEXT)
+        return HS_GONE;
+    s->hlen = 0;
+    serve_request(s, &req);
+    return HS_GONE;
 }
 
 /* The PROXY header from a trusted load balancer names the real client,
@@ -1010,8 +1376,8 @@ static int handshake_read(struct session *s)
         session_fail(s, "out of memory");
         return -1;
     }
-    while (s->hlen < BUFPOOL_SMALL) {
-        size_t want = BUFPOOL_SMALL - s->hlen;
+    while (s->hlen < hbuf_cap(s)) {
+        size_t want = hbuf_cap(s) - s->hlen;
         ssize_t n = read(s->relay.client.io.fd, s->hbuf + s->hlen, want);
         if (n > 0) {
             s->hlen += (uint32_t)n;
@@ -1036,7 +1402,7 @@ static int handshake_read(struct session *s)
         }
         break;
     }
-    s->relay.client.readable = s->hlen == BUFPOOL_SMALL;
+    s->relay.client.readable = s->hlen == hbuf_cap(s);
     return 0;
 }
 
@@ -1053,12 +1419,18 @@ static void on_handshake_io(struct loop_io *io, unsigned events)
 /* Reads what the client sent and parses it. */
 static void handshake_continue(struct session *s)
 {
-    if (s->relay.client.readable && !s->relay.client.eof && handshake_read(s) < 0)
-        return;
-    int eof = s->relay.client.eof;
+    int eof, rc;
+    do {
+        if (s->relay.client.readable && !s->relay.client.eof && handshake_read(s) < 0)
+            return;
+        eof = s->relay.client.eof;
+        rc = handshake_step(s);
+        /* A full buffer left bytes in the socket, with no edge to come: read
+         * on if the phase made room (a GSS-API token grows the buffer). */
+    } while (rc == HS_MORE && s->relay.client.readable && !eof && s->hlen < hbuf_cap(s));
     /* A client that closed mid-handshake will never complete it. Checked
      * after parsing: a whole request followed by FIN is still served. */
-    if (handshake_step(s) == HS_MORE && eof) {
+    if (rc == HS_MORE && eof) {
         if (s->hlen || s->greeted)
             hs_fail(s, HSF_CLOSED, "truncated handshake");
         else

@@ -1,6 +1,7 @@
 /* One client connection: handshake, request, then the relay.
  *
- *   [PROXY] -> GREETING -> [AUTH -> AUTH_WAIT] -> REQUEST
+ *   [PROXY] -> GREETING -> [AUTH -> AUTH_WAIT | GSS (-> GSS_WAIT)* -> GSS_PROT]
+ *        -> REQUEST
  *        -> [RESOLVE] -> DIAL -> RELAY  |  BIND_WAIT -> RELAY  |  UDP
  *
  * A phase is the handler on the client's events and the meaning of the
@@ -22,6 +23,8 @@
 
 struct config;
 struct session_rate;
+struct gss_conn;
+struct gss_relay;
 
 /* An operation in flight for the session (auth job, resolve query, dial,
  * BIND listener): closing the session cancels it. */
@@ -46,12 +49,17 @@ struct session {
     void (*expire)(struct session *s);
     uint8_t method, cmd, rep;
     uint8_t greeted;   /* past the greeting: a close is no probe */
+    uint8_t hbig;      /* hbuf is a relay buffer (BUFPOOL_SIZE), for GSS-API */
     uint8_t requested; /* the destination is known (for the log) */
     const char *why;   /* for the access log when something failed */
     struct pending pending;
     struct udp_assoc *udp; /* in the UDP phase */
     char *user;            /* authenticated user name, or NULL */
-    char *dst_name;        /* requested domain, or NULL */
+    struct gss_conn *gss;  /* GSS-API method: the security context */
+    /* Under GSS-API protection (level 1 or 2): the relay that wraps */
+    struct gss_relay *gss_relay;
+    uint8_t gss_level; /* RFC 1961 protection level negotiated */
+    char *dst_name;    /* requested domain, or NULL */
     /* BIND naming its peer by a name: the addresses that peer may come from */
     union addr_any *bind_peers;
     size_t nbind_peers;

@@ -35,7 +35,9 @@ struct stats {
     stat_t handshake_fail[HSF_MAX];
     stat_t probes; /* connected and closed without a byte */
     stat_t auth_ok, auth_fail;
-    stat_t auth_busy; /* logins refused at once: verification queue full */
+    stat_t auth_busy;        /* logins refused at once: verification queue full */
+    stat_t gss_ok, gss_fail; /* GSS-API context establishments */
+    stat_t gss_bad;          /* GSS-API sessions ended by a message that failed its check */
     stat_t refused_rule, refused_limit;
     stat_t bytes_up, bytes_down;
     stat_t dgrams_up, dgrams_down, dgrams_dropped;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "proto.h"
+#include "splitter.h"
 #include "spec_name.h"
 
 #define CHECK(cond)                                                                                \
@@ -253,25 +254,6 @@ static void advance(const uint8_t *stream, size_t arrived, struct run *r, uint8_
                    : r->stage == ST_USERPASS ? ST_REQUEST
                                              : ST_END;
     }
-}
-
-/* Read sizes. The control byte's low nibble 0 means one byte per read (the
- * slowest client); otherwise sizes 1..nibble+1 from a PRNG it seeds. */
-struct splitter {
-    uint32_t state;
-    uint32_t max;
-};
-
-static size_t next_read(struct splitter *sp, size_t left)
-{
-    size_t n = 1;
-    if (sp->max > 1) {
-        sp->state ^= sp->state << 13; /* xorshift32 */
-        sp->state ^= sp->state >> 17;
-        sp->state ^= sp->state << 5;
-        n = 1 + sp->state % sp->max;
-    }
-    return n < left ? n : left;
 }
 
 /* Serves the stream delivered in reads from `sp`, or all at once if NULL. */

@@ -139,3 +139,29 @@ def netns():
         pytest.fail(f"cannot create a network namespace here: {e.stderr!r}")
     yield ns
     ns.close()
+
+
+# What servers started by the tests inherit: the realm's configuration and
+# a replay cache directory of its own. Keytabs and credential caches are
+# always named explicitly, so no other test sees them.
+KRB5_ENV = ("KRB5_CONFIG", "KRB5RCACHEDIR")
+
+
+@pytest.fixture(scope="session")
+def realm(tmp_path_factory):
+    """A throwaway MIT KDC (gss_support.Realm) with tickets for alice and bob,
+    and the process environment pointed at it (servers and clients started
+    by the tests inherit it), restored at the end."""
+    import gss_support
+    r = gss_support.Realm(tmp_path_factory.mktemp("krb5")).create()
+    saved = {k: os.environ.get(k) for k in KRB5_ENV}
+    os.environ.update({k: r.env[k] for k in KRB5_ENV})
+    r.alice = r.kinit("alice")
+    r.bob = r.kinit("bob")
+    yield r
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    r.close()

@@ -167,7 +167,7 @@ BAD_OPTIONS = {
     "listen-twice": ["-l", "127.0.0.1:PORT", "-l", "127.0.0.1:PORT"],
     "workers-0": ["-w", "0"],
     "workers-word": ["-w", "many"],
-    "auth-unknown": ["--auth", "gssapi"],
+    "auth-unknown": ["--auth", "kerberos5"],
     "auth-empty": ["--auth", ""],
     "auth-duplicate": ["--auth", "none,none"],
     "userpass-without-users": ["--auth", "userpass"],

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 
 #include "auth_pool.h"
 #include "loop.h"
@@ -412,6 +413,86 @@ TEST(release_posts_every_answer_before_it_returns)
     harness_free(&h);
 }
 
+/* ---------------------------------------------------------------------------
+ * Tasks: the pool's second kind of work (GSS-API context steps). */
+
+struct test_task {
+    struct auth_task t; /* first */
+    sem_t *gate;        /* run() waits on it when set */
+    int runs, answers, ran;
+    pthread_t ran_on;
+};
+
+static void task_run(struct auth_task *t)
+{
+    struct test_task *x = (struct test_task *)t;
+    if (x->gate)
+        while (sem_wait(x->gate) < 0 && errno == EINTR)
+            ;
+    x->runs++;
+    x->ran_on = pthread_self();
+}
+
+static void task_done(struct auth_task *t, int ran)
+{
+    struct test_task *x = (struct test_task *)t;
+    x->answers++;
+    x->ran = ran;
+    answers++;
+}
+
+static void task_init(struct test_task *x, sem_t *gate)
+{
+    memset(x, 0, sizeof *x);
+    x->t.run = task_run;
+    x->t.done = task_done;
+    x->gate = gate;
+}
+
+TEST(task_runs_on_a_pool_thread_and_answers_on_the_loop)
+{
+    struct harness h;
+    struct test_task x;
+    harness_init(&h, 0);
+    task_init(&x, NULL);
+    assert_int_equal(auth_pool_submit(&x.t, h.cache), 0);
+    drain(&h, 1);
+    assert_int_equal(x.runs, 1);
+    assert_int_equal(x.answers, 1);
+    assert_int_equal(x.ran, 1);
+    assert_false(pthread_equal(x.ran_on, pthread_self()));
+    /* It ran: too late to take back, and nothing more comes. */
+    assert_int_equal(auth_pool_withdraw(&x.t), 0);
+    assert_int_equal(loop_run_once(h.l, 0), 0);
+    assert_int_equal(x.answers, 1);
+    harness_free(&h);
+}
+
+TEST(task_withdrawn_while_queued_never_runs_nor_answers)
+{
+    struct harness h;
+    struct test_task busy[2], queued;
+    sem_t gate;
+    harness_init(&h, 0);
+    assert_int_equal(sem_init(&gate, 0, 0), 0);
+    /* Both pool threads block in a task, so the third stays queued. */
+    for (int i = 0; i < 2; i++) {
+        task_init(&busy[i], &gate);
+        assert_int_equal(auth_pool_submit(&busy[i].t, h.cache), 0);
+    }
+    task_init(&queued, NULL);
+    assert_int_equal(auth_pool_submit(&queued.t, h.cache), 0);
+    assert_int_equal(auth_pool_withdraw(&queued.t), 1);
+    assert_int_equal(sem_post(&gate), 0);
+    assert_int_equal(sem_post(&gate), 0);
+    drain(&h, 2);
+    assert_int_equal(busy[0].answers + busy[1].answers, 2);
+    assert_int_equal(queued.runs, 0);
+    assert_int_equal(queued.answers, 0);
+    sem_destroy(&gate);
+    harness_free(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -426,6 +507,8 @@ int main(void)
         cmocka_unit_test(same_credentials_in_flight_share_one_verification),
         cmocka_unit_test(cancel_after_the_result_is_queued_still_drops_it),
         cmocka_unit_test(release_posts_every_answer_before_it_returns),
+        cmocka_unit_test(task_runs_on_a_pool_thread_and_answers_on_the_loop),
+        cmocka_unit_test(task_withdrawn_while_queued_never_runs_nor_answers),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

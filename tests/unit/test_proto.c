@@ -69,8 +69,18 @@ static int parse_udp(const uint8_t *buf, size_t len, void *out, size_t *hdr_len,
     return proto_parse_udp_header(buf, len, out, hdr_len, err);
 }
 
+/* Context establishment, with tokens up to GSS_MAX bytes taken. */
+#define GSS_MAX 4096
+static int parse_gss_auth(const uint8_t *buf, size_t len, void *out, size_t *consumed,
+                          enum proto_err *err)
+{
+    memset(out, 0xA5, sizeof(struct proto_gss_msg));
+    return proto_parse_gss(buf, len, SOCKS5_GSS_AUTH, GSS_MAX, out, consumed, err);
+}
+
 /* Room for any parser's output. */
 union parsed {
+    struct proto_gss_msg m;
     struct proto_greeting g;
     struct proto_userpass u;
     struct proto_request r;
@@ -888,6 +898,108 @@ TEST(udp_header_ipv6_encode_then_parse_round_trips)
 }
 
 /* ---------------------------------------------------------------------------
+ * RFC 1961 framing. */
+
+TEST(gss_token_message_decodes_byte_by_byte)
+{
+    const uint8_t msg[] = {0x01, 0x01, 0x00, 0x03, 0xAA, 0xBB, 0xCC};
+    struct proto_gss_msg m;
+
+    assert_complete_only_at_end(parse_gss_auth, msg, sizeof msg, &m);
+    assert_int_equal(m.mtyp, SOCKS5_GSS_AUTH);
+    assert_int_equal(m.len, 3);
+}
+
+TEST(gss_token_points_into_the_buffer_and_leaves_what_follows)
+{
+    const uint8_t msg[] = {0x01, 0x01, 0x00, 0x02, 0x10, 0x20, 0x05, 0x00};
+    struct proto_gss_msg m;
+    size_t used;
+    enum proto_err err;
+
+    assert_int_equal(proto_parse_gss(msg, sizeof msg, SOCKS5_GSS_AUTH, GSS_MAX, &m, &used, &err),
+                     RES_DONE);
+    assert_int_equal(used, 6);
+    assert_ptr_equal(m.token, msg + 4);
+    assert_int_equal(m.token[1], 0x20);
+}
+
+TEST(gss_abort_is_two_bytes_in_any_phase)
+{
+    const uint8_t msg[] = {0x01, 0xFF, 0x01, 0x01};
+    const uint8_t phases[] = {SOCKS5_GSS_AUTH, SOCKS5_GSS_PROT, SOCKS5_GSS_ENCAP};
+    struct proto_gss_msg m;
+    size_t used;
+    enum proto_err err;
+
+    for (size_t i = 0; i < sizeof phases; i++) {
+        assert_int_equal(proto_parse_gss(msg, sizeof msg, phases[i], GSS_MAX, &m, &used, &err),
+                         RES_DONE);
+        assert_int_equal(m.mtyp, SOCKS5_GSS_ABORT);
+        assert_int_equal(m.len, 0);
+        assert_int_equal(used, 2);
+    }
+}
+
+TEST(gss_version_other_than_1_is_rejected)
+{
+    const uint8_t msg[] = {0x05, 0x01, 0x00, 0x01, 0x00};
+    assert_rejected_at(parse_gss_auth, msg, sizeof msg, 1, PROTO_E_GSS_VERSION, -1);
+}
+
+TEST(gss_message_type_of_another_phase_is_rejected)
+{
+    const uint8_t types[] = {0x00, SOCKS5_GSS_PROT, SOCKS5_GSS_ENCAP, 0x04, 0xFE};
+    for (size_t i = 0; i < sizeof types; i++) {
+        const uint8_t msg[] = {0x01, types[i], 0x00, 0x01, 0x00};
+        assert_rejected_at(parse_gss_auth, msg, sizeof msg, 2, PROTO_E_GSS_MTYP, -1);
+    }
+}
+
+TEST(gss_zero_length_token_is_rejected)
+{
+    const uint8_t msg[] = {0x01, 0x01, 0x00, 0x00};
+    assert_rejected_at(parse_gss_auth, msg, sizeof msg, 4, PROTO_E_GSS_EMPTY, -1);
+}
+
+TEST(gss_token_over_the_limit_is_rejected_before_it_arrives)
+{
+    const uint8_t over[] = {0x01, 0x01, (GSS_MAX + 1) >> 8, (GSS_MAX + 1) & 0xFF};
+    const uint8_t max[] = {0x01, 0x01, 0xFF, 0xFF};
+    assert_rejected_at(parse_gss_auth, over, sizeof over, 4, PROTO_E_GSS_TOO_LONG, -1);
+    assert_rejected_at(parse_gss_auth, max, sizeof max, 4, PROTO_E_GSS_TOO_LONG, -1);
+}
+
+TEST(gss_token_of_exactly_the_limit_is_accepted)
+{
+    uint8_t *msg = calloc(1, 4 + GSS_MAX);
+    struct proto_gss_msg m;
+
+    assert_non_null(msg);
+    msg[0] = 0x01;
+    msg[1] = 0x01;
+    msg[2] = GSS_MAX >> 8;
+    msg[3] = GSS_MAX & 0xFF;
+    assert_done(parse_gss_auth, msg, 4 + GSS_MAX, &m, 4 + GSS_MAX);
+    assert_int_equal(m.len, GSS_MAX);
+    free(msg);
+}
+
+TEST(gss_header_and_abort_encode_as_rfc_1961_says)
+{
+    uint8_t out[4];
+    const uint8_t header[] = {0x01, 0x03, 0x12, 0x34};
+    const uint8_t abort_msg[] = {0x01, 0xFF};
+
+    assert_int_equal(proto_encode_gss_header(out, sizeof out, SOCKS5_GSS_ENCAP, 0x1234), 4);
+    assert_memory_equal(out, header, 4);
+    assert_int_equal(proto_encode_gss_header(out, 3, SOCKS5_GSS_ENCAP, 1), 0);
+    assert_int_equal(proto_encode_gss_abort(out, sizeof out), 2);
+    assert_memory_equal(out, abort_msg, 2);
+    assert_int_equal(proto_encode_gss_abort(out, 1), 0);
+}
+
+/* ---------------------------------------------------------------------------
  * Names, reply codes and sockaddr conversion. */
 
 TEST(rep_str_names_every_code)
@@ -901,7 +1013,7 @@ TEST(rep_str_names_every_code)
 
 TEST(err_str_names_every_error)
 {
-    for (int e = PROTO_E_NONE; e <= PROTO_E_FRAG + 1; e++) {
+    for (int e = PROTO_E_NONE; e <= PROTO_E_GSS_TOO_LONG + 1; e++) {
         const char *s = proto_err_str((enum proto_err)e);
         assert_non_null(s);
         assert_true(s[0] != '\0');
@@ -918,6 +1030,10 @@ TEST(err_rep_replies_only_to_request_errors)
     assert_int_equal(proto_err_rep(PROTO_E_AUTH_EMPTY), -1);
     assert_int_equal(proto_err_rep(PROTO_E_TRUNCATED), -1);
     assert_int_equal(proto_err_rep(PROTO_E_FRAG), -1);
+    assert_int_equal(proto_err_rep(PROTO_E_GSS_VERSION), -1);
+    assert_int_equal(proto_err_rep(PROTO_E_GSS_MTYP), -1);
+    assert_int_equal(proto_err_rep(PROTO_E_GSS_EMPTY), -1);
+    assert_int_equal(proto_err_rep(PROTO_E_GSS_TOO_LONG), -1);
     assert_int_equal(proto_err_rep(PROTO_E_VERSION), SOCKS5_REP_GENERAL_FAILURE);
     assert_int_equal(proto_err_rep(PROTO_E_DOMAIN_EMPTY), SOCKS5_REP_GENERAL_FAILURE);
     assert_int_equal(proto_err_rep(PROTO_E_HOSTNAME), SOCKS5_REP_HOST_UNREACHABLE);
@@ -1009,6 +1125,15 @@ int main(void)
         cmocka_unit_test(udp_header_ipv4_encode_then_parse_round_trips),
         cmocka_unit_test(udp_header_ipv6_encode_then_parse_round_trips),
 
+        cmocka_unit_test(gss_token_message_decodes_byte_by_byte),
+        cmocka_unit_test(gss_token_points_into_the_buffer_and_leaves_what_follows),
+        cmocka_unit_test(gss_abort_is_two_bytes_in_any_phase),
+        cmocka_unit_test(gss_version_other_than_1_is_rejected),
+        cmocka_unit_test(gss_message_type_of_another_phase_is_rejected),
+        cmocka_unit_test(gss_zero_length_token_is_rejected),
+        cmocka_unit_test(gss_token_over_the_limit_is_rejected_before_it_arrives),
+        cmocka_unit_test(gss_token_of_exactly_the_limit_is_accepted),
+        cmocka_unit_test(gss_header_and_abort_encode_as_rfc_1961_says),
         cmocka_unit_test(rep_str_names_every_code),
         cmocka_unit_test(err_str_names_every_error),
         cmocka_unit_test(err_rep_replies_only_to_request_errors),
