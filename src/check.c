@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "pidfile.h"
 #include "privs.h"
 #include "proto.h"
 #include "rules.h"
@@ -42,7 +43,8 @@ int check_config(const struct config *c, FILE *err)
     rules_each_user(c->rules, check_rule_user, &k);
     users_warn_mixed(c->users, c->users_path, err);
     users_warn_unusable(c->users, c->users_path, err);
-    if (privs_check(c, c->listen, c->nlisten, why, sizeof why) < 0) {
+    if (privs_check(c, c->listen, c->nlisten, why, sizeof why) < 0 ||
+        (c->pid_file && pidfile_check(c->pid_file, why, sizeof why) < 0)) {
         fprintf(err, "socks5d: %s\n", why);
         return -1;
     }

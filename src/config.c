@@ -172,6 +172,11 @@ static int validate(struct config *c)
         c->methods[0] = c->users_path ? SOCKS5_METHOD_USERPASS : SOCKS5_METHOD_NONE;
         c->nmethods = 1;
     }
+    /* Ten users' worth of failures from one address: one person's typos
+     * never reach it, one address trying many names does. */
+    if (c->auth_fail_address_limit == 0)
+        c->auth_fail_address_limit =
+            c->auth_fail_limit > UINT32_MAX / 10 ? UINT32_MAX : c->auth_fail_limit * 10;
     if (check_users(c) < 0 || check_gss(c) < 0 || check_log_formats(c) < 0)
         return -1;
     return config_check_open_proxy(c, c->listen, c->nlisten, errout);
@@ -206,6 +211,9 @@ void config_unref(struct config *c)
     rules_free(c->pp_from);
     free(c->pp_from_text);
     routes_free(c->routes);
+    rules_free(c->auth_fail_exempt);
+    free(c->auth_fail_exempt_text);
+    free(c->pid_file);
     for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
         free(c->listen_at[i]);
     for (size_t i = 0; i < c->nrate_limits; i++) {

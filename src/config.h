@@ -57,7 +57,11 @@ struct config {
     uint32_t auth_cache_ttl_ms;
     uint64_t max_sessions;                             /* 0: derived from the fd limit */
     uint32_t max_per_ip, max_per_user, max_handshakes; /* 0: unlimited (ip: derived) */
-    uint32_t auth_fail_limit, auth_fail_window_ms, auth_fail_cooldown_ms;
+    uint32_t auth_fail_limit;                          /* failures per (address, user) */
+    uint32_t auth_fail_address_limit;                  /* failures per address, all users */
+    uint32_t auth_fail_window_ms, auth_fail_cooldown_ms;
+    struct rules *auth_fail_exempt; /* never throttled; NULL: none */
+    char *auth_fail_exempt_text;
     uint32_t ipv6_prefix; /* IPv6 clients are keyed by this many leading bits */
     struct rate_limit *rate_limits;
     size_t nrate_limits;
@@ -80,6 +84,9 @@ struct config {
     uint8_t gss_levels;
     int gss_strip_realm;
     int allow_root;
+    int reuse_port;         /* join a listen address another process holds */
+    char *pid_file;         /* NULL: none */
+    int keep_user_sessions; /* a reload does not end sessions of removed/changed users */
 };
 
 /* What the command line asks for besides the configuration itself. */

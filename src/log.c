@@ -223,6 +223,8 @@ static int reopen_files(void)
         if (fd == -2 || commit(all[i], SINK_FILE, fd, all[i]->path) < 0) {
             log_error("reopen %s: %s", all[i]->path, open_error(errno));
             rc = -1;
+        } else {
+            log_info("reopened %s", all[i]->path);
         }
     }
     pthread_mutex_unlock(&switch_lock);

@@ -15,6 +15,7 @@
 #include "auth_pool.h"
 #include "check.h"
 #include "config.h"
+#include "confdiff.h"
 #include "fdbudget.h"
 #include "hostaddr.h"
 #include "log.h"
@@ -22,6 +23,8 @@
 #include "net.h"
 #include "notify.h"
 #include "passwd.h"
+#include "pidfile.h"
+#include "policy.h"
 #include "privs.h"
 #include "quota.h"
 #include "users.h"
@@ -46,6 +49,7 @@ struct server {
     int activated;               /* listeners came from systemd (LISTEN_FDS) */
     struct addr_list *self;      /* the host's own addresses, as the workers have them */
     int addr_watch;              /* netlink socket: own addresses changed; -1: none */
+    char *pid_file;              /* the pid file this process wrote, or NULL */
 };
 
 /* Soft fd limit up to the hard limit; returns the limit now in force. */
@@ -92,6 +96,51 @@ static int *open_for_workers(const struct listen_spec *spec, int n)
     return fds;
 }
 
+static void log_held(const struct listen_spec *spec)
+{
+    char name[ADDR_STRLEN];
+    log_error("listen %s: %s by another process (another socks5d?); 'reuse-port yes' or "
+              "--reuse-port shares it",
+              addr_str(&spec->addr.sa, name, sizeof name), strerror(EADDRINUSE));
+}
+
+static void close_all(int *fds, int n)
+{
+    for (int k = 0; k < n; k++)
+        close(fds[k]);
+    free(fds);
+}
+
+/* Opens spec for n workers. An address another process listens on is
+ * refused unless the configuration asks to share it (SO_REUSEPORT would
+ * otherwise split its connections with ours without a word): a probe bind
+ * before, and the kernel's listener table after, for a second instance
+ * that probed at the same moment. Only for addresses this process does not
+ * hold yet. Returns the array, or NULL (*held set when that was the cause). */
+static int *open_alone(const struct listen_spec *spec, int n, int share, int *held)
+{
+    char name[ADDR_STRLEN];
+    int *fds;
+    *held = net_tcp_held(&spec->addr) == 1; /* a failed probe: opening says why */
+    if (*held && !share) {
+        log_held(spec);
+        return NULL;
+    }
+    if (*held)
+        log_info("listen %s: sharing the address with another process (reuse-port)",
+                 addr_str(&spec->addr.sa, name, sizeof name));
+    *held = 0;
+    if (!(fds = open_for_workers(spec, n)) || share)
+        return fds;
+    if (net_tcp_others(&spec->addr, fds, (size_t)n) == 1) {
+        log_held(spec);
+        close_all(fds, n);
+        *held = 1;
+        return NULL;
+    }
+    return fds;
+}
+
 /* systemd socket activation: fds 3.. are listening sockets. Every worker
  * watches a duplicate of each (they share one accept queue). */
 static int take_activated(struct server *sv)
@@ -133,16 +182,18 @@ static int take_activated(struct server *sv)
     return 0;
 }
 
+/* Returns 0, or the exit code: 2 for an address held elsewhere. */
 static int bind_listeners(struct server *sv)
 {
     if (take_activated(sv) < 0)
-        return -1;
+        return 1;
     if (sv->activated)
         return 0;
     for (size_t i = 0; i < sv->cfg->nlisten; i++) {
+        int held;
         sv->spec[i] = sv->cfg->listen[i];
-        if (!(sv->fds[i] = open_for_workers(&sv->spec[i], sv->nworkers)))
-            return -1;
+        if (!(sv->fds[i] = open_alone(&sv->spec[i], sv->nworkers, sv->cfg->reuse_port, &held)))
+            return held ? 2 : 1;
         sv->nlisten = i + 1;
     }
     return 0;
@@ -276,10 +327,11 @@ static int reconcile(struct server *sv, const struct config *c, struct listen_sp
                      size_t *n)
 {
     size_t i;
+    int held;
     for (i = 0; i < c->nlisten; i++) {
         spec[i] = c->listen[i];
         fds[i] = kept_fds(sv, &spec[i]);
-        if (!fds[i] && !(fds[i] = open_for_workers(&spec[i], sv->nworkers)))
+        if (!fds[i] && !(fds[i] = open_alone(&spec[i], sv->nworkers, c->reuse_port, &held)))
             break;
     }
     if (i == c->nlisten) {
@@ -287,11 +339,8 @@ static int reconcile(struct server *sv, const struct config *c, struct listen_sp
         return 0;
     }
     while (i-- > 0)
-        if (!kept_fds(sv, &spec[i])) {
-            for (int k = 0; k < sv->nworkers; k++)
-                close(fds[i][k]);
-            free(fds[i]);
-        }
+        if (!kept_fds(sv, &spec[i]))
+            close_all(fds[i], sv->nworkers);
     return -1;
 }
 
@@ -310,6 +359,17 @@ static void wait_applied(struct server *sv)
         nanosleep(&ms, NULL);
     }
     log_warn("reload: a worker is slow to take the new configuration");
+}
+
+/* What the reload changed, and what it leaves for a restart. */
+static void log_reload(const struct config *old, const struct config *c, const struct server *sv)
+{
+    char what[1536], later[256];
+    confdiff_changes(old, c, !sv->activated, what, sizeof what);
+    confdiff_restart(old, c, sv->nworkers, later, sizeof later);
+    log_info("configuration reloaded: %s", what);
+    if (later[0])
+        log_warn("reload: these settings change only on restart: %s", later);
 }
 
 static void reload(struct server *sv)
@@ -364,11 +424,15 @@ static void reload(struct server *sv)
             log_error("reload: worker %d: out of memory", k);
     }
     wait_applied(sv);
+    /* Failures counted under the old settings must not come back under a
+     * later configuration that throttles these addresses again. */
+    size_t forgot = quota_auth_forget(policy_login_throttled, c);
+    if (forgot)
+        log_info("reload: login throttle: forgot %zu counter%s of addresses no longer throttled",
+                 forgot, forgot == 1 ? "" : "s");
+    log_reload(sv->cfg, c, sv);
     config_unref(sv->cfg);
     sv->cfg = c;
-    if (c->workers && c->workers != sv->nworkers)
-        log_warn("reload: the worker count changes only on restart (running %d)", sv->nworkers);
-    log_info("configuration reloaded");
     metrics_reloaded(1);
     notify("READY=1\nSTATUS=configuration reloaded");
 }
@@ -408,6 +472,16 @@ static void handled_signals(sigset_t *set)
     sigaddset(set, SIGUSR1);
 }
 
+static void reopen_logs(const struct config *c)
+{
+    if (c->log.error_sink != SINK_FILE && c->log.access_sink != SINK_FILE) {
+        log_info("signal USR1: no log file to reopen (the logs go to stderr or syslog)");
+        return;
+    }
+    log_info("signal USR1: reopening the log files");
+    log_reopen();
+}
+
 static int run(struct server *sv)
 {
     sigset_t set;
@@ -443,7 +517,7 @@ static int run(struct server *sv)
         } else if (sig == SIGHUP && !draining) {
             reload(sv);
         } else if (sig == SIGUSR1) {
-            log_reopen();
+            reopen_logs(sv->cfg);
         }
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (drain_at.tv_sec &&
@@ -475,6 +549,17 @@ static int worker_count(const struct config *c)
     return n > 0 ? (int)n : 1;
 }
 
+/* At exit: the pid file goes if it is still ours (a run user that cannot
+ * write its directory cannot remove it; the next start replaces it). */
+static void release_pid_file(struct server *sv)
+{
+    char err[512];
+    if (sv->pid_file && pidfile_release(sv->pid_file, err, sizeof err) < 0)
+        log_warn("%s", err);
+    free(sv->pid_file);
+    sv->pid_file = NULL;
+}
+
 static void shutdown_all(struct server *sv)
 {
     metrics_stop();
@@ -488,6 +573,7 @@ static void shutdown_all(struct server *sv)
     free(sv->w);
     for (size_t i = 0; i < sv->nlisten; i++)
         free(sv->fds[i]);
+    release_pid_file(sv);
     config_unref(sv->cfg);
     unwatch_self(sv);
     ares_library_cleanup();
@@ -497,8 +583,21 @@ static void shutdown_all(struct server *sv)
 static int prepare(struct server *sv)
 {
     char err[512];
-    if (bind_listeners(sv) < 0)
-        return 1;
+    int code;
+    if (sv->cfg->pid_file) {
+        if (!(sv->pid_file = strdup(sv->cfg->pid_file))) {
+            log_error("pid-file %s: out of memory", sv->cfg->pid_file);
+            return 1;
+        }
+        if (pidfile_claim(sv->pid_file, err, sizeof err) != 0) {
+            log_error("%s", err);
+            free(sv->pid_file);
+            sv->pid_file = NULL; /* not ours to remove */
+            return 2;
+        }
+    }
+    if ((code = bind_listeners(sv)) != 0)
+        return code;
     if (sv->activated && config_check_open_proxy(sv->cfg, sv->spec, sv->nlisten, stderr) < 0)
         return 2;
     if (privs_drop(sv->cfg, sv->spec, sv->nlisten, err, sizeof err) < 0) {
@@ -524,6 +623,7 @@ static int abandon(struct server *sv, int code)
         free(sv->fds[i]);
     }
     auth_pool_stop();
+    release_pid_file(sv);
     config_unref(sv->cfg);
     unwatch_self(sv);
     ares_library_cleanup();

@@ -6,9 +6,11 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fdbudget.h"
@@ -96,6 +98,81 @@ int net_listen_tcp(const union addr_any *a, int backlog, unsigned flags, char *e
     if (listen(fd, backlog) < 0)
         return fail_close(fd, flags, err, errlen, "listen", name);
     return fd;
+}
+
+int net_tcp_held(const union addr_any *a)
+{
+    char name[ADDR_STRLEN];
+    addr_str(&a->sa, name, sizeof name);
+    /* Without SO_REUSEPORT the bind conflicts with any listener on a, ours
+     * or not; SO_REUSEADDR keeps connections in TIME_WAIT out of it. */
+    int fd = open_socket(a->sa.sa_family, SOCK_STREAM, NET_REUSEADDR | NET_V6ONLY, name, NULL, 0);
+    if (fd < 0)
+        return -1;
+    int rc = bind(fd, &a->sa, addr_len(&a->sa)) == 0 ? 0 : errno == EADDRINUSE ? 1 : -1;
+    net_close(fd, 0);
+    return rc;
+}
+
+/* Reads the address of a /proc/net/tcp{,6} line: hex words as the kernel
+ * printed them (raw 32-bit words of the network-order address). */
+static int proc_addr(const char *hex, unsigned port, int family, union addr_any *out)
+{
+    uint32_t w[4];
+    size_t words = family == AF_INET ? 1 : 4;
+    if (strlen(hex) != words * 8)
+        return -1;
+    for (size_t i = 0; i < words; i++) {
+        char part[9];
+        memcpy(part, hex + i * 8, 8);
+        part[8] = '\0';
+        w[i] = (uint32_t)strtoul(part, NULL, 16);
+    }
+    memset(out, 0, sizeof *out);
+    if (family == AF_INET) {
+        out->in4.sin_family = AF_INET;
+        memcpy(&out->in4.sin_addr, w, 4);
+        out->in4.sin_port = htons((uint16_t)port);
+    } else {
+        out->in6.sin6_family = AF_INET6;
+        memcpy(&out->in6.sin6_addr, w, 16);
+        out->in6.sin6_port = htons((uint16_t)port);
+    }
+    return 0;
+}
+
+static int is_own(unsigned long inode, const int *fds, size_t n)
+{
+    struct stat st;
+    for (size_t i = 0; i < n; i++)
+        if (fstat(fds[i], &st) == 0 && (unsigned long)st.st_ino == inode)
+            return 1;
+    return 0;
+}
+
+int net_tcp_others(const union addr_any *a, const int *fds, size_t n)
+{
+    char line[512], hex[40];
+    unsigned port, state;
+    unsigned long inode;
+    union addr_any l;
+    int found = 0;
+    FILE *f = fopen(a->sa.sa_family == AF_INET ? "/proc/net/tcp" : "/proc/net/tcp6", "re");
+    if (!f)
+        return -1;
+    while (!found && fgets(line, sizeof line, f)) {
+        /* "sl local rem st tx:rx tr:when retrnsmt uid timeout inode" */
+        if (sscanf(line, " %*u: %39[0-9A-Fa-f]:%x %*s %x %*s %*s %*s %*u %*u %lu", hex, &port,
+                   &state, &inode) != 4 ||
+            state != 0x0A /* TCP_LISTEN */ || port != addr_port(&a->sa) ||
+            proc_addr(hex, port, a->sa.sa_family, &l) < 0)
+            continue;
+        found = (addr_same_ip(&l.sa, &a->sa) || addr_is_unspecified(&l.sa) ||
+                 addr_is_unspecified(&a->sa)) &&
+                !is_own(inode, fds, n);
+    }
+    fclose(f);
+    return found;
 }
 
 /* Binds fd to a's IP on a port from lo..hi (0, 0: ephemeral). */

@@ -41,6 +41,19 @@ int net_socket(int family, int type, unsigned flags, char *err, size_t errlen);
 /* A TCP socket bound to a, listening with backlog. */
 int net_listen_tcp(const union addr_any *a, int backlog, unsigned flags, char *err, size_t errlen);
 
+/* Whether a TCP listener is bound to a (or to a wildcard covering it) by
+ * anyone: 1 held, 0 free, -1 the probe failed (errno set). A listener of
+ * this process counts too. */
+int net_tcp_held(const union addr_any *a);
+
+/* After binding: 1 when a TCP listener other than fds[0..n) listens on a
+ * (or a wildcard covering it, or on a's port when a is a wildcard), from
+ * the kernel's table of this network namespace (/proc/net/tcp, tcp6); 0
+ * when none; -1 when the table cannot be read (errno set). Two processes
+ * that probed at the same moment and both joined with SO_REUSEPORT see
+ * each other here. */
+int net_tcp_others(const union addr_any *a, const int *fds, size_t n);
+
 /* A UDP socket bound to a's IP on a port from lo..hi, tried from a random
  * start; a's port becomes the one bound. lo == 0 asks for an ephemeral
  * port and leaves a's port 0 (getsockname tells which). */

@@ -275,6 +275,15 @@ static int set_users(struct config *c, const struct options_def *d, const char *
     return 0;
 }
 
+/* A file named in a config file is relative to that file. */
+static int set_path(struct config *c, const struct options_def *d, const char *arg,
+                    struct options_origin *o, char *err, size_t errlen)
+{
+    char **dst = FIELD(c, d, char *);
+    free(*dst);
+    return (*dst = resolve_path(o, arg)) ? 0 : out_of_memory(err, errlen);
+}
+
 static void show_string(const struct config *c, const struct options_def *d, FILE *out)
 {
     const char *s = *CFIELD(c, d, char *);
@@ -548,20 +557,33 @@ static void show_routes(const struct config *c, const struct options_def *d, FIL
         fprintf(out, "%s %s\n", d->name, routes_get(c->routes, i)->text);
 }
 
-static int set_pp_from(struct config *c, const struct options_def *d, const char *arg,
-                       struct options_origin *o, char *err, size_t errlen)
+/* A list of networks ("CIDR[,CIDR...]") as the rule "allow from LIST" in
+ * *list, and as written in d's field (for -T). */
+static int set_networks(struct rules **list, struct config *c, const struct options_def *d,
+                        const char *arg, struct options_origin *o, char *err, size_t errlen)
 {
     char *rule = join("allow from", arg);
-    (void)o;
-    rules_free(c->pp_from);
-    c->pp_from = NULL;
-    if (!rule || !(c->pp_from = rules_new()) || set_string(c, d, arg, o, err, errlen) < 0) {
+    rules_free(*list);
+    *list = NULL;
+    if (!rule || !(*list = rules_new()) || set_string(c, d, arg, o, err, errlen) < 0) {
         free(rule);
         return out_of_memory(err, errlen);
     }
-    int rc = rules_add(c->pp_from, rule, NULL, 0, err, errlen);
+    int rc = rules_add(*list, rule, NULL, 0, err, errlen);
     free(rule);
     return rc;
+}
+
+static int set_pp_from(struct config *c, const struct options_def *d, const char *arg,
+                       struct options_origin *o, char *err, size_t errlen)
+{
+    return set_networks(&c->pp_from, c, d, arg, o, err, errlen);
+}
+
+static int set_auth_fail_exempt(struct config *c, const struct options_def *d, const char *arg,
+                                struct options_origin *o, char *err, size_t errlen)
+{
+    return set_networks(&c->auth_fail_exempt, c, d, arg, o, err, errlen);
 }
 
 static int set_include(struct config *c, const struct options_def *d, const char *arg,
@@ -873,6 +895,9 @@ const struct options_def options_table[] = {
      NULL, set_auth, show_auth, 0, 0, 0, 0},
     {"users", 0, OPTIONS_BOTH, "FILE", "users file: name:crypt-hash per line", NULL, set_users,
      show_string, OFF(users_path), 0, 0, 0},
+    FLAG("keep-user-sessions",
+         "a reload that removes a user or changes their\npassword leaves their open sessions up",
+         keep_user_sessions),
     {"gssapi-keytab", 0, OPTIONS_BOTH, "FILE",
      "keytab for gssapi (default: KRB5_KTNAME,\nelse /etc/krb5.keytab)", NULL, set_keytab,
      show_string, OFF(gss_keytab), 0, 0, 0},
@@ -907,10 +932,15 @@ const struct options_def options_table[] = {
           UINT32_MAX),
     COUNT("max-handshakes", "sessions allowed in the handshake at once", NULL, max_handshakes, 0,
           UINT32_MAX),
-    COUNT("auth-fail-limit", "failed logins per IP before a cooldown", "10", auth_fail_limit, 0,
-          UINT32_MAX),
+    COUNT("auth-fail-limit", "failed logins of one user from one address before\na cooldown", "10",
+          auth_fail_limit, 0, UINT32_MAX),
+    COUNT("auth-fail-address-limit",
+          "...of all users from one address\n(default and 0: 10 x auth-fail-limit)", NULL,
+          auth_fail_address_limit, 0, UINT32_MAX),
     DURATION("auth-fail-window", "...counted over this window", "1m", auth_fail_window_ms, 1),
     DURATION("auth-fail-cooldown", "...refused for this long", "5m", auth_fail_cooldown_ms, 1),
+    {"auth-fail-exempt", 0, OPTIONS_BOTH, "CIDR[,CIDR...]", "logins from here are never throttled",
+     NULL, set_auth_fail_exempt, show_string, OFF(auth_fail_exempt_text), 0, 0, 0},
     DURATION("auth-cache-ttl", "remember verified passwords (0: off)", "5m", auth_cache_ttl_ms, 0),
     {"ipv6-prefix", 0, OPTIONS_BOTH, "N",
      "IPv6 clients share per-IP limits and login\nthrottling per /N (128: per address)", "64",
@@ -937,6 +967,12 @@ const struct options_def options_table[] = {
     {"user", 0, OPTIONS_BOTH, "NAME", "drop privileges to NAME after binding", NULL, set_string,
      show_string, OFF(run_user), 0, 0, 0},
     FLAG("allow-root", "allow running as root beyond loopback", allow_root),
+    FLAG("reuse-port",
+         "share listen addresses another process holds\n(default: refuse to start, exit 2)",
+         reuse_port),
+    {"pid-file", 0, OPTIONS_BOTH, "FILE",
+     "write the pid here; refuse to start while the\npid in it runs socks5d", NULL, set_path,
+     show_string, OFF(pid_file), 0, 0, 0},
     {"metrics", 0, OPTIONS_BOTH, "[ADDR:]PORT",
      "Prometheus /metrics and /healthz endpoint\n(a bare port listens on 127.0.0.1)", "off",
      set_metrics, show_metrics, 0, 0, 0, 0},

@@ -167,22 +167,52 @@ void policy_handshake_done(struct policy_state *p)
     p->held &= (uint8_t)~HELD_HANDSHAKE;
 }
 
-int policy_auth_attempt(struct policy_state *p)
+static void login_settings(const struct config *c, struct quota_login *q)
 {
-    const struct config *c = p->cfg;
-    if (!quota_auth_attempt(&p->client.sa, c->ipv6_prefix, c->auth_fail_limit,
-                            c->auth_fail_cooldown_ms, loop_now(p->env->loop)))
+    q->limit = c->auth_fail_limit;
+    q->address_limit = c->auth_fail_address_limit;
+    q->window_ms = c->auth_fail_window_ms;
+    q->cooldown_ms = c->auth_fail_cooldown_ms;
+    q->v6_prefix = c->ipv6_prefix;
+}
+
+static int login_exempt(const struct config *c, const struct sockaddr *ip)
+{
+    return c->auth_fail_exempt && rules_check_client(c->auth_fail_exempt, ip, NULL);
+}
+
+int policy_auth_attempt(struct policy_state *p, const char *user)
+{
+    struct quota_login q;
+    p->user = user;
+    if (login_exempt(p->cfg, &p->client.sa))
+        return 1;
+    login_settings(p->cfg, &q);
+    int rc = quota_auth_attempt(&p->client.sa, user, &q, loop_now(p->env->loop));
+    if (rc <= 0) {
+        p->why = rc == 0 && user ? "too many failed logins for this user from this address"
+                                 : "too many failed logins from this address";
         return 0;
+    }
     p->held |= HELD_LOGIN;
     return 1;
 }
 
 void policy_auth_settle(struct policy_state *p, int failed)
 {
-    if (p->held & HELD_LOGIN)
-        quota_auth_settle(&p->client.sa, p->cfg->ipv6_prefix, failed, p->cfg->auth_fail_window_ms,
-                          loop_now(p->env->loop));
+    struct quota_login q;
+    if (p->held & HELD_LOGIN) {
+        login_settings(p->cfg, &q);
+        quota_auth_settle(&p->client.sa, p->user, &q, failed, loop_now(p->env->loop));
+    }
     p->held &= (uint8_t)~HELD_LOGIN;
+}
+
+int policy_login_throttled(const struct sockaddr *ip, int per_user, void *ctx)
+{
+    const struct config *c = ctx;
+    return (per_user ? c->auth_fail_limit : c->auth_fail_address_limit) != 0 &&
+           !login_exempt(c, ip);
 }
 
 void policy_release(struct policy_state *p)

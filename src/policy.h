@@ -70,12 +70,18 @@ int policy_name_denied(struct policy_state *p, int cmd, const char *name, uint16
 void policy_forget_rule(struct policy_state *p);
 /* Handshake over: its slot goes back (idempotent). */
 void policy_handshake_done(struct policy_state *p);
-/* Failed-login throttling: a login attempt counts from the moment it is
- * made (0: the address is throttled, nothing taken). It is settled as a
- * failure, or not (it succeeded, or was refused unjudged); one that is still
- * open when the session ends (abandoned) is a failure. */
-int policy_auth_attempt(struct policy_state *p);
+/* Failed-login throttling for user at the client's address: a login
+ * attempt counts from the moment it is made (0: throttled, nothing taken,
+ * p->why says which limit). user is kept, as by policy_request. It is
+ * settled as a failure, or not (it succeeded, or was refused unjudged); one
+ * that is still open when the session ends (abandoned) is a failure.
+ * Addresses in auth-fail-exempt are neither throttled nor counted. */
+int policy_auth_attempt(struct policy_state *p, const char *user);
 void policy_auth_settle(struct policy_state *p, int failed);
+/* Whether configuration ctx (a struct config) counts failed logins from ip
+ * (for a pair when per_user, else for the address alone): the test
+ * quota_auth_forget asks after a reload. */
+int policy_login_throttled(const struct sockaddr *ip, int per_user, void *ctx);
 /* Gives back everything the session holds. */
 void policy_release(struct policy_state *p);
 

@@ -24,12 +24,15 @@ static _Thread_local struct lease handshakes;
 
 /* Login attempts: per cell, the failures in the current window, when the
  * window started / the last failure happened (seconds, coarse on purpose),
- * and the attempts still in flight. One lock for all cells: it is taken
- * twice per login, which costs a password hash (milliseconds) anyway, and it
- * makes check-and-take exact. */
+ * the attempts still in flight, and the address of the last failure (so a
+ * reload can forget the cells of addresses it no longer throttles). A cell
+ * counts either an (address, user) pair or an address alone. One lock for
+ * all cells: it is taken twice per login, which costs a password hash
+ * (milliseconds) anyway, and it makes check-and-take exact. */
 struct fail_cell {
     uint32_t start, last; /* seconds modulo 2^24 */
     uint32_t count, pending;
+    uint8_t ip[16], iplen, per_user;
 };
 static struct {
     pthread_mutex_t mu;
@@ -152,47 +155,112 @@ static int blocked(struct fail_cell *c[ROWS], uint32_t limit, uint32_t cooldown_
     return 1;
 }
 
-static void cells_of(const struct sockaddr *ip, unsigned v6_prefix, struct fail_cell *c[ROWS])
+/* The cells of a login: [0] its (address, user) pair, [1] its address. A
+ * pair's key is the address bytes, a 0 byte and the name, so it never
+ * equals an address's. */
+struct login_cells {
+    struct fail_cell *c[2][ROWS];
+    uint8_t ip[16];
+    size_t iplen;
+};
+
+static void cells_of(const struct sockaddr *ip, const char *user, unsigned v6_prefix,
+                     struct login_cells *lc)
 {
-    uint8_t b[16];
-    size_t n = ip_bytes(ip, v6_prefix, b);
-    for (int r = 0; r < ROWS; r++)
-        c[r] = &fails.cell[r][hash_sip(fails.key[r], b, n) & (COLS / 4 - 1)];
+    uint8_t key[16 + 1 + 256];
+    size_t ulen = user ? strnlen(user, 255) : 0;
+    lc->iplen = ip_bytes(ip, v6_prefix, lc->ip);
+    memcpy(key, lc->ip, lc->iplen);
+    key[lc->iplen] = 0;
+    memcpy(key + lc->iplen + 1, user ? user : "", ulen);
+    for (int r = 0; r < ROWS; r++) {
+        size_t n = lc->iplen + 1 + ulen;
+        lc->c[0][r] = &fails.cell[r][hash_sip(fails.key[r], key, n) & (COLS / 4 - 1)];
+        lc->c[1][r] = &fails.cell[r][hash_sip(fails.key[r], key, lc->iplen) & (COLS / 4 - 1)];
+    }
 }
 
-int quota_auth_attempt(const struct sockaddr *ip, unsigned v6_prefix, uint32_t limit,
-                       uint32_t cooldown_ms, uint64_t now_ms)
+int quota_auth_attempt(const struct sockaddr *ip, const char *user, const struct quota_login *q,
+                       uint64_t now_ms)
 {
-    struct fail_cell *c[ROWS];
-    cells_of(ip, v6_prefix, c);
+    struct login_cells lc;
+    uint32_t now = secs(now_ms);
+    cells_of(ip, user, q->v6_prefix, &lc);
     pthread_mutex_lock(&fails.mu);
     /* Counted even without a limit: a reload may bring one in. */
-    int ok = !blocked(c, limit, cooldown_ms, secs(now_ms));
-    for (int r = 0; ok && r < ROWS; r++)
-        c[r]->pending++;
+    int rc = blocked(lc.c[0], q->limit, q->cooldown_ms, now)           ? 0
+             : blocked(lc.c[1], q->address_limit, q->cooldown_ms, now) ? -1
+                                                                       : 1;
+    for (int k = 0; rc == 1 && k < 2; k++)
+        for (int r = 0; r < ROWS; r++)
+            lc.c[k][r]->pending++;
     pthread_mutex_unlock(&fails.mu);
-    return ok;
+    return rc;
 }
 
-void quota_auth_settle(const struct sockaddr *ip, unsigned v6_prefix, int failed,
-                       uint32_t window_ms, uint64_t now_ms)
+static void settle_cell(struct fail_cell *c, const struct login_cells *lc, int per_user, int failed,
+                        uint32_t window_ms, uint32_t now)
 {
-    struct fail_cell *c[ROWS];
-    uint32_t now = secs(now_ms);
-    cells_of(ip, v6_prefix, c);
-    pthread_mutex_lock(&fails.mu);
-    for (int r = 0; r < ROWS; r++) {
-        if (c[r]->pending)
-            c[r]->pending--;
-        if (!failed)
-            continue;
-        if (c[r]->count == 0 || ago(now, c[r]->start) * 1000ull >= window_ms) {
-            c[r]->start = now;
-            c[r]->count = 0;
-        }
-        c[r]->last = now;
-        if (c[r]->count < UINT32_MAX)
-            c[r]->count++;
+    if (c->pending)
+        c->pending--;
+    if (!failed)
+        return;
+    if (c->count == 0 || ago(now, c->start) * 1000ull >= window_ms) {
+        c->start = now;
+        c->count = 0;
     }
+    c->last = now;
+    if (c->count < UINT32_MAX)
+        c->count++;
+    memcpy(c->ip, lc->ip, lc->iplen);
+    c->iplen = (uint8_t)lc->iplen;
+    c->per_user = (uint8_t)per_user;
+}
+
+void quota_auth_settle(const struct sockaddr *ip, const char *user, const struct quota_login *q,
+                       int failed, uint64_t now_ms)
+{
+    struct login_cells lc;
+    uint32_t now = secs(now_ms);
+    cells_of(ip, user, q->v6_prefix, &lc);
+    pthread_mutex_lock(&fails.mu);
+    for (int k = 0; k < 2; k++)
+        for (int r = 0; r < ROWS; r++)
+            settle_cell(lc.c[k][r], &lc, k == 0, failed, q->window_ms, now);
     pthread_mutex_unlock(&fails.mu);
+}
+
+/* The address a cell last failed from, as a sockaddr. */
+static void cell_addr(const struct fail_cell *c, union addr_any *a)
+{
+    memset(a, 0, sizeof *a);
+    if (c->iplen == 4) {
+        a->in4.sin_family = AF_INET;
+        memcpy(&a->in4.sin_addr, c->ip, 4);
+    } else {
+        a->in6.sin6_family = AF_INET6;
+        memcpy(&a->in6.sin6_addr, c->ip, 16);
+    }
+}
+
+size_t quota_auth_forget(int (*throttled)(const struct sockaddr *ip, int per_user, void *ctx),
+                         void *ctx)
+{
+    size_t n = 0;
+    union addr_any a;
+    pthread_mutex_lock(&fails.mu);
+    for (int r = 0; r < ROWS; r++)
+        for (size_t i = 0; i < COLS / 4; i++) {
+            struct fail_cell *c = &fails.cell[r][i];
+            if (c->count == 0 || c->iplen == 0)
+                continue;
+            cell_addr(c, &a);
+            if (throttled(&a.sa, c->per_user, ctx))
+                continue;
+            /* Attempts in flight still settle here. */
+            c->count = 0;
+            n++;
+        }
+    pthread_mutex_unlock(&fails.mu);
+    return n;
 }

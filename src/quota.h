@@ -36,16 +36,37 @@ void quota_user_release(const char *user);
 int quota_handshake_take(uint32_t limit);
 void quota_handshake_release(uint32_t limit);
 
+/* Failed-login throttling settings (from the configuration). */
+struct quota_login {
+    uint32_t limit;         /* failures per (address, user); 0: none */
+    uint32_t address_limit; /* failures per address, all names together; 0: none */
+    uint32_t window_ms, cooldown_ms;
+    unsigned v6_prefix;
+};
+
 /* Login attempts count from the moment they are made, so attempts in flight
- * count against the limit too. Returns 0 when ip is throttled: its failures
- * within window_ms plus its attempts in flight reach `limit`, and either one
- * is still in flight or the last failure is inside cooldown_ms (nothing is
- * counted then). Otherwise takes an in-flight slot and returns 1; the check
- * and the take are one step under a lock, so parallel attempts cannot all
- * pass. Every slot taken is settled once, as a failure or not. */
-int quota_auth_attempt(const struct sockaddr *ip, unsigned v6_prefix, uint32_t limit,
-                       uint32_t cooldown_ms, uint64_t now_ms);
-void quota_auth_settle(const struct sockaddr *ip, unsigned v6_prefix, int failed,
-                       uint32_t window_ms, uint64_t now_ms);
+ * count against the limits too. Failures are counted per (address, user),
+ * so one person's typos lock out only that name at that address, and per
+ * address, against one address guessing many names. Returns 0 when the
+ * login is throttled: the failures of its pair within window_ms plus its
+ * attempts in flight reach `limit`, or those of its address reach
+ * `address_limit`, and either one is still in flight or the last failure is
+ * inside cooldown_ms (nothing is counted then; -1 instead of 0 when it is
+ * the address's limit). Otherwise takes an in-flight slot and returns 1; the check and the take are
+ * one step under a lock, so parallel attempts cannot all pass. Every slot taken is settled once,
+ * with the same user and settings, as a failure or not. */
+int quota_auth_attempt(const struct sockaddr *ip, const char *user, const struct quota_login *q,
+                       uint64_t now_ms);
+void quota_auth_settle(const struct sockaddr *ip, const char *user, const struct quota_login *q,
+                       int failed, uint64_t now_ms);
+
+/* After a reload: clears the failures of every cell whose last failing
+ * address the new settings no longer throttle (`throttled` returns 0 for
+ * it; per_user says whether the cell counts a pair or an address), so
+ * they do not come back with a later configuration. Two addresses sharing
+ * a cell are forgotten together: the error is towards leniency. Returns
+ * the number of cells cleared. */
+size_t quota_auth_forget(int (*throttled)(const struct sockaddr *ip, int per_user, void *ctx),
+                         void *ctx);
 
 #endif

@@ -33,6 +33,7 @@
 #include "stats.h"
 #include "udp.h"
 #include "userstats.h"
+#include "users.h"
 
 static void on_target(struct loop_io *io, unsigned events);
 static void handshake_continue(struct session *s);
@@ -400,6 +401,28 @@ void session_fail(struct session *s, const char *why)
 {
     s->why = why;
     session_close(s);
+}
+
+/* How the login of s changed from its snapshot to `now` (USERS_SAME when
+ * now keeps such sessions). */
+static enum users_change login_change(const struct session *s, const struct config *now)
+{
+    if (!s->user || s->method != SOCKS5_METHOD_USERPASS || now->keep_user_sessions || now == s->cfg)
+        return USERS_SAME;
+    return users_compare(s->cfg->users, now->users, s->user);
+}
+
+int session_recheck_user(struct session *s, const struct config *now)
+{
+    char client[ADDR_STRLEN];
+    enum users_change ch = login_change(s, now);
+    if (ch == USERS_SAME)
+        return 0;
+    const char *why = ch == USERS_REMOVED ? "user removed by reload" : "password changed by reload";
+    log_info("ending the session of user %s from %s: %s", s->user,
+             addr_str(&s->client.sa, client, sizeof client), why);
+    session_fail(s, why);
+    return 1;
 }
 
 /* Ends a session whose handshake failed, counted by reason. */
@@ -1138,6 +1161,9 @@ static int parse_greeting(struct session *s)
 static int auth_result(struct session *s, int ok)
 {
     uint8_t msg[2];
+    /* Checked against the snapshot the session was accepted under: a reload
+     * since then may have removed the user or changed the password. */
+    ok = ok && login_change(s, s->env->cfg) == USERS_SAME;
     stat_inc(ok ? &s->env->stats.auth_ok : &s->env->stats.auth_fail);
     policy_auth_settle(&s->pol, !ok);
     if (send_small(s, msg, proto_encode_userpass_reply(msg, sizeof msg, ok ? 0 : 1)) < 0) {
@@ -1195,9 +1221,15 @@ static int parse_auth(struct session *s)
     }
     auth_wipe(s->hbuf, used);
     consume(s, used);
-    if (!policy_auth_attempt(&s->pol)) {
+    /* The name first: the throttle counts per (address, user). */
+    if (!(s->user = strdup(up.user))) {
         auth_wipe(up.pass, sizeof up.pass);
-        auth_refuse(s, HSF_THROTTLED, "too many failed logins from this address");
+        session_fail(s, "out of memory");
+        return HS_GONE;
+    }
+    if (!policy_auth_attempt(&s->pol, s->user)) {
+        auth_wipe(up.pass, sizeof up.pass);
+        auth_refuse(s, HSF_THROTTLED, s->pol.why);
         return HS_GONE;
     }
     /* Closed with nothing after the credentials: no request can follow, so
@@ -1207,13 +1239,7 @@ static int parse_auth(struct session *s)
         hs_fail(s, HSF_CLOSED, "client gone during authentication");
         return HS_GONE;
     }
-    s->user = strdup(up.user);
     const char *hash = users_find(s->cfg->users, up.user);
-    if (!s->user) {
-        auth_wipe(up.pass, sizeof up.pass);
-        session_fail(s, "out of memory");
-        return HS_GONE;
-    }
     if (hash && auth_cache_hit(s->env->auth_cache, up.user, hash, up.pass)) {
         auth_wipe(up.pass, sizeof up.pass);
         return auth_result(s, 1);
@@ -1469,9 +1495,10 @@ static int parse_gss_auth(struct session *s)
     int rc = read_gss(s, SOCKS5_GSS_AUTH, &m, &used);
     if (rc != HS_NEXT)
         return rc;
-    /* The first token opens a login attempt; the context's end settles it. */
-    if (!s->gss && !policy_auth_attempt(&s->pol)) {
-        gss_refuse(s, HSF_THROTTLED, "too many failed logins from this address");
+    /* The first token opens a login attempt; the context's end settles it.
+     * The principal is not known yet: failures count for the address. */
+    if (!s->gss && !policy_auth_attempt(&s->pol, NULL)) {
+        gss_refuse(s, HSF_THROTTLED, s->pol.why);
         return HS_GONE;
     }
     if (!s->gss && !(s->gss = gss_conn_new())) {

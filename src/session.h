@@ -104,5 +104,10 @@ int session_reply(struct session *s, uint8_t rep, const struct sockaddr *bnd, co
 void session_fail(struct session *s, const char *why);
 /* Writes s as one JSON object: its id and its access-log fields so far. */
 void session_describe(const struct session *s, FILE *out);
+/* After a reload to `now`: ends the session, logged with the reason, when
+ * the user it logged in as (RFC 1929) was removed or given another password
+ * since its own snapshot, unless `now` keeps such sessions. Returns 1 when
+ * the session is gone. */
+int session_recheck_user(struct session *s, const struct config *now);
 
 #endif

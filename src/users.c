@@ -54,6 +54,19 @@ size_t users_count(const struct users *u)
     return u ? u->n : 0;
 }
 
+enum users_change users_compare(const struct users *old, const struct users *new, const char *name)
+{
+    const char *was = users_find(old, name), *now = users_find(new, name);
+    if (!now)
+        return USERS_REMOVED;
+    return was && strcmp(was, now) != 0 ? USERS_NEW_PASSWORD : USERS_SAME;
+}
+
+const char *users_name(const struct users *u, size_t i)
+{
+    return u->v[i].name;
+}
+
 size_t users_settings(const struct users *u)
 {
     return u ? u->nsettings : 0;

@@ -20,6 +20,11 @@ struct users *users_load(const char *path, char *err, size_t errlen);
 struct users *users_parse(const char *text, size_t len, const char *path, char *err, size_t errlen);
 void users_free(struct users *u);
 size_t users_count(const struct users *u);
+/* How a reload changed the login of `name` (known to `old`). */
+enum users_change { USERS_SAME, USERS_REMOVED, USERS_NEW_PASSWORD };
+enum users_change users_compare(const struct users *old, const struct users *new, const char *name);
+/* The i-th name in sort order, for i < users_count(u). */
+const char *users_name(const struct users *u, size_t i);
 /* The stored hash for name, or NULL. */
 const char *users_find(const struct users *u, const char *name);
 /* Distinct hash settings (algorithm and cost) in the file. With more than

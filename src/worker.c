@@ -343,6 +343,10 @@ static void on_reload(struct mail *m)
     msg->snap->next = w->snaps;
     w->snaps = msg->snap;
     w->env.cfg = w->snaps->cfg;
+    for (struct session *s = w->env.sessions.head, *next; s; s = next) {
+        next = s->next;
+        session_recheck_user(s, w->env.cfg);
+    }
     snap_drop_unused(w);
     free(msg);
     atomic_fetch_add(&w->reloads_applied, 1);
@@ -397,7 +401,7 @@ static void on_drain_deadline(struct loop_timer *t)
         log_info("worker %d: grace period over, closing %zu session%s", w->env.id,
                  w->env.sessions.n, log_s(w->env.sessions.n));
     while (w->env.sessions.head)
-        session_close(w->env.sessions.head);
+        session_fail(w->env.sessions.head, "server shutting down: shutdown-grace over");
 }
 
 static void on_drain(struct mail *m)

@@ -99,6 +99,22 @@ def answer_times(socks, t0, timeout):
     return times
 
 
+def all_fail_at_once(srv, creds, meanwhile=None):
+    """Sends every (user, password) of creds at once, each on its own
+    greeted connection, runs meanwhile() (if any) while they are being
+    judged, and asserts that every one is answered 0x01."""
+    socks = [greeted(srv) for _ in creds]
+    try:
+        for (user, password), s in zip(creds, socks):
+            s.sendall(userpass(user, password))
+        if meanwhile:
+            meanwhile()
+        assert all(recv_exact(s, 2) == FAILED for s in socks)
+    finally:
+        for s in socks:
+            s.close()
+
+
 def metrics_args():
     port = free_port()
     return port, ["--metrics", str(port)]
@@ -216,10 +232,13 @@ def test_a_login_outlasting_the_handshake_deadline_hears_a_failure(socks5d, tmp_
                   *margs, ready=scaled(60))
     assert login(srv, "alice", "wrong") == FAILED
     assert login(srv, "alice", "wrong") == FAILED, "the first attempt was held against us"
+    # The worker counts and logs just after it answers: wait for it.
+    timeouts = 'socks5d_handshake_failures_total{reason="timeout"}'
+    wait_until(lambda: counter(mport, timeouts) == 2, scaled(10), what="2 timeouts counted")
+    wait_until(lambda: access_count(srv, "handshake timeout during password verification") == 2,
+               scaled(10), what="2 timeouts in the access log")
     assert auth_failures(mport) == 0
     assert throttled(mport) == 0
-    assert counter(mport, 'socks5d_handshake_failures_total{reason="timeout"}') == 2
-    assert access_count(srv, "handshake timeout during password verification") == 2
 
 
 # ---------------------------------------------------------------- finding 3
@@ -233,14 +252,7 @@ def test_parallel_wrong_passwords_hash_at_most_the_limit(socks5d, tmp_path):
     mport, margs = metrics_args()
     srv = socks5d("--users", users, "--auth-fail-limit", "3", "--auth-fail-cooldown", "60s",
                   "--max-handshakes", "1000", *margs)
-    socks = [greeted(srv) for _ in range(40)]
-    try:
-        for i, s in enumerate(socks):
-            s.sendall(userpass("alice", f"guess-{i}"))
-        assert all(recv_exact(s, 2) == FAILED for s in socks)
-    finally:
-        for s in socks:
-            s.close()
+    all_fail_at_once(srv, [("alice", f"guess-{i}") for i in range(40)])
     srv.wait_access(40)
     assert auth_failures(mport) == 3
     assert throttled(mport) == 37
@@ -397,3 +409,62 @@ def test_ipv6_prefix_is_checked_as_option_and_as_directive(socks5d_bin, tmp_path
     bad.write_text("# site-wide keying\nipv6-prefix 200\n")
     r = run_expect_exit(socks5d_bin, "-t", "-c", str(bad))
     assert r.returncode == 2 and f"{bad}:2" in r.stderr, r.stderr
+
+
+# ---------------------------------------------------------------- issue 15: one office, one NAT
+
+
+def test_one_persons_parallel_bad_logins_do_not_lock_out_a_colleague(socks5d, tmp_path):
+    """alice's 30 wrong guesses arrive at once from the office address while
+    bob logs in from the same address: alice is locked out after 3, bob is
+    not (the lockout is per address and user)."""
+    users = users_file(tmp_path, alice=sha512("right", SLOW_ROUNDS // 4),
+                       bob=sha512("bobs", SLOW_ROUNDS // 4))
+    mport, margs = metrics_args()
+    srv = socks5d("--users", users, "--auth-fail-limit", "3", "--auth-fail-cooldown", "60s",
+                  "--max-handshakes", "1000", *margs)
+
+    def bob_logs_in():
+        assert login(srv, "bob", "bobs") == OK
+
+    all_fail_at_once(srv, [("alice", f"guess-{i}") for i in range(30)], meanwhile=bob_logs_in)
+    srv.wait_access(30, pred=lambda l: l["user"] == "alice")
+    assert auth_failures(mport) == 3
+    assert access_count(srv, "too many failed logins for this user from this address") == 27
+    assert login(srv, "alice", "right") == FAILED  # still locked out
+    assert login(srv, "bob", "bobs") == OK  # still not
+
+
+def test_spraying_many_names_from_one_address_hits_the_address_ceiling(socks5d, tmp_path):
+    """40 different names (one guess each, re-encoded variants of real ones
+    among them) sent at once from one address: each pair is far under its
+    limit, but the address ceiling of 5 lets exactly 5 be verified."""
+    users = users_file(tmp_path, alice=sha512("right", SLOW_ROUNDS // 4))
+    mport, margs = metrics_args()
+    srv = socks5d("--users", users, "--auth-fail-limit", "3", "--auth-fail-address-limit", "5",
+                  "--auth-fail-cooldown", "60s", "--max-handshakes", "1000", *margs)
+    names = ["alice ", "Alice", "ALICE", "alice\x00"] + [f"user{i}" for i in range(36)]
+    all_fail_at_once(srv, [(name, "Winter2026!") for name in names])
+    srv.wait_access(40)
+    assert auth_failures(mport) == 5
+    assert throttled(mport) == 35
+    assert access_count(srv, "too many failed logins from this address") == 35
+    # The sprayer's address is refused even for a real login; others are not.
+    assert login(srv, "alice", "right") == FAILED
+    assert login(srv, "alice", "right", source="127.0.0.2") == OK
+
+
+def test_an_exempt_network_is_never_throttled(socks5d, tmp_path):
+    users = users_file(tmp_path, alice=sha512("right"))
+    mport, margs = metrics_args()
+    srv = socks5d("--users", users, "--auth-fail-limit", "2", "--auth-fail-address-limit", "4",
+                  "--auth-fail-cooldown", "60s", "--auth-fail-exempt", "127.0.0.2/32,10.0.0.0/8",
+                  *margs)
+    for i in range(8):
+        assert login(srv, "alice" if i % 2 else f"n{i}", "wrong", source="127.0.0.2") == FAILED
+    assert login(srv, "alice", "right", source="127.0.0.2") == OK
+    assert auth_failures(mport) == 8  # every one verified, none throttled
+    assert throttled(mport) == 0
+    for _ in range(2):
+        assert login(srv, "alice", "wrong") == FAILED
+    assert login(srv, "alice", "right") == FAILED  # 127.0.0.1 is not exempt

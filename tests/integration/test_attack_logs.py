@@ -277,7 +277,8 @@ def test_sigusr1_reopens_log_files_after_the_drop_to_the_run_user(socks5d, world
                what="a session line in the new file")
     text = open(old).read()
     assert first in text and second in text
-    assert "reopen" not in srv.log(), srv.log()
+    assert f"reopen {path}: " not in srv.log(), srv.log()  # no failure to reopen
+    assert f"reopened {path}" in srv.log(), srv.log()
 
 
 def test_sigterm_writes_every_queued_line_before_exit(socks5d, tmp_path, echo):

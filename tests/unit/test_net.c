@@ -456,6 +456,31 @@ TEST(a_udp_range_failure_names_both_ends)
     assert_string_equal(err, want);
 }
 
+TEST(a_held_address_is_seen_before_binding_and_another_listener_after)
+{
+    const unsigned f = NET_REUSEADDR | NET_REUSEPORT;
+    union addr_any a = ip_port(QUIET_V4, 0);
+    int ours = net_listen_tcp(&a, 4, f, NULL, 0);
+    assert_true(ours >= 0);
+    a = ip_port(QUIET_V4, local_port(ours));
+    union addr_any wild = ip_port("0.0.0.0", local_port(ours));
+    /* Our own listener holds it too: the probe does not tell whose. */
+    assert_int_equal(net_tcp_held(&a), 1);
+    assert_int_equal(net_tcp_others(&a, &ours, 1), 0);
+    /* A second SO_REUSEPORT listener (another process, as far as the
+     * table shows) is seen, also from the wildcard's point of view. */
+    int theirs = net_listen_tcp(&a, 4, f, NULL, 0);
+    assert_true(theirs >= 0);
+    assert_int_equal(net_tcp_others(&a, &ours, 1), 1);
+    assert_int_equal(net_tcp_others(&wild, &ours, 1), 1);
+    int both[] = {ours, theirs};
+    assert_int_equal(net_tcp_others(&a, both, 2), 0);
+    close(theirs);
+    close(ours);
+    assert_int_equal(net_tcp_held(&a), 0);
+    assert_int_equal(net_tcp_others(&a, NULL, 0), 0);
+}
+
 TEST(set_nonblock_turns_a_blocking_socket_nonblocking)
 {
     char err[64];
@@ -501,6 +526,8 @@ int main(void)
         cmocka_unit_test_setup(an_ephemeral_udp_bind_reports_the_port_it_got, setup),
         cmocka_unit_test_setup(a_udp_port_range_skips_ports_in_use, setup),
         cmocka_unit_test_setup(a_full_udp_port_range_fails_with_the_range_in_the_message, setup),
+        cmocka_unit_test_setup(a_held_address_is_seen_before_binding_and_another_listener_after,
+                               setup),
         cmocka_unit_test_setup(a_udp_range_failure_names_both_ends, setup),
         cmocka_unit_test_setup(set_nonblock_turns_a_blocking_socket_nonblocking, setup),
         cmocka_unit_test_setup(

@@ -376,14 +376,28 @@ TEST(contending_threads_never_hold_more_than_the_limit)
 #define COOLDOWN_MS 300000u
 #define T0 5000000000ull /* an arbitrary monotonic time, whole seconds */
 
-/* Whether an attempt at `now` is refused; one let in is settled as not
- * failed, so asking changes nothing. */
+/* Settings with a per-pair limit and no per-address ceiling. */
+static struct quota_login settings(uint32_t limit)
+{
+    return (struct quota_login){
+        .limit = limit, .window_ms = WINDOW_MS, .cooldown_ms = COOLDOWN_MS, .v6_prefix = P64};
+}
+
+/* Whether an attempt by user at `now` under q is refused; one let in is
+ * settled as not failed, so asking changes nothing. */
+static int refused_as(const union addr_any *a, const char *user, const struct quota_login *q,
+                      uint64_t now)
+{
+    if (quota_auth_attempt(&a->sa, user, q, now) != 1)
+        return 1;
+    quota_auth_settle(&a->sa, user, q, 0, now);
+    return 0;
+}
+
 static int blocked_with(const union addr_any *a, uint32_t limit, uint64_t now)
 {
-    if (!quota_auth_attempt(&a->sa, P64, limit, COOLDOWN_MS, now))
-        return 1;
-    quota_auth_settle(&a->sa, P64, 0, WINDOW_MS, now);
-    return 0;
+    struct quota_login q = settings(limit);
+    return refused_as(a, "alice", &q, now);
 }
 
 static int blocked(const union addr_any *a, uint64_t now)
@@ -392,10 +406,16 @@ static int blocked(const union addr_any *a, uint64_t now)
 }
 
 /* A failed login at `now`, as if let in before the address was blocked. */
+static void fail_as(const union addr_any *a, const char *user, uint64_t now)
+{
+    struct quota_login q = settings(0);
+    assert_int_equal(quota_auth_attempt(&a->sa, user, &q, now), 1);
+    quota_auth_settle(&a->sa, user, &q, 1, now);
+}
+
 static void fail_at(const union addr_any *a, uint64_t now)
 {
-    assert_int_equal(quota_auth_attempt(&a->sa, P64, 0, COOLDOWN_MS, now), 1);
-    quota_auth_settle(&a->sa, P64, 1, WINDOW_MS, now);
+    fail_as(a, "alice", now);
 }
 
 TEST(auth_never_failed_is_not_blocked)
@@ -507,16 +527,17 @@ TEST(auth_throttle_works_across_the_seconds_counter_wrap)
 TEST(auth_attempts_in_flight_count_against_the_limit)
 {
     union addr_any a = ip("192.0.2.59", 1);
+    struct quota_login q = settings(LIMIT);
     for (int i = 0; i < LIMIT; i++)
-        assert_int_equal(quota_auth_attempt(&a.sa, P64, LIMIT, COOLDOWN_MS, T0), 1);
-    assert_int_equal(quota_auth_attempt(&a.sa, P64, LIMIT, COOLDOWN_MS, T0), 0);
+        assert_int_equal(quota_auth_attempt(&a.sa, "alice", &q, T0), 1);
+    assert_int_equal(quota_auth_attempt(&a.sa, "alice", &q, T0), 0);
     /* A success gives its slot back; a failure keeps it. */
-    quota_auth_settle(&a.sa, P64, 0, WINDOW_MS, T0);
-    assert_int_equal(quota_auth_attempt(&a.sa, P64, LIMIT, COOLDOWN_MS, T0), 1);
-    quota_auth_settle(&a.sa, P64, 1, WINDOW_MS, T0);
-    assert_int_equal(quota_auth_attempt(&a.sa, P64, LIMIT, COOLDOWN_MS, T0), 0);
-    quota_auth_settle(&a.sa, P64, 1, WINDOW_MS, T0);
-    quota_auth_settle(&a.sa, P64, 1, WINDOW_MS, T0);
+    quota_auth_settle(&a.sa, "alice", &q, 0, T0);
+    assert_int_equal(quota_auth_attempt(&a.sa, "alice", &q, T0), 1);
+    quota_auth_settle(&a.sa, "alice", &q, 1, T0);
+    assert_int_equal(quota_auth_attempt(&a.sa, "alice", &q, T0), 0);
+    quota_auth_settle(&a.sa, "alice", &q, 1, T0);
+    quota_auth_settle(&a.sa, "alice", &q, 1, T0);
     /* Three failures now: blocked for the cooldown, then let in again. */
     assert_int_equal(blocked(&a, T0 + 1000), 1);
     assert_int_equal(blocked(&a, T0 + COOLDOWN_MS), 0);
@@ -538,29 +559,43 @@ TEST(auth_one_64_shares_a_throttle)
 
 struct guesser {
     union addr_any addr;
+    struct quota_login q;
     pthread_barrier_t *start;
+    int id, spray; /* spray: a new name per guess */
     int let_in;
+    unsigned char in[GUESSES / RACERS]; /* which guesses were let in */
 };
+
+static void guess_name(const struct guesser *g, int i, char *name, size_t len)
+{
+    snprintf(name, len, g->spray ? "user-%d-%d" : "alice", g->id, i);
+}
 
 static void *guesser_main(void *arg)
 {
     struct guesser *g = arg;
+    char name[32];
     pthread_barrier_wait(g->start);
-    for (int i = 0; i < GUESSES / RACERS; i++)
-        g->let_in += quota_auth_attempt(&g->addr.sa, P64, LIMIT, COOLDOWN_MS, T0);
+    for (int i = 0; i < GUESSES / RACERS; i++) {
+        guess_name(g, i, name, sizeof name);
+        g->in[i] = quota_auth_attempt(&g->addr.sa, name, &g->q, T0) == 1;
+        g->let_in += g->in[i];
+    }
     return NULL;
 }
 
-TEST(auth_parallel_attempts_from_one_address_let_exactly_limit_in)
+/* RACERS threads make GUESSES attempts at once from a; returns how many
+ * were let in, and settles every one let in as a failure. */
+static int race(const union addr_any *a, const struct quota_login *q, int spray)
 {
     pthread_t th[RACERS];
     struct guesser g[RACERS];
     pthread_barrier_t start;
+    char name[32];
     int total = 0;
-    union addr_any a = ip("198.51.100.61", 1);
     assert_int_equal(pthread_barrier_init(&start, NULL, RACERS), 0);
     for (int t = 0; t < RACERS; t++) {
-        g[t] = (struct guesser){.addr = a, .start = &start};
+        g[t] = (struct guesser){.addr = *a, .q = *q, .start = &start, .id = t, .spray = spray};
         assert_int_equal(pthread_create(&th[t], NULL, guesser_main, &g[t]), 0);
     }
     for (int t = 0; t < RACERS; t++) {
@@ -568,10 +603,89 @@ TEST(auth_parallel_attempts_from_one_address_let_exactly_limit_in)
         total += g[t].let_in;
     }
     pthread_barrier_destroy(&start);
-    assert_int_equal(total, LIMIT);
-    for (int i = 0; i < LIMIT; i++)
-        quota_auth_settle(&a.sa, P64, 1, WINDOW_MS, T0);
+    for (int t = 0; t < RACERS; t++)
+        for (int i = 0; i < GUESSES / RACERS; i++) {
+            guess_name(&g[t], i, name, sizeof name);
+            if (g[t].in[i])
+                quota_auth_settle(&a->sa, name, q, 1, T0);
+        }
+    return total;
+}
+
+TEST(auth_parallel_attempts_from_one_address_let_exactly_limit_in)
+{
+    union addr_any a = ip("198.51.100.61", 1);
+    struct quota_login q = settings(LIMIT);
+    assert_int_equal(race(&a, &q, 0), LIMIT);
     assert_int_equal(blocked(&a, T0), 1);
+}
+
+/* ---- per (address, user), with a per-address ceiling */
+
+TEST(auth_one_users_failures_leave_another_user_at_the_address_alone)
+{
+    union addr_any a = ip("192.0.2.70", 1);
+    struct quota_login q = settings(LIMIT);
+    q.address_limit = 10 * LIMIT;
+    for (int i = 0; i < LIMIT; i++)
+        fail_as(&a, "alice", T0);
+    assert_int_equal(quota_auth_attempt(&a.sa, "alice", &q, T0), 0);
+    assert_int_equal(refused_as(&a, "bob", &q, T0), 0);
+    assert_int_equal(refused_as(&a, "alicex", &q, T0), 0); /* names are exact */
+}
+
+TEST(auth_many_names_from_one_address_hit_the_address_ceiling)
+{
+    union addr_any a = ip("192.0.2.71", 1), other = ip("192.0.2.72", 1);
+    struct quota_login q = settings(LIMIT);
+    char name[32];
+    q.address_limit = 20;
+    for (int i = 0; i < 20; i++) {
+        snprintf(name, sizeof name, "spray%d", i);
+        assert_int_equal(refused_as(&a, name, &q, T0), 0);
+        fail_as(&a, name, T0);
+    }
+    /* A fresh name, or the right user, from that address: the ceiling. */
+    assert_int_equal(quota_auth_attempt(&a.sa, "fresh", &q, T0), -1);
+    assert_int_equal(quota_auth_attempt(&a.sa, "alice", &q, T0), -1);
+    assert_int_equal(refused_as(&other, "fresh", &q, T0), 0);
+    /* Its cooldown ends it too. */
+    assert_int_equal(refused_as(&a, "fresh", &q, T0 + COOLDOWN_MS), 0);
+    /* 0: no ceiling. */
+    q.address_limit = 0;
+    assert_int_equal(refused_as(&a, "fresh", &q, T0), 0);
+}
+
+TEST(auth_parallel_spraying_lets_exactly_the_ceiling_in)
+{
+    union addr_any a = ip("198.51.100.62", 1);
+    struct quota_login q = settings(LIMIT);
+    q.address_limit = 7;
+    assert_int_equal(race(&a, &q, 1), 7);
+    assert_int_equal(quota_auth_attempt(&a.sa, "new-name", &q, T0), -1);
+}
+
+static int throttles_none_of(const struct sockaddr *ip, int per_user, void *ctx)
+{
+    union addr_any x;
+    addr_normalize(ip, &x);
+    (void)per_user;
+    return !addr_same_ip(&x.sa, &((const union addr_any *)ctx)->sa);
+}
+
+TEST(auth_forget_clears_only_the_addresses_no_longer_throttled)
+{
+    union addr_any a = ip("192.0.2.73", 1), b = ip("192.0.2.74", 1);
+    for (int i = 0; i < LIMIT; i++) {
+        fail_at(&a, T0);
+        fail_at(&b, T0);
+    }
+    assert_int_equal(blocked(&a, T0), 1);
+    /* a's pair cell and its address cell, in each row. */
+    assert_true(quota_auth_forget(throttles_none_of, &a) >= 2);
+    assert_int_equal(blocked(&a, T0), 0);
+    assert_int_equal(blocked(&b, T0), 1);
+    assert_int_equal(quota_auth_forget(throttles_none_of, &a), 0);
 }
 
 int main(void)
@@ -605,6 +719,10 @@ int main(void)
         cmocka_unit_test(auth_attempts_in_flight_count_against_the_limit),
         cmocka_unit_test(auth_one_64_shares_a_throttle),
         cmocka_unit_test(auth_parallel_attempts_from_one_address_let_exactly_limit_in),
+        cmocka_unit_test(auth_one_users_failures_leave_another_user_at_the_address_alone),
+        cmocka_unit_test(auth_many_names_from_one_address_hit_the_address_ceiling),
+        cmocka_unit_test(auth_parallel_spraying_lets_exactly_the_ceiling_in),
+        cmocka_unit_test(auth_forget_clears_only_the_addresses_no_longer_throttled),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }

@@ -51,6 +51,28 @@ TEST(users_find_is_exact_and_handles_missing_names)
     users_free(NULL);
 }
 
+TEST(users_compare_tells_removed_and_new_passwords_from_the_same)
+{
+    char text[4096], err[256];
+    snprintf(text, sizeof text, "alice:%s\nbob:%s\ncarol:%s\n", alg_hash[0], alg_hash[1],
+             alg_hash[2]);
+    struct users *old = parse_str(text, err, sizeof err);
+    snprintf(text, sizeof text, "carol:%s\nalice:%s\ndave:%s\n", alg_hash[2], alg_hash[1],
+             alg_hash[0]);
+    struct users *new = parse_str(text, err, sizeof err);
+    assert_non_null(old);
+    assert_non_null(new);
+    assert_int_equal(users_compare(old, new, "alice"), USERS_NEW_PASSWORD);
+    assert_int_equal(users_compare(old, new, "bob"), USERS_REMOVED);
+    assert_int_equal(users_compare(old, new, "carol"), USERS_SAME);
+    assert_int_equal(users_compare(old, NULL, "carol"), USERS_REMOVED); /* no users file now */
+    /* Names in sort order. */
+    assert_string_equal(users_name(new, 0), "alice");
+    assert_string_equal(users_name(new, 2), "dave");
+    users_free(old);
+    users_free(new);
+}
+
 TEST(users_parse_empty_and_comment_only_files_have_no_users)
 {
     char err[256];
@@ -298,6 +320,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(users_parse_reads_entries_skipping_comments_and_blank_lines),
         cmocka_unit_test(users_find_is_exact_and_handles_missing_names),
+        cmocka_unit_test(users_compare_tells_removed_and_new_passwords_from_the_same),
         cmocka_unit_test(users_parse_empty_and_comment_only_files_have_no_users),
         cmocka_unit_test(users_parse_error_missing_colon_names_the_line),
         cmocka_unit_test(users_parse_error_empty_name),
