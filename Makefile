@@ -13,6 +13,7 @@ LDLIBS   += $(shell pkg-config --libs $(KRB5_PKGS))
 BUILD    ?= build/release
 BIN      ?= bin/socks5d
 PREFIX   ?= /usr/local
+UNITDIR  ?= $(PREFIX)/lib/systemd/system
 DESTDIR  ?=
 
 SRC     := $(wildcard src/*.c)
@@ -94,7 +95,10 @@ install: $(BIN)
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/sbin/socks5d
 	install -D -m 0644 docs/socks5d.8 $(DESTDIR)$(PREFIX)/share/man/man8/socks5d.8
 	install -D -m 0644 docs/socks5d.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/socks5d.conf.5
-	install -D -m 0644 packaging/socks5d.service $(DESTDIR)$(PREFIX)/lib/systemd/system/socks5d.service
+	@mkdir -p $(DESTDIR)$(UNITDIR)
+	sed 's|/usr/local/sbin/socks5d|$(PREFIX)/sbin/socks5d|g' packaging/socks5d.service \
+	  > $(DESTDIR)$(UNITDIR)/socks5d.service
+	install -D -m 0644 packaging/socks5d.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/socks5d.conf
 	install -D -m 0644 packaging/socks5d.bash-completion \
 	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/socks5d
 	install -D -m 0644 docs/socks5d.conf.example $(DESTDIR)/etc/socks5d/socks5d.conf.example
@@ -104,7 +108,8 @@ install: $(BIN)
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/sbin/socks5d $(DESTDIR)$(PREFIX)/share/man/man8/socks5d.8 \
 	  $(DESTDIR)$(PREFIX)/share/man/man5/socks5d.conf.5 \
-	  $(DESTDIR)$(PREFIX)/lib/systemd/system/socks5d.service $(DESTDIR)/etc/socks5d/socks5d.conf.example \
+	  $(DESTDIR)$(UNITDIR)/socks5d.service $(DESTDIR)$(PREFIX)/lib/sysusers.d/socks5d.conf \
+	  $(DESTDIR)/etc/socks5d/socks5d.conf.example \
 	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/socks5d
 	# The config goes only if nobody changed it since install.
 	! cmp -s docs/socks5d.conf.example $(DESTDIR)/etc/socks5d/socks5d.conf || \

@@ -5,7 +5,9 @@ set -eu
 build="gcc make libc-ares-dev libcrypt-dev pkg-config libkrb5-dev"
 test="$build clang clang-format clang-tools lcov libclang-rt-14-dev libcmocka-dev python3 python3-pytest python3-socks
       python3-prometheus-client curl proxychains4 haproxy nodejs npm node-socks groff-base systemd
-      iproute2 procps krb5-kdc krb5-admin-server krb5-user python3-gssapi"
+      iproute2 procps krb5-kdc krb5-admin-server krb5-user python3-gssapi
+      debhelper dpkg-dev lintian mmdebstrap fakeroot prometheus logrotate binutils dante-server
+      tinyproxy"
 bench="$build python3 microsocks dante-server gnuplot-nox procps"
 case "${1:-build}" in
   build) want=$build ;;

@@ -8,6 +8,7 @@
 
 #include "gss.h"
 #include "proto.h"
+#include "route.h"
 #include "rules.h"
 #include "users.h"
 
@@ -115,6 +116,9 @@ static int check_users(struct config *c)
     int gss = memchr(c->methods, SOCKS5_METHOD_GSSAPI, c->nmethods) != NULL;
     if (c->max_per_user && !c->users_path && !gss)
         BAD("max-sessions-per-user needs authentication (a users file or gssapi)");
+    if (c->socks4 && !memchr(c->methods, SOCKS5_METHOD_NONE, c->nmethods))
+        BAD("socks4 needs auth none among the methods (SOCKS4 clients cannot log in, so they "
+            "would get around the login)");
     /* Kerberos principals are not listed anywhere socks5d can look. */
     for (size_t i = 0; i < c->nrate_limits && !gss; i++)
         if (!users_find(c->users, c->rate_limits[i].user)) {
@@ -139,6 +143,21 @@ static int check_gss(struct config *c)
     return 0;
 }
 
+/* Two logs on one stream (stderr, the journal) share one format: a reader
+ * of that stream must not get JSON and plain lines mixed. */
+static int check_log_formats(struct config *c)
+{
+    struct log_settings *l = &c->log;
+    if (l->error_json < 0)
+        l->error_json = l->access_json;
+    if (l->error_sink == SINK_STDERR && l->access_sink == SINK_STDERR &&
+        l->error_json != l->access_json)
+        BAD("error-log-format %s and access-log-format %s both write to stderr: set both to "
+            "json, or send one log elsewhere",
+            l->error_json ? "json" : "plain", l->access_json ? "json" : "logfmt");
+    return 0;
+}
+
 static int validate(struct config *c)
 {
     if (c->nlisten == 0) {
@@ -153,7 +172,7 @@ static int validate(struct config *c)
         c->methods[0] = c->users_path ? SOCKS5_METHOD_USERPASS : SOCKS5_METHOD_NONE;
         c->nmethods = 1;
     }
-    if (check_users(c) < 0 || check_gss(c) < 0)
+    if (check_users(c) < 0 || check_gss(c) < 0 || check_log_formats(c) < 0)
         return -1;
     return config_check_open_proxy(c, c->listen, c->nlisten, errout);
 }
@@ -186,6 +205,7 @@ void config_unref(struct config *c)
     config_free_rules(c);
     rules_free(c->pp_from);
     free(c->pp_from_text);
+    routes_free(c->routes);
     for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
         free(c->listen_at[i]);
     for (size_t i = 0; i < c->nrate_limits; i++) {

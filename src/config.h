@@ -16,6 +16,7 @@
 struct users;
 struct rules;
 struct gss_server;
+struct routes;
 
 #define CONFIG_MAX_LISTEN 64
 #define CONFIG_DEFAULT_PATH "/etc/socks5d/socks5d.conf"
@@ -49,6 +50,8 @@ struct config {
     size_t nrules;
     struct rules *pp_from; /* trusted PROXY protocol sources; required by PROXY listeners */
     char *pp_from_text;
+    struct routes *routes; /* upstream routes (route.h), NULL if none */
+    int socks4;            /* serve SOCKS4/4a clients on the same port */
     uint32_t timeout_handshake_ms, timeout_connect_ms, timeout_idle_ms;
     uint32_t timeout_bind_ms, timeout_udp_ms, shutdown_grace_ms, drain_delay_ms;
     uint32_t auth_cache_ttl_ms;
@@ -65,6 +68,8 @@ struct config {
     uint16_t udp_port_lo, udp_port_hi; /* 0,0: ephemeral */
     union addr_any advertise;          /* family 0: not set; port unused */
     union addr_any metrics;            /* family 0: no metrics endpoint */
+    int metrics_sessions;              /* enum metrics_sessions: who may list and close */
+    uint32_t metrics_users;            /* users with series of their own (0: none) */
     char *run_user;                    /* drop privileges to this user */
     /* GSS-API (RFC 1961): acceptor credentials when gssapi is a method,
      * read from gss_keytab (NULL: KRB5_KTNAME or the system default) for

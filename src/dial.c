@@ -23,6 +23,8 @@ struct dial {
     void *owner;
     size_t n, next, active;
     int last_err;
+    int has_out;
+    struct net_out out;
     struct loop_timer stagger, deadline;
     union addr_any addrs[RESOLVE_MAX_ADDRS];
     struct attempt at[RESOLVE_MAX_ADDRS];
@@ -66,7 +68,7 @@ static void on_stagger(struct loop_timer *t);
 /* A connecting socket charged to the budget, or -1 with errno set. */
 static int open_attempt(struct dial *d, struct attempt *a, const union addr_any *to)
 {
-    int fd = net_connect_nb(to, NET_NODELAY | NET_BUDGET, NULL, 0);
+    int fd = net_connect_nb(to, d->has_out ? &d->out : NULL, NET_NODELAY | NET_BUDGET, NULL, 0);
     if (fd < 0)
         return -1;
     /* Interest in both directions from the start: the winner's
@@ -136,8 +138,9 @@ static void on_connect(struct loop_io *io, unsigned events)
         finish(d, NULL, d->last_err);
 }
 
-struct dial *dial_start(struct loop *l, const union addr_any *addrs, size_t n, uint32_t timeout_ms,
-                        dial_fn fn, void *owner, int *err)
+struct dial *dial_start(struct loop *l, const union addr_any *addrs, size_t n,
+                        const struct net_out *out, uint32_t timeout_ms, dial_fn fn, void *owner,
+                        int *err)
 {
     struct dial *d = calloc(1, sizeof *d);
     if (!d) {
@@ -149,6 +152,10 @@ struct dial *dial_start(struct loop *l, const union addr_any *addrs, size_t n, u
     d->owner = owner;
     d->n = n < RESOLVE_MAX_ADDRS ? n : RESOLVE_MAX_ADDRS;
     memcpy(d->addrs, addrs, d->n * sizeof *addrs);
+    if (out != NULL) {
+        d->has_out = 1;
+        d->out = *out;
+    }
     d->last_err = EHOSTUNREACH;
     start_next(d);
     if (d->active == 0 || loop_timer_arm(l, &d->deadline, timeout_ms, on_deadline) < 0) {

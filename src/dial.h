@@ -9,6 +9,7 @@
 
 #include "addr.h"
 #include "loop.h"
+#include "net.h"
 
 #define DIAL_STAGGER_MS 250
 
@@ -22,10 +23,12 @@ struct dial;
 typedef void (*dial_fn)(void *owner, int fd, struct loop_io *io, int err,
                         const union addr_any *peer);
 
-/* Starts connecting to addrs[0..n) (n >= 1, at most RESOLVE_MAX_ADDRS).
+/* Starts connecting to addrs[0..n) (n >= 1, at most RESOLVE_MAX_ADDRS),
+ * every attempt leaving as `out` says (copied; NULL: as the kernel chooses).
  * Returns NULL with *err set when every address failed at once. */
-struct dial *dial_start(struct loop *l, const union addr_any *addrs, size_t n, uint32_t timeout_ms,
-                        dial_fn fn, void *owner, int *err);
+struct dial *dial_start(struct loop *l, const union addr_any *addrs, size_t n,
+                        const struct net_out *out, uint32_t timeout_ms, dial_fn fn, void *owner,
+                        int *err);
 /* Stops all attempts, closes their sockets and frees d; fn is not called. */
 void dial_cancel(struct dial *d);
 

@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,8 +37,10 @@ struct sink {
 static struct sink err_sink = {.fd = STDERR_FILENO, .kind = SINK_STDERR};
 static struct sink acc_sink = {.fd = STDERR_FILENO, .kind = SINK_STDERR};
 static atomic_int max_level = LOG_LVL_INFO;
-static atomic_int access_json;
-static int stamp_lines = 1; /* stderr into systemd's journal: it stamps lines itself */
+static atomic_int access_json, error_json;
+/* stderr is systemd's journal: it stamps lines itself and takes each
+ * line's priority from a "<N>" prefix (sd-daemon(3)). */
+static int journal;
 static int syslog_open;
 /* Held while targets are opened and switched (main thread on reload, log
  * thread on reopen), never while a line is written. */
@@ -59,9 +63,21 @@ static struct {
 static _Thread_local struct logring *my_ring;
 static _Thread_local int no_ring;
 
+/* Whether stderr is the journal stream systemd set up: JOURNAL_STREAM
+ * names its device and inode (systemd.exec(5)); a stderr redirected since
+ * is not. */
+static int journal_stream(void)
+{
+    const char *env = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    return env && sscanf(env, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+           (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 int log_init(void)
 {
-    stamp_lines = getenv("JOURNAL_STREAM") == NULL;
+    journal = journal_stream();
     err_sink.fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
     acc_sink.fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
     if (err_sink.fd < 0 || acc_sink.fd < 0) {
@@ -152,6 +168,33 @@ static int switch_targets(const struct log_settings *c, char *err, size_t errlen
     return 0;
 }
 
+/* Whether a syslog daemon (or journald) takes datagrams at /dev/log. */
+static int syslog_listens(void)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX, .sun_path = "/dev/log"};
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return 0;
+    int ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return ok;
+}
+
+int log_check_syslog(const struct log_settings *c, FILE *out)
+{
+    const char *what[] = {"error-log", "access-log"};
+    int sinks[] = {c->error_sink, c->access_sink}, n = 0;
+    for (int i = 0; i < 2; i++)
+        if (sinks[i] == SINK_SYSLOG && !syslog_listens()) {
+            fprintf(out,
+                    "socks5d: warning: %s syslog: nothing listens on /dev/log (no syslog daemon "
+                    "or journald here): its lines are lost\n",
+                    what[i]);
+            n++;
+        }
+    return n;
+}
+
 int log_configure(const struct log_settings *c, char *err, size_t errlen)
 {
     pthread_mutex_lock(&switch_lock);
@@ -161,6 +204,10 @@ int log_configure(const struct log_settings *c, char *err, size_t errlen)
         return -1;
     atomic_store(&max_level, c->level);
     atomic_store(&access_json, c->access_json);
+    atomic_store(&error_json, c->error_json);
+    /* The warning goes where the operator looks at start and reload (the
+     * error log itself may be the syslog that nobody reads). */
+    log_check_syslog(c, stderr);
     return 0;
 }
 
@@ -326,24 +373,50 @@ static void emit(uint8_t tag, struct line *l)
         wake_now();
 }
 
+/* The journal's "<N>" priority prefix, on lines to a stderr that is the
+ * journal (syslog sinks carry the priority themselves). */
+static void put_priority(struct line *l, int kind, int prio)
+{
+    char p[8];
+    if (journal && kind == SINK_STDERR)
+        put(l, p, (size_t)snprintf(p, sizeof p, "<%d>", prio));
+}
+
+static void put_value(struct line *l, const char *v, int json);
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
-    static const char *const names[] = {"error: ", "warn: ", "info: ", "debug: "};
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    static const int prios[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
     struct line l = {.n = 0};
+    char msg[LINE_BYTES];
     va_list ap;
     if (!log_enabled(level))
         return;
-    int kind = atomic_load(&err_sink.kind);
-    if (kind == SINK_FILE || (stamp_lines && kind == SINK_STDERR)) {
-        l.n = stamp(l.buf, sizeof l.buf);
-        put(&l, " ", 1);
-    }
-    puts_(&l, names[level]);
     va_start(ap, fmt);
-    int m = vsnprintf(l.buf + l.n, sizeof l.buf - 1 - l.n, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (m > 0)
-        l.n += (size_t)m < sizeof l.buf - 1 - l.n ? (size_t)m : sizeof l.buf - 2 - l.n;
+    int kind = atomic_load(&err_sink.kind);
+    put_priority(&l, kind, prios[level]);
+    if (atomic_load_explicit(&error_json, memory_order_relaxed)) {
+        char ts[40];
+        stamp(ts, sizeof ts);
+        puts_(&l, "{\"time\":\"");
+        puts_(&l, ts);
+        puts_(&l, "\",\"level\":\"");
+        puts_(&l, names[level]);
+        puts_(&l, "\",\"msg\":");
+        put_value(&l, msg, 1);
+        puts_(&l, "}");
+    } else {
+        if (kind == SINK_FILE || (!journal && kind == SINK_STDERR)) {
+            l.n += stamp(l.buf + l.n, sizeof l.buf - l.n);
+            put(&l, " ", 1);
+        }
+        puts_(&l, names[level]);
+        puts_(&l, ": ");
+        puts_(&l, msg);
+    }
     emit((uint8_t)level, &l);
 }
 
@@ -392,6 +465,18 @@ static void put_value(struct line *l, const char *v, int json)
         put(l, "\"", 1);
 }
 
+/* Appends pairs kv[0..n) as logfmt (" key=value") or as JSON members
+ * (",\"key\":\"value\"", first without its comma when first). */
+static void put_pairs(struct line *l, const char *const *kv, size_t n, int json, int first)
+{
+    for (size_t i = 0; i + 1 < 2 * n; i += 2) {
+        puts_(l, json ? (first && i == 0 ? "\"" : ",\"") : " ");
+        puts_(l, kv[i]);
+        puts_(l, json ? "\":" : "=");
+        put_value(l, kv[i + 1], json);
+    }
+}
+
 void log_access(const char *const *kv, size_t n)
 {
     struct line l = {.n = 0};
@@ -400,19 +485,24 @@ void log_access(const char *const *kv, size_t n)
     if (!log_access_enabled())
         return;
     stamp(ts, sizeof ts);
+    put_priority(&l, atomic_load_explicit(&acc_sink.kind, memory_order_relaxed), LOG_INFO);
     puts_(&l, json ? "{\"time\":\"" : "time=");
     puts_(&l, ts);
     if (json)
         puts_(&l, "\"");
-    for (size_t i = 0; i + 1 < 2 * n; i += 2) {
-        puts_(&l, json ? ",\"" : " ");
-        puts_(&l, kv[i]);
-        puts_(&l, json ? "\":" : "=");
-        put_value(&l, kv[i + 1], json);
-    }
+    put_pairs(&l, kv, n, json, 0);
     if (json)
         puts_(&l, "}");
     emit(TAG_ACCESS, &l);
+}
+
+void log_json_object(FILE *f, const char *const *kv, size_t n)
+{
+    struct line l = {.n = 0};
+    puts_(&l, "{");
+    put_pairs(&l, kv, n, 1, 1);
+    puts_(&l, "}");
+    fwrite(l.buf, 1, l.n, f);
 }
 
 /* ---------------- the log thread ---------------- */

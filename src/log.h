@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 enum log_level { LOG_LVL_ERROR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
@@ -27,6 +28,7 @@ struct log_settings {
     int error_sink, access_sink; /* enum log_sink */
     char *error_log_path, *access_log_path;
     int access_json;
+    int error_json; /* error-log lines as JSON objects (time, level, msg) */
 };
 
 /* Called once before anything logs. Returns 0 or -1. */
@@ -34,6 +36,10 @@ int log_init(void);
 /* Points both logs where c says (at start and on reload). Returns 0, or -1
  * with the reason in err (the previous targets stay in force). */
 int log_configure(const struct log_settings *c, char *err, size_t errlen);
+/* Writes to out a warning for each syslog sink in c that no syslog daemon
+ * or journald listens for (no socket at /dev/log): its lines would be
+ * lost. Returns how many. */
+int log_check_syslog(const struct log_settings *c, FILE *out);
 /* Reopens log files (SIGUSR1): on the log thread when it runs (returns 0
  * at once), else now (returns 0 or -1 after logging why). */
 int log_reopen(void);
@@ -73,5 +79,7 @@ static inline const char *log_s(unsigned long long n)
 /* One access-log record: n key/value pairs (kv[2i], kv[2i+1]), written as
  * logfmt (time=... key=value ...) or as one JSON object per line. */
 void log_access(const char *const *kv, size_t n);
+/* Writes the same pairs as one JSON object (no time, no newline) to f. */
+void log_json_object(FILE *f, const char *const *kv, size_t n);
 
 #endif

@@ -25,6 +25,7 @@
 #include "privs.h"
 #include "quota.h"
 #include "users.h"
+#include "userstats.h"
 #include "version.h"
 #include "worker.h"
 
@@ -342,6 +343,7 @@ static void reload(struct server *sv)
     }
     if (log_configure(&c->log, err, sizeof err) < 0)
         log_error("reload: %s (logs stay where they were)", err);
+    userstats_set_max(c->metrics_users);
     refresh_self(sv);
     if (!sv->activated) {
         /* Sockets of addresses no longer listed are closed by the workers. */
@@ -503,7 +505,8 @@ static int prepare(struct server *sv)
         log_error("%s", err);
         return 2;
     }
-    if (metrics_start(&sv->cfg->metrics, sv->nworkers, err, sizeof err) < 0) {
+    if (metrics_start(&sv->cfg->metrics, sv->nworkers, sv->cfg->metrics_sessions, err, sizeof err) <
+        0) {
         log_error("%s", err);
         return 1;
     }
@@ -550,6 +553,7 @@ static int check_and_exit(struct config *c, int mode)
 {
     int bad = check_log_files(c) < 0;
     bad |= check_config(c, stderr) < 0;
+    log_check_syslog(&c->log, stderr);
     if (!bad && mode == CONFIG_DUMP) {
         config_size_limits(c, raise_nofile());
         config_dump(c, stdout);
@@ -583,6 +587,7 @@ int main(int argc, char **argv)
         config_unref(sv.cfg);
         return 2;
     }
+    userstats_set_max(sv.cfg->metrics_users);
     block_signals();
     if (log_start() < 0) {
         fprintf(stderr, "socks5d: log thread: %s\n", strerror(errno));

@@ -1,6 +1,7 @@
 /* Prometheus text exposition over a minimal, read-only HTTP/1.0 server. */
 #include "metrics.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -9,13 +10,16 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fdbudget.h"
 #include "log.h"
 #include "loop.h"
 #include "net.h"
+#include "sessq.h"
 #include "stats.h"
+#include "userstats.h"
 #include "version.h"
 #include "wenv.h"
 #include "worker.h"
@@ -27,6 +31,8 @@
 #define REQUEST_MAX 4096
 #define REQUEST_TIMEOUT_MS 2000 /* from accept to a complete request head */
 #define SCRAPE_TIMEOUT_MS 5000  /* then to the last byte of the answer */
+#define SESSQ_TIMEOUT_MS 2000   /* for every worker to answer about its sessions */
+#define SESSQ_POLL_MS 2
 
 const uint32_t stats_bucket_ms[STATS_BUCKETS - 1] = {1,   2,   5,    10,   25,   50,
                                                      100, 250, 1000, 2500, 10000};
@@ -49,6 +55,10 @@ struct scrape {
     size_t len;
     char *out;
     size_t out_len, out_off;
+    int head_only; /* HEAD: the answer's head without its body */
+    union addr_any peer;
+    struct sessq *q;  /* a question to the workers, not yet answered */
+    uint64_t q_until; /* when to stop waiting for it */
 };
 
 static struct {
@@ -60,8 +70,10 @@ static struct {
     struct worker **w; /* published once, read by the metrics thread */
     _Atomic int nworkers;
     atomic_int draining;
+    int sessions_access; /* enum metrics_sessions */
     atomic_ulong reloads;
     atomic_int last_reload_ok;
+    _Atomic double last_load_ok_at; /* Unix time of the last configuration that loaded */
     int active;
     struct scrape *head, *tail; /* open connections, oldest first */
 } m = {.last_reload_ok = 1};
@@ -77,10 +89,19 @@ void metrics_set_draining(void)
     atomic_store(&m.draining, 1);
 }
 
+static double now_unix(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 void metrics_reloaded(int ok)
 {
     atomic_fetch_add(&m.reloads, 1);
     atomic_store(&m.last_reload_ok, ok);
+    if (ok)
+        atomic_store(&m.last_load_ok_at, now_unix());
 }
 
 /* ---------------- rendering ---------------- */
@@ -159,21 +180,100 @@ static void single(FILE *f, const char *name, const char *type, const char *help
     fprintf(f, "%s %llu\n", name, (unsigned long long)v);
 }
 
+/* The process's start (Unix seconds) and resident memory (bytes) from
+ * /proc, as the Prometheus client libraries read them; 0 when unreadable. */
+static double process_start_time(void)
+{
+    char buf[1024], line[256];
+    double btime = 0;
+    unsigned long long start = 0;
+    FILE *f = fopen("/proc/stat", "re");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "btime %lf", &btime) == 1)
+            break;
+    fclose(f);
+    f = fopen("/proc/self/stat", "re");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    /* Field 22 (starttime, clock ticks after boot) counts from after the
+     * command name, which may hold spaces and parentheses. */
+    const char *p = strrchr(buf, ')');
+    if (!p || sscanf(p + 2,
+                     "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
+                     "%*d %*d %llu",
+                     &start) != 1)
+        return 0;
+    return btime + (double)start / (double)sysconf(_SC_CLK_TCK);
+}
+
+static uint64_t process_resident_bytes(void)
+{
+    unsigned long long size = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "re");
+    if (!f)
+        return 0;
+    if (fscanf(f, "%llu %llu", &size, &resident) != 2)
+        resident = 0;
+    fclose(f);
+    return resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void single_real(FILE *f, const char *name, const char *type, const char *help, double v)
+{
+    metric(f, name, type, help);
+    fprintf(f, "%s %.6f\n", name, v);
+}
+
+/* The standard process_* metrics every Prometheus client exports. */
+static void process_metrics(FILE *f)
+{
+    struct rlimit rl = {0, 0};
+    struct rusage ru;
+    double cpu = 0;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+              ru.ru_stime.tv_usec / 1e6;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    single_real(f, "process_cpu_seconds_total", "counter",
+                "Total user and system CPU time spent in seconds.", cpu);
+    single_real(f, "process_start_time_seconds", "gauge",
+                "Start time of the process since unix epoch in seconds.", process_start_time());
+    single(f, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+           process_resident_bytes());
+    single(f, "process_open_fds", "gauge", "Number of open file descriptors.",
+           fdbudget_count_open());
+    single(f, "process_max_fds", "gauge", "Maximum number of open file descriptors.",
+           (uint64_t)rl.rlim_cur);
+}
+
+static void listeners(FILE *f, const struct stats *t)
+{
+    metric(f, "socks5d_listener_connections_total", "counter",
+           "Connections accepted, by listening address.");
+    for (unsigned i = 0; i < lslots_count(); i++)
+        fprintf(f, "socks5d_listener_connections_total{listener=\"%s\"} %llu\n", lslots_name(i),
+                (unsigned long long)stat_get(&t->listener_conns[i]));
+}
+
 static char *render(size_t *len)
 {
     struct stats t;
-    struct rlimit rl = {0, 0};
     char *buf = NULL;
     FILE *f = open_memstream(&buf, len);
     if (!f)
         return NULL;
     sum_stats(&t);
-    getrlimit(RLIMIT_NOFILE, &rl);
+    process_metrics(f);
     metric(f, "socks5d_build_info", "gauge", "Build information.");
     fprintf(f, "socks5d_build_info{version=\"%s\"} 1\n", SOCKS5D_VERSION);
     single(f, "socks5d_workers", "gauge", "Worker threads.", (uint64_t)atomic_load(&m.nworkers));
     single(f, "socks5d_sessions_active", "gauge", "Sessions open now.", stat_get(&t.active));
     sessions(f, &t);
+    listeners(f, &t);
     handshakes(f, &t);
     single(f, "socks5d_probes_total", "counter",
            "Connections closed without sending a byte (health checks).", stat_get(&t.probes));
@@ -205,14 +305,16 @@ static char *render(size_t *len)
               &t.connect);
     single(f, "socks5d_log_lines_dropped_total", "counter",
            "Log lines dropped because the log sink could not keep up.", log_dropped());
-    single(f, "socks5d_open_fds", "gauge", "File descriptors open.", fdbudget_count_open());
-    single(f, "socks5d_max_fds", "gauge", "File descriptor limit.", (uint64_t)rl.rlim_cur);
     single(f, "socks5d_config_reloads_total", "counter", "Configuration reloads attempted.",
            atomic_load(&m.reloads));
     single(f, "socks5d_config_last_reload_success", "gauge", "1 if the last reload succeeded.",
            (uint64_t)atomic_load(&m.last_reload_ok));
+    single_real(f, "socks5d_config_last_reload_success_timestamp_seconds", "gauge",
+                "When the configuration last loaded (start or reload), in Unix seconds.",
+                atomic_load(&m.last_load_ok_at));
     single(f, "socks5d_draining", "gauge", "1 while shutting down.",
            (uint64_t)atomic_load(&m.draining));
+    userstats_render(f);
     if (fclose(f) != 0) {
         free(buf);
         return NULL;
@@ -230,6 +332,7 @@ static void scrape_end(struct scrape *s)
     *(s->prev ? &s->prev->next : &m.head) = s->next;
     *(s->next ? &s->next->prev : &m.tail) = s->prev;
     m.active--;
+    sessq_unref(s->q);
     free(s->out);
     free(s);
 }
@@ -244,7 +347,8 @@ static void respond(struct scrape *s, const char *status, const char *type, char
             f,
             "HTTP/1.0 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
             status, type, blen);
-        fwrite(body, 1, blen, f);
+        if (!s->head_only)
+            fwrite(body, 1, blen, f);
         fclose(f);
     }
     free(body);
@@ -252,15 +356,195 @@ static void respond(struct scrape *s, const char *status, const char *type, char
     s->out_len = out ? len : 0;
 }
 
+static void scrape_timeout(struct loop_timer *t);
+
+/* ---------------- the session list ---------------- */
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* The value of key in the query string qs ("a=1&b=x%20y"), decoded into
+ * out. Returns 1 when present, 0 when absent, -1 when malformed. */
+static int query_value(const char *qs, const char *key, char *out, size_t outlen)
+{
+    size_t klen = strlen(key);
+    for (const char *p = qs; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+        if (strncmp(p, key, klen) != 0 || p[klen] != '=')
+            continue;
+        size_t n = 0;
+        for (p += klen + 1; *p && *p != '&'; p++) {
+            int c = *p == '+' ? ' ' : (unsigned char)*p;
+            if (*p == '%') {
+                int hi = hexval(p[1]), lo = hi < 0 ? -1 : hexval(p[2]);
+                if (lo < 0)
+                    return -1;
+                c = hi * 16 + lo;
+                p += 2;
+            }
+            if (c == 0 || n + 1 >= outlen)
+                return -1;
+            out[n++] = (char)c;
+        }
+        out[n] = '\0';
+        return 1;
+    }
+    return 0;
+}
+
+/* The answer once every worker has answered: the sessions, or how many
+ * were closed. */
+static void answer_sessq(struct scrape *s)
+{
+    struct sessq *q = s->q;
+    char *body = NULL, peer[ADDR_STRLEN];
+    size_t len = 0;
+    unsigned closed = 0;
+    FILE *f = open_memstream(&body, &len);
+    for (int k = 0; k < q->nparts; k++)
+        closed += q->part[k].closed;
+    if (f) {
+        if (q->close) {
+            fprintf(f, "{\"closed\":%u}\n", closed);
+        } else {
+            int first = 1;
+            fputs("{\"sessions\":[", f);
+            for (int k = 0; k < q->nparts; k++)
+                if (q->part[k].len) {
+                    fputs(first ? "" : ",", f);
+                    fwrite(q->part[k].json, 1, q->part[k].len, f);
+                    first = 0;
+                }
+            fputs("]}\n", f);
+        }
+        if (fclose(f) != 0) {
+            free(body);
+            body = NULL;
+        }
+    }
+    if (q->close) {
+        char what[300];
+        if (q->user)
+            snprintf(what, sizeof what, "user %s", q->user);
+        else
+            snprintf(what, sizeof what, "id %llu", (unsigned long long)q->id);
+        log_info("metrics: %u session%s of %s closed at the request of %s", closed,
+                 closed == 1 ? "" : "s", what, addr_str(&s->peer.sa, peer, sizeof peer));
+    }
+    s->q = NULL;
+    sessq_unref(q);
+    if (body)
+        respond(s, "200 OK", "application/json", body, len);
+    else
+        respond(s, "500 Internal Server Error", "text/plain", strdup("out of memory\n"), 14);
+}
+
+static void send_answer(struct scrape *s);
+
+static void sessq_poll(struct loop_timer *t)
+{
+    struct scrape *s = container_of(t, struct scrape, timer);
+    if (sessq_answered(s->q)) {
+        answer_sessq(s);
+    } else if (loop_now(m.loop) < s->q_until) {
+        loop_timer_arm(m.loop, &s->timer, SESSQ_POLL_MS, sessq_poll);
+        return;
+    } else {
+        sessq_unref(s->q);
+        s->q = NULL;
+        respond(s, "503 Service Unavailable", "text/plain", strdup("workers did not answer\n"), 23);
+    }
+    loop_timer_arm(m.loop, &s->timer, SCRAPE_TIMEOUT_MS, scrape_timeout);
+    send_answer(s);
+}
+
+/* Asks every worker about its sessions; the answer comes in sessq_poll. */
+static void ask_workers(struct scrape *s, int close, uint64_t id, const char *user)
+{
+    int n = atomic_load(&m.nworkers);
+    struct sessq *q = n > 0 ? sessq_new(n, close, id, user) : NULL;
+    if (!q) {
+        respond(s, "503 Service Unavailable", "text/plain", strdup("not ready\n"), 10);
+        return;
+    }
+    s->q = q;
+    s->q_until = loop_now(m.loop) + SESSQ_TIMEOUT_MS;
+    for (int k = 0; k < n; k++)
+        worker_sessq(m.w[k], &q->part[k]);
+}
+
+/* A session id: decimal digits only, not 0. Returns 0 or -1. */
+static int parse_id(const char *v, uint64_t *id)
+{
+    char *end;
+    if (!isdigit((unsigned char)v[0]))
+        return -1;
+    errno = 0;
+    *id = strtoull(v, &end, 10);
+    return *end || errno || *id == 0 ? -1 : 0;
+}
+
+/* GET /sessions lists the sessions; POST /sessions/close?id=N or ?user=NAME
+ * ends them. They name users and destinations and can end tunnels: only
+ * from loopback unless the configuration says otherwise. */
+static void sessions_route(struct scrape *s, const char *method, const char *path, const char *qs)
+{
+    char user[256], idbuf[24];
+    int close = strcmp(path, "/sessions/close") == 0;
+    if (m.sessions_access == METRICS_SESSIONS_OFF) {
+        respond(s, "404 Not Found", "text/plain", strdup("sessions are off\n"), 17);
+    } else if (m.sessions_access == METRICS_SESSIONS_LOOPBACK && !addr_is_loopback(&s->peer.sa)) {
+        respond(s, "403 Forbidden", "text/plain", strdup("loopback only\n"), 14);
+    } else if (close ? strcmp(method, "POST") != 0 : !!strcmp(method, "GET") && !s->head_only) {
+        respond(s, "405 Method Not Allowed", "text/plain",
+                strdup(close ? "POST only\n" : "GET or HEAD only\n"), close ? 10 : 17);
+    } else if (!close) {
+        ask_workers(s, 0, 0, NULL);
+    } else {
+        int has_user = query_value(qs, "user", user, sizeof user);
+        int has_id = query_value(qs, "id", idbuf, sizeof idbuf);
+        uint64_t id = 0;
+        if (has_user < 0 || has_id < 0 || has_user + has_id != 1 ||
+            (has_id && parse_id(idbuf, &id) < 0))
+            respond(s, "400 Bad Request", "text/plain",
+                    strdup("give one of id=SESSION or user=NAME\n"), 36);
+        else
+            ask_workers(s, 1, id, has_user ? user : NULL);
+    }
+}
+
 /* Decides the answer once the request head is in. */
 static void route(struct scrape *s)
 {
-    char method[8], path[256];
-    size_t len = 0;
-    if (sscanf(s->req, "%7s %255s", method, path) != 2) {
+    /* Room for a user name of 255 bytes, each percent-encoded. */
+    char method[8], path[1024], *qs;
+    size_t len = 0, plen;
+    int off = 0;
+    if (sscanf(s->req, "%7s %n", method, &off) != 1 || off == 0 ||
+        (plen = strcspn(s->req + off, " \r\n")) == 0) {
         respond(s, "400 Bad Request", "text/plain", strdup("bad request\n"), 12);
-    } else if (strcmp(method, "GET") != 0) {
-        respond(s, "405 Method Not Allowed", "text/plain", strdup("GET only\n"), 9);
+        return;
+    }
+    if (plen >= sizeof path) {
+        respond(s, "414 URI Too Long", "text/plain", strdup("too long\n"), 9);
+        return;
+    }
+    memcpy(path, s->req + off, plen);
+    path[plen] = '\0';
+    /* Scrapers and probes may add a query string (a cache buster, Prometheus
+     * params): it selects nothing but the sessions to close. */
+    qs = strchr(path, '?');
+    if (qs)
+        *qs++ = '\0';
+    s->head_only = strcmp(method, "HEAD") == 0;
+    if (strcmp(path, "/sessions") == 0 || strcmp(path, "/sessions/close") == 0) {
+        sessions_route(s, method, path, qs);
+    } else if (strcmp(method, "GET") != 0 && !s->head_only) {
+        respond(s, "405 Method Not Allowed", "text/plain", strdup("GET or HEAD only\n"), 17);
     } else if (strcmp(path, "/metrics") == 0) {
         char *body = render(&len);
         if (body)
@@ -286,7 +570,7 @@ static void scrape_timeout(struct loop_timer *t)
  * or -1 when the connection was ended. */
 static int read_request(struct scrape *s)
 {
-    while (!s->out) {
+    while (!s->out && !s->q) {
         ssize_t n = read(s->io.fd, s->req + s->len, sizeof s->req - 1 - s->len);
         if (n < 0 && errno == EINTR)
             continue;
@@ -303,11 +587,13 @@ static int read_request(struct scrape *s)
         else if (s->len == sizeof s->req - 1)
             respond(s, "431 Request Header Fields Too Large", "text/plain", strdup("too large\n"),
                     10);
-        if (!s->out && s->len == sizeof s->req - 1) {
+        if (!s->out && !s->q && s->len == sizeof s->req - 1) {
             scrape_end(s); /* no memory for an answer */
             return -1;
         }
     }
+    if (s->q) /* the workers answer on their loops */
+        return loop_timer_arm(m.loop, &s->timer, SESSQ_POLL_MS, sessq_poll) < 0 ? -1 : 0;
     /* Answered: the reader gets its own deadline to take the answer. */
     loop_timer_arm(m.loop, &s->timer, SCRAPE_TIMEOUT_MS, scrape_timeout);
     return 0;
@@ -332,7 +618,7 @@ static void scrape_io(struct loop_io *io, unsigned events)
 {
     struct scrape *s = container_of(io, struct scrape, io);
     (void)events;
-    if (!s->out && read_request(s) < 0)
+    if (!s->out && !s->q && read_request(s) < 0)
         return;
     if (s->out)
         send_answer(s);
@@ -354,7 +640,7 @@ static int make_room(void)
 }
 
 /* Takes over an accepted connection (charged to the budget). */
-static void scrape_start(int fd)
+static void scrape_start(int fd, const union addr_any *peer)
 {
     struct scrape *s = make_room() == 0 ? calloc(1, sizeof *s) : NULL;
     if (!s || loop_io_add(m.loop, &s->io, fd, LOOP_READ | LOOP_WRITE, scrape_io) < 0 ||
@@ -366,6 +652,7 @@ static void scrape_start(int fd)
         fdbudget_give(1);
         return;
     }
+    s->peer = *peer;
     s->prev = m.tail;
     *(m.tail ? &m.tail->next : &m.head) = s;
     m.tail = s;
@@ -376,14 +663,15 @@ static void on_accept(struct loop_io *io, unsigned events)
 {
     (void)events;
     for (;;) {
-        int fd = net_accept(io->fd, NULL);
+        union addr_any peer;
+        int fd = net_accept(io->fd, &peer);
         if (fd < 0)
             return;
         if (!fdbudget_take(1, FDB_CLIENT)) {
             close(fd);
             continue;
         }
-        scrape_start(fd);
+        scrape_start(fd, &peer);
     }
 }
 
@@ -396,10 +684,12 @@ static void *metrics_main(void *arg)
     return NULL;
 }
 
-int metrics_start(const union addr_any *addr, int nworkers, char *err, size_t errlen)
+int metrics_start(const union addr_any *addr, int nworkers, int sessions, char *err, size_t errlen)
 {
     char name[ADDR_STRLEN], why[256];
     (void)nworkers;
+    m.sessions_access = sessions;
+    atomic_store(&m.last_load_ok_at, now_unix());
     if (addr->sa.sa_family == 0)
         return 0;
     addr_str(&addr->sa, name, sizeof name);

@@ -45,6 +45,8 @@ static const struct net_opt {
     {NET_REUSEPORT, SOL_SOCKET, SO_REUSEPORT, "setsockopt SO_REUSEPORT"},
     {NET_NODELAY, IPPROTO_TCP, TCP_NODELAY, "setsockopt TCP_NODELAY"},
     {NET_V6ONLY, IPPROTO_IPV6, IPV6_V6ONLY, "setsockopt IPV6_V6ONLY"},
+    /* SOL_IP serves IPv6 sockets too: the flag is the socket's, not the family's. */
+    {NET_FREEBIND, SOL_IP, IP_FREEBIND, "setsockopt IP_FREEBIND"},
 };
 
 /* net_socket with ctx naming the socket in messages. */
@@ -137,13 +139,57 @@ int net_bind_udp(union addr_any *a, uint16_t lo, uint16_t hi, unsigned flags, ch
     return fd;
 }
 
-int net_connect_nb(const union addr_any *to, unsigned flags, char *err, size_t errlen)
+static int set_int(int fd, int level, int name, int v, const char *label, const char *ctx,
+                   char *err, size_t errlen)
+{
+    if (setsockopt(fd, level, name, &v, sizeof v) < 0)
+        return fail(err, errlen, label, ctx);
+    return 0;
+}
+
+static int bind_source(int fd, const union addr_any *src, char *err, size_t errlen)
+{
+    char name[ADDR_STRLEN];
+    addr_str(&src->sa, name, sizeof name);
+    int v6 = src->sa.sa_family == AF_INET6;
+    if (set_int(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1, "setsockopt IP_BIND_ADDRESS_NO_PORT", name,
+                err, errlen) < 0 ||
+        set_int(fd, v6 ? SOL_IPV6 : SOL_IP, v6 ? IPV6_FREEBIND : IP_FREEBIND, 1,
+                v6 ? "setsockopt IPV6_FREEBIND" : "setsockopt IP_FREEBIND", name, err, errlen) < 0)
+        return -1;
+    if (bind(fd, &src->sa, addr_len(&src->sa)) < 0)
+        return fail(err, errlen, "bind source", name);
+    return 0;
+}
+
+int net_apply_out(int fd, int family, const struct net_out *o, char *err, size_t errlen)
+{
+    if (o == NULL)
+        return 0;
+    if (o->dev[0] != '\0' &&
+        setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, o->dev, (socklen_t)strlen(o->dev)) < 0)
+        return fail(err, errlen, "setsockopt SO_BINDTODEVICE", o->dev);
+    if (o->has_mark && set_int(fd, SOL_SOCKET, SO_MARK, (int)o->mark, "setsockopt SO_MARK",
+                               "(out mark)", err, errlen) < 0)
+        return -1;
+    for (size_t i = 0; i < o->nsrc && i < 2; i++)
+        if (o->src[i].sa.sa_family == family)
+            return bind_source(fd, &o->src[i], err, errlen);
+    return 0;
+}
+
+int net_connect_nb(const union addr_any *to, const struct net_out *out, unsigned flags, char *err,
+                   size_t errlen)
 {
     char name[ADDR_STRLEN];
     addr_str(&to->sa, name, sizeof name);
     int fd = open_socket(to->sa.sa_family, SOCK_STREAM, flags, name, err, errlen);
     if (fd < 0)
         return -1;
+    if (net_apply_out(fd, to->sa.sa_family, out, err, errlen) < 0) {
+        net_close(fd, flags);
+        return -1;
+    }
     if (connect(fd, &to->sa, addr_len(&to->sa)) < 0 && errno != EINPROGRESS)
         return fail_close(fd, flags, err, errlen, "connect", name);
     return fd;

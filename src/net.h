@@ -30,6 +30,8 @@ enum net_flag {
     /* Applied to AF_INET6 sockets only: [::] then does not take IPv4 too. */
     NET_V6ONLY = 1 << 3,
     NET_BUDGET = 1 << 4,
+    /* Bind an address the host does not have (a prefix routed to it). */
+    NET_FREEBIND = 1 << 5,
 };
 
 /* A socket of family and type (SOCK_STREAM, SOCK_DGRAM) with the options
@@ -45,9 +47,28 @@ int net_listen_tcp(const union addr_any *a, int backlog, unsigned flags, char *e
 int net_bind_udp(union addr_any *a, uint16_t lo, uint16_t hi, unsigned flags, char *err,
                  size_t errlen);
 
-/* A TCP socket connecting to to: the connect has finished or is in
- * progress (writability tells when, SO_ERROR how). */
-int net_connect_nb(const union addr_any *to, unsigned flags, char *err, size_t errlen);
+/* How an outbound socket leaves the host (a route's `out`). */
+struct net_out {
+    size_t nsrc;
+    union addr_any src[2]; /* source addresses, port 0, at most one per family; a socket
+                              of a family with none leaves as the kernel chooses */
+    char dev[16];          /* SO_BINDTODEVICE when not empty */
+    int has_mark;
+    uint32_t mark; /* SO_MARK, for policy routing */
+};
+
+/* Applies o (NULL: nothing) to a fresh socket fd of `family`, before its
+ * connect or first send. The source is bound with IP_BIND_ADDRESS_NO_PORT,
+ * so the port is picked at connect time together with the destination and
+ * many sources do not exhaust the port range, and with IP_FREEBIND /
+ * IPV6_FREEBIND, so any address of a prefix routed to the host works. */
+int net_apply_out(int fd, int family, const struct net_out *o, char *err, size_t errlen);
+
+/* A TCP socket connecting to to, leaving as `out` says (NULL: as the
+ * kernel chooses): the connect has finished or is in progress (writability
+ * tells when, SO_ERROR how). */
+int net_connect_nb(const union addr_any *to, const struct net_out *out, unsigned flags, char *err,
+                   size_t errlen);
 
 /* The next connection of listener fd, non-blocking and close-on-exec;
  * peer (may be NULL) receives its address. EINTR is retried; EAGAIN means

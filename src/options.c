@@ -22,6 +22,7 @@
 #include "buildinfo.h"
 #include "config.h"
 #include "proto.h"
+#include "route.h"
 #include "rules.h"
 #include "version.h"
 
@@ -521,6 +522,32 @@ static void show_rules(const struct config *c, const struct options_def *d, FILE
         fprintf(out, "%s\n", c->rule_text[i]);
 }
 
+/* A route (route.h), from the file or --route; credentials only from a
+ * file: a command line is visible to every local user. */
+static int set_route(struct config *c, const struct options_def *d, const char *arg,
+                     struct options_origin *o, char *err, size_t errlen)
+{
+    int n, skip = 0;
+    (void)d;
+    if (!c->routes && !(c->routes = routes_new()))
+        return out_of_memory(err, errlen);
+    if (routes_add(c->routes, arg, o->file, o->line, o->file ? ROUTES_SECRETS_OK : 0, err,
+                   errlen) == 0)
+        return 0;
+    if (sscanf(err, "column %d: %n", &n, &skip) == 1 && skip > 0) {
+        o->column += n - 1;
+        memmove(err, err + skip, strlen(err + skip) + 1);
+    }
+    return -1;
+}
+
+/* Passwords come out as "***" (route.h keeps the text masked). */
+static void show_routes(const struct config *c, const struct options_def *d, FILE *out)
+{
+    for (size_t i = 0; i < routes_count(c->routes); i++)
+        fprintf(out, "%s %s\n", d->name, routes_get(c->routes, i)->text);
+}
+
 static int set_pp_from(struct config *c, const struct options_def *d, const char *arg,
                        struct options_origin *o, char *err, size_t errlen)
 {
@@ -738,6 +765,43 @@ static void show_access_format(const struct config *c, const struct options_def 
     fprintf(out, "%s %s\n", d->name, c->log.access_json ? "json" : "logfmt");
 }
 
+/* plain, json, or auto: JSON exactly when the access log is (config.c
+ * resolves it, so that stderr never mixes JSON and plain lines). */
+static int set_error_format(struct config *c, const struct options_def *d, const char *arg,
+                            struct options_origin *o, char *err, size_t errlen)
+{
+    (void)d, (void)o;
+    if (strcmp(arg, "auto") && strcmp(arg, "plain") && strcmp(arg, "json"))
+        return snprintf(err, errlen, "'%s': expected auto, plain or json", arg), -1;
+    c->log.error_json = strcmp(arg, "auto") == 0 ? -1 : strcmp(arg, "json") == 0;
+    return 0;
+}
+
+static void show_error_format(const struct config *c, const struct options_def *d, FILE *out)
+{
+    fprintf(out, "%s %s\n", d->name,
+            c->log.error_json < 0 ? "auto"
+            : c->log.error_json   ? "json"
+                                  : "plain");
+}
+
+static const char *const sessions_names[] = {"loopback", "off", "any"}; /* enum metrics_sessions */
+
+static int set_metrics_sessions(struct config *c, const struct options_def *d, const char *arg,
+                                struct options_origin *o, char *err, size_t errlen)
+{
+    (void)d, (void)o;
+    for (int i = 0; i < 3; i++)
+        if (strcmp(arg, sessions_names[i]) == 0)
+            return c->metrics_sessions = i, 0;
+    return snprintf(err, errlen, "'%s': expected loopback, off or any", arg), -1;
+}
+
+static void show_metrics_sessions(const struct config *c, const struct options_def *d, FILE *out)
+{
+    fprintf(out, "%s %s\n", d->name, sessions_names[c->metrics_sessions]);
+}
+
 /* verbose and quiet change log-level and access-log, which -T prints. */
 static int set_verbose(struct config *c, const struct options_def *d, const char *arg,
                        struct options_origin *o, char *err, size_t errlen)
@@ -865,12 +929,22 @@ const struct options_def options_table[] = {
     {"proxy-protocol-from", 0, OPTIONS_BOTH, "CIDR[,CIDR...]", "trusted PROXY header senders", NULL,
      set_pp_from, show_string, OFF(pp_from_text), 0, 0, 0},
     FLAG("open-proxy", "allow a non-loopback listener without auth", open_proxy),
+    {"route", 0, OPTIONS_BOTH, "'ROUTE'",
+     "where traffic leaves, repeatable: '[CLAUSES] via\nHOPS|direct [| ...] [out ...]' "
+     "(docs/routes.md;\ncredentials only in the config file)",
+     NULL, set_route, show_routes, 0, 0, 0, 0},
+    FLAG("socks4", "serve SOCKS4/4a on the same port (no login)", socks4),
     {"user", 0, OPTIONS_BOTH, "NAME", "drop privileges to NAME after binding", NULL, set_string,
      show_string, OFF(run_user), 0, 0, 0},
     FLAG("allow-root", "allow running as root beyond loopback", allow_root),
     {"metrics", 0, OPTIONS_BOTH, "[ADDR:]PORT",
      "Prometheus /metrics and /healthz endpoint\n(a bare port listens on 127.0.0.1)", "off",
      set_metrics, show_metrics, 0, 0, 0, 0},
+    {"metrics-sessions", 0, OPTIONS_BOTH, "loopback|off|any",
+     "who may list and close sessions at /sessions", "loopback", set_metrics_sessions,
+     show_metrics_sessions, 0, 0, 0, 0},
+    COUNT("metrics-users", "users with metrics series of their own (0: none)", "0", metrics_users,
+          0, 100000),
     {"log-level", 0, OPTIONS_BOTH, "LEVEL", "error, warn, info or debug", "info", set_log_level,
      show_log_level, 0, 0, 0, 0},
     {"error-log", 0, OPTIONS_BOTH, "stderr|syslog|FILE", "where errors go", "stderr", set_sink,
@@ -879,6 +953,9 @@ const struct options_def options_table[] = {
      set_sink, show_sink, 0, SINK_OFF, 0, 0},
     {"access-log-format", 0, OPTIONS_BOTH, "logfmt|json", "access log lines", "logfmt",
      set_access_format, show_access_format, 0, 0, 0, 0},
+    {"error-log-format", 0, OPTIONS_BOTH, "auto|plain|json",
+     "error log lines (auto: json when the access log is)", "auto", set_error_format,
+     show_error_format, 0, 0, 0, 0},
     {"verbose", 0, OPTIONS_BOTH, NULL, "debug logging (same as --log-level debug)", NULL,
      set_verbose, NULL, 0, 0, 0, 0},
     {"quiet", 'q', OPTIONS_BOTH, NULL, "no access log, warnings and errors only", NULL, set_quiet,

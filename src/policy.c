@@ -5,6 +5,7 @@
 #include "config.h"
 #include "quota.h"
 #include "proto.h"
+#include "route.h"
 #include "rules.h"
 #include "stats.h"
 #include "wenv.h"
@@ -132,6 +133,17 @@ int policy_address(struct policy_state *p, int cmd, const struct sockaddr *dst, 
     if (!v.allow)
         note_rule(p, &v);
     return v.allow;
+}
+
+const struct route *policy_route(struct policy_state *p, int cmd, const struct sockaddr *dst,
+                                 const char *name, uint16_t port, int *need_addr)
+{
+    struct rules_request r;
+    *need_addr = 0;
+    if (!p->cfg->routes)
+        return NULL;
+    request_of(p, cmd, dst, name, port, &r);
+    return routes_match(p->cfg->routes, &r, need_addr);
 }
 
 int policy_name_denied(struct policy_state *p, int cmd, const char *name, uint16_t port)

@@ -17,6 +17,7 @@
 #include "result.h"
 
 struct config;
+struct route;
 struct wenv;
 
 /* Who asks and what the policy points took and decided for one session,
@@ -50,6 +51,12 @@ enum verdict policy_request(struct policy_state *p, const char *user, int cmd,
  * command cmd; name is the name the client asked for, or NULL. Returns 1 if
  * allowed; on 0 p names the deciding rule. */
 int policy_address(struct policy_state *p, int cmd, const struct sockaddr *dst, const char *name);
+/* The route (route.h) of a request to dst or name, port (host order), or
+ * NULL for direct. A route that lists
+ * addresses in `to` needs the address of a name: then NULL with *need_addr
+ * 1; ask again with dst set once it is resolved. */
+const struct route *policy_route(struct policy_state *p, int cmd, const struct sockaddr *dst,
+                                 const char *name, uint16_t port, int *need_addr);
 /* Takes a handshake slot (max-handshakes) unless the session holds one
  * already: on a PROXY listener at accept, since waiting for the header is
  * part of the handshake; otherwise in policy_accept. Returns 1, or 0 with

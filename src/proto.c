@@ -104,9 +104,8 @@ enum result proto_parse_userpass(const uint8_t *buf, size_t len, struct proto_us
  * than host names (backslash escapes, a search list for relative names), so
  * only the host name syntax passes, plus IPv6 literals, which rules and
  * resolver both take as addresses. One trailing dot is dropped and letters
- * are folded to lower case, so the name has one spelling from here on.
- * Returns 0 when the name is refused. */
-static int normalize_name(struct proto_addr *a)
+ * are folded to lower case, so the name has one spelling from here on. */
+int proto_normalize_name(struct proto_addr *a)
 {
     char *name = a->u.name;
     size_t n = a->name_len;
@@ -143,7 +142,7 @@ static enum result get_addr(struct cursor *c, struct proto_addr *a, enum proto_e
             return fail(err, PROTO_E_DOMAIN_EMPTY);
         if (!get_lstring(c, &a->name_len, a->u.name))
             return RES_AGAIN;
-        if (!normalize_name(a))
+        if (!proto_normalize_name(a))
             return fail(err, PROTO_E_HOSTNAME);
         break;
     default:
@@ -415,4 +414,49 @@ socklen_t proto_addr_to_sockaddr(const struct proto_addr *a, struct sockaddr_sto
         return sizeof *s6;
     }
     return 0;
+}
+
+size_t proto_encode_request(uint8_t *out, size_t cap, uint8_t cmd, const struct proto_addr *dst)
+{
+    size_t alen = dst->atyp == SOCKS5_ATYP_IPV4   ? 4
+                  : dst->atyp == SOCKS5_ATYP_IPV6 ? 16
+                                                  : 1 + (size_t)dst->name_len;
+    if (dst->atyp != SOCKS5_ATYP_IPV4 && dst->atyp != SOCKS5_ATYP_IPV6 &&
+        (dst->atyp != SOCKS5_ATYP_DOMAIN || dst->name_len == 0))
+        return 0;
+    if (cap < 4 + alen + 2)
+        return 0;
+    out[0] = SOCKS5_VERSION;
+    out[1] = cmd;
+    out[2] = 0;
+    out[3] = dst->atyp;
+    if (dst->atyp == SOCKS5_ATYP_DOMAIN) {
+        out[4] = dst->name_len;
+        memcpy(out + 5, dst->u.name, dst->name_len);
+    } else {
+        memcpy(out + 4, dst->u.ip6, alen); /* ip4 and ip6 share the union's start */
+    }
+    out[4 + alen] = (uint8_t)(dst->port >> 8);
+    out[5 + alen] = (uint8_t)dst->port;
+    return 4 + alen + 2;
+}
+
+enum result proto_parse_reply(const uint8_t *buf, size_t len, uint8_t *rep, struct proto_addr *bnd,
+                              size_t *consumed, enum proto_err *err)
+{
+    struct cursor c = {buf, len, 0};
+    uint8_t ver, rsv;
+    int rc;
+
+    if (!get_u8(&c, &ver))
+        return RES_AGAIN;
+    if (ver != SOCKS5_VERSION)
+        return fail(err, PROTO_E_VERSION);
+    if (!get_u8(&c, rep) || !get_u8(&c, &rsv))
+        return RES_AGAIN;
+    rc = get_addr(&c, bnd, err);
+    if (rc != RES_DONE)
+        return rc;
+    *consumed = c.off;
+    return RES_DONE;
 }

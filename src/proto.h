@@ -151,6 +151,19 @@ size_t proto_encode_reply(uint8_t *out, size_t cap, uint8_t rep, const struct so
 /* UDP header for a datagram from `src` (RSV, FRAG=0, address). */
 size_t proto_encode_udp_header(uint8_t *out, size_t cap, const struct sockaddr *src);
 
+/* Client side, for upstream SOCKS5 hops. The request for `dst` (an IP or a
+ * non-empty domain, sent as is); 0 when cap is too small or dst is neither. */
+size_t proto_encode_request(uint8_t *out, size_t cap, uint8_t cmd, const struct proto_addr *dst);
+/* A server's reply (VER, REP, RSV, BND.ADDR, BND.PORT): RES_DONE with *rep
+ * and *bnd, RES_AGAIN or RES_ERROR like the request parser. */
+enum result proto_parse_reply(const uint8_t *buf, size_t len, uint8_t *rep, struct proto_addr *bnd,
+                              size_t *consumed, enum proto_err *err);
+
+/* Checks and normalizes a->u.name (a->name_len bytes, room for the NUL):
+ * host name syntax or an IPv6 literal, one trailing dot dropped, lower case.
+ * Returns 1, or 0 when the name is refused. Shared with SOCKS4a (proto4.c). */
+int proto_normalize_name(struct proto_addr *a);
+
 /* Largest encodings, for buffer sizing. */
 #define PROTO_REPLY_MAX (4 + 16 + 2)
 #define PROTO_UDP_HEADER_MAX (4 + 16 + 2)

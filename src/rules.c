@@ -9,16 +9,16 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "hostname.h"
 #include "result.h"
+#include "words.h"
 
 #define MAX_USER_LEN 255 /* RFC 1929 */
-#define QUOTE_MAX 48     /* longest excerpt of the rule text quoted in errors */
+#define QUOTE_MAX WORDS_QUOTE_MAX
 
 struct addr128 {
     uint64_t hi, lo;
@@ -75,11 +75,6 @@ struct rules {
 static char lower(char c)
 {
     return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
-}
-
-static int is_space(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
 }
 
 static int is_digit(char c)
@@ -204,86 +199,11 @@ static int cidr_covers(const struct cidr *c, uint64_t hi, uint64_t lo, unsigned 
 
 /* ---------------------------------------------------------------- parser */
 
-struct parser {
-    const char *text;
-    size_t pos; /* 0-based offset of the next unread byte */
-    char *err;
-    size_t errlen;
-};
-
-struct tok {
-    const char *s;
-    size_t len;
-    size_t col; /* 1-based column of s[0] */
-};
-
-/* Copies up to QUOTE_MAX bytes of s for an error message, with control and
- * non-ASCII bytes shown as '?' so rule text cannot forge log lines. */
-static const char *quote(char *buf, size_t buflen, const char *s, size_t len)
-{
-    size_t n = 0;
-    int cut = len > QUOTE_MAX;
-    if (cut)
-        len = QUOTE_MAX - 3;
-    for (size_t i = 0; i < len && n + 1 < buflen; i++)
-        buf[n++] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-    for (int i = 0; cut && i < 3 && n + 1 < buflen; i++)
-        buf[n++] = '.';
-    buf[n] = '\0';
-    return buf;
-}
-
 #define QBUF (QUOTE_MAX + 1)
 
-/* Formats "column COL: message" into the caller's buffer; always returns -1. */
-static int fail(struct parser *p, size_t col, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(struct parser *p, size_t col, const char *fmt, ...)
+static int fail_oom(struct words *p, const struct word *t)
 {
-    if (p->err == NULL || p->errlen == 0)
-        return -1;
-    int n = snprintf(p->err, p->errlen, "column %zu: ", col);
-    if (n < 0 || (size_t)n >= p->errlen)
-        return -1; /* too small for more: the column prefix (or part of it) stays */
-    va_list ap;
-    va_start(ap, fmt);
-    (void)vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap); /* truncation is fine */
-    va_end(ap);
-    return -1;
-}
-
-static int fail_oom(struct parser *p, const struct tok *t)
-{
-    return fail(p, t->col, "out of memory");
-}
-
-/* Reads the next whitespace-separated word; returns 0 at the end of the text
- * or at a word starting with '#' (a comment runs to the end of the line). */
-static int next_tok(struct parser *p, struct tok *t)
-{
-    while (is_space(p->text[p->pos]))
-        p->pos++;
-    if (p->text[p->pos] == '\0' || p->text[p->pos] == '#')
-        return 0;
-    t->s = p->text + p->pos;
-    t->col = p->pos + 1;
-    while (p->text[p->pos] != '\0' && !is_space(p->text[p->pos]))
-        p->pos++;
-    t->len = (size_t)(p->text + p->pos - t->s);
-    return 1;
-}
-
-/* Case-insensitive compare of a token with a lower-case keyword. */
-static int tok_is(const struct tok *t, const char *word)
-{
-    size_t n = strlen(word);
-    if (t->len != n)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (lower(t->s[i]) != word[i])
-            return 0;
-    return 1;
+    return words_fail(p, t->col, "out of memory");
 }
 
 /* Parses an unsigned decimal of 1..digits digits spanning all of s[0..len). */
@@ -317,7 +237,7 @@ static const char *net_text(const struct cidr *c, int v4, char *buf, size_t bufl
 
 /* Parses "ADDR" or "ADDR/PREFIX" (IPv4 or IPv6) into c. Rejects host bits
  * below the prefix: "10.0.0.1/8" is more likely a typo than a wish. */
-static int parse_cidr(struct parser *p, const struct tok *t, struct cidr *c)
+static int parse_cidr(struct words *p, const struct word *t, struct cidr *c)
 {
     char q[QBUF], buf[INET6_ADDRSTRLEN];
     const char *slash = memchr(t->s, '/', t->len);
@@ -325,7 +245,7 @@ static int parse_cidr(struct parser *p, const struct tok *t, struct cidr *c)
     struct addr128 a;
     unsigned max;
 
-    quote(q, sizeof q, t->s, t->len);
+    words_quote(q, sizeof q, t->s, t->len);
     if (alen == 0 || alen >= sizeof buf)
         goto bad_addr;
     memcpy(buf, t->s, alen);
@@ -344,27 +264,27 @@ static int parse_cidr(struct parser *p, const struct tok *t, struct cidr *c)
 
     unsigned long prefix = max;
     if (slash && parse_uint(slash + 1, t->len - alen - 1, 3, max, &prefix) < 0)
-        return fail(p, t->col, "bad CIDR '%s' (prefix must be 0..%u)", q, max);
+        return words_fail(p, t->col, "bad CIDR '%s' (prefix must be 0..%u)", q, max);
     mask_for((unsigned)prefix + (128 - max), c);
     c->hi = a.hi & c->mhi;
     c->lo = a.lo & c->mlo;
     if (c->hi != a.hi || c->lo != a.lo) {
         char net[INET6_ADDRSTRLEN];
         if (net_text(c, max == 32, net, sizeof net) == NULL)
-            return fail(p, t->col, "bad CIDR '%s' (host bits set below the prefix)", q);
-        return fail(p, t->col, "bad CIDR '%s' (host bits set; did you mean %s/%lu?)", q, net,
-                    prefix);
+            return words_fail(p, t->col, "bad CIDR '%s' (host bits set below the prefix)", q);
+        return words_fail(p, t->col, "bad CIDR '%s' (host bits set; did you mean %s/%lu?)", q, net,
+                          prefix);
     }
     return 0;
 
 bad_addr:
-    return fail(p, t->col,
-                "bad CIDR '%s' (expected an IPv4 address a.b.c.d or an IPv6 address, "
-                "optionally followed by /prefix)",
-                q);
+    return words_fail(p, t->col,
+                      "bad CIDR '%s' (expected an IPv4 address a.b.c.d or an IPv6 address, "
+                      "optionally followed by /prefix)",
+                      q);
 }
 
-static int add_cidr(struct parser *p, struct vec *v, const struct tok *t)
+static int add_cidr(struct words *p, struct vec *v, const struct word *t)
 {
     struct cidr c;
     if (parse_cidr(p, t, &c) < 0)
@@ -376,17 +296,17 @@ static int add_cidr(struct parser *p, struct vec *v, const struct tok *t)
     return 0;
 }
 
-static int item_from(struct parser *p, struct rule *r, const struct tok *t)
+static int item_from(struct words *p, struct rule *r, const struct word *t)
 {
     return add_cidr(p, &r->from, t);
 }
 
-static int item_user(struct parser *p, struct rule *r, const struct tok *t)
+static int item_user(struct words *p, struct rule *r, const struct word *t)
 {
     char q[QBUF];
     if (t->len > MAX_USER_LEN)
-        return fail(p, t->col, "bad user name '%s' (longer than %d bytes)",
-                    quote(q, sizeof q, t->s, t->len), MAX_USER_LEN);
+        return words_fail(p, t->col, "bad user name '%s' (longer than %d bytes)",
+                          words_quote(q, sizeof q, t->s, t->len), MAX_USER_LEN);
     char **slot = vec_push(&r->users, sizeof *slot);
     if (slot == NULL)
         return fail_oom(p, t);
@@ -398,36 +318,36 @@ static int item_user(struct parser *p, struct rule *r, const struct tok *t)
     return 0;
 }
 
-static int item_cmd(struct parser *p, struct rule *r, const struct tok *t)
+static int item_cmd(struct words *p, struct rule *r, const struct word *t)
 {
     char q[QBUF];
-    if (tok_is(t, "connect"))
+    if (words_is(t, "connect"))
         r->cmds |= BIT(RULES_CMD_CONNECT);
-    else if (tok_is(t, "bind"))
+    else if (words_is(t, "bind"))
         r->cmds |= BIT(RULES_CMD_BIND);
-    else if (tok_is(t, "udp"))
+    else if (words_is(t, "udp"))
         r->cmds |= BIT(RULES_CMD_UDP);
     else
-        return fail(p, t->col, "unknown command '%s' (expected connect, bind or udp)",
-                    quote(q, sizeof q, t->s, t->len));
+        return words_fail(p, t->col, "unknown command '%s' (expected connect, bind or udp)",
+                          words_quote(q, sizeof q, t->s, t->len));
     return 0;
 }
 
-static int item_port(struct parser *p, struct rule *r, const struct tok *t)
+static int item_port(struct words *p, struct rule *r, const struct word *t)
 {
     char q[QBUF];
     const char *dash = memchr(t->s, '-', t->len);
     size_t n1 = dash ? (size_t)(dash - t->s) : t->len;
     unsigned long lo, hi;
 
-    quote(q, sizeof q, t->s, t->len);
+    words_quote(q, sizeof q, t->s, t->len);
     if (parse_uint(t->s, n1, 5, 65535, &lo) < 0)
         goto bad;
     hi = lo;
     if (dash && parse_uint(dash + 1, t->len - n1 - 1, 5, 65535, &hi) < 0)
         goto bad;
     if (lo > hi)
-        return fail(p, t->col, "bad port range '%s' (start must not exceed end)", q);
+        return words_fail(p, t->col, "bad port range '%s' (start must not exceed end)", q);
     struct port_range *slot = vec_push(&r->ports, sizeof *slot);
     if (slot == NULL)
         return fail_oom(p, t);
@@ -435,7 +355,7 @@ static int item_port(struct parser *p, struct rule *r, const struct tok *t)
     slot->hi = (uint16_t)hi;
     return 0;
 bad:
-    return fail(p, t->col, "bad port '%s' (expected a number 0..65535 or a range N-M)", q);
+    return words_fail(p, t->col, "bad port '%s' (expected a number 0..65535 or a range N-M)", q);
 }
 
 /* Checks a host name (no wildcard, no trailing dot); returns NULL or why not.
@@ -447,17 +367,18 @@ static const char *bad_name_reason(const char *s, size_t len)
     return hostname_problem(s, len);
 }
 
-static int add_pattern(struct parser *p, struct rule *r, const struct tok *t)
+static int add_pattern(struct words *p, struct rule *r, const struct word *t)
 {
     char q[QBUF];
     const char *s = t->s;
     size_t len = t->len;
     int wildcard = 0;
 
-    quote(q, sizeof q, t->s, t->len);
+    words_quote(q, sizeof q, t->s, t->len);
     if (len == 1 && s[0] == '*')
-        return fail(p, t->col,
-                    "bad domain pattern '*' (use 'any' for every destination, or *.example.com)");
+        return words_fail(
+            p, t->col,
+            "bad domain pattern '*' (use 'any' for every destination, or *.example.com)");
     if (len >= 2 && s[0] == '*' && s[1] == '.') {
         wildcard = 1;
         s += 2;
@@ -467,7 +388,7 @@ static int add_pattern(struct parser *p, struct rule *r, const struct tok *t)
         len--; /* "example.com." is the same name, written fully qualified */
     const char *why = bad_name_reason(s, len);
     if (why != NULL)
-        return fail(p, t->col, "bad domain pattern '%s' (%s)", q, why);
+        return words_fail(p, t->col, "bad domain pattern '%s' (%s)", q, why);
 
     struct pattern *slot = vec_push(&r->pats, sizeof *slot);
     if (slot == NULL)
@@ -492,7 +413,7 @@ static int add_pattern(struct parser *p, struct rule *r, const struct tok *t)
  * all digits and dots, or is a number in a form inet_aton() takes ("0x7f.1",
  * "2130706433"), which a resolver would also treat as an address. Such items
  * then get the strict CIDR check and its error message. */
-static int looks_like_address(const struct tok *t)
+static int looks_like_address(const struct word *t)
 {
     int digits_dots = 1;
     for (size_t i = 0; i < t->len; i++) {
@@ -512,7 +433,7 @@ static int looks_like_address(const struct tok *t)
     return inet_aton(buf, &a4) != 0;
 }
 
-static int item_to(struct parser *p, struct rule *r, const struct tok *t)
+static int item_to(struct words *p, struct rule *r, const struct word *t)
 {
     if (looks_like_address(t))
         return add_cidr(p, &r->to, t);
@@ -521,16 +442,16 @@ static int item_to(struct parser *p, struct rule *r, const struct tok *t)
 
 static const struct clause_def {
     const char *keyword;
-    int (*item)(struct parser *, struct rule *, const struct tok *);
+    int (*item)(struct words *, struct rule *, const struct word *);
 } clauses[C_COUNT] = {
     [C_FROM] = {"from", item_from}, [C_USER] = {"user", item_user}, [C_CMD] = {"cmd", item_cmd},
     [C_TO] = {"to", item_to},       [C_PORT] = {"port", item_port},
 };
 
-static int find_clause(const struct tok *t)
+static int find_clause(const struct word *t)
 {
     for (int c = 0; c < C_COUNT; c++)
-        if (tok_is(t, clauses[c].keyword))
+        if (words_is(t, clauses[c].keyword))
             return c;
     return -1;
 }
@@ -538,33 +459,34 @@ static int find_clause(const struct tok *t)
 /* Parses the comma-separated list after a clause keyword. Lists have no
  * spaces, so a lone keyword where the list belongs means it was forgotten:
  * "to port 80" is reported as such instead of allowing a host named "port". */
-static int parse_list(struct parser *p, struct rule *r, int c, const struct tok *kw)
+static int parse_list(struct words *p, struct rule *r, int c, const struct word *kw)
 {
     const char *name = clauses[c].keyword;
     char q[QBUF];
-    struct tok list;
+    struct word list;
 
-    if (!next_tok(p, &list))
-        return fail(p, kw->col + kw->len, "'%s' needs a list (or 'any') after it", name);
+    if (!words_next(p, &list))
+        return words_fail(p, kw->col + kw->len, "'%s' needs a list (or 'any') after it", name);
     if (find_clause(&list) >= 0)
-        return fail(p, list.col, "'%s' needs a list (or 'any') before '%s'", name,
-                    quote(q, sizeof q, list.s, list.len));
+        return words_fail(p, list.col, "'%s' needs a list (or 'any') before '%s'", name,
+                          words_quote(q, sizeof q, list.s, list.len));
     r->written |= BIT(c);
-    if (tok_is(&list, "any")) {
+    if (words_is(&list, "any")) {
         if (c == C_USER)
             r->restricts |= BIT(c); /* still requires authentication */
         return 0;
     }
     for (size_t i = 0;; i++) {
-        struct tok item = {list.s + i, 0, list.col + i};
+        struct word item = {list.s + i, 0, list.col + i};
         while (i < list.len && list.s[i] != ',')
             i++;
         item.len = (size_t)(list.s + i - item.s);
         if (item.len == 0)
-            return fail(p, item.col,
-                        "empty item in '%s' list (separate items by one ',' and no spaces)", name);
-        if (tok_is(&item, "any"))
-            return fail(p, item.col, "'any' cannot be combined with other items");
+            return words_fail(p, item.col,
+                              "empty item in '%s' list (separate items by one ',' and no spaces)",
+                              name);
+        if (words_is(&item, "any"))
+            return words_fail(p, item.col, "'any' cannot be combined with other items");
         if (clauses[c].item(p, r, &item) < 0)
             return -1;
         if (i == list.len)
@@ -627,21 +549,21 @@ static const char *const private_exceptions[] = {
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Appends the CIDRs of a built-in table; errors are reported at column col. */
-static int add_table(struct parser *p, struct vec *v, const char *const *t, size_t n, size_t col)
+static int add_table(struct words *p, struct vec *v, const char *const *t, size_t n, size_t col)
 {
     for (size_t i = 0; i < n; i++) {
-        struct tok tk = {t[i], strlen(t[i]), col};
+        struct word tk = {t[i], strlen(t[i]), col};
         if (add_cidr(p, v, &tk) < 0)
             return -1;
     }
     return 0;
 }
 
-static int parse_deny_private(struct parser *p, struct rule *r, const struct tok *kw)
+static int parse_deny_private(struct words *p, struct rule *r, const struct word *kw)
 {
-    struct tok extra;
-    if (next_tok(p, &extra))
-        return fail(p, extra.col, "'deny-private' takes no clauses (add a separate rule)");
+    struct word extra;
+    if (words_next(p, &extra))
+        return words_fail(p, extra.col, "'deny-private' takes no clauses (add a separate rule)");
     if (add_table(p, &r->to, private_nets, COUNT(private_nets), kw->col) < 0 ||
         add_table(p, &r->except, private_exceptions, COUNT(private_exceptions), kw->col) < 0)
         return -1;
@@ -651,28 +573,30 @@ static int parse_deny_private(struct parser *p, struct rule *r, const struct tok
     return 0;
 }
 
-static int parse_rule(struct parser *p, struct rule *r)
+static int parse_rule(struct words *p, struct rule *r)
 {
     char q[QBUF];
-    struct tok t;
+    struct word t;
 
-    if (!next_tok(p, &t))
-        return fail(p, p->pos + 1, "empty rule (expected 'allow', 'deny' or 'deny-private')");
-    if (tok_is(&t, "deny-private"))
+    if (!words_next(p, &t))
+        return words_fail(p, p->pos + 1, "empty rule (expected 'allow', 'deny' or 'deny-private')");
+    if (words_is(&t, "deny-private"))
         return parse_deny_private(p, r, &t);
-    if (tok_is(&t, "allow"))
+    if (words_is(&t, "allow"))
         r->allow = 1;
-    else if (!tok_is(&t, "deny"))
-        return fail(p, t.col, "unknown action '%s' (expected 'allow', 'deny' or 'deny-private')",
-                    quote(q, sizeof q, t.s, t.len));
-    while (next_tok(p, &t)) {
+    else if (!words_is(&t, "deny"))
+        return words_fail(p, t.col,
+                          "unknown action '%s' (expected 'allow', 'deny' or 'deny-private')",
+                          words_quote(q, sizeof q, t.s, t.len));
+    while (words_next(p, &t)) {
         int c = find_clause(&t);
         if (c < 0)
-            return fail(p, t.col, "unknown clause '%s' (expected from, user, cmd, to or port)",
-                        quote(q, sizeof q, t.s, t.len));
+            return words_fail(p, t.col,
+                              "unknown clause '%s' (expected from, user, cmd, to or port)",
+                              words_quote(q, sizeof q, t.s, t.len));
         if (r->written & BIT(c))
-            return fail(p, t.col, "duplicate '%s' clause (list all values in one clause)",
-                        clauses[c].keyword);
+            return words_fail(p, t.col, "duplicate '%s' clause (list all values in one clause)",
+                              clauses[c].keyword);
         if (parse_list(p, r, c, &t) < 0)
             return -1;
     }
@@ -700,14 +624,14 @@ void rules_free(struct rules *rs)
 int rules_add(struct rules *rs, const char *text, const char *file, int line, char *err,
               size_t errlen)
 {
-    struct parser p = {text, 0, err, errlen};
+    struct words p = {text, 0, err, errlen};
     struct rule r;
     memset(&r, 0, sizeof r);
 
     if (err != NULL && errlen > 0)
         err[0] = '\0';
     if (rs == NULL || text == NULL)
-        return fail(&p, 1, "internal error: no rule set or no text");
+        return words_fail(&p, 1, "internal error: no rule set or no text");
     if (parse_rule(&p, &r) < 0)
         goto fail;
     if (file == NULL)
@@ -716,7 +640,7 @@ int rules_add(struct rules *rs, const char *text, const char *file, int line, ch
     r.line = line;
     struct rule *slot = r.file ? vec_push(&rs->rules, sizeof r) : NULL;
     if (slot == NULL) {
-        fail(&p, 1, "out of memory");
+        words_fail(&p, 1, "out of memory");
         goto fail;
     }
     *slot = r; /* ownership of r's arrays moves into the set */
@@ -929,6 +853,7 @@ static void verdict(struct rules_verdict *out, int allow, const struct rule *r)
     out->need_addr = 0;
     out->file = r ? r->file : NULL;
     out->line = r ? r->line : 0;
+    out->index = -1;
 }
 
 void rules_match(const struct rules *rs, const struct rules_request *rq, struct rules_verdict *out)
@@ -943,11 +868,13 @@ void rules_match(const struct rules *rs, const struct rules_request *rq, struct 
         enum verdict e = rule_eval(&v[i], &q);
         if (e == VERDICT_YES) {
             verdict(out, v[i].allow, &v[i]);
+            out->index = (int)i;
             return;
         }
         if (e == VERDICT_MAYBE) {
             verdict(out, 0, &v[i]);
             out->need_addr = 1;
+            out->index = (int)i;
             return;
         }
     }
@@ -1121,7 +1048,7 @@ static int allow_sources(const struct rules *rs, struct vec *out)
 
 int rules_allow_restricted_by_client(const struct rules *rs)
 {
-    struct parser p = {"", 0, NULL, 0};
+    struct words p = {"", 0, NULL, 0};
     struct vec from = {0}, skip = {0};
     int restricted = 0;
     if (rs == NULL || rs->rules.n == 0)

@@ -42,6 +42,7 @@ struct rules_verdict {
     int need_addr;    /* 1: undecided until the name is resolved (allow is 0 then) */
     const char *file; /* the deciding rule's file and line; NULL and 0 for the default */
     int line;
+    int index; /* rules_match: the deciding rule's 0-based position, -1 for the default */
 };
 
 /* Returns an empty rule set, or NULL when out of memory. */

@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -19,15 +20,19 @@
 #include "fdbudget.h"
 #include "gss.h"
 #include "gss_relay.h"
+#include "hops.h"
 #include "log.h"
 #include "policy.h"
 #include "proto.h"
+#include "proto4.h"
 #include "proxyproto.h"
 #include "ratelimit.h"
 #include "resolve.h"
+#include "route.h"
 #include "rules.h"
 #include "stats.h"
 #include "udp.h"
+#include "userstats.h"
 
 static void on_target(struct loop_io *io, unsigned events);
 static void handshake_continue(struct session *s);
@@ -38,7 +43,9 @@ static int parse_auth(struct session *s);
 static int parse_request(struct session *s);
 static int parse_gss_auth(struct session *s);
 static int parse_gss_prot(struct session *s);
+static int parse_request4(struct session *s);
 static void start_bind(struct session *s);
+static void resolve_destination(struct session *s);
 
 /* What a handshake parser did: needs more bytes; installed the next phase's
  * parser (parse on); waits on a pending operation. After HS_GONE the session
@@ -130,48 +137,78 @@ static int is_probe(const struct session *s)
     return !s->greeted && s->hlen == 0 && !s->why;
 }
 
-static void access_log(const struct session *s)
+/* Room for the values of a session's fields (access log, session list). */
+struct fields {
+    char id[24], client[ADDR_STRLEN], dst[300], peer[ADDR_STRLEN], rep[4], up[24], down[24], ms[24];
+    char dg_up[24], dg_down[24], dropped[24], rule[300], via[ROUTE_VIA_STRLEN];
+    const char *kv[2 * 17];
+};
+
+/* Fills f with what is known of s: the access-log record (with its id
+ * first when with_id). Returns the number of pairs. */
+static size_t fields(const struct session *s, struct fields *f, int with_id)
 {
-    char client[ADDR_STRLEN], dst[300], peer[ADDR_STRLEN], rep[4] = "-", up[24], down[24], ms[24];
-    char dg_up[24], dg_down[24], dropped[24], rule[300];
-    const char *kv[2 * 15];
     size_t n = 0;
-    if (!log_access_enabled() || is_probe(s))
-        return;
+    snprintf(f->rep, sizeof f->rep, "-");
     if (s->rep != 0xff)
-        snprintf(rep, sizeof rep, "%u", s->rep);
-    snprintf(up, sizeof up, "%llu", (unsigned long long)relayed(s, 0));
-    snprintf(down, sizeof down, "%llu", (unsigned long long)relayed(s, 1));
-    snprintf(ms, sizeof ms, "%llu", (unsigned long long)(loop_now(s->env->loop) - s->started_ms));
-#define KV(k, v) (kv[n++] = (k), kv[n++] = (v))
-    KV("client", addr_str(&s->client.sa, client, sizeof client));
+        snprintf(f->rep, sizeof f->rep, "%u", s->rep);
+    snprintf(f->up, sizeof f->up, "%llu", (unsigned long long)relayed(s, 0));
+    snprintf(f->down, sizeof f->down, "%llu", (unsigned long long)relayed(s, 1));
+    snprintf(f->ms, sizeof f->ms, "%llu",
+             (unsigned long long)(loop_now(s->env->loop) - s->started_ms));
+#define KV(k, v) (f->kv[n++] = (k), f->kv[n++] = (v))
+    if (with_id) {
+        snprintf(f->id, sizeof f->id, "%llu", (unsigned long long)s->id);
+        KV("id", f->id);
+    }
+    KV("client", addr_str(&s->client.sa, f->client, sizeof f->client));
     KV("user", s->user ? s->user : "-");
+    if (s->v4) {
+        KV("proto", "socks4");
+        KV("userid", s->userid ? s->userid : "");
+    }
     KV("cmd", cmd_name(s->cmd));
-    KV("dst", s->requested ? dst_str(s, dst, sizeof dst) : "-");
-    KV("addr", addr_str(&s->peer.sa, peer, sizeof peer));
-    KV("rep", rep);
-    KV("up", up);
-    KV("down", down);
+    KV("dst", s->requested ? dst_str(s, f->dst, sizeof f->dst) : "-");
+    KV("addr", addr_str(&s->peer.sa, f->peer, sizeof f->peer));
+    KV("rep", f->rep);
+    KV("up", f->up);
+    KV("down", f->down);
     if (s->udp) {
         const struct udp_counts *u = udp_counts(s->udp);
-        snprintf(dg_up, sizeof dg_up, "%llu", (unsigned long long)u->dgrams_up);
-        snprintf(dg_down, sizeof dg_down, "%llu", (unsigned long long)u->dgrams_down);
-        snprintf(dropped, sizeof dropped, "%llu", (unsigned long long)u->dropped);
-        KV("dgrams_up", dg_up);
-        KV("dgrams_down", dg_down);
-        KV("dropped", dropped);
+        snprintf(f->dg_up, sizeof f->dg_up, "%llu", (unsigned long long)u->dgrams_up);
+        snprintf(f->dg_down, sizeof f->dg_down, "%llu", (unsigned long long)u->dgrams_down);
+        snprintf(f->dropped, sizeof f->dropped, "%llu", (unsigned long long)u->dropped);
+        KV("dgrams_up", f->dg_up);
+        KV("dgrams_down", f->dg_down);
+        KV("dropped", f->dropped);
     }
-    KV("ms", ms);
+    KV("ms", f->ms);
     if (s->method == SOCKS5_METHOD_GSSAPI)
         KV("auth", gss_level_name(s));
+    if (s->route)
+        KV("via", route_via_str(s->route, s->alt, f->via, sizeof f->via));
     if (s->pol.rule_file) {
-        snprintf(rule, sizeof rule, "%s:%d", s->pol.rule_file, s->pol.rule_line);
-        KV("rule", rule);
+        snprintf(f->rule, sizeof f->rule, "%s:%d", s->pol.rule_file, s->pol.rule_line);
+        KV("rule", f->rule);
     }
     if (s->why)
         KV("error", s->why);
 #undef KV
-    log_access(kv, n / 2);
+    return n / 2;
+}
+
+static void access_log(const struct session *s)
+{
+    struct fields f;
+    if (!log_access_enabled() || is_probe(s))
+        return;
+    log_access(f.kv, fields(s, &f, 0));
+}
+
+void session_describe(const struct session *s, FILE *out)
+{
+    struct fields f;
+    log_json_object(out, f.kv, fields(s, &f, 1));
 }
 
 /* ---------------- phases ---------------- */
@@ -199,6 +236,11 @@ static void cancel_dial(void *op)
 static void cancel_bind(void *op)
 {
     bind_cancel(op);
+}
+
+static void cancel_hops(void *op)
+{
+    hops_cancel(op);
 }
 
 /* Records the operation now in flight (op NULL: it could not start). */
@@ -321,6 +363,7 @@ void session_close(struct session *s)
     pending_cancel(s);
     access_log(s);
     count_end(s);
+    userstats_end(s->ustats, relayed(s, 0), relayed(s, 1));
     policy_release(&s->pol);
     if (s->rate) {
         loop_timer_cancel(env->loop, &s->rate->timer);
@@ -338,6 +381,7 @@ void session_close(struct session *s)
     gss_relay_free(s->gss_relay);
     gss_conn_free(s->gss);
     free(s->user);
+    free(s->userid);
     free(s->dst_name);
     free(s->bind_peers);
     free(s);
@@ -380,7 +424,8 @@ static int send_reply(struct session *s, const uint8_t *msg, size_t n)
 int session_reply(struct session *s, uint8_t rep, const struct sockaddr *bnd, const char *why)
 {
     uint8_t msg[PROTO_REPLY_MAX];
-    size_t n = proto_encode_reply(msg, sizeof msg, rep, bnd);
+    size_t n = s->v4 ? proto4_encode_reply(msg, sizeof msg, rep, bnd)
+                     : proto_encode_reply(msg, sizeof msg, rep, bnd);
     s->rep = rep;
     if (send_reply(s, msg, n) < 0) {
         session_fail(s, "client gone before reply");
@@ -640,18 +685,25 @@ static void start_relay(struct session *s)
 
 /* ---------------- CONNECT ---------------- */
 
-static void on_dialed(void *owner, int fd, struct loop_io *io, int err, const union addr_any *peer)
+/* The alternative of s->route being tried; NULL without a route. */
+static const struct route_chain *chain_of(const struct session *s)
 {
-    struct session *s = owner;
+    return s->route && s->alt < s->route->nalts ? &s->route->alts[s->alt] : NULL;
+}
+
+static int via_hops(const struct session *s)
+{
+    const struct route_chain *c = chain_of(s);
+    return c && c->nhops > 0;
+}
+
+/* The tunnel is up: the target side takes the connection, the client gets
+ * its reply (BND = bnd, else our end) and any bytes that came early. */
+static void connected(struct session *s, struct loop_io *io, const struct sockaddr *bnd,
+                      const uint8_t *early, size_t early_len)
+{
     union addr_any local;
     socklen_t len = sizeof local;
-    uint64_t took = pending_done(s);
-    if (fd < 0) {
-        session_reply(s, rep_from_errno(err), NULL, strerror(err));
-        return;
-    }
-    stats_observe(&s->env->stats.connect, took);
-    s->peer = *peer;
     /* Moved or not, the target side owns fd now: closing the session closes it. */
     if (loop_io_move(s->env->loop, io, &s->relay.target.io, LOOP_READ | LOOP_WRITE, on_target) <
         0) {
@@ -659,10 +711,179 @@ static void on_dialed(void *owner, int fd, struct loop_io *io, int err, const un
         return;
     }
     s->relay.target.writable = 1;
-    if (getsockname(fd, &local.sa, &len) < 0)
+    if (!bnd && getsockname(s->relay.target.io.fd, &local.sa, &len) < 0)
         memset(&local, 0, sizeof local);
-    if (session_reply(s, SOCKS5_REP_SUCCEEDED, &local.sa, NULL) == 0)
-        start_relay(s);
+    if (session_reply(s, SOCKS5_REP_SUCCEEDED, bnd ? bnd : &local.sa, NULL) < 0)
+        return;
+    if (early_len > 0 && send_small(s, early, early_len) < 0) {
+        session_fail(s, "client gone after the reply");
+        return;
+    }
+    start_relay(s);
+}
+
+/* The destination as the last hop is asked for it: the name the client
+ * sent, or the address the rules judged. */
+static void upstream_dst(const struct session *s, struct proto_addr *out)
+{
+    memset(out, 0, sizeof *out);
+    out->port = addr_port(&s->dst.sa);
+    if (s->dst_name && !s->route_by_addr) {
+        out->atyp = SOCKS5_ATYP_DOMAIN;
+        out->name_len = (uint8_t)strlen(s->dst_name);
+        memcpy(out->u.name, s->dst_name, out->name_len);
+    } else if (s->dst.sa.sa_family == AF_INET6) {
+        out->atyp = SOCKS5_ATYP_IPV6;
+        memcpy(out->u.ip6, &s->dst.in6.sin6_addr, 16);
+    } else {
+        out->atyp = SOCKS5_ATYP_IPV4;
+        memcpy(out->u.ip4, &s->dst.in4.sin_addr, 4);
+    }
+}
+
+static void start_udp(struct session *s, const struct proto_addr *hint,
+                      const union addr_any *relay);
+
+/* The upstream's control connection of a chained association: nothing is
+ * expected on it; its end ends the association. */
+static void on_upstream_control(struct loop_io *io, unsigned events)
+{
+    struct session *s = container_of(io, struct session, relay.target.io);
+    uint8_t sink[256];
+    (void)events;
+    for (;;) {
+        ssize_t n = read(io->fd, sink, sizeof sink);
+        if (n > 0 || (n < 0 && errno == EINTR))
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        session_fail(s, "upstream ended the UDP association");
+        return;
+    }
+}
+
+/* The upstream's association is up (its relay at bnd; an unspecified
+ * address means the hop's own): open ours, chained to it. */
+static void udp_chained(struct session *s, struct loop_io *io, const struct proto_addr *bnd)
+{
+    struct sockaddr_storage ss;
+    union addr_any relay = s->peer;
+    struct proto_addr hint;
+    if (proto_addr_to_sockaddr(bnd, &ss) && !addr_is_unspecified((struct sockaddr *)&ss))
+        addr_normalize((struct sockaddr *)&ss, &relay);
+    addr_set_port(&relay, bnd->port);
+    if (loop_io_move(s->env->loop, io, &s->relay.target.io, LOOP_READ, on_upstream_control) < 0) {
+        session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "epoll_ctl failed");
+        return;
+    }
+    upstream_dst(s, &hint);
+    start_udp(s, &hint, &relay);
+}
+
+static void on_hops(void *owner, enum hops_stage stage, struct loop_io *io, uint8_t rep,
+                    const struct proto_addr *bnd, const uint8_t *early, size_t early_len,
+                    const char *why)
+{
+    struct session *s = owner;
+    struct sockaddr_storage ss;
+    if (stage == HOPS_BOUND) {
+        /* BIND: the last hop listens; its address is the first reply, and
+         * its peer's comes with the second. */
+        phase_io(s, on_client_bind_wait);
+        if (session_reply(s, SOCKS5_REP_SUCCEEDED,
+                          proto_addr_to_sockaddr(bnd, &ss) ? (struct sockaddr *)&ss : NULL,
+                          NULL) == 0)
+            session_arm(s, s->cfg->timeout_bind_ms, on_bind_timeout);
+        return;
+    }
+    pending_done(s);
+    if (stage == HOPS_FAILED) {
+        session_reply(s, rep, NULL, why);
+        return;
+    }
+    route_chain_worked(chain_of(s));
+    if (s->cmd == SOCKS5_CMD_UDP) {
+        udp_chained(s, io, bnd);
+        return;
+    }
+    connected(s, io, proto_addr_to_sockaddr(bnd, &ss) ? (struct sockaddr *)&ss : NULL, early,
+              early_len);
+}
+
+static void try_route(struct session *s);
+
+static void on_dialed(void *owner, int fd, struct loop_io *io, int err, const union addr_any *peer)
+{
+    struct session *s = owner;
+    struct proto_addr dst;
+    uint64_t took = pending_done(s);
+    if (fd < 0 && via_hops(s) && s->alt + 1 < s->route->nalts) {
+        /* The first hop is down: hold it down and fail over. */
+        route_chain_failed(chain_of(s), (int64_t)loop_now(s->env->loop));
+        s->alt++;
+        try_route(s);
+        return;
+    }
+    if (fd < 0) {
+        if (via_hops(s))
+            route_chain_failed(chain_of(s), (int64_t)loop_now(s->env->loop));
+        session_reply(s, rep_from_errno(err), NULL, strerror(err));
+        return;
+    }
+    stats_observe(&s->env->stats.connect, took);
+    s->peer = *peer;
+    if (!via_hops(s)) {
+        connected(s, io, NULL, NULL, 0);
+        return;
+    }
+    if (s->cmd == SOCKS5_CMD_UDP) {
+        memset(&dst, 0, sizeof dst); /* where we send from: not known yet */
+        dst.atyp = SOCKS5_ATYP_IPV4;
+    } else {
+        upstream_dst(s, &dst);
+    }
+    pending_set(s, cancel_hops,
+                hops_start(s->env->loop, io, chain_of(s), s->cmd, &dst, on_hops, s));
+    if (!s->pending.op)
+        session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
+}
+
+/* How connections of this session leave the host (the route's `out`). */
+static void out_of(const struct session *s, struct net_out *out)
+{
+    uint64_t rnd[2] = {0, 0};
+    const void *id = s->user;
+    size_t idlen = s->user ? strlen(s->user) : 0;
+    if (!s->route || !s->route->has_out) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
+    if (!s->user) {
+        id = &s->client.in6.sin6_addr; /* sticky per client address */
+        idlen = s->client.sa.sa_family == AF_INET6 ? 16 : 0;
+        if (s->client.sa.sa_family == AF_INET) {
+            id = &s->client.in4.sin_addr;
+            idlen = 4;
+        }
+    }
+    if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != sizeof rnd)
+        rnd[0] = loop_now(s->env->loop) ^ (uintptr_t)s; /* still varies per connection */
+    route_out_for(s->route, route_sticky_key(), id, idlen, rnd, out);
+}
+
+/* Starts connecting to addrs[0..n) (the destination or the first hop). */
+static void dial(struct session *s, const union addr_any *addrs, size_t n)
+{
+    struct net_out out;
+    int err;
+    out_of(s, &out);
+    s->expire = on_dial_timeout; /* the deadline the resolve started goes on */
+    phase_io(s, on_client_waiting);
+    pending_set(
+        s, cancel_dial,
+        dial_start(s->env->loop, addrs, n, &out, s->cfg->timeout_connect_ms, on_dialed, s, &err));
+    if (!s->pending.op)
+        session_reply(s, rep_from_errno(err), NULL, strerror(err));
 }
 
 /* Keeps the addresses the rules allow for the command; a name that resolves
@@ -681,21 +902,61 @@ static size_t allowed_addrs(struct session *s, const union addr_any *all, size_t
     return n;
 }
 
-/* Dials the addresses the rules allow. */
+static void resolve_name(struct session *s, const char *name, uint16_t port,
+                         void (*then)(struct session *, const union addr_any *, size_t));
+
+/* Dials the addresses the rules allow, or, when a route needed the address
+ * to decide, routes by the first of them. */
 static void dial_addrs(struct session *s, const union addr_any *all, size_t count)
 {
     union addr_any addrs[RESOLVE_MAX_ADDRS];
     size_t n = allowed_addrs(s, all, count, addrs);
-    int err;
+    int need = 0;
     if (n == 0)
         return;
     policy_forget_rule(&s->pol);
-    s->expire = on_dial_timeout; /* the deadline the resolve started goes on */
-    phase_io(s, on_client_waiting);
-    pending_set(s, cancel_dial,
-                dial_start(s->env->loop, addrs, n, s->cfg->timeout_connect_ms, on_dialed, s, &err));
-    if (!s->pending.op)
-        session_reply(s, rep_from_errno(err), NULL, strerror(err));
+    if (s->route_by_addr) {
+        s->route =
+            policy_route(&s->pol, s->cmd, &addrs[0].sa, s->dst_name, addr_port(&s->dst.sa), &need);
+        s->alt = s->route ? route_pick(s->route, 0, (int64_t)loop_now(s->env->loop)) : 0;
+    }
+    if (via_hops(s)) {
+        s->dst = addrs[0]; /* the address the rules judged goes to the hops */
+        try_route(s);
+        return;
+    }
+    dial(s, addrs, n);
+}
+
+/* Starts the request through the alternative of s->route picked from
+ * s->alt on, or directly without a route. */
+static void try_route(struct session *s)
+{
+    if (s->route)
+        s->alt = route_pick(s->route, s->alt, (int64_t)loop_now(s->env->loop));
+    const struct route_chain *c = chain_of(s);
+    if (c && c->nhops > 0 && s->cmd == SOCKS5_CMD_UDP &&
+        (c->nhops != 1 || c->hops[0].kind != UPSTREAM_SOCKS5)) {
+        session_reply(s, SOCKS5_REP_CMD_UNSUPPORTED, NULL, "UDP goes through one SOCKS5 hop only");
+        return;
+    }
+    if (c && c->nhops > 0) {
+        /* The hop is the operator's choice: no access rule applies to it. */
+        resolve_name(s, c->hops[0].host, c->hops[0].port, dial);
+        return;
+    }
+    if (s->cmd == SOCKS5_CMD_UDP) {
+        struct proto_addr hint;
+        upstream_dst(s, &hint);
+        start_udp(s, &hint, NULL);
+    } else if (s->cmd == SOCKS5_CMD_BIND && s->dst_name)
+        resolve_destination(s);
+    else if (s->cmd == SOCKS5_CMD_BIND)
+        start_bind(s);
+    else if (s->dst_name && !s->route_by_addr)
+        resolve_name(s, s->dst_name, addr_port(&s->dst.sa), dial_addrs);
+    else
+        dial(s, &s->dst, 1);
 }
 
 /* A BIND that names its peer by a name admits only a peer at one of the
@@ -716,15 +977,6 @@ static void bind_named(struct session *s, const union addr_any *all, size_t coun
     start_bind(s);
 }
 
-/* The destination as addresses, for the command that asked. */
-static void with_addrs(struct session *s, const union addr_any *addrs, size_t n)
-{
-    if (s->cmd == SOCKS5_CMD_BIND)
-        bind_named(s, addrs, n);
-    else
-        dial_addrs(s, addrs, n);
-}
-
 static void on_resolved(void *owner, int status, const union addr_any *addrs, size_t n)
 {
     struct session *s = owner;
@@ -735,36 +987,57 @@ static void on_resolved(void *owner, int status, const union addr_any *addrs, si
                       status == RESOLVE_NOTFOUND ? "name not found" : "resolver failed");
         return;
     }
-    with_addrs(s, addrs, n);
+    s->resolved(s, addrs, n);
 }
 
-/* CONNECT, and BIND when it names its peer: the name becomes addresses
- * first, bounded by the connect timeout. */
-static void resolve_destination(struct session *s)
+/* Looks name up (bounded by the connect deadline already armed) and goes
+ * on with `then`. */
+static void resolve_name(struct session *s, const char *name, uint16_t port,
+                         void (*then)(struct session *, const union addr_any *, size_t))
 {
     union addr_any addrs[RESOLVE_MAX_ADDRS];
     size_t n = 0;
-    session_arm(s, s->cfg->timeout_connect_ms, on_resolve_timeout);
-    if (resolve_literal(s->dst_name, addr_port(&s->dst.sa), addrs, &n)) {
-        with_addrs(s, addrs, n);
+    if (resolve_literal(name, port, addrs, &n)) {
+        then(s, addrs, n);
         return;
     }
+    s->resolved = then;
+    s->expire = on_resolve_timeout;
     phase_io(s, on_client_waiting);
-    pending_set(
-        s, cancel_resolve,
-        resolve_start(s->env->resolver, s->dst_name, addr_port(&s->dst.sa), on_resolved, s));
+    pending_set(s, cancel_resolve, resolve_start(s->env->resolver, name, port, on_resolved, s));
     if (!s->pending.op)
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
 }
 
-static void do_connect(struct session *s)
+/* BIND naming its peer: the name becomes addresses first, bounded by the
+ * connect timeout. */
+static void resolve_destination(struct session *s)
 {
-    if (s->dst_name) {
-        resolve_destination(s);
+    session_arm(s, s->cfg->timeout_connect_ms, on_resolve_timeout);
+    resolve_name(s, s->dst_name, addr_port(&s->dst.sa), bind_named);
+}
+
+/* CONNECT: the first matching route decides how (route.h). A name goes to
+ * an upstream unresolved unless the rules or the route need its address. */
+static void do_connect(struct session *s, enum verdict v)
+{
+    int need = 0;
+    session_arm(s, s->cfg->timeout_connect_ms, on_dial_timeout);
+    s->route = policy_route(&s->pol, s->cmd, s->dst_name ? NULL : &s->dst.sa, s->dst_name,
+                            addr_port(&s->dst.sa), &need);
+    if (s->dst_name && (need || v == VERDICT_MAYBE)) {
+        s->route_by_addr = 1;
+        resolve_name(s, s->dst_name, addr_port(&s->dst.sa), dial_addrs);
         return;
     }
-    session_arm(s, s->cfg->timeout_connect_ms, on_dial_timeout);
-    dial_addrs(s, &s->dst, 1);
+    if (!s->dst_name) {
+        union addr_any one[1] = {s->dst};
+        union addr_any ok[RESOLVE_MAX_ADDRS];
+        if (allowed_addrs(s, one, 1, ok) == 0)
+            return;
+        policy_forget_rule(&s->pol);
+    }
+    try_route(s);
 }
 
 /* What the UDP and BIND sub-machines get of the session. */
@@ -775,6 +1048,7 @@ static const struct cmd_ctx *cmd_ctx_of(struct session *s, struct cmd_ctx *ctx)
     ctx->pol = &s->pol;
     ctx->control_fd = s->relay.client.io.fd;
     ctx->client = s->client;
+    out_of(s, &ctx->out);
     return ctx;
 }
 
@@ -831,6 +1105,12 @@ static int parse_greeting(struct session *s)
     enum proto_err err;
     size_t used;
     uint8_t msg[2];
+    if (s->hlen > 0 && s->hbuf[0] == SOCKS4_VERSION && s->cfg->socks4) {
+        s->v4 = 1;
+        s->greeted = 1;
+        phase_parse(s, parse_request4);
+        return HS_NEXT;
+    }
     enum result rc = proto_parse_greeting(s->hbuf, s->hlen, &g, &used, &err);
     if (rc == RES_AGAIN)
         return HS_MORE;
@@ -871,6 +1151,7 @@ static int auth_result(struct session *s, int ok)
         hs_fail(s, HSF_AUTH, "authentication failed");
         return HS_GONE;
     }
+    s->ustats = userstats_begin(s->user);
     phase_parse(s, parse_request);
     return HS_NEXT;
 }
@@ -959,7 +1240,8 @@ static int parse_auth(struct session *s)
     return HS_WAIT;
 }
 
-static void start_udp(struct session *s, const struct proto_addr *hint)
+/* relay: the upstream association to chain to (udp_chain), or NULL. */
+static void start_udp(struct session *s, const struct proto_addr *hint, const union addr_any *relay)
 {
     union addr_any bnd;
     struct cmd_ctx ctx;
@@ -972,6 +1254,8 @@ static void start_udp(struct session *s, const struct proto_addr *hint)
         session_reply(s, rep, NULL, s->udp ? "out of memory" : why);
         return;
     }
+    if (relay)
+        udp_chain(s->udp, relay);
     phase_io(s, on_udp_control);
     if (session_reply(s, SOCKS5_REP_SUCCEEDED, &bnd.sa, NULL) == 0)
         session_arm(s, s->cfg->timeout_udp_ms, on_udp_idle);
@@ -1004,7 +1288,37 @@ static void request_refused(struct session *s, enum proto_err err)
         session_reply(s, (uint8_t)rep, NULL, proto_err_str(err));
 }
 
-static void serve_request(struct session *s, const struct proto_request *r);
+/* The request is in (SOCKS5 or SOCKS4): judge it and start the command.
+ * Returns HS_GONE: the handshake is over either way. */
+static int request_ready(struct session *s, uint8_t cmd, const struct proto_addr *dst)
+{
+    s->cmd = cmd;
+    if (take_destination(s, dst) < 0) {
+        session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
+        return HS_GONE;
+    }
+    s->requested = 1;
+    policy_handshake_done(&s->pol);
+    enum verdict v = policy_request(&s->pol, s->user, s->cmd, &s->dst, s->dst_name);
+    if (v == VERDICT_NO) {
+        session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL, s->pol.why);
+        return HS_GONE;
+    }
+    if (cmd == SOCKS5_CMD_CONNECT) {
+        do_connect(s, v);
+        return HS_GONE;
+    }
+    int need = 0;
+    /* UDP names no destination (its datagrams do): only routes without a
+     * `to` or `port` clause can match it. */
+    int udp = cmd == SOCKS5_CMD_UDP;
+    s->route = policy_route(&s->pol, cmd, udp || s->dst_name ? NULL : &s->dst.sa,
+                            udp ? NULL : s->dst_name, udp ? 0 : addr_port(&s->dst.sa), &need);
+    if (s->route) /* reaching a hop takes a connect */
+        session_arm(s, s->cfg->timeout_connect_ms, on_dial_timeout);
+    try_route(s);
+    return HS_GONE;
+}
 
 static int parse_request(struct session *s)
 {
@@ -1020,32 +1334,31 @@ static int parse_request(struct session *s)
     }
     /* What stays in hbuf after the request is early data for the target. */
     consume(s, used);
-    serve_request(s, &req);
-    return HS_GONE; /* the handshake is over either way */
+    return request_ready(s, req.cmd, &req.dst);
 }
 
-static void serve_request(struct session *s, const struct proto_request *r)
+/* SOCKS4/4a: no login, so the client counts as unauthenticated (no user
+ * rule matches it); USERID is only logged. Every refusal is 0x5B. */
+static int parse_request4(struct session *s)
 {
-    struct proto_request req = *r;
-    s->cmd = req.cmd;
-    if (take_destination(s, &req.dst) < 0) {
+    struct proto4_request req;
+    enum proto4_err err;
+    size_t used;
+    enum result rc = proto4_parse_request(s->hbuf, s->hlen, &req, &used, &err);
+    if (rc == RES_AGAIN)
+        return HS_MORE;
+    if (rc == RES_ERROR) {
+        s->fail = HSF_PROTOCOL;
+        session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, proto4_err_str(err));
+        return HS_GONE;
+    }
+    consume(s, used);
+    s->userid = strndup(req.userid, req.userid_len);
+    if (!s->userid) {
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
-        return;
+        return HS_GONE;
     }
-    s->requested = 1;
-    policy_handshake_done(&s->pol);
-    if (policy_request(&s->pol, s->user, s->cmd, &s->dst, s->dst_name) == VERDICT_NO) {
-        session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL, s->pol.why);
-        return;
-    }
-    if (req.cmd == SOCKS5_CMD_CONNECT)
-        do_connect(s);
-    else if (req.cmd == SOCKS5_CMD_BIND && s->dst_name)
-        resolve_destination(s);
-    else if (req.cmd == SOCKS5_CMD_BIND)
-        start_bind(s);
-    else
-        start_udp(s, &req.dst);
+    return request_ready(s, req.cmd, &req.dst);
 }
 
 /* ---------------- GSS-API (RFC 1961) ---------------- */
@@ -1295,8 +1608,7 @@ static int parse_gss_request(struct session *s)
     if (rc != HS_NEXT)
         return HS_GONE;
     s->hlen = 0;
-    serve_request(s, &req);
-    return HS_GONE;
+    return request_ready(s, req.cmd, &req.dst);
 }
 
 /* The PROXY header from a trusted load balancer names the real client,
@@ -1425,6 +1737,14 @@ static const char *refusal(struct session *s, const struct listen_spec *ln)
     return policy_handshake_begin(&s->pol) ? NULL : s->pol.why;
 }
 
+/* Unique without a shared counter: the worker's number above a count of
+ * the sessions its thread has started. */
+static uint64_t next_id(int worker)
+{
+    static _Thread_local uint64_t started;
+    return ((uint64_t)(worker + 1) << 40) | ++started;
+}
+
 void session_start(struct wenv *env, int fd, const union addr_any *client,
                    const struct listen_spec *ln)
 {
@@ -1445,6 +1765,7 @@ void session_start(struct wenv *env, int fd, const union addr_any *client,
     s->expire = on_handshake_timeout;
     s->relay.target.io.fd = -1;
     s->started_ms = loop_now(env->loop);
+    s->id = next_id(env->id);
     link_session(s);
     stat_inc(&env->stats.active);
     if (loop_io_add(env->loop, &s->relay.client.io, fd, LOOP_READ | LOOP_WRITE, on_handshake_io) <

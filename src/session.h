@@ -14,6 +14,7 @@
 #define SOCKS5D_SESSION_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "addr.h"
 #include "loop.h"
@@ -25,6 +26,8 @@ struct config;
 struct session_rate;
 struct gss_conn;
 struct gss_relay;
+struct userstats;
+struct route;
 
 /* An operation in flight for the session (auth job, resolve query, dial,
  * BIND listener): closing the session cancels it. */
@@ -66,10 +69,22 @@ struct session {
     int8_t fail;               /* enum hs_fail when the handshake failed, else -1 */
     struct policy_state pol;   /* slots held and the deciding rule */
     struct session_rate *rate; /* per-user bandwidth limit, or NULL */
+    /* Where the request leaves (route.h): the matching route or NULL for
+     * direct, the alternative being tried, and how a resolved name reaches
+     * the hops (by the address the rules judged, not by name). */
+    const struct route *route;
+    size_t alt;
+    uint8_t route_by_addr;
+    uint8_t v4;   /* a SOCKS4/4a client: replies in SOCKS4 */
+    char *userid; /* its USERID, for the access log */
+    /* What the session does once a name it looks up has addresses. */
+    void (*resolved)(struct session *s, const union addr_any *addrs, size_t n);
     union addr_any client;
     union addr_any dst;             /* requested address (port valid for names too) */
     union addr_any peer;            /* the target actually connected */
     uint64_t started_ms, active_ms; /* accepted; last relayed a byte */
+    uint64_t id;                    /* unique in the process, for the session list */
+    struct userstats *ustats;       /* per-user counters (metrics-users), or NULL */
 };
 
 struct listen_spec;
@@ -87,5 +102,7 @@ void session_close(struct session *s);
 int session_reply(struct session *s, uint8_t rep, const struct sockaddr *bnd, const char *why);
 /* Closes with `why` (NULL: a normal end) for the access log. */
 void session_fail(struct session *s, const char *why);
+/* Writes s as one JSON object: its id and its access-log fields so far. */
+void session_describe(const struct session *s, FILE *out);
 
 #endif

@@ -7,6 +7,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "lslots.h"
+
 typedef _Atomic uint64_t stat_t;
 
 /* Latency histogram upper bounds in ms (the last bucket is +Inf). */
@@ -43,7 +45,8 @@ struct stats {
     stat_t dgrams_up, dgrams_down, dgrams_dropped;
     stat_t dns_failures;
     struct histogram dns, connect;
-    stat_t active; /* gauge: sessions open on this worker */
+    stat_t active;                     /* gauge: sessions open on this worker */
+    stat_t listener_conns[LSLOTS_MAX]; /* connections accepted, by listener slot */
 };
 
 static inline void stat_add(stat_t *s, uint64_t n)

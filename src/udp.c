@@ -52,6 +52,8 @@ struct udp_assoc {
     struct udp_seal seal;
     uint8_t *sealed; /* protected: each datagram's other form */
     struct udp_counts counts;
+    int chained;          /* through an upstream SOCKS5 association: */
+    union addr_any relay; /* its relay, where every datagram goes (udp_chain) */
 };
 
 /* One buffer per worker thread for every datagram it relays. */
@@ -73,12 +75,13 @@ static void on_client_dgram(struct loop_io *io, unsigned events);
 static void on_target4_dgram(struct loop_io *io, unsigned events);
 static void on_target6_dgram(struct loop_io *io, unsigned events);
 static void on_more(struct loop_defer *d);
+static void close_io(struct udp_assoc *u, struct loop_io *io);
 
 /* Not charged here: the association charged UDP_FDS when it opened. */
 static int open_sock(struct udp_assoc *u, struct loop_io *io, union addr_any *local, uint16_t lo,
-                     uint16_t hi, loop_io_fn fn)
+                     uint16_t hi, unsigned flags, loop_io_fn fn)
 {
-    int fd = net_bind_udp(local, lo, hi, NET_V6ONLY, NULL, 0);
+    int fd = net_bind_udp(local, lo, hi, NET_V6ONLY | flags, NULL, 0);
     if (fd < 0)
         return -1;
     if (loop_io_add(u->ctx.env->loop, io, fd, LOOP_READ, fn) < 0) {
@@ -89,18 +92,32 @@ static int open_sock(struct udp_assoc *u, struct loop_io *io, union addr_any *lo
 }
 
 /* The socket that talks to targets of this family, opened on first use on
- * an ephemeral port of the wildcard address, as an outbound connect would. */
+ * an ephemeral port of the wildcard address, as an outbound connect would,
+ * or of the route's source address for the family, leaving through its
+ * device and with its mark (net_out). */
 static int target_fd(struct udp_assoc *u, int family)
 {
     struct loop_io *io = family == AF_INET6 ? &u->tio6 : &u->tio4;
-    union addr_any any;
+    struct net_out rest = u->ctx.out;
+    union addr_any local;
+    unsigned flags = 0;
     if (io->fd >= 0)
         return io->fd;
-    memset(&any, 0, sizeof any);
-    any.sa.sa_family = (sa_family_t)family;
-    if (open_sock(u, io, &any, 0, 0, family == AF_INET6 ? on_target6_dgram : on_target4_dgram) <
-        0) {
+    memset(&local, 0, sizeof local);
+    local.sa.sa_family = (sa_family_t)family;
+    for (size_t i = 0; i < rest.nsrc; i++)
+        if (rest.src[i].sa.sa_family == family) {
+            local = rest.src[i];
+            flags = NET_FREEBIND;
+        }
+    rest.nsrc = 0; /* bound above */
+    if (open_sock(u, io, &local, 0, 0, flags,
+                  family == AF_INET6 ? on_target6_dgram : on_target4_dgram) < 0) {
         io->fd = -1;
+        return -1;
+    }
+    if (net_apply_out(io->fd, family, &rest, NULL, 0) < 0) {
+        close_io(u, io);
         return -1;
     }
     return io->fd;
@@ -131,14 +148,31 @@ static void dropped(struct udp_assoc *u)
     stat_inc(&u->ctx.env->stats.dgrams_dropped);
 }
 
+/* Sends data to `to` directly, or, chained, to the upstream's relay with a
+ * SOCKS5 header naming `to`. Returns what sendto/sendmsg does. */
+static ssize_t send_out(struct udp_assoc *u, int fd, const union addr_any *to, const uint8_t *data,
+                        size_t len)
+{
+    uint8_t hdr[PROTO_UDP_HEADER_MAX];
+    if (!u->chained)
+        return sendto(fd, data, len, 0, &to->sa, addr_len(&to->sa));
+    struct iovec iov[2] = {{hdr, proto_encode_udp_header(hdr, sizeof hdr, &to->sa)},
+                           {(void *)data, len}};
+    struct msghdr m = {.msg_name = &u->relay.sa,
+                       .msg_namelen = addr_len(&u->relay.sa),
+                       .msg_iov = iov,
+                       .msg_iovlen = 2};
+    return sendmsg(fd, &m, 0);
+}
+
 /* `name` is the name the client asked for, if any, for the rules. */
 static void send_to_target(struct udp_assoc *u, const union addr_any *to, const char *name,
                            const uint8_t *data, size_t len)
 {
     int fd;
+    int family = u->chained ? u->relay.sa.sa_family : to->sa.sa_family;
     if (!policy_address(u->ctx.pol, SOCKS5_CMD_UDP, &to->sa, name) ||
-        (fd = target_fd(u, to->sa.sa_family)) < 0 ||
-        sendto(fd, data, len, 0, &to->sa, addr_len(&to->sa)) < 0) {
+        (fd = target_fd(u, family)) < 0 || send_out(u, fd, to, data, len) < 0) {
         dropped(u);
         return;
     }
@@ -308,11 +342,61 @@ static int known_peer(const struct udp_assoc *u, const union addr_any *from)
     return 0;
 }
 
+static void to_client(struct udp_assoc *u, const uint8_t *dgram, size_t len, size_t payload)
+{
+    if (u->sealed) {
+        len = u->seal.seal(u->seal.arg, dgram, len, u->sealed, UDP_MAX_DGRAM);
+        dgram = u->sealed;
+    }
+    if (len == 0 || sendto(u->cio.fd, dgram, len, 0, &u->client.sa, addr_len(&u->client.sa)) < 0) {
+        dropped(u);
+        return;
+    }
+    touch(u);
+    u->counts.dgrams_down++;
+    u->counts.bytes_down += payload;
+    stat_inc(&u->ctx.env->stats.dgrams_down);
+    stat_add(&u->ctx.env->stats.bytes_down, payload);
+}
+
+/* From the upstream's relay: already framed with the real source, which
+ * must be one the association sent to (or any, in full cone). */
+static void relay_dgram(struct udp_assoc *u, const uint8_t *data, size_t len,
+                        const union addr_any *from)
+{
+    struct proto_addr a;
+    struct sockaddr_storage ss;
+    union addr_any src;
+    size_t hlen;
+    enum proto_err err;
+    if (!addr_same_ip(&from->sa, &u->relay.sa) || addr_port(&from->sa) != addr_port(&u->relay.sa) ||
+        !u->client_port_known || proto_parse_udp_header(data, len, &a, &hlen, &err) != RES_DONE) {
+        dropped(u);
+        return;
+    }
+    if (!u->ctx.cfg->udp_full_cone) {
+        if (!proto_addr_to_sockaddr(&a, &ss)) {
+            dropped(u); /* a name as the source: not one we sent to */
+            return;
+        }
+        addr_normalize((struct sockaddr *)&ss, &src);
+        if (!known_peer(u, &src)) {
+            dropped(u);
+            return;
+        }
+    }
+    to_client(u, data, len, len - hlen);
+}
+
 /* data sits at scratch + UDP_HEADROOM: the header goes right in front. */
 static void target_dgram(struct udp_assoc *u, uint8_t *data, size_t len, const union addr_any *from)
 {
-    uint8_t hdr[PROTO_UDP_HEADER_MAX], *out;
-    size_t hlen, n;
+    uint8_t hdr[PROTO_UDP_HEADER_MAX];
+    size_t hlen;
+    if (u->chained) {
+        relay_dgram(u, data, len, from);
+        return;
+    }
     if (!u->client_port_known || (!u->ctx.cfg->udp_full_cone && !known_peer(u, from))) {
         dropped(u);
         return;
@@ -323,19 +407,7 @@ static void target_dgram(struct udp_assoc *u, uint8_t *data, size_t len, const u
         return;
     }
     memcpy(data - hlen, hdr, hlen);
-    out = data - hlen;
-    n = len + hlen;
-    if ((u->sealed && (n = u->seal.seal(u->seal.arg, out, n, u->sealed, UDP_MAX_DGRAM)) == 0) ||
-        sendto(u->cio.fd, u->sealed ? u->sealed : out, n, 0, &u->client.sa,
-               addr_len(&u->client.sa)) < 0) {
-        dropped(u);
-        return;
-    }
-    touch(u);
-    u->counts.dgrams_down++;
-    u->counts.bytes_down += len;
-    stat_inc(&u->ctx.env->stats.dgrams_down);
-    stat_add(&u->ctx.env->stats.bytes_down, len);
+    to_client(u, data - hlen, len + hlen, len);
 }
 
 static void on_target4_dgram(struct loop_io *io, unsigned events)
@@ -384,7 +456,7 @@ struct udp_assoc *udp_open(const struct cmd_ctx *ctx, const struct proto_addr *h
     /* The relay listens where the control connection arrived, never on a
      * wildcard address. */
     if (getsockname(ctx->control_fd, &local.sa, &len) < 0 ||
-        open_sock(u, &u->cio, &local, ctx->cfg->udp_port_lo, ctx->cfg->udp_port_hi,
+        open_sock(u, &u->cio, &local, ctx->cfg->udp_port_lo, ctx->cfg->udp_port_hi, 0,
                   on_client_dgram) < 0) {
         *why = strerror(errno);
         fdbudget_give(UDP_FDS);
@@ -427,4 +499,10 @@ void udp_close(struct udp_assoc *u)
     close_io(u, &u->tio6);
     fdbudget_give(UDP_FDS);
     free(u);
+}
+
+void udp_chain(struct udp_assoc *u, const union addr_any *relay)
+{
+    u->chained = 1;
+    addr_normalize(&relay->sa, &u->relay);
 }

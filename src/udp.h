@@ -46,6 +46,11 @@ struct udp_seal {
 /* From now on every datagram of the association goes through `seal`
  * (copied). Returns 0, or -1 when out of memory. */
 int udp_protect(struct udp_assoc *u, const struct udp_seal *seal);
+/* Chains the association to an upstream SOCKS5 one whose relay is at
+ * `relay`: every datagram the client sends (judged by the rules as usual,
+ * names resolved here) goes there framed with its destination, and what
+ * the relay sends back, framed with its source, goes to the client. */
+void udp_chain(struct udp_assoc *u, const union addr_any *relay);
 const struct udp_counts *udp_counts(const struct udp_assoc *u);
 
 #endif

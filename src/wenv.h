@@ -11,6 +11,7 @@
 #include "addr.h"
 #include "bufpool.h"
 #include "loop.h"
+#include "net.h"
 #include "stats.h"
 
 struct auth_cache;
@@ -51,6 +52,7 @@ struct cmd_ctx {
     struct policy_state *pol; /* decides every destination and peer */
     int control_fd;           /* the client's TCP connection (not owned) */
     union addr_any client;    /* its peer, as the rules see it */
+    struct net_out out;       /* how its own outbound sockets leave (a route's `out`) */
 };
 
 #endif

@@ -21,6 +21,7 @@
 #include "net.h"
 #include "resolve.h"
 #include "session.h"
+#include "sessq.h"
 #include "stats.h"
 #include "wenv.h"
 
@@ -52,6 +53,7 @@ struct listener {
     struct loop_io io; /* fd -1: slot free */
     struct worker *w;
     struct listen_spec spec;
+    unsigned slot; /* its counters (lslots.h) */
 };
 
 struct worker {
@@ -214,6 +216,7 @@ static void on_accept(struct loop_io *io, unsigned events)
             fdbudget_give(1);
             continue;
         }
+        stat_inc(&w->env.stats.listener_conns[ln->slot]);
         session_start(&w->env, fd, &peer, &ln->spec);
     }
     /* The batch ended with connections possibly still queued: no new edge
@@ -231,6 +234,7 @@ static int adopt_listener(struct worker *w, const struct worker_listen *l)
             continue;
         ln->w = w;
         ln->spec = l->spec;
+        ln->slot = lslots_get(&l->spec.addr);
         return loop_io_add(w->env.loop, &ln->io, l->fd, LOOP_READ, on_accept);
     }
     errno = EMFILE;
@@ -419,6 +423,41 @@ void worker_drain(struct worker *w)
     }
     m->w = w;
     mailbox_post(&w->mbox, &m->mail, on_drain);
+}
+
+/* Lists or closes this worker's sessions that the question is about. */
+static void on_sessq(struct mail *m)
+{
+    struct sessq_part *p = container_of(m, struct sessq_part, mail);
+    struct worker *w = p->ctx;
+    FILE *f = p->q->close ? NULL : open_memstream(&p->json, &p->len);
+    int first = 1;
+    for (struct session *s = w->env.sessions.head, *next; s; s = next) {
+        next = s->next;
+        if (!sessq_match(p->q, s->id, s->user))
+            continue;
+        if (p->q->close) {
+            session_fail(s, "closed by the operator");
+            p->closed++;
+        } else if (f) {
+            if (!first)
+                fputc(',', f);
+            session_describe(s, f);
+            first = 0;
+        }
+    }
+    if (f && fclose(f) != 0) {
+        free(p->json);
+        p->json = NULL;
+        p->len = 0;
+    }
+    sessq_done(p);
+}
+
+void worker_sessq(struct worker *w, struct sessq_part *p)
+{
+    p->ctx = w;
+    mailbox_post(&w->mbox, &p->mail, on_sessq);
 }
 
 static void *worker_main(void *arg)

@@ -11,6 +11,7 @@
 #include "addr.h"
 #include "config.h"
 
+struct sessq_part;
 struct wenv;
 /* One thread: its loop, listeners, mailbox and the environment its
  * sessions run in. Opaque: only worker.c reads or writes it. */
@@ -44,6 +45,9 @@ int worker_start(struct worker *w);
 /* Asks the worker to stop accepting and end once its sessions are done or
  * grace_ms has passed. Thread-safe. */
 void worker_drain(struct worker *w);
+/* Puts a session question (sessq.h) to the worker: answered on its loop,
+ * in part p. Thread-safe. */
+void worker_sessq(struct worker *w, struct sessq_part *p);
 /* Waits for the thread to end (after draining). */
 void worker_wait(struct worker *w);
 /* Frees everything; the thread must have ended (or never started). Runs

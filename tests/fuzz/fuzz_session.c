@@ -5,7 +5,9 @@
  * Input: [mode][seg1][seg2][seg3] then the bytes a client sends.
  *   mode bit 0  methods: userpass (else none)
  *        bit 1  the listener expects a PROXY header (trusted from 127.0.0.0/8)
- *        bit 2  rules: only 127.0.0.0/8 and ::1 port 9, then deny
+ *        bit 2  rules: only 127.0.0.0/8 and ::1 port 9, then deny; ::1 is
+ *               routed through the target as an upstream SOCKS5 hop
+ *        SOCKS4/4a is served whenever bit 0 is off
  *        bit 3  alice is rate limited (with bit 0 off: methods none,userpass)
  *        bit 4  the client appears to come from 192.0.2.1 (untrusted for PROXY)
  *        bit 5  end with shutdown(SHUT_WR) and let the server finish, else close
@@ -163,7 +165,13 @@ static struct config *make_config(unsigned mode, const char *users)
         ARG("allow to 127.0.0.0/8,::1 port 9");
         ARG("--rule");
         ARG("deny");
+        /* The target plays an upstream SOCKS5 hop: what it says (a greeting,
+         * then the client's own bytes echoed) drives the hop handshake. */
+        ARG("--route");
+        ARG("to ::1 via socks5://127.0.0.1:9 | direct");
     }
+    if (!(mode & M_AUTH))
+        ARG("--socks4"); /* none is among the methods: SOCKS4 may be served */
     argv[argc] = NULL;
 #undef ARG
     struct config *c = config_load(argc, argv, stderr, &code, &check);

@@ -574,7 +574,11 @@ def test_access_log_format_json(ops, users_file, target):
         assert read_until_closed(s, scaled(5)) == b"\x05\x02\x01\x01"
     assert srv.stop() == 0
 
+    # The error log is JSON too (error-log-format auto): the access records
+    # are the lines with a client.
     raw = [l for l in srv.log_path.read_bytes().split(b"\n") if l.startswith(b"{")]
+    assert all(l.startswith(b'{"time":') for l in raw), srv.log()
+    raw = [l for l in raw if b'"client":' in l]
     assert len(raw) == 3, srv.log()
     entries = []
     for l in raw:

@@ -156,7 +156,7 @@ TEST(connect_to_a_listening_socket_succeeds_with_the_peer_address)
     int lfd = listen_loopback(&in, 8);
     union addr_any a = any4(&in);
 
-    struct dial *d = dial_start(l, &a, 1, WAIT_MS, on_dialed, &r, &err);
+    struct dial *d = dial_start(l, &a, 1, NULL, WAIT_MS, on_dialed, &r, &err);
     assert_non_null(d);
     assert_int_equal(r.calls, 0); /* never from inside dial_start */
     run_until_called(l, &r);
@@ -204,7 +204,7 @@ TEST(connect_to_a_closed_port_fails_with_econnrefused)
     closed_loopback_port(&in);
     union addr_any a = any4(&in);
 
-    struct dial *d = dial_start(l, &a, 1, WAIT_MS, on_dialed, &r, &err);
+    struct dial *d = dial_start(l, &a, 1, NULL, WAIT_MS, on_dialed, &r, &err);
     if (d) {
         assert_int_equal(r.calls, 0);
         run_until_called(l, &r);
@@ -246,7 +246,7 @@ TEST(refused_first_address_moves_on_to_the_second_without_waiting_the_stagger)
 
         loop_run_once(l, 0); /* fresh clock */
         uint64_t t0 = loop_now(l);
-        struct dial *d = dial_start(l, list, 2, WAIT_MS, on_dialed, &r, &err);
+        struct dial *d = dial_start(l, list, 2, NULL, WAIT_MS, on_dialed, &r, &err);
         assert_non_null(d);
         run_until_called(l, &r);
         assert_true(r.fd >= 0);
@@ -277,7 +277,7 @@ TEST(hanging_first_address_gets_a_second_attempt_after_the_stagger)
 
     loop_run_once(l, 0);
     uint64_t t0 = loop_now(l);
-    struct dial *d = dial_start(l, list, 2, WAIT_MS, on_dialed, &r, &err);
+    struct dial *d = dial_start(l, list, 2, NULL, WAIT_MS, on_dialed, &r, &err);
     assert_non_null(d);
     assert_int_equal(fd_count(), base + 3 + 1); /* bh (2) + listener + attempt 1 */
     run_until_called(l, &r);
@@ -308,7 +308,7 @@ TEST(deadline_passing_fails_with_etimedout_and_closes_the_attempts)
 
     loop_run_once(l, 0);
     uint64_t t0 = loop_now(l);
-    struct dial *d = dial_start(l, list, 2, 400, on_dialed, &r, &err);
+    struct dial *d = dial_start(l, list, 2, NULL, 400, on_dialed, &r, &err);
     assert_non_null(d);
     run_until_called(l, &r);
     assert_int_equal(r.fd, -1);
@@ -334,7 +334,7 @@ TEST(cancel_closes_every_attempt_and_no_callback_follows)
     int base = fd_count();
     union addr_any list[3] = {bh.addr, bh.addr, bh.addr};
 
-    struct dial *d = dial_start(l, list, 3, WAIT_MS, on_dialed, &r, &err);
+    struct dial *d = dial_start(l, list, 3, NULL, WAIT_MS, on_dialed, &r, &err);
     assert_non_null(d);
     /* Past the first stagger: two attempts in flight, a timer armed. */
     uint64_t deadline = now_ms() + WAIT_MS;
@@ -363,7 +363,7 @@ TEST(cancel_before_the_loop_runs_drops_a_finished_connect)
     int lfd = listen_loopback(&in, 8);
     int base = fd_count();
     union addr_any a = any4(&in);
-    struct dial *d = dial_start(l, &a, 1, WAIT_MS, on_dialed, &r, &err);
+    struct dial *d = dial_start(l, &a, 1, NULL, WAIT_MS, on_dialed, &r, &err);
     assert_non_null(d);
     sleep_ms(5); /* the connect has most likely completed in the kernel */
     dial_cancel(d);
@@ -385,7 +385,7 @@ TEST(every_address_failing_at_once_returns_null_with_err_and_no_callback)
     /* TCP cannot connect to multicast or broadcast: connect(2) fails
      * before any packet is sent. */
     union addr_any list[2] = {ip4("224.0.0.1", 80), ip4("255.255.255.255", 80)};
-    struct dial *d = dial_start(l, list, 2, WAIT_MS, on_dialed, &r, &err);
+    struct dial *d = dial_start(l, list, 2, NULL, WAIT_MS, on_dialed, &r, &err);
     assert_null(d);
     assert_int_equal(err, ENETUNREACH);
     assert_int_equal(fd_count(), base);
@@ -406,7 +406,7 @@ TEST(synchronous_failure_moves_straight_on_to_the_next_address)
     int lfd = listen_loopback(&open, 8);
     union addr_any list[2] = {ip4("224.0.0.1", 80), any4(&open)};
     loop_run_once(l, 0);
-    struct dial *d = dial_start(l, list, 2, WAIT_MS, on_dialed, &r, &err);
+    struct dial *d = dial_start(l, list, 2, NULL, WAIT_MS, on_dialed, &r, &err);
     assert_non_null(d);
     assert_int_equal(r.calls, 0);
     run_until_called(l, &r);
@@ -430,7 +430,7 @@ TEST(all_attempts_refused_reports_the_refusal)
     closed_loopback_port(&c1);
     closed_loopback_port(&c2);
     union addr_any list[3] = {any4(&c1), ip4("224.0.0.1", 80), any4(&c2)};
-    struct dial *d = dial_start(l, list, 3, WAIT_MS, on_dialed, &r, &err);
+    struct dial *d = dial_start(l, list, 3, NULL, WAIT_MS, on_dialed, &r, &err);
     if (d) {
         run_until_called(l, &r);
         assert_int_equal(r.fd, -1);
@@ -461,7 +461,7 @@ TEST(connect_over_ipv6_loopback)
     assert_int_equal(bind(lfd, &a.sa, sizeof a.in6), 0);
     assert_int_equal(getsockname(lfd, &a.sa, &alen), 0);
     assert_int_equal(listen(lfd, 8), 0);
-    struct dial *d = dial_start(l, &a, 1, WAIT_MS, on_dialed, &r, &err);
+    struct dial *d = dial_start(l, &a, 1, NULL, WAIT_MS, on_dialed, &r, &err);
     assert_non_null(d);
     run_until_called(l, &r);
     assert_true(r.fd >= 0);

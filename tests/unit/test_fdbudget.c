@@ -92,7 +92,7 @@ TEST(a_dial_that_cannot_afford_a_socket_fails_at_once_with_emfile)
     to.in4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     to.in4.sin_port = htons(9);
     assert_true(fdbudget_take(LIMIT - RESERVE, FDB_EXTRA));
-    assert_null(dial_start(l, &to, 1, 1000, on_dial_unused, NULL, &err));
+    assert_null(dial_start(l, &to, 1, NULL, 1000, on_dial_unused, NULL, &err));
     assert_int_equal(err, EMFILE);
     fdbudget_give(LIMIT - RESERVE);
     loop_free(l);

@@ -399,6 +399,41 @@ TEST(access_json_is_one_object_per_line_and_values_round_trip)
     free(got);
 }
 
+/* Logs one error-log line as JSON to a fresh file and parses it. */
+static size_t json_error_line(const char *name, enum log_level level, const char *text,
+                              struct jpair *pairs, size_t max)
+{
+    char path[PATH_MAX], msg[512];
+    struct log_settings c = {.level = LOG_LVL_INFO, .error_sink = SINK_FILE, .error_json = 1};
+    path_of(name, path, sizeof path);
+    c.error_log_path = path;
+    if (log_configure(&c, msg, sizeof msg) < 0)
+        fail_msg("log_configure: %s", msg);
+    log_msg(level, "%s", text);
+    configure(SINK_STDERR, NULL, SINK_OFF, NULL, 0, LOG_LVL_INFO);
+    char *got = slurp(path);
+    assert_int_equal(count_lines(got), 1);
+    size_t n = json_object(got, pairs, max);
+    free(got);
+    return n;
+}
+
+TEST(error_log_json_is_one_object_per_line_with_time_level_and_msg)
+{
+    struct jpair p[8];
+    const char *text = "bad.conf:1:8: \"maybe\"\nis not\\ a value";
+    assert_int_equal(json_error_line("error-json.log", LOG_LVL_ERROR, text, p, 8), 3);
+    assert_string_equal(p[0].key, "time");
+    assert_timestamp(p[0].val);
+    assert_string_equal(p[1].key, "level");
+    assert_string_equal(p[1].val, "error");
+    assert_string_equal(p[2].key, "msg");
+    assert_string_equal(p[2].val, text);
+    assert_int_equal(json_error_line("warn-json.log", LOG_LVL_WARN, "caf\xc3\xa9", p, 8), 3);
+    assert_string_equal(p[1].val, "warn");
+    assert_string_equal(p[2].val, "caf\xc3\xa9");
+}
+
 TEST(access_json_with_bytes_that_are_not_utf8_is_still_valid_json)
 {
     /* Names and user names come from clients as arbitrary bytes; JSON text
@@ -819,6 +854,7 @@ int main(void)
         cmocka_unit_test(access_records_append_one_line_each),
         cmocka_unit_test(access_json_is_one_object_per_line_and_values_round_trip),
         cmocka_unit_test(access_json_with_bytes_that_are_not_utf8_is_still_valid_json),
+        cmocka_unit_test(error_log_json_is_one_object_per_line_with_time_level_and_msg),
         cmocka_unit_test(access_off_writes_nothing),
         cmocka_unit_test(error_log_filters_by_level_debug_suppressed_at_info),
         cmocka_unit_test(error_log_level_warn_drops_info_and_debug_level_keeps_all),

@@ -239,7 +239,7 @@ TEST(a_nonblocking_connect_completes_with_the_options_set)
     int ln = net_listen_tcp(&a, 4, 0, NULL, 0);
     assert_true(ln >= 0);
     addr_set_port(&a, local_port(ln));
-    int c = net_connect_nb(&a, NET_NODELAY, NULL, 0);
+    int c = net_connect_nb(&a, NULL, NET_NODELAY, NULL, 0);
     assert_true(c >= 0);
     assert_nonblock_cloexec(c);
     assert_int_equal(opt(c, IPPROTO_TCP, TCP_NODELAY), 1);
@@ -255,6 +255,75 @@ TEST(a_nonblocking_connect_completes_with_the_options_set)
     close(ln);
 }
 
+/* Connects to a loopback listener leaving as `out` says; returns the
+ * address the listener saw. */
+static union addr_any connect_from(const struct net_out *out)
+{
+    union addr_any a = ip_port("127.0.0.1", 0), peer;
+    int ln = net_listen_tcp(&a, 4, 0, NULL, 0);
+    assert_true(ln >= 0);
+    addr_set_port(&a, local_port(ln));
+    int c = net_connect_nb(&a, out, 0, NULL, 0);
+    assert_true(c >= 0);
+    struct pollfd p = {.fd = ln, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+    int s = net_accept(ln, &peer);
+    assert_true(s >= 0);
+    close(s);
+    close(c);
+    close(ln);
+    return peer;
+}
+
+TEST(a_connect_leaves_from_the_chosen_source_with_a_port_picked_at_connect)
+{
+    struct net_out out = {.nsrc = 2, .src = {ip_port("::1", 0), ip_port("127.0.0.9", 0)}};
+    union addr_any peer = connect_from(&out);
+    assert_true(addr_same_ip(&peer.sa, &out.src[1].sa));
+    assert_int_not_equal(addr_port(&peer.sa), 0);
+}
+
+TEST(a_source_of_the_other_family_is_left_to_the_kernel)
+{
+    struct net_out out = {.nsrc = 1, .src = {ip_port("::1", 0)}};
+    union addr_any peer = connect_from(&out);
+    union addr_any lo = ip_port("127.0.0.1", 0);
+    assert_true(addr_same_ip(&peer.sa, &lo.sa));
+}
+
+TEST(freebind_accepts_a_source_the_host_does_not_have)
+{
+    struct net_out out = {.nsrc = 1, .src = {ip_port("192.0.2.77", 0)}};
+    int fd = net_socket(AF_INET, SOCK_STREAM, 0, NULL, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(net_apply_out(fd, AF_INET, &out, NULL, 0), 0);
+    assert_int_equal(opt(fd, SOL_IP, IP_FREEBIND), 1);
+    assert_int_equal(opt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT), 1);
+    close(fd);
+}
+
+TEST(a_udp_socket_binds_a_foreign_source_with_freebind)
+{
+    union addr_any a = ip_port("192.0.2.78", 0);
+    int fd = net_bind_udp(&a, 0, 0, NET_FREEBIND, NULL, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(opt(fd, SOL_IP, IP_FREEBIND), 1);
+    close(fd);
+    a = ip_port("192.0.2.78", 0);
+    assert_int_equal(net_bind_udp(&a, 0, 0, 0, NULL, 0), -1); /* not without it */
+}
+
+TEST(an_unknown_device_is_an_error_naming_it)
+{
+    struct net_out out = {.dev = "nosuchdev0"};
+    char err[128];
+    int fd = net_socket(AF_INET, SOCK_STREAM, 0, NULL, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(net_apply_out(fd, AF_INET, &out, err, sizeof err), -1);
+    assert_non_null(strstr(err, "SO_BINDTODEVICE nosuchdev0"));
+    close(fd);
+}
+
 TEST(a_refused_connect_is_reported_through_so_error)
 {
     struct sockaddr_in closed;
@@ -262,7 +331,7 @@ TEST(a_refused_connect_is_reported_through_so_error)
     closed_loopback_port(&closed);
     memset(&a, 0, sizeof a);
     a.in4 = closed;
-    int c = net_connect_nb(&a, 0, NULL, 0);
+    int c = net_connect_nb(&a, NULL, 0, NULL, 0);
     if (c < 0) {
         assert_int_equal(errno, ECONNREFUSED);
         return;
@@ -280,7 +349,7 @@ TEST(a_connect_that_fails_at_once_names_connect_and_the_target_and_gives_back_it
     char err[128], want[128];
     int before = fd_count();
     assert_true(fdbudget_take(EXTRA_LIMIT - 1, FDB_EXTRA));
-    assert_int_equal(net_connect_nb(&a, NET_V6ONLY | NET_BUDGET, err, sizeof err), -1);
+    assert_int_equal(net_connect_nb(&a, NULL, NET_V6ONLY | NET_BUDGET, err, sizeof err), -1);
     assert_int_equal(errno, ENETUNREACH);
     snprintf(want, sizeof want, "connect [::ffff:127.0.0.1]:9: %s", strerror(ENETUNREACH));
     assert_string_equal(err, want);
@@ -434,6 +503,12 @@ int main(void)
         cmocka_unit_test_setup(a_full_udp_port_range_fails_with_the_range_in_the_message, setup),
         cmocka_unit_test_setup(a_udp_range_failure_names_both_ends, setup),
         cmocka_unit_test_setup(set_nonblock_turns_a_blocking_socket_nonblocking, setup),
+        cmocka_unit_test_setup(
+            a_connect_leaves_from_the_chosen_source_with_a_port_picked_at_connect, setup),
+        cmocka_unit_test_setup(a_source_of_the_other_family_is_left_to_the_kernel, setup),
+        cmocka_unit_test_setup(freebind_accepts_a_source_the_host_does_not_have, setup),
+        cmocka_unit_test_setup(an_unknown_device_is_an_error_naming_it, setup),
+        cmocka_unit_test_setup(a_udp_socket_binds_a_foreign_source_with_freebind, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -142,6 +142,13 @@ static void first_match_wins(void **state)
     v = run(rs, (struct q){.dst = "11.1.1.1", .port = 80});
     assert_int_equal(v.allow, 0);
     assert_int_equal(v.line, 3);
+    assert_int_equal(v.index, 2);
+    rules_free(rs);
+
+    rs = BUILD("deny port 22", "allow to 10.0.0.0/8");
+    assert_int_equal(run(rs, (struct q){.dst = "10.1.1.1", .port = 80}).index, 1);
+    assert_int_equal(run(rs, (struct q){.name = "a.example", .port = 80}).index, 1); /* need_addr */
+    assert_int_equal(run(rs, (struct q){.dst = "11.1.1.1", .port = 80}).index, -1);
     rules_free(rs);
 
     rs = BUILD("allow", "deny");

@@ -1,0 +1,108 @@
+/* route.h - where a request's traffic leaves: upstream proxy chains with
+ * failover, and the source of direct connections. Pure: no I/O.
+ *
+ * Grammar (the text after the `route` keyword; see docs/routes.md):
+ *   [CLAUSES] via ALTERNATIVE [| ALTERNATIVE ...] [out ITEM ...]
+ *   CLAUSES      from, user, cmd, to, port exactly as in access rules
+ *                (parsed and matched by rules.c)
+ *   ALTERNATIVE  direct | HOP [HOP ...]     (a chain: hops in order)
+ *   HOP          socks5://[USER:PASS@]HOST:PORT | socks4a://HOST:PORT
+ *                | http://[USER:PASS@]HOST:PORT   (HTTP CONNECT)
+ *                USER and PASS may use %XX escapes; IPv6 HOST in brackets
+ *   ITEM         IP | random CIDR | sticky CIDR | dev IFNAME | mark N
+ * First match wins; no match means direct. A failed alternative is skipped
+ * for ROUTE_HOLDDOWN_MS while another one is up. */
+#ifndef SOCKS5D_ROUTE_H
+#define SOCKS5D_ROUTE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "net.h"
+#include "rules.h"
+#include "upstream.h"
+
+#define ROUTE_HOLDDOWN_MS 30000
+#define ROUTE_MAX_HOPS 8
+#define ROUTE_MAX_ALTS 8
+
+struct route_chain {
+    size_t nhops; /* 0: direct */
+    struct upstream_hop *hops;
+    atomic_llong *down_until_ms; /* failover state, shared by every worker */
+};
+
+enum route_src_mode { ROUTE_SRC_NONE, ROUTE_SRC_FIXED, ROUTE_SRC_RANDOM, ROUTE_SRC_STICKY };
+
+struct route_src {
+    int mode; /* enum route_src_mode */
+    uint8_t addr[16];
+    unsigned plen; /* prefix length for RANDOM and STICKY */
+};
+
+struct route_out {
+    struct route_src src[2]; /* [0] IPv4, [1] IPv6 */
+    char dev[16];
+    int has_mark;
+    uint32_t mark;
+};
+
+struct route {
+    size_t nalts;
+    struct route_chain *alts;
+    int has_out;
+    struct route_out out;
+    char *text; /* the route as written, passwords replaced by "***" */
+    char *file;
+    int line;
+};
+
+struct routes;
+
+/* routes_add flags */
+#define ROUTES_SECRETS_OK 1u /* credentials allowed (the config file, not argv) */
+
+struct routes *routes_new(void);
+void routes_free(struct routes *rs);
+/* Parses one route and appends it. Returns 0, or -1 with a message naming
+ * the 1-based column in err ("column 9: unknown hop scheme 'ftp'"); the set
+ * is then unchanged. Credentials without ROUTES_SECRETS_OK are refused. */
+int routes_add(struct routes *rs, const char *text, const char *file, int line, unsigned flags,
+               char *err, size_t errlen);
+size_t routes_count(const struct routes *rs);
+const struct route *routes_get(const struct routes *rs, size_t i);
+
+/* The first route whose clauses match, or NULL for direct. When a route
+ * with a CIDR `to` clause is reached with only a name known, returns NULL
+ * with *need_addr 1: resolve and ask again with rq->dst set. */
+const struct route *routes_match(const struct routes *rs, const struct rules_request *rq,
+                                 int *need_addr);
+
+/* The first alternative at or after `from` that is not held down, or when
+ * all of those are, `from` itself; r->nalts when from is past the end. */
+size_t route_pick(const struct route *r, size_t from, int64_t now_ms);
+/* Holds an alternative down for ROUTE_HOLDDOWN_MS from now_ms. */
+void route_chain_failed(const struct route_chain *c, int64_t now_ms);
+/* Holds it up again after it worked. */
+void route_chain_worked(const struct route_chain *c);
+
+/* The net_out for one connection of route r: fixed sources as given, a
+ * random one from `rnd`, a sticky one from a keyed hash of `id` (the user
+ * name, or the client address for a client without one). */
+void route_out_for(const struct route *r, const uint64_t key[2], const void *id, size_t idlen,
+                   const uint64_t rnd[2], struct net_out *out);
+
+/* The process's random key for sticky sources (made on first use), so a
+ * user keeps an address across reloads but nobody can compute it. */
+const uint64_t *route_sticky_key(void);
+
+/* "direct" or alternative alt's hops, "socks5://a:1080 http://b:3128", for
+ * the access log (no credentials; truncated to len). */
+#define ROUTE_VIA_STRLEN 512
+const char *route_via_str(const struct route *r, size_t alt, char *buf, size_t len);
+
+/* "socks5://host:port" (no credentials) for logs. */
+const char *route_hop_str(const struct upstream_hop *h, char *buf, size_t len);
+
+#endif
