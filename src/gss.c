@@ -313,17 +313,16 @@ size_t gss_conn_wrap(struct gss_conn *c, int conf, const uint8_t *in, size_t len
     return n;
 }
 
-long gss_conn_unwrap(struct gss_conn *c, const uint8_t *in, size_t len, uint8_t *out, size_t cap,
-                     int *conf)
+/* `tolerated`: the supplementary status bits that are not errors. */
+static long unwrap(struct gss_conn *c, OM_uint32 tolerated, const uint8_t *in, size_t len,
+                   uint8_t *out, size_t cap, int *conf)
 {
     OM_uint32 major, minor;
     gss_buffer_desc tok = {len, (void *)in}, msg = GSS_C_EMPTY_BUFFER;
     long n = -1;
     *conf = 0;
     major = gss_unwrap(&minor, c->ctx, &tok, &msg, conf, NULL);
-    /* Replays, gaps and reordering are supplementary bits, not errors:
-     * on a TCP stream each of them means an attacker. */
-    if (major != GSS_S_COMPLETE)
+    if ((major & ~tolerated) != GSS_S_COMPLETE)
         describe(c->error, sizeof c->error, "gss_unwrap", major, minor);
     else if (msg.length > cap)
         snprintf(c->error, sizeof c->error, "gss_unwrap: message of %zu bytes too long",
@@ -332,6 +331,22 @@ long gss_conn_unwrap(struct gss_conn *c, const uint8_t *in, size_t len, uint8_t 
         memcpy(out, msg.value, (size_t)(n = (long)msg.length));
     gss_release_buffer(&minor, &msg);
     return n;
+}
+
+long gss_conn_unwrap(struct gss_conn *c, const uint8_t *in, size_t len, uint8_t *out, size_t cap,
+                     int *conf)
+{
+    /* Replays, gaps and reordering are supplementary bits, not errors:
+     * on a TCP stream each of them means an attacker. */
+    return unwrap(c, 0, in, len, out, cap, conf);
+}
+
+long gss_conn_unwrap_dgram(struct gss_conn *c, const uint8_t *in, size_t len, uint8_t *out,
+                           size_t cap, int *conf)
+{
+    /* UDP loses and reorders datagrams; a duplicate or a token too old to
+     * tell is still refused. */
+    return unwrap(c, GSS_S_GAP_TOKEN | GSS_S_UNSEQ_TOKEN, in, len, out, cap, conf);
 }
 
 /* ---------------- identity ---------------- */

@@ -64,6 +64,11 @@ size_t gss_conn_wrap(struct gss_conn *c, int conf, const uint8_t *in, size_t len
 long gss_conn_unwrap(struct gss_conn *c, const uint8_t *in, size_t len, uint8_t *out, size_t cap,
                      int *conf);
 
+/* The same for a datagram: a gap (lost datagrams before it) or a token
+ * older than the last one seen (reordered) is accepted, a replay is not. */
+long gss_conn_unwrap_dgram(struct gss_conn *c, const uint8_t *in, size_t len, uint8_t *out,
+                           size_t cap, int *conf);
+
 /* The session user for principal `p` ("name@REALM"): NULL when `realms`
  * (a comma-separated list, NULL or "" for any) does not hold its realm;
  * otherwise `p` itself, or with `strip` only its name (written to out). */

@@ -13,6 +13,7 @@
  * bytes [off, len) of `out` waiting to be written. Buffers are held only
  * while they hold something. */
 struct gss_dir {
+    struct relay_bucket *bucket; /* NULL: unlimited */
     uint8_t *in, *out;
     uint32_t in_len, off, len;
     uint8_t shut;
@@ -160,9 +161,17 @@ static int decode(struct gss_relay *g)
     return 1;
 }
 
-/* Client to target. Returns RELAY_MOVED/RELAY_MORE bits, -1 or GSS_RELAY_BAD. */
+/* Bytes d may read now, at most `room`; 0 when it is out of tokens. */
+static size_t allowed(struct gss_dir *d, uint64_t now_ms, size_t room)
+{
+    size_t max = relay_bucket_allowance(d->bucket, now_ms);
+    return max < room ? max : room;
+}
+
+/* Client to target. Returns RELAY_* bits, -1 or GSS_RELAY_BAD. The limit
+ * counts the bytes read: wrapped messages up, plaintext down. */
 static int pump_up(struct gss_relay *g, struct relay_side *client, struct relay_side *target,
-                   int *err)
+                   uint64_t now_ms, int *err)
 {
     struct gss_dir *d = &g->up;
     size_t budget = RELAY_BUDGET;
@@ -186,11 +195,17 @@ static int pump_up(struct gss_relay *g, struct relay_side *client, struct relay_
             dir_idle(d);
             return moved;
         }
+        size_t max = allowed(d, now_ms, GSS_MSG_MAX - d->in_len);
+        if (max == 0) {
+            dir_idle(d);
+            return moved | RELAY_THROTTLED;
+        }
         if (take(&d->in) < 0)
             return bad(g, "out of memory");
-        long n = relay_side_read(client, d->in + d->in_len, GSS_MSG_MAX - d->in_len, err);
+        long n = relay_side_read(client, d->in + d->in_len, max, err);
         if (n < 0)
             return -1;
+        relay_bucket_charge(d->bucket, (size_t)n);
         d->in_len += (uint32_t)n;
         budget -= (size_t)n < budget ? (size_t)n : budget;
         if (n > 0)
@@ -200,7 +215,7 @@ static int pump_up(struct gss_relay *g, struct relay_side *client, struct relay_
 
 /* Target to client. */
 static int pump_down(struct gss_relay *g, struct relay_side *client, struct relay_side *target,
-                     int *err)
+                     uint64_t now_ms, int *err)
 {
     struct gss_dir *d = &g->down;
     size_t budget = RELAY_BUDGET;
@@ -217,13 +232,19 @@ static int pump_down(struct gss_relay *g, struct relay_side *client, struct rela
             dir_idle(d);
             return moved;
         }
+        size_t max = allowed(d, now_ms, g->chunk);
+        if (max == 0) {
+            dir_idle(d);
+            return moved | RELAY_THROTTLED;
+        }
         if (take(&d->in) < 0 || take(&d->out) < 0)
             return bad(g, "out of memory");
-        long n = relay_side_read(target, d->in, g->chunk, err);
+        long n = relay_side_read(target, d->in, max, err);
         if (n < 0)
             return -1;
         if (n == 0)
             continue;
+        relay_bucket_charge(d->bucket, (size_t)n);
         moved = RELAY_MOVED;
         budget -= (size_t)n < budget ? (size_t)n : budget;
         d->bytes += (uint64_t)n;
@@ -234,14 +255,20 @@ static int pump_down(struct gss_relay *g, struct relay_side *client, struct rela
     }
 }
 
+void gss_relay_limit(struct gss_relay *g, struct relay_bucket *up, struct relay_bucket *down)
+{
+    g->up.bucket = up;
+    g->down.bucket = down;
+}
+
 int gss_relay_pump(struct gss_relay *g, struct relay_side *client, struct relay_side *target,
-                   unsigned *flags, int *err)
+                   uint64_t now_ms, unsigned *flags, int *err)
 {
     *flags = 0;
-    int up = pump_up(g, client, target, err);
+    int up = pump_up(g, client, target, now_ms, err);
     if (up < 0)
         return up == GSS_RELAY_BAD ? GSS_RELAY_BAD : RES_ERROR;
-    int down = pump_down(g, client, target, err);
+    int down = pump_down(g, client, target, now_ms, err);
     if (down < 0)
         return down == GSS_RELAY_BAD ? GSS_RELAY_BAD : RES_ERROR;
     *flags = (unsigned)(up | down);
@@ -261,4 +288,24 @@ uint64_t gss_relay_bytes_up(const struct gss_relay *g)
 uint64_t gss_relay_bytes_down(const struct gss_relay *g)
 {
     return g->down.bytes;
+}
+
+long gss_relay_open_dgram(void *arg, const uint8_t *in, size_t len, uint8_t *out, size_t cap)
+{
+    struct gss_relay *g = arg;
+    struct proto_gss_msg m;
+    enum proto_err perr;
+    size_t used;
+    int conf;
+    if (proto_parse_gss(in, len, SOCKS5_GSS_ENCAP, 65535, &m, &used, &perr) != RES_DONE ||
+        used != len || m.mtyp != SOCKS5_GSS_ENCAP)
+        return -1;
+    long n = gss_conn_unwrap_dgram(g->conn, m.token, m.len, out, cap, &conf);
+    return g->conf && !conf ? -1 : n;
+}
+
+size_t gss_relay_seal_dgram(void *arg, const uint8_t *in, size_t len, uint8_t *out, size_t cap)
+{
+    struct gss_relay *g = arg;
+    return gss_relay_encap(g->conn, g->conf, in, len, out, cap);
 }

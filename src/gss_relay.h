@@ -37,10 +37,14 @@ int gss_relay_preload(struct gss_relay *g, const uint8_t *plain, size_t plain_le
  * GSS_RELAY_BAD: the client sent a message that is malformed, fails its
  * integrity check, is a replay or out of sequence, is not encrypted at the
  * confidentiality level, or an abort (gss_relay_error says which). *flags
- * as relay_pump's. */
+ * as relay_pump's (RELAY_THROTTLED: call again in a few ms). */
 #define GSS_RELAY_BAD (-2)
 int gss_relay_pump(struct gss_relay *g, struct relay_side *client, struct relay_side *target,
-                   unsigned *flags, int *err);
+                   uint64_t now_ms, unsigned *flags, int *err);
+/* Limits the directions by the user's buckets (ratelimit.h), as relay_pump
+ * does: each counts the bytes it reads (wrapped messages from the client,
+ * plaintext from the target). */
+void gss_relay_limit(struct gss_relay *g, struct relay_bucket *up, struct relay_bucket *down);
 const char *gss_relay_error(const struct gss_relay *g);
 /* Plaintext bytes moved so far, each way (up: client to target). */
 uint64_t gss_relay_bytes_up(const struct gss_relay *g);
@@ -50,5 +54,11 @@ uint64_t gss_relay_bytes_down(const struct gss_relay *g);
  * its length, or 0 on failure (reason in gss_conn_error). */
 size_t gss_relay_encap(struct gss_conn *conn, int conf, const uint8_t *in, size_t len, uint8_t *out,
                        size_t cap);
+
+/* Per-datagram protection of a UDP association (udp_seal callbacks, arg
+ * the session's gss_relay): one whole encapsulated message per datagram,
+ * encrypted at the confidentiality level. */
+long gss_relay_open_dgram(void *arg, const uint8_t *in, size_t len, uint8_t *out, size_t cap);
+size_t gss_relay_seal_dgram(void *arg, const uint8_t *in, size_t len, uint8_t *out, size_t cap);
 
 #endif

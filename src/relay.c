@@ -62,10 +62,8 @@ static void bucket_refill(struct relay_bucket *b, uint64_t now_ms)
         ;
 }
 
-/* Bytes this direction may read now. */
-static size_t allowance(struct relay_dir *d, uint64_t now_ms)
+size_t relay_bucket_allowance(struct relay_bucket *b, uint64_t now_ms)
 {
-    struct relay_bucket *b = d->bucket;
     if (!b)
         return SIZE_MAX;
     bucket_refill(b, now_ms);
@@ -141,6 +139,12 @@ static int flush(struct relay_dir *d, struct relay_side *dst, int *err)
     return 1;
 }
 
+void relay_bucket_charge(struct relay_bucket *b, size_t n)
+{
+    if (b)
+        atomic_fetch_sub(&b->tokens, (int64_t)n * MILLI);
+}
+
 /* Reads at most `max` bytes into the empty buffer or pipe. Returns 1 when
  * bytes arrived, 0 when there is nothing to read now or EOF was seen, -1 on
  * error. */
@@ -151,8 +155,7 @@ static int fill(struct relay_dir *d, struct relay_side *src, size_t max, int *er
         ;
     if ((n = got(src, n, max, err)) <= 0)
         return (int)n;
-    if (d->bucket)
-        atomic_fetch_sub(&d->bucket->tokens, (int64_t)n * MILLI);
+    relay_bucket_charge(d->bucket, (size_t)n);
     d->off = 0;
     d->len = (uint32_t)n;
     return 1;
@@ -207,7 +210,7 @@ static int pump_dir(struct relay_dir *d, const struct relay_dir *other, struct r
             }
             return moved;
         }
-        size_t max = allowance(d, now_ms);
+        size_t max = relay_bucket_allowance(d->bucket, now_ms);
         if (max > budget)
             max = budget;
         if (max == 0) {

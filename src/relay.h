@@ -74,6 +74,10 @@ enum result relay_pump(struct relay *r, struct bufpool *pool, uint64_t now_ms, u
 void relay_bucket_init(struct relay_bucket *b, uint64_t rate, uint64_t now_ms);
 /* Changes the rate of a bucket that may be in use (a reload). Thread-safe. */
 void relay_bucket_set_rate(struct relay_bucket *b, uint64_t rate);
+/* For other pumps: the bytes a direction limited by b (NULL: unlimited)
+ * may read now, and the charge for n bytes read. */
+size_t relay_bucket_allowance(struct relay_bucket *b, uint64_t now_ms);
+void relay_bucket_charge(struct relay_bucket *b, size_t n);
 /* Socket I/O for other pumps (gss_relay.c) that keeps a side's edge flags
  * as relay_pump does. Read: bytes read (>0), 0 when nothing is there now or
  * at EOF (s->eof set), -1 on error (errno in *err). Write: bytes written, 0

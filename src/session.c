@@ -605,7 +605,8 @@ static void pump(struct session *s)
     int err = 0;
     uint64_t up = relayed(s, 0), down = relayed(s, 1);
     int rc = s->gss_relay
-                 ? gss_relay_pump(s->gss_relay, &s->relay.client, &s->relay.target, &flags, &err)
+                 ? gss_relay_pump(s->gss_relay, &s->relay.client, &s->relay.target,
+                                  loop_now(s->env->loop), &flags, &err)
                  : (int)relay_pump(&s->relay, &s->env->pool, loop_now(s->env->loop), &flags, &err);
     stat_add(&s->env->stats.bytes_up, relayed(s, 0) - up);
     stat_add(&s->env->stats.bytes_down, relayed(s, 1) - down);
@@ -647,6 +648,8 @@ static int setup_rate(struct session *s)
     s->rate->seed = (unsigned)(uintptr_t)s ^ (unsigned)now;
     s->relay.up.bucket = ratelimit_up(u);
     s->relay.down.bucket = ratelimit_down(u);
+    if (s->gss_relay)
+        gss_relay_limit(s->gss_relay, s->relay.up.bucket, s->relay.down.bucket);
     return 0;
 }
 
@@ -1270,9 +1273,11 @@ static void start_udp(struct session *s, const struct proto_addr *hint, const un
     struct cmd_ctx ctx;
     uint8_t rep;
     const char *why;
+    /* Under GSS-API protection each datagram is encapsulated too. */
+    struct udp_seal seal = {gss_relay_open_dgram, gss_relay_seal_dgram, s->gss_relay};
     s->udp = udp_open(cmd_ctx_of(s, &ctx), hint, &bnd, &rep, &why);
-    if (!s->udp) {
-        session_reply(s, rep, NULL, why);
+    if (!s->udp || (s->gss_relay && udp_protect(s->udp, &seal) < 0)) {
+        session_reply(s, rep, NULL, s->udp ? "out of memory" : why);
         return;
     }
     if (relay)
@@ -1323,12 +1328,6 @@ static int request_ready(struct session *s, uint8_t cmd, const struct proto_addr
     enum verdict v = policy_request(&s->pol, s->user, s->cmd, &s->dst, s->dst_name);
     if (v == VERDICT_NO) {
         session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL, s->pol.why);
-        return HS_GONE;
-    }
-    if (cmd == SOCKS5_CMD_UDP && s->gss_relay) {
-        /* RFC 1961 section 5 wraps each datagram: not implemented. */
-        session_reply(s, SOCKS5_REP_CMD_UNSUPPORTED, NULL,
-                      "UDP ASSOCIATE under GSS-API protection is not supported");
         return HS_GONE;
     }
     if (cmd == SOCKS5_CMD_CONNECT) {

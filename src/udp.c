@@ -49,6 +49,8 @@ struct udp_assoc {
     uint8_t *held;           /* the datagram waiting for it */
     size_t held_len;
     char held_name[256];
+    struct udp_seal seal;
+    uint8_t *sealed; /* protected: each datagram's other form */
     struct udp_counts counts;
     int chained;          /* through an upstream SOCKS5 association: */
     union addr_any relay; /* its relay, where every datagram goes (udp_chain) */
@@ -260,15 +262,11 @@ static void resolve_and_send(struct udp_assoc *u, const struct proto_addr *a, co
 }
 
 /* Only the client that opened the association may use it. */
-static int from_client(struct udp_assoc *u, const union addr_any *from)
+static int from_client(const struct udp_assoc *u, const union addr_any *from)
 {
     if (!addr_same_ip(&from->sa, &u->client.sa))
         return 0;
-    if (u->client_port_known)
-        return addr_port(&from->sa) == addr_port(&u->client.sa);
-    addr_set_port(&u->client, addr_port(&from->sa));
-    u->client_port_known = 1;
-    return 1;
+    return !u->client_port_known || addr_port(&from->sa) == addr_port(&u->client.sa);
 }
 
 static void client_dgram(struct udp_assoc *u, uint8_t *buf, size_t len, const union addr_any *from)
@@ -278,9 +276,25 @@ static void client_dgram(struct udp_assoc *u, uint8_t *buf, size_t len, const un
     union addr_any to;
     size_t hlen;
     enum proto_err err;
-    if (!from_client(u, from) || proto_parse_udp_header(buf, len, &a, &hlen, &err) != RES_DONE) {
+    long n = 0;
+    if (!from_client(u, from) ||
+        (u->sealed && (n = u->seal.open(u->seal.arg, buf, len, u->sealed, UDP_MAX_DGRAM)) < 0)) {
         dropped(u);
         return;
+    }
+    if (u->sealed) {
+        buf = u->sealed;
+        len = (size_t)n;
+    }
+    if (proto_parse_udp_header(buf, len, &a, &hlen, &err) != RES_DONE) {
+        dropped(u);
+        return;
+    }
+    /* Only a datagram that passed every check names the client's port: a
+     * forged or garbled one from its address cannot take the association. */
+    if (!u->client_port_known) {
+        addr_set_port(&u->client, addr_port(&from->sa));
+        u->client_port_known = 1;
     }
     touch(u);
     if (a.atyp == SOCKS5_ATYP_DOMAIN) {
@@ -330,7 +344,11 @@ static int known_peer(const struct udp_assoc *u, const union addr_any *from)
 
 static void to_client(struct udp_assoc *u, const uint8_t *dgram, size_t len, size_t payload)
 {
-    if (sendto(u->cio.fd, dgram, len, 0, &u->client.sa, addr_len(&u->client.sa)) < 0) {
+    if (u->sealed) {
+        len = u->seal.seal(u->seal.arg, dgram, len, u->sealed, UDP_MAX_DGRAM);
+        dgram = u->sealed;
+    }
+    if (len == 0 || sendto(u->cio.fd, dgram, len, 0, &u->client.sa, addr_len(&u->client.sa)) < 0) {
         dropped(u);
         return;
     }
@@ -461,11 +479,20 @@ struct udp_assoc *udp_open(const struct cmd_ctx *ctx, const struct proto_addr *h
     return u;
 }
 
+int udp_protect(struct udp_assoc *u, const struct udp_seal *seal)
+{
+    if (!u->sealed && !(u->sealed = malloc(UDP_MAX_DGRAM)))
+        return -1;
+    u->seal = *seal;
+    return 0;
+}
+
 void udp_close(struct udp_assoc *u)
 {
     if (u->q)
         resolve_cancel(u->q);
     free(u->held);
+    free(u->sealed);
     loop_defer_cancel(u->ctx.env->loop, &u->more);
     close_io(u, &u->cio);
     close_io(u, &u->tio4);

@@ -10,6 +10,7 @@
 #ifndef SOCKS5D_UDP_H
 #define SOCKS5D_UDP_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "addr.h"
@@ -31,6 +32,20 @@ struct udp_counts {
 struct udp_assoc *udp_open(const struct cmd_ctx *ctx, const struct proto_addr *hint,
                            union addr_any *bnd, uint8_t *rep, const char **why);
 void udp_close(struct udp_assoc *u);
+
+/* Per-datagram protection (RFC 1961 section 5: each datagram, header
+ * included, travels as one encapsulated message). `open` turns a datagram
+ * from the client into its plaintext, returning its length or -1 (the
+ * datagram is dropped); `seal` does the reverse for one to the client,
+ * returning its length or 0. Both write at most `cap` bytes to out. */
+struct udp_seal {
+    long (*open)(void *arg, const uint8_t *in, size_t len, uint8_t *out, size_t cap);
+    size_t (*seal)(void *arg, const uint8_t *in, size_t len, uint8_t *out, size_t cap);
+    void *arg; /* outlives the association */
+};
+/* From now on every datagram of the association goes through `seal`
+ * (copied). Returns 0, or -1 when out of memory. */
+int udp_protect(struct udp_assoc *u, const struct udp_seal *seal);
 /* Chains the association to an upstream SOCKS5 one whose relay is at
  * `relay`: every datagram the client sends (judged by the rules as usual,
  * names resolved here) goes there framed with its destination, and what

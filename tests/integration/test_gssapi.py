@@ -21,7 +21,8 @@ import pytest
 import gss_support
 from fleet_support import scrape
 from gss_support import REALM, Aborted, GssClient, gss_msg, read_gss
-from harness import free_port, read_until_closed, recv_exact, request, scaled, wait_until
+from bindudp_support import udp_unwrap, udp_wrap
+from harness import UdpEcho, free_port, read_until_closed, recv_exact, request, scaled, wait_until
 
 def gss_server(socks5d, realm, *args):
     return socks5d("--auth", "gssapi", "--gssapi-keytab", realm.keytab, *args)
@@ -289,12 +290,181 @@ def test_unencrypted_message_at_confidentiality_level_closes(realm, socks5d, ech
     assert srv.wait_access(1)[0]["error"] == "unencrypted message at the confidentiality level"
 
 
-def test_udp_associate_under_protection_is_refused_with_command_not_supported(realm, socks5d):
+# ---------------------------------------------------------------- UDP (RFC 1961 section 5)
+
+
+def udp_associate(c):
+    """Sends a protected UDP ASSOCIATE; returns the relay address."""
+    rep, reply = c.request("0.0.0.0", 0, cmd=3)
+    assert rep == 0, reply.hex()
+    return socket.inet_ntoa(reply[4:8]), struct.unpack("!H", reply[8:10])[0]
+
+
+def sealed(c, level, host, port, payload):
+    """One datagram for the relay: the SOCKS UDP header and payload, wrapped."""
+    return gss_msg(3, c.ctx.wrap(udp_wrap(host, port, payload), level == 2).message)
+
+
+def opened(c, level, dgram):
+    """(host, port, payload) of a wrapped datagram from the relay."""
+    assert dgram[:2] == b"\x01\x03", dgram[:4].hex()
+    (n,) = struct.unpack("!H", dgram[2:4])
+    assert n == len(dgram) - 4
+    u = c.ctx.unwrap(dgram[4:])
+    assert u.encrypted == (level == 2)
+    return udp_unwrap(u.message)
+
+
+def udp_client():
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.1", 0))
+    u.settimeout(scaled(5))
+    return u
+
+
+@pytest.mark.parametrize("level", [1, 2], ids=["integrity", "confidentiality"])
+def test_udp_datagrams_travel_wrapped_both_ways_and_arrive_intact(realm, socks5d, level):
     srv = gss_server(socks5d, realm)
-    with connect(srv) as s:
+    payloads = [b"x", os.urandom(1000), os.urandom(30000)]
+    with connect(srv) as s, UdpEcho() as echo, udp_client() as u:
+        c = GssClient(s, realm.alice)
+        c.handshake(level)
+        relay = udp_associate(c)
+        for p in payloads:
+            u.sendto(sealed(c, level, *echo.addr, p), relay)
+            dgram = u.recv(65536)
+            assert opened(c, level, dgram) == (*echo.addr, p)
+            if level == 2 and len(p) > 1:
+                assert p[:64] not in dgram  # encrypted on the wire
+        # The target saw the payload alone, the encapsulation removed.
+        assert [d for _, d in echo.received] == payloads
+    line = srv.wait_access(1)[0]
+    assert line["cmd"] == "udp" and line["user"] == f"alice@{REALM}"
+    assert (line["dgrams_up"], line["dgrams_down"], line["dropped"]) == ("3", "3", "0")
+
+
+@pytest.mark.parametrize("level", [1, 2], ids=["integrity", "confidentiality"])
+def test_udp_tampered_plain_and_replayed_datagrams_are_dropped_and_counted(realm, socks5d,
+                                                                          level):
+    port = free_port()
+    srv = gss_server(socks5d, realm, "--metrics", f"127.0.0.1:{port}")
+    with connect(srv) as s, UdpEcho() as echo, udp_client() as u:
+        c = GssClient(s, realm.alice)
+        c.handshake(level)
+        relay = udp_associate(c)
+        first = sealed(c, level, *echo.addr, b"first")
+        u.sendto(first, relay)
+        assert opened(c, level, u.recv(65536))[2] == b"first"
+        bad = [
+            gss_msg(3, tampered(c.ctx.wrap(udp_wrap(*echo.addr, b"tampered"),
+                                           level == 2).message)),
+            udp_wrap(*echo.addr, b"plain"),  # no encapsulation at all
+            first,                           # a replay
+            sealed(c, level, *echo.addr, b"two")[:-1],  # cut short
+        ]
+        if level == 2:  # integrity only where confidentiality was agreed
+            bad.append(gss_msg(3, c.ctx.wrap(udp_wrap(*echo.addr, b"clear"), False).message))
+        for d in bad:
+            u.sendto(d, relay)
+        # The association survives them: the next good datagram goes through.
+        u.sendto(sealed(c, level, *echo.addr, b"last"), relay)
+        assert opened(c, level, u.recv(65536))[2] == b"last"
+        assert [d for _, d in echo.received] == [b"first", b"last"]
+        assert scrape("127.0.0.1", port)["socks5d_udp_datagrams_dropped_total"] == len(bad)
+    line = srv.wait_access(1)[0]
+    assert (line["dgrams_up"], line["dropped"]) == ("2", str(len(bad)))
+
+
+def test_udp_lost_and_reordered_datagrams_still_pass(realm, socks5d):
+    srv = gss_server(socks5d, realm)
+    with connect(srv) as s, UdpEcho() as echo, udp_client() as u:
+        c = GssClient(s, realm.alice)
+        c.handshake(2)
+        relay = udp_associate(c)
+        d1, d2, d3, d4 = (sealed(c, 2, *echo.addr, b"%d" % i) for i in range(1, 5))
+        for d in (d3, d1, d4):  # d2 is lost, d1 comes late
+            u.sendto(d, relay)
+            u.recv(65536)
+        assert [d for _, d in echo.received] == [b"3", b"1", b"4"]
+
+
+def test_udp_garbage_from_another_port_does_not_take_the_association(realm, socks5d):
+    # The client names port 0: its port is learned, but only from a datagram
+    # that unwraps. A forger on the client's address that sends first gets
+    # nothing, and the real client is still served.
+    srv = gss_server(socks5d, realm)
+    with connect(srv) as s, UdpEcho() as echo, udp_client() as u, udp_client() as forger:
         c = GssClient(s, realm.alice)
         c.handshake(1)
-        assert c.request("0.0.0.0", 0, cmd=3)[0] == 7
+        relay = udp_associate(c)
+        forger.sendto(udp_wrap(*echo.addr, b"forged"), relay)
+        forger.sendto(gss_msg(3, os.urandom(64)), relay)
+        u.sendto(sealed(c, 1, *echo.addr, b"real"), relay)
+        assert opened(c, 1, u.recv(65536))[2] == b"real"
+        assert [d for _, d in echo.received] == [b"real"]
+    line = srv.wait_access(1)[0]
+    assert (line["dgrams_up"], line["dgrams_down"], line["dropped"]) == ("1", "1", "2")
+
+
+# ---------------------------------------------------------------- rate limits
+
+
+def timed_transfer(srv, cc, level, size, direction):
+    """Moves `size` bytes one way through a tunnel at `level` to (up) or from
+    (down) a fresh target; returns the seconds from the CONNECT reply to the
+    last byte at the receiving end (where it left the proxy)."""
+    lsock = socket.create_server(("127.0.0.1", 0))
+    lsock.settimeout(scaled(30))
+    payload = os.urandom(size)
+    done, errors = [], []
+
+    def peer():
+        try:
+            t, _ = lsock.accept()
+            with t:
+                if direction == "down":
+                    t.sendall(payload)
+                else:
+                    t.settimeout(scaled(30))
+                    assert recv_exact(t, size) == payload
+                    done.append(time.monotonic())
+        except (OSError, AssertionError) as e:
+            errors.append(e)
+
+    th = threading.Thread(target=peer, daemon=True)
+    th.start()
+    try:
+        with connect(srv) as s:
+            c = GssClient(s, cc)
+            c.handshake(level)
+            assert c.request(*lsock.getsockname())[0] == 0
+            t0 = time.monotonic()
+            if direction == "down":
+                assert c.recv_exact(size, timeout=scaled(30)) == payload
+                done.append(time.monotonic())
+            else:
+                c.send(payload)
+            th.join(scaled(30))
+    finally:
+        lsock.close()
+    assert not errors and done, errors
+    return done[0] - t0
+
+
+@pytest.mark.parametrize("level,direction", [(2, "down"), (1, "up")],
+                         ids=["confidentiality-down", "integrity-up"])
+def test_rate_limit_slows_a_limited_principal(realm, socks5d, level, direction):
+    rate, size = 128 * 1024, 320 * 1024
+    srv = gss_server(socks5d, realm, "--rate-limit", f"alice@{REALM} 128k")
+    expected = size / rate  # 2.5 s (the quarter-second burst may shave some off)
+    took = timed_transfer(srv, realm.alice, level, size, direction)
+    print(f"\nalice (128k) {direction} at level {level}: {took:.2f}s (expected ~{expected:.1f}s)")
+    assert took >= 0.7 * expected, f"{size} bytes at {rate} B/s took only {took:.2f}s"
+    # bob has no limit: the same transfer completes (no speed claim).
+    timed_transfer(srv, realm.bob, level, size, direction)
+    lines = srv.wait_access(2)
+    assert {l["user"] for l in lines} == {f"alice@{REALM}", f"bob@{REALM}"}
+    assert all(int(l[direction]) == size for l in lines), [l["_line"] for l in lines]
 
 
 # ---------------------------------------------------------------- identity

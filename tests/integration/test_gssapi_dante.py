@@ -3,7 +3,8 @@ see dante_support.py) and socks5d side by side.
 
 - Dante's client against socks5d and against Dante's server at each
   protection level: a CONNECT carrying 8 MiB each way, checked by sha256,
-  and Dante's own log saying which protection it used.
+  and Dante's own log saying which protection it used; and UDP at
+  integrity and confidentiality (datagrams echoed, each one wrapped).
 - The independent python3-gssapi client against both servers: what both
   support must pass on both. Where they differ, each server's own answer is
   asserted: socks5d answers a refused context with the RFC 1961 abort
@@ -18,7 +19,7 @@ import pytest
 
 import dante_support
 from gss_support import REALM, GssClient, gss_msg
-from harness import read_until_closed, recv_exact, scaled
+from harness import UdpEcho, read_until_closed, recv_exact, scaled
 
 # Runs under libdsocks: sends SIZE random bytes to the echo server in 64 KiB
 # chunks, reading each chunk's echo before the next (libdsocks wants one
@@ -148,3 +149,60 @@ def test_ticket_for_another_service_on_both_servers(realm, server):
         s.sendall(gss_msg(1, token))
         rest = read_until_closed(s, scaled(5))
     assert rest == (b"\x01\xff" if kind == "socks5d" else b"")
+
+
+# Runs under libdsocks: sends datagrams of a few sizes to a UDP echo peer and
+# checks each answer (and where it came from).
+UDP_CLIENT = r"""
+import os, socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(20)
+for size in (1, 1000, 8000):
+    p = os.urandom(size)
+    s.sendto(p, (host, port))
+    d, src = s.recvfrom(65536)
+    if d != p or src[1] != port:
+        sys.exit("datagram of %d bytes came back as %d bytes from %r" % (size, len(d), src))
+print("ok")
+"""
+
+
+def run_udp_client(conf, log, realm):
+    """Dante's client sends UDP_CLIENT's datagrams; returns what the echo
+    peer received."""
+    env = dict(dante_support.socksify_env(conf), KRB5CCNAME=realm.alice)
+    with UdpEcho() as peer:
+        r = subprocess.run([sys.executable, "-c", UDP_CLIENT, *map(str, peer.addr)], env=env,
+                           capture_output=True, text=True, timeout=scaled(60))
+        assert r.returncode == 0, r.stderr + (log.read_text() if log.exists() else "")
+        return list(peer.received)
+
+
+@pytest.mark.parametrize("enctype,level", [("integrity", 1), ("confidentiality", 2)])
+def test_dante_client_udp_through_socks5d(realm, dante, socks5d, tmp_path, enctype, level):
+    srv = socks5d("--auth", "gssapi", "--gssapi-keytab", realm.keytab)
+    conf, log = tmp_path / "socks.conf", tmp_path / "dante.log"
+    dante_support.client_conf(conf, srv.port, enctype, log)
+    assert len(run_udp_client(conf, log, realm)) == 3
+    line = srv.wait_access(1)[0]
+    assert line["cmd"] == "udp" and line["user"] == f"alice@{REALM}"
+    assert (line["dgrams_up"], line["dgrams_down"], line["dropped"]) == ("3", "3", "0")
+    text = log.read_text()
+    assert f"using gssapi {enctype} protection ({level})" in text
+    assert "command 3, reply 0" in text, text[-2000:]  # the association itself
+
+
+@pytest.mark.parametrize("enctype,level", [("integrity", 1), ("confidentiality", 2)])
+def test_dante_client_udp_through_dante_server(realm, dante, tmp_path, enctype, level):
+    """The test bed for the test above: Dante's own server."""
+    sockd = dante_support.Sockd(tmp_path, realm.keytab).wait_ready()
+    try:
+        conf, log = tmp_path / "socks.conf", tmp_path / "dante.log"
+        dante_support.client_conf(conf, sockd.port, enctype, log)
+        assert len(run_udp_client(conf, log, realm)) == 3
+        text = log.read_text()
+        assert f"using gssapi {enctype} protection ({level})" in text
+        assert "command 3, reply 0" in text, text[-2000:]
+    finally:
+        sockd.stop()
