@@ -79,6 +79,15 @@ static krb5_error_code copy_service_keys(krb5_context k, krb5_keytab from, const
     return 0;
 }
 
+/* "keytab NAME: MIT's message for rc" into err (the message is freed). */
+static void keytab_error(krb5_context k, krb5_error_code rc, const char *name, char *err,
+                         size_t errlen)
+{
+    const char *msg = krb5_get_error_message(k, rc);
+    snprintf(err, errlen, "keytab %s: %s", name, msg);
+    krb5_free_error_message(k, msg);
+}
+
 /* Opens `keytab` (or the default) and fills the memory keytab `mem`.
  * Returns 0, or -1 with err set. */
 static int load_keys(krb5_context k, const char *keytab, const char *service, krb5_keytab mem,
@@ -88,8 +97,7 @@ static int load_keys(krb5_context k, const char *keytab, const char *service, kr
     char name[1024];
     krb5_error_code rc = keytab ? krb5_kt_resolve(k, keytab, &kt) : krb5_kt_default(k, &kt);
     if (rc != 0) {
-        snprintf(err, errlen, "keytab %s: %s", keytab ? keytab : "(default)",
-                 krb5_get_error_message(k, rc));
+        keytab_error(k, rc, keytab ? keytab : "(default)", err, errlen);
         return -1;
     }
     if (krb5_kt_get_name(k, kt, name, sizeof name) != 0)
@@ -98,7 +106,7 @@ static int load_keys(krb5_context k, const char *keytab, const char *service, kr
     rc = copy_service_keys(k, kt, service, mem, &n);
     krb5_kt_close(k, kt);
     if (rc != 0)
-        snprintf(err, errlen, "keytab %s: %s", name, krb5_get_error_message(k, rc));
+        keytab_error(k, rc, name, err, errlen);
     else if (n == 0)
         snprintf(err, errlen, "keytab %s: no key for %s/<host>", name, service);
     return n > 0 ? 0 : -1;
