@@ -1190,6 +1190,26 @@ static void auth_refuse(struct session *s, enum hs_fail reason, const char *why)
     hs_fail(s, reason, why);
 }
 
+/* A login step was just handed to the pool (s->pending): wait for it, or,
+ * when nothing was queued, end the session. A full queue checked nothing,
+ * so it is not a failed login; refuse answers in the method's own way. */
+static int await_pool(struct session *s,
+                      void (*refuse)(struct session *, enum hs_fail, const char *),
+                      const char *busy)
+{
+    if (!s->pending.op && errno == EAGAIN) {
+        policy_auth_settle(&s->pol, 0);
+        stat_inc(&s->env->stats.auth_busy);
+        refuse(s, HSF_THROTTLED, busy);
+        return HS_GONE;
+    }
+    if (!s->pending.op) {
+        session_fail(s, "out of memory");
+        return HS_GONE;
+    }
+    return HS_WAIT;
+}
+
 /* The handshake deadline passed while the password waited for the pool:
  * the server was slow, not the client, so the client hears status 1
  * instead of a silent close, and the unjudged attempt is not held
@@ -1251,19 +1271,10 @@ static int parse_auth(struct session *s)
     pending_set(s, cancel_auth,
                 auth_verify(s->cfg->users, up.user, up.pass, s->env->auth_cache, on_verified, s));
     auth_wipe(up.pass, sizeof up.pass);
-    if (!s->pending.op && errno == EAGAIN) {
-        /* Nothing was checked: not a failed login. */
-        policy_auth_settle(&s->pol, 0);
-        stat_inc(&s->env->stats.auth_busy);
-        auth_refuse(s, HSF_THROTTLED, "password verification queue full");
-        return HS_GONE;
-    }
-    if (!s->pending.op) {
-        session_fail(s, "out of memory");
-        return HS_GONE;
-    }
-    s->expire = on_auth_timeout;
-    return HS_WAIT;
+    int step = await_pool(s, auth_refuse, "password verification queue full");
+    if (step == HS_WAIT)
+        s->expire = on_auth_timeout;
+    return step;
 }
 
 /* relay: the upstream association to chain to (udp_chain), or NULL. */
@@ -1509,18 +1520,7 @@ static int parse_gss_auth(struct session *s)
         s, cancel_gss,
         gss_accept_start(s->gss, s->cfg->gss, m.token, m.len, s->env->auth_cache, on_gss_step, s));
     consume(s, used);
-    if (!s->pending.op && errno == EAGAIN) {
-        /* Nothing was checked: not a failed login. */
-        policy_auth_settle(&s->pol, 0);
-        stat_inc(&s->env->stats.auth_busy);
-        gss_refuse(s, HSF_THROTTLED, "GSS-API queue full");
-        return HS_GONE;
-    }
-    if (!s->pending.op) {
-        session_fail(s, "out of memory");
-        return HS_GONE;
-    }
-    return HS_WAIT;
+    return await_pool(s, gss_refuse, "GSS-API queue full");
 }
 
 /* The level to use for the client's request `want` among the levels
