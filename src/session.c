@@ -54,6 +54,49 @@ static void resolve_destination(struct session *s);
  * it now. */
 enum { HS_GONE = -1, HS_MORE = 0, HS_NEXT = 1, HS_WAIT = 2 };
 
+/* The session's rarely used state, allocated at its first use. Returns it,
+ * or NULL when out of memory. */
+static struct session_ext *ext_of(struct session *s)
+{
+    if (!s->ext && (s->ext = calloc(1, sizeof *s->ext)))
+        s->ext->s = s;
+    return s->ext;
+}
+
+static struct udp_assoc *udp_of(const struct session *s)
+{
+    return s->ext ? s->ext->udp : NULL;
+}
+
+static struct gss_relay *gss_relay_of(const struct session *s)
+{
+    return s->ext ? s->ext->gss_relay : NULL;
+}
+
+static const struct route *route_of(const struct session *s)
+{
+    return s->ext ? s->ext->route : NULL;
+}
+
+/* Notes the route the request takes (NULL: direct) and starts at its
+ * first alternative. Returns 0, or -1 when out of memory. */
+static int set_route(struct session *s, const struct route *r)
+{
+    if (!r && !s->ext)
+        return 0;
+    if (!ext_of(s))
+        return -1;
+    s->ext->route = r;
+    s->ext->alt = 0;
+    return 0;
+}
+
+/* Handshake bytes held: none before the first byte and after the end. */
+static uint32_t hs_len(const struct session *s)
+{
+    return s->hs ? s->hs->hlen : 0;
+}
+
 /* Per-user bandwidth limit: the user's shared buckets (ratelimit.h) and
  * the timer that resumes a throttled tunnel. Allocated only for limited
  * users. */
@@ -114,10 +157,12 @@ static const char *dst_str(const struct session *s, char *buf, size_t len)
 /* Bytes relayed one way (down: target to client), plaintext under GSS-API. */
 static uint64_t relayed(const struct session *s, int down)
 {
-    if (s->udp)
-        return down ? udp_counts(s->udp)->bytes_down : udp_counts(s->udp)->bytes_up;
-    if (s->gss_relay)
-        return down ? gss_relay_bytes_down(s->gss_relay) : gss_relay_bytes_up(s->gss_relay);
+    const struct udp_assoc *udp = udp_of(s);
+    const struct gss_relay *gr = gss_relay_of(s);
+    if (udp)
+        return down ? udp_counts(udp)->bytes_down : udp_counts(udp)->bytes_up;
+    if (gr)
+        return down ? gss_relay_bytes_down(gr) : gss_relay_bytes_up(gr);
     return down ? s->relay.down.bytes : s->relay.up.bytes;
 }
 
@@ -126,16 +171,16 @@ static const char *gss_level_name(const struct session *s)
 {
     static const char *const names[] = {"gssapi/none", "gssapi/integrity",
                                         "gssapi/confidentiality"};
-    if (s->parse == parse_gss_auth || s->parse == parse_gss_prot)
+    if (!s->ext || s->parse == parse_gss_auth || s->parse == parse_gss_prot)
         return "gssapi"; /* no level yet */
-    return s->gss_level < 3 ? names[s->gss_level] : "gssapi";
+    return s->ext->gss_level < 3 ? names[s->ext->gss_level] : "gssapi";
 }
 
 /* A connection closed without a byte is a probe (a load balancer's health
  * check), not a session: counted, not logged. */
 static int is_probe(const struct session *s)
 {
-    return !s->greeted && s->hlen == 0 && !s->why;
+    return !s->greeted && hs_len(s) == 0 && !s->why;
 }
 
 /* Room for the values of a session's fields (access log, session list). */
@@ -166,7 +211,7 @@ static size_t fields(const struct session *s, struct fields *f, int with_id)
     KV("user", s->user ? s->user : "-");
     if (s->v4) {
         KV("proto", "socks4");
-        KV("userid", s->userid ? s->userid : "");
+        KV("userid", s->ext && s->ext->userid ? s->ext->userid : "");
     }
     KV("cmd", cmd_name(s->cmd));
     KV("dst", s->requested ? dst_str(s, f->dst, sizeof f->dst) : "-");
@@ -174,8 +219,8 @@ static size_t fields(const struct session *s, struct fields *f, int with_id)
     KV("rep", f->rep);
     KV("up", f->up);
     KV("down", f->down);
-    if (s->udp) {
-        const struct udp_counts *u = udp_counts(s->udp);
+    if (udp_of(s)) {
+        const struct udp_counts *u = udp_counts(udp_of(s));
         snprintf(f->dg_up, sizeof f->dg_up, "%llu", (unsigned long long)u->dgrams_up);
         snprintf(f->dg_down, sizeof f->dg_down, "%llu", (unsigned long long)u->dgrams_down);
         snprintf(f->dropped, sizeof f->dropped, "%llu", (unsigned long long)u->dropped);
@@ -186,8 +231,8 @@ static size_t fields(const struct session *s, struct fields *f, int with_id)
     KV("ms", f->ms);
     if (s->method == SOCKS5_METHOD_GSSAPI)
         KV("auth", gss_level_name(s));
-    if (s->route)
-        KV("via", route_via_str(s->route, s->alt, f->via, sizeof f->via));
+    if (route_of(s))
+        KV("via", route_via_str(s->ext->route, s->ext->alt, f->via, sizeof f->via));
     if (s->pol.rule_file) {
         snprintf(f->rule, sizeof f->rule, "%s:%d", s->pol.rule_file, s->pol.rule_line);
         KV("rule", f->rule);
@@ -247,24 +292,26 @@ static void cancel_hops(void *op)
 /* Records the operation now in flight (op NULL: it could not start). */
 static void pending_set(struct session *s, void (*cancel)(void *), void *op)
 {
-    s->pending.cancel = op ? cancel : NULL;
-    s->pending.op = op;
-    s->pending.started_ms = loop_now(s->env->loop);
+    s->hs->pending.cancel = op ? cancel : NULL;
+    s->hs->pending.op = op;
+    s->hs->pending.started_ms = loop_now(s->env->loop);
 }
 
 /* The operation answered: it is no longer ours to cancel. Returns how long
  * it took (ms). */
 static uint64_t pending_done(struct session *s)
 {
-    s->pending.cancel = NULL;
-    s->pending.op = NULL;
-    return loop_now(s->env->loop) - s->pending.started_ms;
+    s->hs->pending.cancel = NULL;
+    s->hs->pending.op = NULL;
+    return loop_now(s->env->loop) - s->hs->pending.started_ms;
 }
 
 static void pending_cancel(struct session *s)
 {
-    if (s->pending.cancel)
-        s->pending.cancel(s->pending.op);
+    if (!s->hs)
+        return;
+    if (s->hs->pending.cancel)
+        s->hs->pending.cancel(s->hs->pending.op);
     pending_done(s);
 }
 
@@ -285,17 +332,17 @@ static void phase_parse(struct session *s, int (*parse)(struct session *))
  * tokens (Active Directory tickets carry group lists of tens of KiB). */
 static size_t hbuf_cap(const struct session *s)
 {
-    return s->hbig ? BUFPOOL_SIZE : BUFPOOL_SMALL;
+    return s->hs->hbig ? BUFPOOL_SIZE : BUFPOOL_SMALL;
 }
 
 static void hbuf_put(struct session *s)
 {
-    if (s->hbig)
-        bufpool_put(&s->env->pool, s->hbuf);
+    if (s->hs->hbig)
+        bufpool_put(&s->env->pool, s->hs->hbuf);
     else
-        bufpool_put_small(&s->env->pool, s->hbuf);
-    s->hbuf = NULL;
-    s->hbig = 0;
+        bufpool_put_small(&s->env->pool, s->hs->hbuf);
+    s->hs->hbuf = NULL;
+    s->hs->hbig = 0;
 }
 
 /* Moves the handshake bytes to a relay-sized buffer. Returns 0 or -1. */
@@ -304,11 +351,56 @@ static int hbuf_grow(struct session *s)
     uint8_t *big = bufpool_get(&s->env->pool);
     if (!big)
         return -1;
-    memcpy(big, s->hbuf, s->hlen);
+    memcpy(big, s->hs->hbuf, s->hs->hlen);
     hbuf_put(s);
-    s->hbuf = big;
-    s->hbig = 1;
+    s->hs->hbuf = big;
+    s->hs->hbig = 1;
     return 0;
+}
+
+/* Takes the handshake's state and buffer at its first byte: a connection
+ * that sends nothing costs neither. Returns 0 or -1. */
+static int hs_open(struct session *s)
+{
+    if (!(s->hs = calloc(1, sizeof *s->hs)))
+        return -1;
+    if (!(s->hs->hbuf = bufpool_get_small(&s->env->pool))) {
+        free(s->hs);
+        s->hs = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* The handshake is over (or the session): its state goes back. */
+static void hs_close(struct session *s)
+{
+    if (!s->hs)
+        return;
+    hbuf_put(s);
+    free(s->hs->bind_peers);
+    free(s->hs);
+    s->hs = NULL;
+}
+
+/* Gives back what the session's rarely used state holds. */
+static void ext_close(struct session *s)
+{
+    struct session_ext *x = s->ext;
+    if (!x)
+        return;
+    if (x->rate) {
+        loop_timer_cancel(s->env->loop, &x->rate->timer);
+        free(x->rate);
+    }
+    if (x->udp)
+        udp_close(x->udp);
+    loop_defer_cancel(s->env->loop, &x->more);
+    gss_relay_free(x->gss_relay);
+    gss_conn_free(x->gss);
+    free(x->userid);
+    free(x);
+    s->ext = NULL;
 }
 
 /* Each side's fd was charged to the budget when it was opened (the client's
@@ -364,27 +456,17 @@ void session_close(struct session *s)
     pending_cancel(s);
     access_log(s);
     count_end(s);
-    userstats_end(s->ustats, relayed(s, 0), relayed(s, 1));
+    userstats_end(s->ext ? s->ext->ustats : NULL, relayed(s, 0), relayed(s, 1));
     policy_release(&s->pol);
-    if (s->rate) {
-        loop_timer_cancel(env->loop, &s->rate->timer);
-        free(s->rate);
-    }
-    if (s->udp)
-        udp_close(s->udp);
+    ext_close(s);
     loop_timer_cancel(env->loop, &s->timer);
-    loop_defer_cancel(env->loop, &s->more);
     close_side(s, &s->relay.client);
     close_side(s, &s->relay.target);
     relay_release(&s->relay, &env->pool);
-    hbuf_put(s);
+    hs_close(s);
     unlink_session(s);
-    gss_relay_free(s->gss_relay);
-    gss_conn_free(s->gss);
     free(s->user);
-    free(s->userid);
     free(s->dst_name);
-    free(s->bind_peers);
     free(s);
     env->ended(env, cfg);
 }
@@ -436,9 +518,10 @@ static void hs_fail(struct session *s, enum hs_fail reason, const char *why)
 static int send_reply(struct session *s, const uint8_t *msg, size_t n)
 {
     uint8_t wrapped[PROTO_REPLY_MAX + 256];
-    if (!s->gss_relay)
+    if (!gss_relay_of(s))
         return send_small(s, msg, n);
-    n = gss_relay_encap(s->gss, s->gss_level == SOCKS5_GSS_CONF, msg, n, wrapped, sizeof wrapped);
+    n = gss_relay_encap(s->ext->gss, s->ext->gss_level == SOCKS5_GSS_CONF, msg, n, wrapped,
+                        sizeof wrapped);
     return n ? send_small(s, wrapped, n) : -1;
 }
 
@@ -523,7 +606,7 @@ static void on_relay_idle(struct session *s)
 
 static void on_udp_idle(struct session *s)
 {
-    idle_check(s, udp_counts(s->udp)->active_ms, s->cfg->timeout_udp_ms);
+    idle_check(s, udp_counts(s->ext->udp)->active_ms, s->cfg->timeout_udp_ms);
 }
 
 /* ---------------- waiting phases ---------------- */
@@ -580,7 +663,7 @@ static void pump(struct session *s);
 
 static void on_more(struct loop_defer *d)
 {
-    pump(container_of(d, struct session, more));
+    pump(container_of(d, struct session_ext, more)->s);
 }
 
 static void on_throttle_end(struct loop_timer *t)
@@ -604,14 +687,14 @@ static void pump(struct session *s)
     unsigned flags = 0;
     int err = 0;
     uint64_t up = relayed(s, 0), down = relayed(s, 1);
-    int rc = s->gss_relay
-                 ? gss_relay_pump(s->gss_relay, &s->relay.client, &s->relay.target,
-                                  loop_now(s->env->loop), &flags, &err)
-                 : (int)relay_pump(&s->relay, &s->env->pool, loop_now(s->env->loop), &flags, &err);
+    struct gss_relay *gr = gss_relay_of(s);
+    int rc = gr ? gss_relay_pump(gr, &s->relay.client, &s->relay.target, loop_now(s->env->loop),
+                                 &flags, &err)
+                : (int)relay_pump(&s->relay, &s->env->pool, loop_now(s->env->loop), &flags, &err);
     stat_add(&s->env->stats.bytes_up, relayed(s, 0) - up);
     stat_add(&s->env->stats.bytes_down, relayed(s, 1) - down);
     if (rc == GSS_RELAY_BAD) {
-        gss_bad_message(s, gss_relay_error(s->gss_relay));
+        gss_bad_message(s, gss_relay_error(gr));
         return;
     }
     if (rc == RES_ERROR) {
@@ -625,11 +708,17 @@ static void pump(struct session *s)
     }
     if (flags & RELAY_MOVED)
         s->active_ms = loop_now(s->env->loop);
-    if (flags & RELAY_MORE)
-        loop_defer(s->env->loop, &s->more, on_more);
-    if ((flags & RELAY_THROTTLED) && !loop_timer_armed(&s->rate->timer))
-        loop_timer_arm(s->env->loop, &s->rate->timer,
-                       THROTTLE_TICK_MS + (unsigned)rand_r(&s->rate->seed) % THROTTLE_TICK_MS,
+    if (flags & RELAY_MORE) {
+        /* A tunnel's first busy round: where to hold the deferred call. */
+        if (!ext_of(s)) {
+            session_fail(s, "out of memory");
+            return;
+        }
+        loop_defer(s->env->loop, &s->ext->more, on_more);
+    }
+    if ((flags & RELAY_THROTTLED) && !loop_timer_armed(&s->ext->rate->timer))
+        loop_timer_arm(s->env->loop, &s->ext->rate->timer,
+                       THROTTLE_TICK_MS + (unsigned)rand_r(&s->ext->rate->seed) % THROTTLE_TICK_MS,
                        on_throttle_end);
 }
 
@@ -642,14 +731,15 @@ static int setup_rate(struct session *s)
     struct ratelimit_user *u;
     if (!rate)
         return 0;
-    if (!(u = ratelimit_get(s->user, rate, now)) || !(s->rate = calloc(1, sizeof *s->rate)))
+    if (!(u = ratelimit_get(s->user, rate, now)) || !ext_of(s) ||
+        !(s->ext->rate = calloc(1, sizeof *s->ext->rate)))
         return -1;
-    s->rate->s = s;
-    s->rate->seed = (unsigned)(uintptr_t)s ^ (unsigned)now;
+    s->ext->rate->s = s;
+    s->ext->rate->seed = (unsigned)(uintptr_t)s ^ (unsigned)now;
     s->relay.up.bucket = ratelimit_up(u);
     s->relay.down.bucket = ratelimit_down(u);
-    if (s->gss_relay)
-        gss_relay_limit(s->gss_relay, s->relay.up.bucket, s->relay.down.bucket);
+    if (gss_relay_of(s))
+        gss_relay_limit(s->ext->gss_relay, s->relay.up.bucket, s->relay.down.bucket);
     return 0;
 }
 
@@ -691,16 +781,15 @@ static void start_relay(struct session *s)
      * set before connect on outbound ones. */
     /* Bytes the client sent after its request are the first to relay; they
      * move to a relay buffer (the handshake one is too small to read into). */
-    if (s->hlen) {
+    if (hs_len(s)) {
         if (!(s->relay.up.buf = bufpool_get(&s->env->pool))) {
             session_fail(s, "out of memory");
             return;
         }
-        s->relay.up.len = s->hlen;
-        memcpy(s->relay.up.buf, s->hbuf, s->hlen);
+        s->relay.up.len = s->hs->hlen;
+        memcpy(s->relay.up.buf, s->hs->hbuf, s->hs->hlen);
     }
-    hbuf_put(s);
-    s->hlen = 0;
+    hs_close(s);
     s->active_ms = loop_now(s->env->loop);
     session_arm(s, s->cfg->timeout_idle_ms, on_relay_idle);
     pump(s);
@@ -708,10 +797,11 @@ static void start_relay(struct session *s)
 
 /* ---------------- CONNECT ---------------- */
 
-/* The alternative of s->route being tried; NULL without a route. */
+/* The alternative of the session's route being tried; NULL without a route. */
 static const struct route_chain *chain_of(const struct session *s)
 {
-    return s->route && s->alt < s->route->nalts ? &s->route->alts[s->alt] : NULL;
+    const struct route *r = route_of(s);
+    return r && s->ext->alt < r->nalts ? &r->alts[s->ext->alt] : NULL;
 }
 
 static int via_hops(const struct session *s)
@@ -751,7 +841,7 @@ static void upstream_dst(const struct session *s, struct proto_addr *out)
 {
     memset(out, 0, sizeof *out);
     out->port = addr_port(&s->dst.sa);
-    if (s->dst_name && !s->route_by_addr) {
+    if (s->dst_name && !s->hs->route_by_addr) {
         out->atyp = SOCKS5_ATYP_DOMAIN;
         out->name_len = (uint8_t)strlen(s->dst_name);
         memcpy(out->u.name, s->dst_name, out->name_len);
@@ -840,10 +930,10 @@ static void on_dialed(void *owner, int fd, struct loop_io *io, int err, const un
     struct session *s = owner;
     struct proto_addr dst;
     uint64_t took = pending_done(s);
-    if (fd < 0 && via_hops(s) && s->alt + 1 < s->route->nalts) {
+    if (fd < 0 && via_hops(s) && s->ext->alt + 1 < s->ext->route->nalts) {
         /* The first hop is down: hold it down and fail over. */
         route_chain_failed(chain_of(s), (int64_t)loop_now(s->env->loop));
-        s->alt++;
+        s->ext->alt++;
         try_route(s);
         return;
     }
@@ -867,7 +957,7 @@ static void on_dialed(void *owner, int fd, struct loop_io *io, int err, const un
     }
     pending_set(s, cancel_hops,
                 hops_start(s->env->loop, io, chain_of(s), s->cmd, &dst, on_hops, s));
-    if (!s->pending.op)
+    if (!s->hs->pending.op)
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
 }
 
@@ -877,7 +967,7 @@ static void out_of(const struct session *s, struct net_out *out)
     uint64_t rnd[2] = {0, 0};
     const void *id = s->user;
     size_t idlen = s->user ? strlen(s->user) : 0;
-    if (!s->route || !s->route->has_out) {
+    if (!route_of(s) || !s->ext->route->has_out) {
         memset(out, 0, sizeof *out);
         return;
     }
@@ -891,7 +981,7 @@ static void out_of(const struct session *s, struct net_out *out)
     }
     if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != sizeof rnd)
         rnd[0] = loop_now(s->env->loop) ^ (uintptr_t)s; /* still varies per connection */
-    route_out_for(s->route, route_sticky_key(), id, idlen, rnd, out);
+    route_out_for(s->ext->route, route_sticky_key(), id, idlen, rnd, out);
 }
 
 /* Starts connecting to addrs[0..n) (the destination or the first hop). */
@@ -905,7 +995,7 @@ static void dial(struct session *s, const union addr_any *addrs, size_t n)
     pending_set(
         s, cancel_dial,
         dial_start(s->env->loop, addrs, n, &out, s->cfg->timeout_connect_ms, on_dialed, s, &err));
-    if (!s->pending.op)
+    if (!s->hs->pending.op)
         session_reply(s, rep_from_errno(err), NULL, strerror(err));
 }
 
@@ -938,10 +1028,14 @@ static void dial_addrs(struct session *s, const union addr_any *all, size_t coun
     if (n == 0)
         return;
     policy_forget_rule(&s->pol);
-    if (s->route_by_addr) {
-        s->route =
-            policy_route(&s->pol, s->cmd, &addrs[0].sa, s->dst_name, addr_port(&s->dst.sa), &need);
-        s->alt = s->route ? route_pick(s->route, 0, (int64_t)loop_now(s->env->loop)) : 0;
+    if (s->hs->route_by_addr) {
+        if (set_route(s, policy_route(&s->pol, s->cmd, &addrs[0].sa, s->dst_name,
+                                      addr_port(&s->dst.sa), &need)) < 0) {
+            session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
+            return;
+        }
+        if (route_of(s))
+            s->ext->alt = route_pick(s->ext->route, 0, (int64_t)loop_now(s->env->loop));
     }
     if (via_hops(s)) {
         s->dst = addrs[0]; /* the address the rules judged goes to the hops */
@@ -951,12 +1045,12 @@ static void dial_addrs(struct session *s, const union addr_any *all, size_t coun
     dial(s, addrs, n);
 }
 
-/* Starts the request through the alternative of s->route picked from
- * s->alt on, or directly without a route. */
+/* Starts the request through the alternative of the session's route picked
+ * from its alt on, or directly without a route. */
 static void try_route(struct session *s)
 {
-    if (s->route)
-        s->alt = route_pick(s->route, s->alt, (int64_t)loop_now(s->env->loop));
+    if (route_of(s))
+        s->ext->alt = route_pick(s->ext->route, s->ext->alt, (int64_t)loop_now(s->env->loop));
     const struct route_chain *c = chain_of(s);
     if (c && c->nhops > 0 && s->cmd == SOCKS5_CMD_UDP &&
         (c->nhops != 1 || c->hops[0].kind != UPSTREAM_SOCKS5)) {
@@ -976,7 +1070,7 @@ static void try_route(struct session *s)
         resolve_destination(s);
     else if (s->cmd == SOCKS5_CMD_BIND)
         start_bind(s);
-    else if (s->dst_name && !s->route_by_addr)
+    else if (s->dst_name && !s->hs->route_by_addr)
         resolve_name(s, s->dst_name, addr_port(&s->dst.sa), dial_addrs);
     else
         dial(s, &s->dst, 1);
@@ -990,13 +1084,13 @@ static void bind_named(struct session *s, const union addr_any *all, size_t coun
     size_t n = allowed_addrs(s, all, count, addrs);
     if (n == 0)
         return;
-    s->bind_peers = malloc(n * sizeof *s->bind_peers);
-    if (!s->bind_peers) {
+    s->hs->bind_peers = malloc(n * sizeof *s->hs->bind_peers);
+    if (!s->hs->bind_peers) {
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
         return;
     }
-    memcpy(s->bind_peers, addrs, n * sizeof *addrs);
-    s->nbind_peers = n;
+    memcpy(s->hs->bind_peers, addrs, n * sizeof *addrs);
+    s->hs->nbind_peers = n;
     start_bind(s);
 }
 
@@ -1010,7 +1104,7 @@ static void on_resolved(void *owner, int status, const union addr_any *addrs, si
                       status == RESOLVE_NOTFOUND ? "name not found" : "resolver failed");
         return;
     }
-    s->resolved(s, addrs, n);
+    s->hs->resolved(s, addrs, n);
 }
 
 /* Looks name up (bounded by the connect deadline already armed) and goes
@@ -1024,11 +1118,11 @@ static void resolve_name(struct session *s, const char *name, uint16_t port,
         then(s, addrs, n);
         return;
     }
-    s->resolved = then;
+    s->hs->resolved = then;
     s->expire = on_resolve_timeout;
     phase_io(s, on_client_waiting);
     pending_set(s, cancel_resolve, resolve_start(s->env->resolver, name, port, on_resolved, s));
-    if (!s->pending.op)
+    if (!s->hs->pending.op)
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
 }
 
@@ -1046,10 +1140,13 @@ static void do_connect(struct session *s, enum verdict v)
 {
     int need = 0;
     session_arm(s, s->cfg->timeout_connect_ms, on_dial_timeout);
-    s->route = policy_route(&s->pol, s->cmd, s->dst_name ? NULL : &s->dst.sa, s->dst_name,
-                            addr_port(&s->dst.sa), &need);
+    if (set_route(s, policy_route(&s->pol, s->cmd, s->dst_name ? NULL : &s->dst.sa, s->dst_name,
+                                  addr_port(&s->dst.sa), &need)) < 0) {
+        session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
+        return;
+    }
     if (s->dst_name && (need || v == VERDICT_MAYBE)) {
-        s->route_by_addr = 1;
+        s->hs->route_by_addr = 1;
         resolve_name(s, s->dst_name, addr_port(&s->dst.sa), dial_addrs);
         return;
     }
@@ -1100,8 +1197,10 @@ static void start_bind(struct session *s)
 {
     union addr_any bnd;
     struct cmd_ctx ctx;
-    struct bind_want want = {
-        .dst = s->dst, .name = s->dst_name, .addrs = s->bind_peers, .naddrs = s->nbind_peers};
+    struct bind_want want = {.dst = s->dst,
+                             .name = s->dst_name,
+                             .addrs = s->hs->bind_peers,
+                             .naddrs = s->hs->nbind_peers};
     struct bind_listener *b = bind_start(cmd_ctx_of(s, &ctx), &want, &bnd, on_bind_peer, s);
     if (!b) {
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, strerror(errno));
@@ -1118,8 +1217,8 @@ static void start_bind(struct session *s)
 /* Drops the first n bytes of the handshake buffer. */
 static void consume(struct session *s, size_t n)
 {
-    memmove(s->hbuf, s->hbuf + n, s->hlen - n);
-    s->hlen -= (uint32_t)n;
+    memmove(s->hs->hbuf, s->hs->hbuf + n, s->hs->hlen - n);
+    s->hs->hlen -= (uint32_t)n;
 }
 
 static int parse_greeting(struct session *s)
@@ -1128,13 +1227,13 @@ static int parse_greeting(struct session *s)
     enum proto_err err;
     size_t used;
     uint8_t msg[2];
-    if (s->hlen > 0 && s->hbuf[0] == SOCKS4_VERSION && s->cfg->socks4) {
+    if (s->hs->hlen > 0 && s->hs->hbuf[0] == SOCKS4_VERSION && s->cfg->socks4) {
         s->v4 = 1;
         s->greeted = 1;
         phase_parse(s, parse_request4);
         return HS_NEXT;
     }
-    enum result rc = proto_parse_greeting(s->hbuf, s->hlen, &g, &used, &err);
+    enum result rc = proto_parse_greeting(s->hs->hbuf, s->hs->hlen, &g, &used, &err);
     if (rc == RES_AGAIN)
         return HS_MORE;
     if (rc == RES_ERROR) {
@@ -1149,7 +1248,7 @@ static int parse_greeting(struct session *s)
         return HS_GONE;
     }
     s->greeted = 1;
-    if (s->method == SOCKS5_METHOD_GSSAPI && hbuf_grow(s) < 0) {
+    if (s->method == SOCKS5_METHOD_GSSAPI && (hbuf_grow(s) < 0 || !ext_of(s))) {
         session_fail(s, "out of memory");
         return HS_GONE;
     }
@@ -1177,7 +1276,14 @@ static int auth_result(struct session *s, int ok)
         hs_fail(s, HSF_AUTH, "authentication failed");
         return HS_GONE;
     }
-    s->ustats = userstats_begin(s->user);
+    struct userstats *us = userstats_begin(s->user);
+    if (us && !ext_of(s)) {
+        userstats_end(us, 0, 0);
+        session_fail(s, "out of memory");
+        return HS_GONE;
+    }
+    if (us)
+        s->ext->ustats = us;
     phase_parse(s, parse_request);
     return HS_NEXT;
 }
@@ -1190,20 +1296,20 @@ static void auth_refuse(struct session *s, enum hs_fail reason, const char *why)
     hs_fail(s, reason, why);
 }
 
-/* A login step was just handed to the pool (s->pending): wait for it, or,
+/* A login step was just handed to the pool (s->hs->pending): wait for it, or,
  * when nothing was queued, end the session. A full queue checked nothing,
  * so it is not a failed login; refuse answers in the method's own way. */
 static int await_pool(struct session *s,
                       void (*refuse)(struct session *, enum hs_fail, const char *),
                       const char *busy)
 {
-    if (!s->pending.op && errno == EAGAIN) {
+    if (!s->hs->pending.op && errno == EAGAIN) {
         policy_auth_settle(&s->pol, 0);
         stat_inc(&s->env->stats.auth_busy);
         refuse(s, HSF_THROTTLED, busy);
         return HS_GONE;
     }
-    if (!s->pending.op) {
+    if (!s->hs->pending.op) {
         session_fail(s, "out of memory");
         return HS_GONE;
     }
@@ -1235,14 +1341,14 @@ static int parse_auth(struct session *s)
     struct proto_userpass up;
     enum proto_err err;
     size_t used;
-    enum result rc = proto_parse_userpass(s->hbuf, s->hlen, &up, &used, &err);
+    enum result rc = proto_parse_userpass(s->hs->hbuf, s->hs->hlen, &up, &used, &err);
     if (rc == RES_AGAIN)
         return HS_MORE;
     if (rc == RES_ERROR) {
         auth_refuse(s, HSF_PROTOCOL, proto_err_str(err));
         return HS_GONE;
     }
-    auth_wipe(s->hbuf, used);
+    auth_wipe(s->hs->hbuf, used);
     consume(s, used);
     /* The name first: the throttle counts per (address, user). */
     if (!(s->user = strdup(up.user))) {
@@ -1257,7 +1363,7 @@ static int parse_auth(struct session *s)
     }
     /* Closed with nothing after the credentials: no request can follow, so
      * nothing is verified; the open attempt counts as a failure. */
-    if (s->relay.client.eof && s->hlen == 0) {
+    if (s->relay.client.eof && s->hs->hlen == 0) {
         auth_wipe(up.pass, sizeof up.pass);
         hs_fail(s, HSF_CLOSED, "client gone during authentication");
         return HS_GONE;
@@ -1285,17 +1391,23 @@ static void start_udp(struct session *s, const struct proto_addr *hint, const un
     uint8_t rep;
     const char *why;
     /* Under GSS-API protection each datagram is encapsulated too. */
-    struct udp_seal seal = {gss_relay_open_dgram, gss_relay_seal_dgram, s->gss_relay};
-    s->udp = udp_open(cmd_ctx_of(s, &ctx), hint, &bnd, &rep, &why);
-    if (!s->udp || (s->gss_relay && udp_protect(s->udp, &seal) < 0)) {
-        session_reply(s, rep, NULL, s->udp ? "out of memory" : why);
+    struct udp_seal seal = {gss_relay_open_dgram, gss_relay_seal_dgram, gss_relay_of(s)};
+    if (!ext_of(s)) {
+        session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
+        return;
+    }
+    s->ext->udp = udp_open(cmd_ctx_of(s, &ctx), hint, &bnd, &rep, &why);
+    if (!s->ext->udp || (s->ext->gss_relay && udp_protect(s->ext->udp, &seal) < 0)) {
+        session_reply(s, rep, NULL, s->ext->udp ? "out of memory" : why);
         return;
     }
     if (relay)
-        udp_chain(s->udp, relay);
+        udp_chain(s->ext->udp, relay);
     phase_io(s, on_udp_control);
-    if (session_reply(s, SOCKS5_REP_SUCCEEDED, &bnd.sa, NULL) == 0)
-        session_arm(s, s->cfg->timeout_udp_ms, on_udp_idle);
+    if (session_reply(s, SOCKS5_REP_SUCCEEDED, &bnd.sa, NULL) < 0)
+        return;
+    session_arm(s, s->cfg->timeout_udp_ms, on_udp_idle);
+    hs_close(s); /* the control connection carries nothing more */
 }
 
 /* Fills dst/dst_name from the request. Returns 0 or -1 (out of memory). */
@@ -1349,9 +1461,13 @@ static int request_ready(struct session *s, uint8_t cmd, const struct proto_addr
     /* UDP names no destination (its datagrams do): only routes without a
      * `to` or `port` clause can match it. */
     int udp = cmd == SOCKS5_CMD_UDP;
-    s->route = policy_route(&s->pol, cmd, udp || s->dst_name ? NULL : &s->dst.sa,
-                            udp ? NULL : s->dst_name, udp ? 0 : addr_port(&s->dst.sa), &need);
-    if (s->route) /* reaching a hop takes a connect */
+    if (set_route(s, policy_route(&s->pol, cmd, udp || s->dst_name ? NULL : &s->dst.sa,
+                                  udp ? NULL : s->dst_name, udp ? 0 : addr_port(&s->dst.sa),
+                                  &need)) < 0) {
+        session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
+        return HS_GONE;
+    }
+    if (route_of(s)) /* reaching a hop takes a connect */
         session_arm(s, s->cfg->timeout_connect_ms, on_dial_timeout);
     try_route(s);
     return HS_GONE;
@@ -1362,7 +1478,7 @@ static int parse_request(struct session *s)
     struct proto_request req;
     enum proto_err err;
     size_t used;
-    enum result rc = proto_parse_request(s->hbuf, s->hlen, &req, &used, &err);
+    enum result rc = proto_parse_request(s->hs->hbuf, s->hs->hlen, &req, &used, &err);
     if (rc == RES_AGAIN)
         return HS_MORE;
     if (rc == RES_ERROR) {
@@ -1381,7 +1497,7 @@ static int parse_request4(struct session *s)
     struct proto4_request req;
     enum proto4_err err;
     size_t used;
-    enum result rc = proto4_parse_request(s->hbuf, s->hlen, &req, &used, &err);
+    enum result rc = proto4_parse_request(s->hs->hbuf, s->hs->hlen, &req, &used, &err);
     if (rc == RES_AGAIN)
         return HS_MORE;
     if (rc == RES_ERROR) {
@@ -1390,8 +1506,7 @@ static int parse_request4(struct session *s)
         return HS_GONE;
     }
     consume(s, used);
-    s->userid = strndup(req.userid, req.userid_len);
-    if (!s->userid) {
+    if (!ext_of(s) || !(s->ext->userid = strndup(req.userid, req.userid_len))) {
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
         return HS_GONE;
     }
@@ -1431,7 +1546,8 @@ static void gss_refuse(struct session *s, enum hs_fail reason, const char *why)
 static int read_gss(struct session *s, uint8_t mtyp, struct proto_gss_msg *m, size_t *used)
 {
     enum proto_err err;
-    enum result rc = proto_parse_gss(s->hbuf, s->hlen, mtyp, GSS_HS_TOKEN_MAX, m, used, &err);
+    enum result rc =
+        proto_parse_gss(s->hs->hbuf, s->hs->hlen, mtyp, GSS_HS_TOKEN_MAX, m, used, &err);
     if (rc == RES_AGAIN)
         return HS_MORE;
     if (rc == RES_ERROR) {
@@ -1460,7 +1576,7 @@ static void gss_auth_failed(struct session *s, const char *why)
 static int gss_take_user(struct session *s)
 {
     char name[512];
-    const char *p = gss_conn_principal(s->gss);
+    const char *p = gss_conn_principal(s->ext->gss);
     const char *user = gss_user(p, s->cfg->gss_realms, s->cfg->gss_strip_realm, name, sizeof name);
     if (!(s->user = strdup(user ? user : p))) {
         session_fail(s, "out of memory");
@@ -1483,10 +1599,10 @@ static void on_gss_step(void *owner, int status)
     size_t len;
     pending_done(s);
     if (status == GSS_ERROR) {
-        gss_auth_failed(s, gss_conn_error(s->gss));
+        gss_auth_failed(s, gss_conn_error(s->ext->gss));
         return;
     }
-    token = gss_conn_token(s->gss, &len);
+    token = gss_conn_token(s->ext->gss, &len);
     if (len && send_gss(s, SOCKS5_GSS_AUTH, token, len) < 0) {
         hs_fail(s, HSF_CLOSED, "client gone during authentication");
         return;
@@ -1507,18 +1623,18 @@ static int parse_gss_auth(struct session *s)
         return rc;
     /* The first token opens a login attempt; the context's end settles it.
      * The principal is not known yet: failures count for the address. */
-    if (!s->gss && !policy_auth_attempt(&s->pol, NULL)) {
+    if (!s->ext->gss && !policy_auth_attempt(&s->pol, NULL)) {
         gss_refuse(s, HSF_THROTTLED, s->pol.why);
         return HS_GONE;
     }
-    if (!s->gss && !(s->gss = gss_conn_new())) {
+    if (!s->ext->gss && !(s->ext->gss = gss_conn_new())) {
         session_fail(s, "out of memory");
         return HS_GONE;
     }
     phase_io(s, on_client_waiting);
-    pending_set(
-        s, cancel_gss,
-        gss_accept_start(s->gss, s->cfg->gss, m.token, m.len, s->env->auth_cache, on_gss_step, s));
+    pending_set(s, cancel_gss,
+                gss_accept_start(s->ext->gss, s->cfg->gss, m.token, m.len, s->env->auth_cache,
+                                 on_gss_step, s));
     consume(s, used);
     return await_pool(s, gss_refuse, "GSS-API queue full");
 }
@@ -1553,9 +1669,10 @@ static int parse_gss_prot(struct session *s)
     int nec = m.len == 1;
     if (nec)
         want = m.token[0];
-    else if (gss_conn_unwrap(s->gss, m.token, m.len, tok, sizeof tok, &conf) != 1) {
+    else if (gss_conn_unwrap(s->ext->gss, m.token, m.len, tok, sizeof tok, &conf) != 1) {
         gss_refuse(s, HSF_PROTOCOL,
-                   *gss_conn_error(s->gss) ? gss_conn_error(s->gss) : "bad protection level");
+                   *gss_conn_error(s->ext->gss) ? gss_conn_error(s->ext->gss)
+                                                : "bad protection level");
         return HS_GONE;
     } else
         want = tok[0];
@@ -1569,12 +1686,13 @@ static int parse_gss_prot(struct session *s)
     if (nec)
         tok[0] = level;
     else
-        n = gss_conn_wrap(s->gss, 0, &level, 1, tok, sizeof tok);
+        n = gss_conn_wrap(s->ext->gss, 0, &level, 1, tok, sizeof tok);
     if (n == 0 || send_gss(s, SOCKS5_GSS_PROT, tok, n) < 0) {
-        hs_fail(s, HSF_CLOSED, n ? "client gone during authentication" : gss_conn_error(s->gss));
+        hs_fail(s, HSF_CLOSED,
+                n ? "client gone during authentication" : gss_conn_error(s->ext->gss));
         return HS_GONE;
     }
-    s->gss_level = level;
+    s->ext->gss_level = level;
     phase_parse(s, level == SOCKS5_GSS_CLEAR ? parse_request : parse_gss_request);
     return HS_NEXT;
 }
@@ -1587,14 +1705,14 @@ static int gss_request(struct session *s, const struct proto_gss_msg *m, uint8_t
 {
     enum proto_err err;
     int conf;
-    long len = gss_conn_unwrap(s->gss, m->token, m->len, plain, GSS_MSG_MAX, &conf);
-    if (len < 0 || (s->gss_level == SOCKS5_GSS_CONF && !conf)) {
+    long len = gss_conn_unwrap(s->ext->gss, m->token, m->len, plain, GSS_MSG_MAX, &conf);
+    if (len < 0 || (s->ext->gss_level == SOCKS5_GSS_CONF && !conf)) {
         s->fail = HSF_PROTOCOL;
-        gss_bad_message(s, len < 0 ? gss_conn_error(s->gss)
+        gss_bad_message(s, len < 0 ? gss_conn_error(s->ext->gss)
                                    : "unencrypted message at the confidentiality level");
         return HS_GONE;
     }
-    if (!(s->gss_relay = gss_relay_new(s->gss, s->gss_level == SOCKS5_GSS_CONF))) {
+    if (!(s->ext->gss_relay = gss_relay_new(s->ext->gss, s->ext->gss_level == SOCKS5_GSS_CONF))) {
         session_fail(s, "out of memory");
         return HS_GONE;
     }
@@ -1626,7 +1744,8 @@ static int parse_gss_request(struct session *s)
     rc = gss_request(s, &m, plain, &req, &n, &req_len);
     if (rc == HS_NEXT) {
         consume(s, used);
-        if (gss_relay_preload(s->gss_relay, plain + req_len, n - req_len, s->hbuf, s->hlen) < 0) {
+        if (gss_relay_preload(s->ext->gss_relay, plain + req_len, n - req_len, s->hs->hbuf,
+                              s->hs->hlen) < 0) {
             session_fail(s, "out of memory");
             rc = HS_GONE;
         }
@@ -1634,7 +1753,7 @@ static int parse_gss_request(struct session *s)
     free(plain);
     if (rc != HS_NEXT)
         return HS_GONE;
-    s->hlen = 0;
+    s->hs->hlen = 0;
     return request_ready(s, req.cmd, &req.dst);
 }
 
@@ -1646,7 +1765,7 @@ static int parse_proxy(struct session *s)
     const char *reason;
     size_t used;
     union addr_any real;
-    enum result rc = proxyproto_parse(s->hbuf, s->hlen, &r, &used, &reason);
+    enum result rc = proxyproto_parse(s->hs->hbuf, s->hs->hlen, &r, &used, &reason);
     if (rc == RES_AGAIN)
         return HS_MORE;
     if (rc == RES_ERROR) {
@@ -1682,16 +1801,15 @@ static int handshake_step(struct session *s)
 /* Reads handshake bytes. Returns 0, or -1 when the session was closed. */
 static int handshake_read(struct session *s)
 {
-    /* Taken at the first byte: a connection that sends nothing costs none. */
-    if (!s->hbuf && !(s->hbuf = bufpool_get_small(&s->env->pool))) {
+    if (!s->hs && hs_open(s) < 0) {
         session_fail(s, "out of memory");
         return -1;
     }
-    while (s->hlen < hbuf_cap(s)) {
-        size_t want = hbuf_cap(s) - s->hlen;
-        ssize_t n = read(s->relay.client.io.fd, s->hbuf + s->hlen, want);
+    while (s->hs->hlen < hbuf_cap(s)) {
+        size_t want = hbuf_cap(s) - s->hs->hlen;
+        ssize_t n = read(s->relay.client.io.fd, s->hs->hbuf + s->hs->hlen, want);
         if (n > 0) {
-            s->hlen += (uint32_t)n;
+            s->hs->hlen += (uint32_t)n;
             /* Drained (see relay.c): a new edge comes with the next bytes. */
             if ((size_t)n < want && !s->relay.client.rdhup)
                 break;
@@ -1713,7 +1831,7 @@ static int handshake_read(struct session *s)
         }
         break;
     }
-    s->relay.client.readable = s->hlen == hbuf_cap(s);
+    s->relay.client.readable = s->hs->hlen == hbuf_cap(s);
     return 0;
 }
 
@@ -1735,14 +1853,16 @@ static void handshake_continue(struct session *s)
         if (s->relay.client.readable && !s->relay.client.eof && handshake_read(s) < 0)
             return;
         eof = s->relay.client.eof;
-        rc = handshake_step(s);
+        /* Before the first byte there is nothing to parse. */
+        rc = s->hs ? handshake_step(s) : HS_MORE;
         /* A full buffer left bytes in the socket, with no edge to come: read
          * on if the phase made room (a GSS-API token grows the buffer). */
-    } while (rc == HS_MORE && s->relay.client.readable && !eof && s->hlen < hbuf_cap(s));
+    } while (rc == HS_MORE && s->relay.client.readable && !eof && s->hs &&
+             s->hs->hlen < hbuf_cap(s));
     /* A client that closed mid-handshake will never complete it. Checked
      * after parsing: a whole request followed by FIN is still served. */
     if (rc == HS_MORE && eof) {
-        if (s->hlen || s->greeted)
+        if (hs_len(s) || s->greeted)
             hs_fail(s, HSF_CLOSED, "truncated handshake");
         else
             session_fail(s, NULL); /* a probe: connected and closed */

@@ -37,54 +37,69 @@ struct pending {
     uint64_t started_ms; /* for the latency histograms */
 };
 
+/* The handshake's state: taken with its first byte, given back when the
+ * relay or the UDP association begins, so an established tunnel does not
+ * carry it. */
+struct session_hs {
+    uint8_t *hbuf; /* handshake bytes */
+    uint32_t hlen;
+    uint8_t hbig;          /* hbuf is a relay buffer (BUFPOOL_SIZE), for GSS-API */
+    uint8_t route_by_addr; /* a resolved name reaches the hops by the address the rules judged */
+    struct pending pending;
+    /* What the session does once a name it looks up has addresses. */
+    void (*resolved)(struct session *s, const union addr_any *addrs, size_t n);
+    /* BIND naming its peer by a name: the addresses that peer may come from */
+    union addr_any *bind_peers;
+    size_t nbind_peers;
+};
+
+/* What only some sessions use (GSS-API, routes, SOCKS4, UDP, per-user
+ * limits and metrics, a relay that ran out of budget): allocated at the
+ * first use, kept to the end. */
+struct session_ext {
+    struct session *s;      /* for the deferred call */
+    struct loop_defer more; /* relay budget ran out: continue next round */
+    struct gss_conn *gss;   /* GSS-API method: the security context */
+    /* Under GSS-API protection (level 1 or 2): the relay that wraps */
+    struct gss_relay *gss_relay;
+    /* Where the request leaves (route.h): the matching route or NULL for
+     * direct, and the alternative being tried. */
+    const struct route *route;
+    size_t alt;
+    char *userid;              /* a SOCKS4 client's USERID, for the access log */
+    struct udp_assoc *udp;     /* in the UDP phase */
+    struct session_rate *rate; /* per-user bandwidth limit, or NULL */
+    struct userstats *ustats;  /* per-user counters (metrics-users), or NULL */
+    uint8_t gss_level;         /* RFC 1961 protection level negotiated */
+};
+
+/* Every session's own state, kept small: an idle tunnel costs this. */
 struct session {
     struct session *prev, *next; /* env->sessions */
     struct wenv *env;            /* the worker running it */
     struct config *cfg;          /* the snapshot it was accepted under (the worker keeps it) */
     struct relay relay;          /* client and target sockets, buffers */
     struct loop_timer timer;     /* handshake, connect or idle deadline */
-    struct loop_defer more;      /* relay budget ran out: continue next round */
-    uint8_t *hbuf;               /* handshake bytes; becomes relay.up's buffer */
-    uint32_t hlen;
     /* The phase: the parser of the handshake bytes (client events go to the
      * phase's own handler, loop_io_handler) and what its deadline means. */
     int (*parse)(struct session *s);
     void (*expire)(struct session *s);
-    uint8_t method, cmd, rep;
-    uint8_t greeted;   /* past the greeting: a close is no probe */
-    uint8_t hbig;      /* hbuf is a relay buffer (BUFPOOL_SIZE), for GSS-API */
-    uint8_t requested; /* the destination is known (for the log) */
-    const char *why;   /* for the access log when something failed */
-    struct pending pending;
-    struct udp_assoc *udp; /* in the UDP phase */
-    char *user;            /* authenticated user name, or NULL */
-    struct gss_conn *gss;  /* GSS-API method: the security context */
-    /* Under GSS-API protection (level 1 or 2): the relay that wraps */
-    struct gss_relay *gss_relay;
-    uint8_t gss_level; /* RFC 1961 protection level negotiated */
-    char *dst_name;    /* requested domain, or NULL */
-    /* BIND naming its peer by a name: the addresses that peer may come from */
-    union addr_any *bind_peers;
-    size_t nbind_peers;
-    int8_t fail;               /* enum hs_fail when the handshake failed, else -1 */
-    struct policy_state pol;   /* slots held and the deciding rule */
-    struct session_rate *rate; /* per-user bandwidth limit, or NULL */
-    /* Where the request leaves (route.h): the matching route or NULL for
-     * direct, the alternative being tried, and how a resolved name reaches
-     * the hops (by the address the rules judged, not by name). */
-    const struct route *route;
-    size_t alt;
-    uint8_t route_by_addr;
-    uint8_t v4;   /* a SOCKS4/4a client: replies in SOCKS4 */
-    char *userid; /* its USERID, for the access log */
-    /* What the session does once a name it looks up has addresses. */
-    void (*resolved)(struct session *s, const union addr_any *addrs, size_t n);
+    struct session_hs *hs;   /* until the handshake is over, or NULL */
+    struct session_ext *ext; /* from its first use, or NULL */
+    const char *why;         /* for the access log when something failed */
+    char *user;              /* authenticated user name, or NULL */
+    char *dst_name;          /* requested domain, or NULL */
+    struct policy_state pol; /* slots held and the deciding rule */
     union addr_any client;
-    union addr_any dst;             /* requested address (port valid for names too) */
-    union addr_any peer;            /* the target actually connected */
+    union addr_any dst;  /* requested address (port valid for names too) */
+    union addr_any peer; /* the target actually connected */
+    uint8_t method, cmd, rep;
+    uint8_t greeted;                /* past the greeting: a close is no probe */
+    uint8_t requested;              /* the destination is known (for the log) */
+    uint8_t v4;                     /* a SOCKS4/4a client: replies in SOCKS4 */
+    int8_t fail;                    /* enum hs_fail when the handshake failed, else -1 */
     uint64_t started_ms, active_ms; /* accepted; last relayed a byte */
     uint64_t id;                    /* unique in the process, for the session list */
-    struct userstats *ustats;       /* per-user counters (metrics-users), or NULL */
 };
 
 struct listen_spec;
