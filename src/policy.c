@@ -13,11 +13,13 @@
 /* Limit slots a session holds. */
 enum { HELD_IP = 1, HELD_USER = 2, HELD_HANDSHAKE = 4, HELD_LOGIN = 8 };
 
-void policy_init(struct policy_state *p, struct wenv *env, const struct config *cfg)
+void policy_init(struct policy_state *p, struct wenv *env, const struct config *cfg,
+                 const union addr_any *client)
 {
     memset(p, 0, sizeof *p);
     p->env = env;
     p->cfg = cfg;
+    p->client = *client;
 }
 
 static void note_rule(struct policy_state *p, const struct rules_verdict *v)

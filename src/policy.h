@@ -26,17 +26,21 @@ struct wenv;
 struct policy_state {
     struct wenv *env;         /* counters, clock, the host's addresses */
     const struct config *cfg; /* the session's snapshot */
-    union addr_any client;    /* set by policy_accept */
     const char *user;         /* set by policy_request; owned by the session */
-    uint8_t held;             /* limit slots to give back */
     const char *why;          /* why the last refusal refused */
     const char *rule_file;    /* the rule that decided, or NULL */
+    /* The TCP peer from policy_init, the real client from policy_accept
+     * (after a PROXY header they differ); the session's client. */
+    union addr_any client;
     int rule_line;
+    uint8_t held; /* limit slots to give back */
 };
 
-/* A session's policy state, empty, judged under snapshot cfg (which must
- * outlive it) with env's counters and addresses. */
-void policy_init(struct policy_state *p, struct wenv *env, const struct config *cfg);
+/* A session's policy state, empty but for its client (the TCP peer),
+ * judged under snapshot cfg (which must outlive it) with env's counters
+ * and addresses. */
+void policy_init(struct policy_state *p, struct wenv *env, const struct config *cfg,
+                 const union addr_any *client);
 /* At accept, for the client (after a PROXY header: the real one). Returns 1
  * to go on, 0 when the session must be closed (p->why says why). Takes
  * slots that policy_release gives back. */

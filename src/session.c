@@ -171,7 +171,7 @@ static const char *gss_level_name(const struct session *s)
 {
     static const char *const names[] = {"gssapi/none", "gssapi/integrity",
                                         "gssapi/confidentiality"};
-    if (!s->ext || s->parse == parse_gss_auth || s->parse == parse_gss_prot)
+    if (!s->ext || (s->hs && (s->hs->parse == parse_gss_auth || s->hs->parse == parse_gss_prot)))
         return "gssapi"; /* no level yet */
     return s->ext->gss_level < 3 ? names[s->ext->gss_level] : "gssapi";
 }
@@ -207,7 +207,7 @@ static size_t fields(const struct session *s, struct fields *f, int with_id)
         snprintf(f->id, sizeof f->id, "%llu", (unsigned long long)s->id);
         KV("id", f->id);
     }
-    KV("client", addr_str(&s->client.sa, f->client, sizeof f->client));
+    KV("client", addr_str(&s->pol.client.sa, f->client, sizeof f->client));
     KV("user", s->user ? s->user : "-");
     if (s->v4) {
         KV("proto", "socks4");
@@ -324,7 +324,7 @@ static void phase_io(struct session *s, loop_io_fn on_client_io)
 /* Enters a handshake phase: client bytes go to `parse`. */
 static void phase_parse(struct session *s, int (*parse)(struct session *))
 {
-    s->parse = parse;
+    s->hs->parse = parse;
     phase_io(s, on_handshake_io);
 }
 
@@ -355,20 +355,6 @@ static int hbuf_grow(struct session *s)
     hbuf_put(s);
     s->hs->hbuf = big;
     s->hs->hbig = 1;
-    return 0;
-}
-
-/* Takes the handshake's state and buffer at its first byte: a connection
- * that sends nothing costs neither. Returns 0 or -1. */
-static int hs_open(struct session *s)
-{
-    if (!(s->hs = calloc(1, sizeof *s->hs)))
-        return -1;
-    if (!(s->hs->hbuf = bufpool_get_small(&s->env->pool))) {
-        free(s->hs);
-        s->hs = NULL;
-        return -1;
-    }
     return 0;
 }
 
@@ -502,7 +488,7 @@ int session_recheck_user(struct session *s, const struct config *now)
         return 0;
     const char *why = ch == USERS_REMOVED ? "user removed by reload" : "password changed by reload";
     log_info("ending the session of user %s from %s: %s", s->user,
-             addr_str(&s->client.sa, client, sizeof client), why);
+             addr_str(&s->pol.client.sa, client, sizeof client), why);
     session_fail(s, why);
     return 1;
 }
@@ -677,7 +663,7 @@ static void gss_bad_message(struct session *s, const char *why)
 {
     char client[ADDR_STRLEN];
     stat_inc(&s->env->stats.gss_bad);
-    log_warn("client=%s user=%s gssapi: %s", addr_str(&s->client.sa, client, sizeof client),
+    log_warn("client=%s user=%s gssapi: %s", addr_str(&s->pol.client.sa, client, sizeof client),
              s->user ? s->user : "-", why);
     session_fail(s, why);
 }
@@ -972,10 +958,10 @@ static void out_of(const struct session *s, struct net_out *out)
         return;
     }
     if (!s->user) {
-        id = &s->client.in6.sin6_addr; /* sticky per client address */
-        idlen = s->client.sa.sa_family == AF_INET6 ? 16 : 0;
-        if (s->client.sa.sa_family == AF_INET) {
-            id = &s->client.in4.sin_addr;
+        id = &s->pol.client.in6.sin6_addr; /* sticky per client address */
+        idlen = s->pol.client.sa.sa_family == AF_INET6 ? 16 : 0;
+        if (s->pol.client.sa.sa_family == AF_INET) {
+            id = &s->pol.client.in4.sin_addr;
             idlen = 4;
         }
     }
@@ -1167,7 +1153,7 @@ static const struct cmd_ctx *cmd_ctx_of(struct session *s, struct cmd_ctx *ctx)
     ctx->cfg = s->cfg;
     ctx->pol = &s->pol;
     ctx->control_fd = s->relay.client.io.fd;
-    ctx->client = s->client;
+    ctx->client = s->pol.client;
     out_of(s, &ctx->out);
     return ctx;
 }
@@ -1779,8 +1765,7 @@ static int parse_proxy(struct session *s)
         return HS_GONE;
     }
     addr_normalize((struct sockaddr *)&r.src, &real);
-    s->client = real;
-    if (!policy_accept(&s->pol, &s->client)) {
+    if (!policy_accept(&s->pol, &real)) {
         session_fail(s, s->pol.why);
         return HS_GONE;
     }
@@ -1793,7 +1778,7 @@ static int handshake_step(struct session *s)
 {
     int rc;
     do
-        rc = s->parse(s);
+        rc = s->hs->parse(s);
     while (rc == HS_NEXT);
     return rc;
 }
@@ -1801,7 +1786,8 @@ static int handshake_step(struct session *s)
 /* Reads handshake bytes. Returns 0, or -1 when the session was closed. */
 static int handshake_read(struct session *s)
 {
-    if (!s->hs && hs_open(s) < 0) {
+    /* Taken at the first byte: a connection that sends nothing costs none. */
+    if (!s->hs->hbuf && !(s->hs->hbuf = bufpool_get_small(&s->env->pool))) {
         session_fail(s, "out of memory");
         return -1;
     }
@@ -1853,16 +1839,14 @@ static void handshake_continue(struct session *s)
         if (s->relay.client.readable && !s->relay.client.eof && handshake_read(s) < 0)
             return;
         eof = s->relay.client.eof;
-        /* Before the first byte there is nothing to parse. */
-        rc = s->hs ? handshake_step(s) : HS_MORE;
+        rc = handshake_step(s);
         /* A full buffer left bytes in the socket, with no edge to come: read
          * on if the phase made room (a GSS-API token grows the buffer). */
-    } while (rc == HS_MORE && s->relay.client.readable && !eof && s->hs &&
-             s->hs->hlen < hbuf_cap(s));
+    } while (rc == HS_MORE && s->relay.client.readable && !eof && s->hs->hlen < hbuf_cap(s));
     /* A client that closed mid-handshake will never complete it. Checked
      * after parsing: a whole request followed by FIN is still served. */
     if (rc == HS_MORE && eof) {
-        if (hs_len(s) || s->greeted)
+        if (s->hs->hlen || s->greeted)
             hs_fail(s, HSF_CLOSED, "truncated handshake");
         else
             session_fail(s, NULL); /* a probe: connected and closed */
@@ -1870,14 +1854,15 @@ static void handshake_continue(struct session *s)
 }
 
 /* Why the connection may not proceed before a byte is read, or NULL. */
-static const char *refusal(struct session *s, const struct listen_spec *ln)
+static const char *refusal(struct session *s, const struct listen_spec *ln,
+                           const union addr_any *peer)
 {
     if (!ln->proxy_protocol)
-        return policy_accept(&s->pol, &s->client) ? NULL : s->pol.why;
+        return policy_accept(&s->pol, peer) ? NULL : s->pol.why;
     phase_parse(s, parse_proxy);
     /* No trust list (a socket-activated listener kept across a reload that
      * dropped it) trusts nobody: rules_check_client fails closed on NULL. */
-    if (!rules_check_client(s->cfg->pp_from, &s->client.sa, NULL)) {
+    if (!rules_check_client(s->cfg->pp_from, &peer->sa, NULL)) {
         s->fail = HSF_PROXY;
         return "PROXY protocol from an untrusted address";
     }
@@ -1895,8 +1880,10 @@ static uint64_t next_id(int worker)
 void session_start(struct wenv *env, int fd, const union addr_any *client,
                    const struct listen_spec *ln)
 {
+    union addr_any peer;
     struct session *s = calloc(1, sizeof *s);
-    if (!s) {
+    if (!s || !(s->hs = calloc(1, sizeof *s->hs))) {
+        free(s);
         close(fd);
         fdbudget_give(1);
         env->ended(env, env->cfg);
@@ -1904,11 +1891,11 @@ void session_start(struct wenv *env, int fd, const union addr_any *client,
     }
     s->env = env;
     s->cfg = env->cfg;
-    policy_init(&s->pol, env, s->cfg);
-    addr_normalize(&client->sa, &s->client);
+    addr_normalize(&client->sa, &peer);
+    policy_init(&s->pol, env, s->cfg, &peer);
     s->rep = 0xff;
     s->fail = -1;
-    s->parse = parse_greeting;
+    s->hs->parse = parse_greeting;
     s->expire = on_handshake_timeout;
     s->relay.target.io.fd = -1;
     s->started_ms = loop_now(env->loop);
@@ -1922,7 +1909,7 @@ void session_start(struct wenv *env, int fd, const union addr_any *client,
         session_fail(s, "epoll_ctl failed");
         return;
     }
-    const char *why = refusal(s, ln);
+    const char *why = refusal(s, ln, &peer);
     if (why) {
         session_fail(s, why);
         return;

@@ -37,11 +37,13 @@ struct pending {
     uint64_t started_ms; /* for the latency histograms */
 };
 
-/* The handshake's state: taken with its first byte, given back when the
- * relay or the UDP association begins, so an established tunnel does not
- * carry it. */
+/* The handshake's state, from accept until the relay or the UDP
+ * association begins: an established tunnel does not carry it. */
 struct session_hs {
-    uint8_t *hbuf; /* handshake bytes */
+    /* The phase's parser of the handshake bytes (client events go to the
+     * phase's own handler, loop_io_handler). */
+    int (*parse)(struct session *s);
+    uint8_t *hbuf; /* handshake bytes, taken at the first one */
     uint32_t hlen;
     uint8_t hbig;          /* hbuf is a relay buffer (BUFPOOL_SIZE), for GSS-API */
     uint8_t route_by_addr; /* a resolved name reaches the hops by the address the rules judged */
@@ -80,19 +82,15 @@ struct session {
     struct config *cfg;          /* the snapshot it was accepted under (the worker keeps it) */
     struct relay relay;          /* client and target sockets, buffers */
     struct loop_timer timer;     /* handshake, connect or idle deadline */
-    /* The phase: the parser of the handshake bytes (client events go to the
-     * phase's own handler, loop_io_handler) and what its deadline means. */
-    int (*parse)(struct session *s);
-    void (*expire)(struct session *s);
-    struct session_hs *hs;   /* until the handshake is over, or NULL */
-    struct session_ext *ext; /* from its first use, or NULL */
-    const char *why;         /* for the access log when something failed */
-    char *user;              /* authenticated user name, or NULL */
-    char *dst_name;          /* requested domain, or NULL */
-    struct policy_state pol; /* slots held and the deciding rule */
-    union addr_any client;
-    union addr_any dst;  /* requested address (port valid for names too) */
-    union addr_any peer; /* the target actually connected */
+    void (*expire)(struct session *s); /* what the deadline means in this phase */
+    struct session_hs *hs;             /* until the handshake is over, or NULL */
+    struct session_ext *ext;           /* from its first use, or NULL */
+    const char *why;                   /* for the access log when something failed */
+    char *user;                        /* authenticated user name, or NULL */
+    char *dst_name;                    /* requested domain, or NULL */
+    struct policy_state pol;           /* the client, slots held and the deciding rule */
+    union addr_any dst;                /* requested address (port valid for names too) */
+    union addr_any peer;               /* the target actually connected */
     uint8_t method, cmd, rep;
     uint8_t greeted;                /* past the greeting: a close is no probe */
     uint8_t requested;              /* the destination is known (for the log) */

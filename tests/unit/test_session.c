@@ -234,8 +234,8 @@ TEST(proxy_header_from_a_trusted_balancer_names_the_client)
     int c = rig_client(&r);
     rig_send(c, hdr, sizeof hdr - 1);
     rig_greet(&r, c);
-    assert_int_equal(rig_session(&r)->client.sa.sa_family, AF_INET);
-    assert_int_equal(ntohl(rig_session(&r)->client.in4.sin_addr.s_addr), 0xc0000209);
+    assert_int_equal(rig_session(&r)->pol.client.sa.sa_family, AF_INET);
+    assert_int_equal(ntohl(rig_session(&r)->pol.client.in4.sin_addr.s_addr), 0xc0000209);
     close(c);
     rig_stop(&r);
 }
