@@ -41,6 +41,9 @@ $(BUILD)/unit/%: tests/unit/%.c $(LIBOBJ) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(XFLAGS) -o $@ $< $(LIBOBJ) $(LDFLAGS) $(LDLIBS) -lcmocka
 
+# Makes the session's own allocations fail on demand (calloc wrapped).
+$(BUILD)/unit/test_session_alloc: LDFLAGS += -Wl,--wrap=calloc
+
 deps:
 	scripts/install-deps.sh build
 
