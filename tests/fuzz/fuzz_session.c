@@ -254,7 +254,8 @@ static void drain_client(int fd)
  * thread, above all): its answer comes without client input. */
 static int waiting_for_password(const struct wenv *env)
 {
-    return env->sessions.head && env->sessions.head->pending.op;
+    const struct session *s = env->sessions.head;
+    return s && s->hs && s->hs->pending.op;
 }
 
 /* Runs the loop for at most `rounds` rounds, plus as long as a password
