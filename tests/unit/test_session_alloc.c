@@ -1,9 +1,11 @@
-/* Unit tests for src/session.c when its own state cannot be allocated: the
- * handshake state (struct session_hs, taken at accept) and the state only
- * some sessions use (struct session_ext, taken at its first use). Each
- * failure must end the session cleanly, with the reply its protocol gives
- * (REP 1, SOCKS4 0x5B) or a plain close, and leave nothing behind: the
- * rig checks the session count and the descriptors, ASan the memory.
+/* Unit tests for the memory of src/session.c: the handshake state (struct
+ * session_hs, taken at accept, given back when the relay or the UDP
+ * association starts) and the state only some sessions use (struct
+ * session_ext, taken at its first use). An idle tunnel must hold neither.
+ * When one cannot be allocated the session must end cleanly, with the
+ * reply its protocol gives (REP 1, SOCKS4 0x5B) or a plain close, and leave
+ * nothing behind: the rig checks the session count and the descriptors,
+ * ASan the memory.
  *
  * calloc is wrapped at link time (-Wl,--wrap=calloc, see the Makefile):
  * while a size is armed, a calloc of one object of exactly that size fails
@@ -153,6 +155,50 @@ TEST(no_memory_when_a_tunnel_first_runs_out_of_budget_closes_it)
     rig_stop(&r);
 }
 
+/* What the allocations above buy: a quiet tunnel that has relayed both
+ * ways holds its struct session and nothing else (no handshake state, no
+ * extra state, no buffer, no pipe). */
+TEST(an_idle_tunnel_holds_only_its_session)
+{
+    struct rig r;
+    struct rig_tunnel tn;
+    uint8_t b[5];
+    rig_start(&r, NULL);
+    rig_tunnel_open(&r, &tn);
+    rig_send(tn.c, "hello", 5);
+    rig_recv(&r, tn.t, b, 5);
+    rig_send(tn.t, "world", 5);
+    rig_recv(&r, tn.c, b, 5);
+    rig_turn(&r);
+    const struct session *s = rig_session(&r);
+    assert_null(s->hs);
+    assert_null(s->ext);
+    assert_null(s->relay.up.buf);
+    assert_null(s->relay.down.buf);
+    assert_null(s->relay.up.pipe);
+    assert_null(s->relay.down.pipe);
+    rig_tunnel_close(&tn);
+    rig_stop(&r);
+}
+
+/* A UDP association keeps its association, not its handshake state. */
+TEST(a_udp_association_gives_back_its_handshake_state)
+{
+    struct rig r;
+    rig_start(&r, NULL);
+    int c = rig_client(&r);
+    rig_greet(&r, c);
+    rig_request4(c, SOCKS5_CMD_UDP, "0.0.0.0", 0);
+    assert_int_equal(rig_reply(&r, c, NULL), SOCKS5_REP_SUCCEEDED);
+    const struct session *s = rig_session(&r);
+    assert_null(s->hs);
+    assert_non_null(s->ext);
+    assert_non_null(s->ext->udp);
+    close(c);
+    RIG_UNTIL(&r, rig_sessions(&r) == 0);
+    rig_stop(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -161,6 +207,8 @@ int main(void)
         cmocka_unit_test(no_memory_for_a_udp_association_gets_rep_1_and_close),
         cmocka_unit_test(no_memory_to_note_the_route_gets_rep_1_and_close),
         cmocka_unit_test(no_memory_when_a_tunnel_first_runs_out_of_budget_closes_it),
+        cmocka_unit_test(an_idle_tunnel_holds_only_its_session),
+        cmocka_unit_test(a_udp_association_gives_back_its_handshake_state),
     };
     return cmocka_run_group_tests(tests, rig_global_setup, rig_global_teardown);
 }
