@@ -44,6 +44,7 @@ static int parse_auth(struct session *s);
 static int parse_request(struct session *s);
 static int parse_gss_auth(struct session *s);
 static int parse_gss_prot(struct session *s);
+static void gss_refuse(struct session *s, enum hs_fail reason, const char *why);
 static int parse_request4(struct session *s);
 static void start_bind(struct session *s);
 static void resolve_destination(struct session *s);
@@ -1190,6 +1191,21 @@ static void auth_refuse(struct session *s, enum hs_fail reason, const char *why)
     hs_fail(s, reason, why);
 }
 
+/* The handshake deadline passed while a login step (a password, a GSS-API
+ * context token) waited for the pool: the server was slow, not the client,
+ * so the client hears the method's refusal (RFC 1929 status 1, the RFC 1961
+ * abort) instead of a silent close, and the unjudged attempt is not held
+ * against its address. */
+static void on_login_timeout(struct session *s)
+{
+    pending_cancel(s);
+    policy_auth_settle(&s->pol, 0);
+    if (s->method == SOCKS5_METHOD_GSSAPI)
+        gss_refuse(s, HSF_TIMEOUT, "handshake timeout during a GSS-API context step");
+    else
+        auth_refuse(s, HSF_TIMEOUT, "handshake timeout during password verification");
+}
+
 /* A login step was just handed to the pool (s->pending): wait for it, or,
  * when nothing was queued, end the session. A full queue checked nothing,
  * so it is not a failed login; refuse answers in the method's own way. */
@@ -1207,18 +1223,8 @@ static int await_pool(struct session *s,
         session_fail(s, "out of memory");
         return HS_GONE;
     }
+    s->expire = on_login_timeout;
     return HS_WAIT;
-}
-
-/* The handshake deadline passed while the password waited for the pool:
- * the server was slow, not the client, so the client hears status 1
- * instead of a silent close, and the unjudged attempt is not held
- * against its address. */
-static void on_auth_timeout(struct session *s)
-{
-    pending_cancel(s);
-    policy_auth_settle(&s->pol, 0);
-    auth_refuse(s, HSF_TIMEOUT, "handshake timeout during password verification");
 }
 
 static void on_verified(void *owner, int ok)
@@ -1271,10 +1277,7 @@ static int parse_auth(struct session *s)
     pending_set(s, cancel_auth,
                 auth_verify(s->cfg->users, up.user, up.pass, s->env->auth_cache, on_verified, s));
     auth_wipe(up.pass, sizeof up.pass);
-    int step = await_pool(s, auth_refuse, "password verification queue full");
-    if (step == HS_WAIT)
-        s->expire = on_auth_timeout;
-    return step;
+    return await_pool(s, auth_refuse, "password verification queue full");
 }
 
 /* relay: the upstream association to chain to (udp_chain), or NULL. */
@@ -1482,6 +1485,7 @@ static void on_gss_step(void *owner, int status)
     const uint8_t *token;
     size_t len;
     pending_done(s);
+    s->expire = on_handshake_timeout; /* the same deadline goes on */
     if (status == GSS_ERROR) {
         gss_auth_failed(s, gss_conn_error(s->gss));
         return;
