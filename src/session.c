@@ -331,7 +331,10 @@ static void count_end(const struct session *s)
         stat_inc(&st->handshake_fail[s->fail]);
     else
         stat_inc(&st->sessions[s->cmd <= 3 ? s->cmd : 0][s->rep <= 8 ? s->rep : 9]);
+    if (s->fail >= 0)
+        stat_inc(&st->listener_hs_fail[s->lslot]);
     stat_add(&st->active, (uint64_t)-1);
+    stat_add(&st->listener_active[s->lslot], (uint64_t)-1);
 }
 
 /* The worker's list of its sessions (env->sessions). */
@@ -1777,7 +1780,7 @@ static uint64_t next_id(int worker)
 }
 
 void session_start(struct wenv *env, int fd, const union addr_any *client,
-                   const struct listen_spec *ln)
+                   const struct listen_spec *ln, unsigned lslot)
 {
     struct session *s = calloc(1, sizeof *s);
     if (!s) {
@@ -1797,8 +1800,10 @@ void session_start(struct wenv *env, int fd, const union addr_any *client,
     s->relay.target.io.fd = -1;
     s->started_ms = loop_now(env->loop);
     s->id = next_id(env->id);
+    s->lslot = (uint8_t)lslot;
     link_session(s);
     stat_inc(&env->stats.active);
+    stat_inc(&env->stats.listener_active[lslot]);
     if (loop_io_add(env->loop, &s->relay.client.io, fd, LOOP_READ | LOOP_WRITE, on_handshake_io) <
         0) {
         close(fd);

@@ -67,6 +67,7 @@ struct session {
     union addr_any *bind_peers;
     size_t nbind_peers;
     int8_t fail;               /* enum hs_fail when the handshake failed, else -1 */
+    uint8_t lslot;             /* the listener's slot (lslots.h), for its counters */
     struct policy_state pol;   /* slots held and the deciding rule */
     struct session_rate *rate; /* per-user bandwidth limit, or NULL */
     /* Where the request leaves (route.h): the matching route or NULL for
@@ -89,11 +90,12 @@ struct session {
 
 struct listen_spec;
 /* Takes ownership of an accepted, non-blocking client socket that arrived
- * on listener `ln`, with its descriptor charged to the budget (fdbudget.h).
+ * on listener `ln` (slot `lslot`), with its descriptor charged to the budget
+ * (fdbudget.h).
  * The session runs under env->cfg and joins env->sessions; env->ended is
  * called once when it is gone (at once if it cannot start). */
 void session_start(struct wenv *env, int fd, const union addr_any *client,
-                   const struct listen_spec *ln);
+                   const struct listen_spec *ln, unsigned lslot);
 /* Ends a session at once (shutdown after the grace period). */
 void session_close(struct session *s);
 
