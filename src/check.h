@@ -7,8 +7,8 @@
 
 struct config;
 
-/* Prints errors and warnings to err. Returns 0 when only warnings (or
- * nothing) were found, -1 when the start would fail. */
-int check_config(const struct config *c, FILE *err);
+/* Prints warnings to warn and errors to err. Returns 0 when only warnings
+ * (or nothing) were found, -1 when the start would fail. */
+int check_config(const struct config *c, FILE *warn, FILE *err);
 
 #endif

@@ -12,6 +12,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <syslog.h>
 #include <time.h>
@@ -168,6 +169,49 @@ static int switch_targets(const struct log_settings *c, char *err, size_t errlen
     return 0;
 }
 
+/* A stream onto stderr whose every line starts with the journal's "<N>"
+ * priority prefix. */
+struct prefixed {
+    int prio;
+    int mid_line; /* the last write ended inside a line: no prefix next */
+};
+
+static ssize_t prefixed_write(void *cookie, const char *buf, size_t n)
+{
+    struct prefixed *p = cookie;
+    for (size_t done = 0; done < n;) {
+        const char *nl = memchr(buf + done, '\n', n - done);
+        size_t len = nl ? (size_t)(nl - buf) + 1 - done : n - done;
+        char pre[8];
+        int plen = p->mid_line ? 0 : snprintf(pre, sizeof pre, "<%d>", p->prio);
+        struct iovec iov[2] = {{pre, (size_t)plen}, {(void *)(buf + done), len}};
+        /* Best effort, as for log lines: an error has nowhere else to go. */
+        ssize_t w = writev(STDERR_FILENO, iov, 2);
+        (void)w;
+        p->mid_line = !nl;
+        done += len;
+    }
+    return (ssize_t)n;
+}
+
+FILE *log_stderr(enum log_level level)
+{
+    static const int prios[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+    static struct prefixed cookie[4];
+    static FILE *streams[4];
+    if (!journal)
+        return stderr;
+    if (!streams[level]) {
+        cookie[level].prio = prios[level];
+        streams[level] =
+            fopencookie(&cookie[level], "w", (cookie_io_functions_t){.write = prefixed_write});
+        if (!streams[level])
+            return stderr;
+        setvbuf(streams[level], NULL, _IONBF, 0);
+    }
+    return streams[level];
+}
+
 /* Whether a syslog daemon (or journald) takes datagrams at /dev/log. */
 static int syslog_listens(void)
 {
@@ -207,7 +251,7 @@ int log_configure(const struct log_settings *c, char *err, size_t errlen)
     atomic_store(&error_json, c->error_json);
     /* The warning goes where the operator looks at start and reload (the
      * error log itself may be the syslog that nobody reads). */
-    log_check_syslog(c, stderr);
+    log_check_syslog(c, log_stderr(LOG_LVL_WARN));
     return 0;
 }
 

@@ -36,6 +36,11 @@ int log_init(void);
 /* Points both logs where c says (at start and on reload). Returns 0, or -1
  * with the reason in err (the previous targets stay in force). */
 int log_configure(const struct log_settings *c, char *err, size_t errlen);
+/* stderr for what is reported there rather than in the error log (start-up
+ * before the log exists, -t): when stderr is the journal, a stream that
+ * starts each line with the journal's "<N>" priority prefix for `level`, as
+ * the error log's lines have; else stderr itself. Main thread only. */
+FILE *log_stderr(enum log_level level);
 /* Writes to out a warning for each syslog sink in c that no syslog daemon
  * or journald listens for (no socket at /dev/log): its lines would be
  * lost. Returns how many. */

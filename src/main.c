@@ -295,7 +295,8 @@ static void poll_self(struct server *sv)
 /* ---------------- reload ---------------- */
 
 /* Reads the configuration again with the original command line. Problems
- * go to the error log. */
+ * go to the error log. Socket-activated listeners are not in the
+ * configuration: protected mode checks them here. */
 static struct config *load_again(struct server *sv)
 {
     char *text = NULL;
@@ -305,6 +306,10 @@ static struct config *load_again(struct server *sv)
     if (!err)
         return NULL;
     struct config *c = config_load(sv->argc, sv->argv, err, &code, &check);
+    if (c && sv->activated && config_check_open_proxy(c, sv->spec, sv->nlisten, err) < 0) {
+        config_unref(c);
+        c = NULL;
+    }
     fclose(err);
     for (char *save, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
         log_error("reload: %s", line);
@@ -383,10 +388,6 @@ static void reload(struct server *sv)
     struct config *c = load_again(sv);
     if (c)
         config_size_limits(c, raise_nofile());
-    if (c && sv->activated && config_check_open_proxy(c, sv->spec, sv->nlisten, stderr) < 0) {
-        config_unref(c);
-        c = NULL;
-    }
     if (!c) {
         log_error("reload failed: keeping the running configuration");
         notify("READY=1\nSTATUS=reload failed; running the previous configuration");
@@ -598,7 +599,8 @@ static int prepare(struct server *sv)
     }
     if ((code = bind_listeners(sv)) != 0)
         return code;
-    if (sv->activated && config_check_open_proxy(sv->cfg, sv->spec, sv->nlisten, stderr) < 0)
+    if (sv->activated &&
+        config_check_open_proxy(sv->cfg, sv->spec, sv->nlisten, log_stderr(LOG_LVL_ERROR)) < 0)
         return 2;
     if (privs_drop(sv->cfg, sv->spec, sv->nlisten, err, sizeof err) < 0) {
         log_error("%s", err);
@@ -637,7 +639,7 @@ static int check_log_file(const struct config *c, int sink, const char *what, co
     char err[512];
     if (sink != SINK_FILE || privs_check_log_file(c, what, path, err, sizeof err) == 0)
         return 0;
-    fprintf(stderr, "socks5d: %s\n", err);
+    fprintf(log_stderr(LOG_LVL_ERROR), "socks5d: %s\n", err);
     return -1;
 }
 
@@ -652,8 +654,8 @@ static int check_log_files(const struct config *c)
 static int check_and_exit(struct config *c, int mode)
 {
     int bad = check_log_files(c) < 0;
-    bad |= check_config(c, stderr) < 0;
-    log_check_syslog(&c->log, stderr);
+    bad |= check_config(c, log_stderr(LOG_LVL_WARN), log_stderr(LOG_LVL_ERROR)) < 0;
+    log_check_syslog(&c->log, log_stderr(LOG_LVL_WARN));
     if (!bad && mode == CONFIG_DUMP) {
         config_size_limits(c, raise_nofile());
         config_dump(c, stdout);
@@ -671,10 +673,17 @@ int main(int argc, char **argv)
     int code, check;
     if (argc >= 2 && strcmp(argv[1], "passwd") == 0)
         return passwd_main(argc - 1, argv + 1);
-    /* Before any thread exists, so every thread inherits it. */
-    if (privs_early() < 0 || log_init() < 0)
+    if (log_init() < 0)
         return 1;
-    if (!(sv.cfg = config_load(argc, argv, stderr, &code, &check)))
+    /* Before any thread exists, so every thread inherits it. */
+    if (privs_early() < 0) {
+        fprintf(log_stderr(LOG_LVL_ERROR), "socks5d: prctl(PR_SET_NO_NEW_PRIVS): %s\n",
+                strerror(errno));
+        return 1;
+    }
+    /* What goes wrong before the error log exists is written to stderr, with
+     * the journal's priority prefix when stderr is the journal. */
+    if (!(sv.cfg = config_load(argc, argv, log_stderr(LOG_LVL_ERROR), &code, &check)))
         return code;
     if (check != CONFIG_RUN)
         return check_and_exit(sv.cfg, check);
@@ -683,14 +692,14 @@ int main(int argc, char **argv)
         return 2;
     }
     if (log_configure(&sv.cfg->log, err, sizeof err) < 0) {
-        fprintf(stderr, "socks5d: %s\n", err);
+        fprintf(log_stderr(LOG_LVL_ERROR), "socks5d: %s\n", err);
         config_unref(sv.cfg);
         return 2;
     }
     userstats_set_max(sv.cfg->metrics_users);
     block_signals();
     if (log_start() < 0) {
-        fprintf(stderr, "socks5d: log thread: %s\n", strerror(errno));
+        fprintf(log_stderr(LOG_LVL_ERROR), "socks5d: log thread: %s\n", strerror(errno));
         config_unref(sv.cfg);
         return 1;
     }

@@ -250,13 +250,26 @@ static void process_metrics(FILE *f)
            (uint64_t)rl.rlim_cur);
 }
 
+/* One series per listening address ever used: v is indexed by slot. */
+static void per_listener(FILE *f, const char *name, const char *type, const char *help,
+                         const stat_t *v)
+{
+    metric(f, name, type, help);
+    for (unsigned i = 0; i < lslots_count(); i++)
+        fprintf(f, "%s{listener=\"%s\"} %llu\n", name, lslots_name(i),
+                (unsigned long long)stat_get(&v[i]));
+}
+
 static void listeners(FILE *f, const struct stats *t)
 {
-    metric(f, "socks5d_listener_connections_total", "counter",
-           "Connections accepted, by listening address.");
-    for (unsigned i = 0; i < lslots_count(); i++)
-        fprintf(f, "socks5d_listener_connections_total{listener=\"%s\"} %llu\n", lslots_name(i),
-                (unsigned long long)stat_get(&t->listener_conns[i]));
+    per_listener(f, "socks5d_listener_connections_total", "counter",
+                 "Connections accepted, by listening address.", t->listener_conns);
+    per_listener(f, "socks5d_listener_sessions_active", "gauge",
+                 "Sessions open now, by the listening address that accepted them.",
+                 t->listener_active);
+    per_listener(f, "socks5d_listener_handshake_failures_total", "counter",
+                 "Connections that failed before a request was decided, by listening address.",
+                 t->listener_hs_fail);
 }
 
 static char *render(size_t *len)

@@ -44,6 +44,7 @@ static int parse_auth(struct session *s);
 static int parse_request(struct session *s);
 static int parse_gss_auth(struct session *s);
 static int parse_gss_prot(struct session *s);
+static void gss_refuse(struct session *s, enum hs_fail reason, const char *why);
 static int parse_request4(struct session *s);
 static void start_bind(struct session *s);
 static void resolve_destination(struct session *s);
@@ -408,7 +409,10 @@ static void count_end(const struct session *s)
         stat_inc(&st->handshake_fail[s->fail]);
     else
         stat_inc(&st->sessions[s->cmd <= 3 ? s->cmd : 0][s->rep <= 8 ? s->rep : 9]);
+    if (s->fail >= 0)
+        stat_inc(&st->listener_hs_fail[s->lslot]);
     stat_add(&st->active, (uint64_t)-1);
+    stat_add(&st->listener_active[s->lslot], (uint64_t)-1);
 }
 
 /* The worker's list of its sessions (env->sessions). */
@@ -1282,6 +1286,21 @@ static void auth_refuse(struct session *s, enum hs_fail reason, const char *why)
     hs_fail(s, reason, why);
 }
 
+/* The handshake deadline passed while a login step (a password, a GSS-API
+ * context token) waited for the pool: the server was slow, not the client,
+ * so the client hears the method's refusal (RFC 1929 status 1, the RFC 1961
+ * abort) instead of a silent close, and the unjudged attempt is not held
+ * against its address. */
+static void on_login_timeout(struct session *s)
+{
+    pending_cancel(s);
+    policy_auth_settle(&s->pol, 0);
+    if (s->method == SOCKS5_METHOD_GSSAPI)
+        gss_refuse(s, HSF_TIMEOUT, "handshake timeout during a GSS-API context step");
+    else
+        auth_refuse(s, HSF_TIMEOUT, "handshake timeout during password verification");
+}
+
 /* A login step was just handed to the pool (s->hs->pending): wait for it, or,
  * when nothing was queued, end the session. A full queue checked nothing,
  * so it is not a failed login; refuse answers in the method's own way. */
@@ -1299,18 +1318,8 @@ static int await_pool(struct session *s,
         session_fail(s, "out of memory");
         return HS_GONE;
     }
+    s->expire = on_login_timeout;
     return HS_WAIT;
-}
-
-/* The handshake deadline passed while the password waited for the pool:
- * the server was slow, not the client, so the client hears status 1
- * instead of a silent close, and the unjudged attempt is not held
- * against its address. */
-static void on_auth_timeout(struct session *s)
-{
-    pending_cancel(s);
-    policy_auth_settle(&s->pol, 0);
-    auth_refuse(s, HSF_TIMEOUT, "handshake timeout during password verification");
 }
 
 static void on_verified(void *owner, int ok)
@@ -1363,10 +1372,7 @@ static int parse_auth(struct session *s)
     pending_set(s, cancel_auth,
                 auth_verify(s->cfg->users, up.user, up.pass, s->env->auth_cache, on_verified, s));
     auth_wipe(up.pass, sizeof up.pass);
-    int step = await_pool(s, auth_refuse, "password verification queue full");
-    if (step == HS_WAIT)
-        s->expire = on_auth_timeout;
-    return step;
+    return await_pool(s, auth_refuse, "password verification queue full");
 }
 
 /* relay: the upstream association to chain to (udp_chain), or NULL. */
@@ -1584,6 +1590,7 @@ static void on_gss_step(void *owner, int status)
     const uint8_t *token;
     size_t len;
     pending_done(s);
+    s->expire = on_handshake_timeout; /* the same deadline goes on */
     if (status == GSS_ERROR) {
         gss_auth_failed(s, gss_conn_error(s->ext->gss));
         return;
@@ -1878,7 +1885,7 @@ static uint64_t next_id(int worker)
 }
 
 void session_start(struct wenv *env, int fd, const union addr_any *client,
-                   const struct listen_spec *ln)
+                   const struct listen_spec *ln, unsigned lslot)
 {
     union addr_any peer;
     struct session *s = calloc(1, sizeof *s);
@@ -1900,8 +1907,10 @@ void session_start(struct wenv *env, int fd, const union addr_any *client,
     s->relay.target.io.fd = -1;
     s->started_ms = loop_now(env->loop);
     s->id = next_id(env->id);
+    s->lslot = (uint8_t)lslot;
     link_session(s);
     stat_inc(&env->stats.active);
+    stat_inc(&env->stats.listener_active[lslot]);
     if (loop_io_add(env->loop, &s->relay.client.io, fd, LOOP_READ | LOOP_WRITE, on_handshake_io) <
         0) {
         close(fd);

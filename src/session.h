@@ -96,17 +96,19 @@ struct session {
     uint8_t requested;              /* the destination is known (for the log) */
     uint8_t v4;                     /* a SOCKS4/4a client: replies in SOCKS4 */
     int8_t fail;                    /* enum hs_fail when the handshake failed, else -1 */
+    uint8_t lslot;                  /* the listener's slot (lslots.h), for its counters */
     uint64_t started_ms, active_ms; /* accepted; last relayed a byte */
     uint64_t id;                    /* unique in the process, for the session list */
 };
 
 struct listen_spec;
 /* Takes ownership of an accepted, non-blocking client socket that arrived
- * on listener `ln`, with its descriptor charged to the budget (fdbudget.h).
+ * on listener `ln` (slot `lslot`), with its descriptor charged to the budget
+ * (fdbudget.h).
  * The session runs under env->cfg and joins env->sessions; env->ended is
  * called once when it is gone (at once if it cannot start). */
 void session_start(struct wenv *env, int fd, const union addr_any *client,
-                   const struct listen_spec *ln);
+                   const struct listen_spec *ln, unsigned lslot);
 /* Ends a session at once (shutdown after the grace period). */
 void session_close(struct session *s);
 

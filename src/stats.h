@@ -47,6 +47,9 @@ struct stats {
     struct histogram dns, connect;
     stat_t active;                     /* gauge: sessions open on this worker */
     stat_t listener_conns[LSLOTS_MAX]; /* connections accepted, by listener slot */
+    /* By the listener slot that accepted the session: */
+    stat_t listener_active[LSLOTS_MAX];  /* gauge: sessions open */
+    stat_t listener_hs_fail[LSLOTS_MAX]; /* handshakes failed */
 };
 
 static inline void stat_add(stat_t *s, uint64_t n)

@@ -217,7 +217,7 @@ static void on_accept(struct loop_io *io, unsigned events)
             continue;
         }
         stat_inc(&w->env.stats.listener_conns[ln->slot]);
-        session_start(&w->env, fd, &peer, &ln->spec);
+        session_start(&w->env, fd, &peer, &ln->spec, ln->slot);
     }
     /* The batch ended with connections possibly still queued: no new edge
      * will come for them, so look again after this round. */

@@ -318,7 +318,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
     client_addr(mode, &peer);
     CHECK(worker_admit(w)); /* what the worker's accept does */
-    session_start(env, sv[0], &peer, &env->cfg->listen[0]);
+    session_start(env, sv[0], &peer, &env->cfg->listen[0], 0);
     int client = sv[1];
 
     for (size_t off = 0, k = 0; off < size; k++) {

@@ -404,12 +404,12 @@ def pysocks_get(addr, src_ip, host, port, path):
 # metrics
 
 
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no proxy from env
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no proxy from env
 
 
 def http_status(url, timeout=None):
     try:
-        with _OPENER.open(url, timeout=timeout or scaled(3)) as r:
+        with OPENER.open(url, timeout=timeout or scaled(3)) as r:
             return r.status
     except urllib.error.HTTPError as e:
         return e.code
@@ -417,7 +417,7 @@ def http_status(url, timeout=None):
 
 def scrape(host, port, timeout=None):
     """{'name{labels}': value} from a Prometheus text exposition."""
-    with _OPENER.open(f"http://{host}:{port}/metrics", timeout=timeout or scaled(3)) as r:
+    with OPENER.open(f"http://{host}:{port}/metrics", timeout=timeout or scaled(3)) as r:
         text = r.read().decode()
     out = {}
     for line in text.splitlines():

@@ -15,9 +15,14 @@ import struct
 import subprocess
 import threading
 import time
+import warnings
 
 from harness import (UdpEcho, SANITIZER_MARKERS, USERS, greeting, read_reply, read_until_closed,
                      recv_exact, request, scaled, userpass, wait_until)
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import crypt  # libxcrypt's crypt(3), the one socks5d uses
 
 REP_SUCCEEDED = 0
 REP_GENERAL_FAILURE = 1
@@ -81,6 +86,13 @@ def run_expect_exit(binary, *args, timeout=None):
     reports = [m for m in SANITIZER_MARKERS if m in r.stderr]
     assert not reports, f"sanitizer report from socks5d {' '.join(args)}:\n{r.stderr}"
     return r
+
+
+
+
+def sha512(password, rounds=None):
+    """A sha512-crypt hash; many rounds make a verification slow on purpose."""
+    return crypt.crypt(password, crypt.mksalt(crypt.METHOD_SHA512, rounds=rounds))
 
 
 # --------------------------------------------------------------------------

@@ -12,25 +12,16 @@ import socket
 import statistics
 import subprocess
 import time
-import warnings
 
 import pytest
 
 from fleet_support import scrape
 from harness import (NetNS, beyond_loopback_args, free_port, greeting, recv_exact, scaled,
                      userpass, wait_until)
-from security_support import connect_from, rst_close, run_expect_exit, timed
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import crypt  # libxcrypt's crypt(3), the one socks5d uses
+from security_support import connect_from, rst_close, run_expect_exit, sha512, timed
 
 OK, FAILED = b"\x01\x00", b"\x01\x01"
 SLOW_ROUNDS = 400000  # sha512-crypt: tens of ms per hash
-
-
-def sha512(password, rounds=None):
-    return crypt.crypt(password, crypt.mksalt(crypt.METHOD_SHA512, rounds=rounds))
 
 
 def yescrypt(binary, name, password):

@@ -96,3 +96,27 @@ def test_local_serves_pysocks_without_a_login(socks5d, setup_conf, echo):
         assert recv_exact(s, 23) == b"through the local setup"
     finally:
         s.close()
+
+
+# ---------------------------------------------------------------- the guides' commands
+
+GUIDES = [REPO / "README.md", DOC, REPO / "packaging" / "socks5d.service"]
+SYSUSERS = REPO / "packaging" / "socks5d.sysusers"
+
+
+def test_the_guides_commands_fit_the_unit_and_its_user():
+    """The unit runs socks5d as the user and group packaging/socks5d.sysusers
+    makes, never as root: a users file given to another group is unreadable
+    to it (the guide once named a group nothing made), and `-t` run as root
+    checks a start as root, which refuses the guide's own listener beyond
+    loopback, so every check in the guides runs as the unit's user."""
+    made = {f[1] for f in (l.split() for l in SYSUSERS.read_text().splitlines())
+            if f and f[0] in ("u", "g")}
+    text = "\n".join(p.read_text() for p in GUIDES)
+    groups = re.findall(r"chgrp (\S+) /etc/socks5d/users", text)
+    assert groups and set(groups) <= made, (groups, made)
+    checks = re.findall(r"^.*\bsocks5d -t -c /etc/socks5d/socks5d\.conf.*$", text, re.M)
+    assert checks and all("sudo -u socks5d socks5d -t" in c or "ExecReload=" in c
+                          for c in checks), checks
+    assert "tee -a /etc/socks5d/users" not in text  # a second line for a user breaks the file
+

@@ -5,6 +5,7 @@ clients are the independent RFC 1961 client on python3-gssapi (real tokens,
 framing written from the RFC) and curl's --socks5-gssapi for the
 authentication phase."""
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -19,10 +20,13 @@ from pathlib import Path
 import pytest
 
 import gss_support
-from fleet_support import scrape
+from fleet_support import OPENER, scrape
 from gss_support import REALM, Aborted, GssClient, gss_msg, read_gss
 from bindudp_support import udp_unwrap, udp_wrap
-from harness import UdpEcho, free_port, read_until_closed, recv_exact, request, scaled, wait_until
+from harness import (UdpEcho, free_port, greeting, read_until_closed, recv_exact, request, scaled,
+                     userpass, wait_until)
+from ops_support import curl
+from security_support import connect_from, sha512
 
 def gss_server(socks5d, realm, *args):
     return socks5d("--auth", "gssapi", "--gssapi-keytab", realm.keytab, *args)
@@ -642,3 +646,100 @@ def test_failed_gssapi_logins_are_throttled_per_address(realm, socks5d):
             read_gss(s, 2)
     line = srv.wait_access(3)[-1]
     assert line["error"] == "too many failed logins from this address", line["_line"]
+
+
+# ---------------------------------------------------------------- a step outlasting the deadline
+
+
+class BusyPool:
+    """A server whose two verification threads (shared by passwords and
+    GSS-API steps) are taken by slow password hashes: wrong passwords of
+    unknown names from 127.0.0.2, each hashed with the users file's setting
+    (over a second here, longer under load). A hog's session ends at its
+    handshake deadline, but a hash under way runs to its end, so a GSS-API
+    step queued right behind the hogs still waits at its own deadline."""
+
+    HOGS = 2  # one per verification thread
+
+    def __init__(self, realm, socks5d, tmp_path):
+        self.mport = free_port()
+        self.users = tmp_path / "users"
+        self.users.write_text(f"slow:{sha512('right', 4_000_000)}\n")
+        self.conf = tmp_path / "socks5d.conf"
+        self.lines = ["auth gssapi,userpass", f"gssapi-keytab {realm.keytab}",
+                      "auth-fail-limit 1", "auth-fail-cooldown 1m",
+                      f"metrics 127.0.0.1:{self.mport}"]
+        self.configure("500ms")
+        # The start measures the hash three times: give it time under load.
+        self.srv = socks5d("-c", str(self.conf), ready=scaled(60))
+        self.hogs = []
+        for i in range(self.HOGS):
+            s = connect_from(self.srv, "127.0.0.2", timeout=scaled(15))
+            self.hogs.append(s)
+            s.sendall(greeting((0x02,)) + userpass(f"hog{i}", "wrong"))
+        # A session shows its user once the credentials are read, in the same
+        # step that queues their verification.
+        wait_until(lambda: len(self.listed_users()) == self.HOGS, scaled(5), interval=0.002,
+                   what="the hogs' verifications queued")
+
+    def configure(self, deadline):
+        self.conf.write_text("\n".join(self.lines + [f"users {self.users}",
+                                                     f"timeout-handshake {deadline}"]) + "\n")
+
+    def listed_users(self):
+        with OPENER.open(f"http://127.0.0.1:{self.mport}/sessions", timeout=scaled(3)) as r:
+            listed = json.loads(r.read())["sessions"]
+        return [e["user"] for e in listed if e["user"] != "-"]
+
+    def relax(self):
+        """A cheap hash and a long deadline, by reload; returns once a
+        verification thread is free again (a password login is answered),
+        as the acceptor takes a Kerberos authenticator only this long
+        (gss_support.CLOCKSKEW_S) after it was made."""
+        n = self.srv.log().count("configuration reloaded")
+        self.users.write_text(f"slow:{sha512('right')}\n")
+        self.configure("60s")
+        self.srv.signal(signal.SIGHUP)
+        wait_until(lambda: self.srv.log().count("configuration reloaded") > n, scaled(15),
+                   what="the reload")
+        with connect_from(self.srv, "127.0.0.3", timeout=scaled(15)) as s:
+            s.sendall(greeting((0x02,)) + userpass("slow", "right"))
+            assert recv_exact(s, 4) == b"\x05\x02\x01\x00"
+
+    def metric(self, key):
+        return scrape("127.0.0.1", self.mport).get(key, 0.0)
+
+
+def stalled_step(realm, pool):
+    """A GSS-API login from 127.0.0.1 whose first step waits behind the
+    hogs; returns what the server sent before it closed."""
+    token = GssClient(None, realm.alice).ctx.step()  # the KDC is asked before the clock runs
+    with connect(pool.srv) as s:
+        s.sendall(b"\x05\x01\x01" + gss_msg(1, token))
+        assert recv_exact(s, 2) == b"\x05\x01"
+        return read_until_closed(s, scaled(10))
+
+
+def test_a_context_step_outlasting_the_deadline_gets_the_abort_and_no_failure(realm, socks5d,
+                                                                              tmp_path):
+    """As a password still being verified at the handshake deadline hears
+    status 1 and is not held against its address, a GSS-API step still
+    waiting for the pool hears the RFC 1961 abort, and counts neither as a
+    failed login nor toward the throttle: with auth-fail-limit 1, the same
+    address logs in next. Before, the connection closed without the abort
+    (b''), the step counted as a failure and the next login from the address
+    was refused ("too many failed logins from this address")."""
+    pool = BusyPool(realm, socks5d, tmp_path)
+    assert stalled_step(realm, pool) == b"\x01\xff"
+    line = pool.srv.wait_access(1, pred=lambda l: l.get("client", "").startswith("127.0.0.1:"))
+    assert line[-1]["error"] == "handshake timeout during a GSS-API context step", line[-1]
+    timeouts = 'socks5d_handshake_failures_total{reason="timeout"}'
+    wait_until(lambda: pool.metric(timeouts) == pool.HOGS + 1, scaled(10),
+               what="the hogs' and the step's timeouts counted")
+    assert pool.metric('socks5d_gssapi_auth_total{result="failure"}') == 0
+    assert pool.metric('socks5d_handshake_failures_total{reason="throttled"}') == 0
+    pool.relax()
+    with connect(pool.srv) as s:
+        c = GssClient(s, realm.alice)
+        assert c.handshake(2) == 2
+    assert pool.metric('socks5d_gssapi_auth_total{result="success"}') == 1

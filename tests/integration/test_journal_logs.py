@@ -6,6 +6,7 @@ listening on /dev/log is reported (checked in a minimal chroot holding only
 the binary and its libraries, with and without a /dev/log socket)."""
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -14,7 +15,7 @@ import time
 
 import pytest
 
-from harness import BIN, echo_roundtrip, free_port, open_tunnel, scaled, wait_until
+from harness import BIN, bind_socket, echo_roundtrip, free_port, open_tunnel, scaled, wait_until
 
 BAD_RELOAD = "reload failed"
 
@@ -112,6 +113,65 @@ def test_a_stderr_that_is_not_the_journal_stream_gets_plain_stamped_lines(tmp_pa
     d.stop()
     log = d.log().splitlines()
     assert log and all(l[:4].isdigit() and "<" not in l[:3] for l in log), log
+
+
+# ---------------------------------------------------------------- start-up errors
+
+# What makes the start fail, and the text of its error. Configuration and log
+# file errors are found before the error log exists; a held address after.
+START_UP_ERRORS = {
+    "directive": (lambda held: ["frobnicate 1"], "unknown directive 'frobnicate'"),
+    "value": (lambda held: ["timeout-idle soon"], "expected a duration"),
+    "log-file": (lambda held: ["error-log /nonexistent-socks5d-dir/error.log"],
+                 "directory /nonexistent-socks5d-dir"),
+    "held-address": (lambda held: [f"listen 127.0.0.1:{held}"], "by another process"),
+}
+
+
+@pytest.mark.parametrize("journal", [True, False], ids=["journal", "not-journal"])
+@pytest.mark.parametrize("case", sorted(START_UP_ERRORS))
+def test_start_up_errors_carry_the_error_priority_under_the_journal(tmp_path, daemons, case,
+                                                                    journal):
+    """`journalctl -p err` shows why a start failed, whatever failed: every
+    line carries its priority under the journal (before, the errors found
+    before the error log existed had none, so the journal filed them as
+    info), and none anywhere else."""
+    lines, what = START_UP_ERRORS[case]
+    with bind_socket() as held:
+        held.listen(1)
+        env_for = (lambda st: {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}) if journal else None
+        d = Daemon(tmp_path, lines(held.getsockname()[1]), env_for=env_for)
+        daemons.append(d)
+        assert d.proc.wait(scaled(10)) == 2, d.log()
+    log = d.log().splitlines()
+    errors = [l for l in log if what in l]
+    assert errors, log
+    if journal:
+        assert all(l.startswith("<3>") for l in errors), log
+        assert all(re.match(r"<[0-7]>", l) for l in log), log
+    else:
+        assert not any(l.startswith("<") for l in log), log
+
+
+def test_check_under_the_journal_gives_errors_and_warnings_their_priorities(tmp_path):
+    """`socks5d -t` runs under the journal as ExecReload=: its errors are
+    <3> and its warnings <4>, as the running server's are."""
+    conf = tmp_path / "check.conf"
+    conf.write_text(f"listen 127.0.0.1:{free_port()}\nauth none\nuser nosuch-socks5d-user\n"
+                    "allow user bob\n")
+    err = tmp_path / "stderr"
+    err.write_bytes(b"")
+    st = os.stat(err)
+    env = dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
+    with open(err, "ab") as f:
+        r = subprocess.run([BIN, "-t", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=f,
+                           env=env, timeout=scaled(10))
+    log = err.read_text().splitlines()
+    assert r.returncode == 2, log
+    assert any(l.startswith("<3>") and "user nosuch-socks5d-user: no such user" in l
+               for l in log), log
+    assert any(l.startswith("<4>") and "warning: rule names user bob" in l for l in log), log
+    assert all(re.match(r"<[34]>", l) for l in log), log
 
 
 # ---------------------------------------------------------------- syslog without /dev/log

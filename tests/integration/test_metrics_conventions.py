@@ -11,7 +11,8 @@ import socket
 import subprocess
 import time
 
-from harness import REPO, USERS, echo_roundtrip, free_port, open_tunnel, scaled, wait_until
+from harness import (REPO, USERS, echo_roundtrip, free_port, handshake, open_tunnel,
+                     read_until_closed, scaled, wait_until)
 from ops_support import ops  # noqa: F401  (the fixture)
 from ops_support import curl, http_raw, metric, parse_metrics, scrape
 
@@ -180,6 +181,44 @@ def test_connections_are_counted_per_listener_across_reloads(ops, echo):
     reload(srv, path, conf(ports), "configuration reloaded")
     # A listener that is gone keeps its count: counters never go down.
     assert counts() == {a: 4, b: 2, c: 1}
+
+
+def test_open_sessions_and_handshake_failures_are_counted_per_listener(ops, echo):
+    """Which listener carries the load and which one's clients fail their
+    handshake (a balancer without PROXY headers, a scanned public address):
+    the gauge and the failures carry the accepting listener's label."""
+    def conf(ports):
+        return [f"listen 127.0.0.1:{ports[0]}", f"listen 127.0.0.1:{ports[1]}",
+                f"metrics 127.0.0.1:{ports[2]}", "auth none", "max-sessions 1000"]
+
+    srv, ports, _ = ops.start_conf(conf, nports=3,
+                                   listen=lambda p: [f"127.0.0.1:{p[0]}", f"127.0.0.1:{p[1]}"])
+    a, b, mport = ports
+
+    def by_listener():
+        m = parse_metrics(scrape(mport))
+        return {name: {p: metric(m, f"socks5d_listener_{name}", listener=f"127.0.0.1:{p}")
+                       for p in (a, b)}
+                for name in ("sessions_active", "handshake_failures_total")}
+
+    def tunnel_via(port):
+        s = socket.create_connection(("127.0.0.1", port), timeout=scaled(5))
+        assert handshake(s, *echo.addr)[0] == 0
+        return s
+
+    tunnels = [tunnel_via(a), tunnel_via(a), tunnel_via(b)]
+    for _ in range(2):
+        with socket.create_connection(("127.0.0.1", b), timeout=scaled(5)) as s:
+            s.sendall(b"\x07\x01\x00")  # not SOCKS
+            assert read_until_closed(s, scaled(5)) == b""
+    wait_until(lambda: by_listener() == {"sessions_active": {a: 2, b: 1},
+                                         "handshake_failures_total": {a: 0, b: 2}},
+               scaled(5), what="2 and 1 open, 0 and 2 failed")
+    assert metric(parse_metrics(scrape(mport)), "socks5d_sessions_active") == 3
+    for s in tunnels:
+        s.close()
+    wait_until(lambda: by_listener()["sessions_active"] == {a: 0, b: 0}, scaled(5),
+               what="no session open on either listener")
 
 
 def test_per_user_counters_are_capped_and_off_by_default(socks5d, users_file, echo):

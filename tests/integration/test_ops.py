@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import (HTTP_BODY, REPO, USERS, bind_socket, free_port, greeting, open_tunnel,
-                     proxy_env, read_until_closed, recv_exact, scaled, userpass, wait_until)
+from harness import (HTTP_BODY, REPO, USERS, beyond_loopback_args, bind_socket, free_port,
+                     greeting, open_tunnel, proxy_env, read_until_closed, recv_exact, scaled,
+                     userpass, wait_until)
 from ops_support import ops  # noqa: F401  (the fixture)
 from ops_support import (NotifySocket, PortInUse, UdpEcho, connect_rep, connect_result, curl,
                          http_raw, idle_close_after, listening_ports, metric, parse_metrics,
@@ -469,8 +470,10 @@ def test_socket_activation_with_systemd_socket_activate(ops, echo):
         _python_activation(ops, echo)
 
 
-def _python_activation(ops, echo):
-    lsock = bind_socket("127.0.0.1")
+def _activated(ops, host, args, **kw):
+    """socks5d started with a socket listening on host (a free port) as fd 3,
+    as systemd passes it (LISTEN_FDS); returns (server, port)."""
+    lsock = bind_socket(host)
     lsock.listen(128)
     port = lsock.getsockname()[1]
     fd = lsock.fileno()
@@ -482,15 +485,39 @@ def _python_activation(ops, echo):
         os.environ["LISTEN_PID"] = str(os.getpid())
         os.environ.pop("LISTEN_FDNAMES", None)
 
+    srv = ops.start(args, [f"127.0.0.1:{port}"], preexec_fn=child, close_fds=False, **kw)
+    return srv, port
+
+
+def _python_activation(ops, echo):
     other = free_port()
-    srv = ops.start(["--auth", "none", "-l", f"127.0.0.1:{other}"], [f"127.0.0.1:{port}"],
-                    preexec_fn=child, close_fds=False, ready="connect")
+    srv, port = _activated(ops, "127.0.0.1", ["--auth", "none", "-l", f"127.0.0.1:{other}"],
+                           ready="connect")
     _activation_check(srv, port, echo)
     assert srv.stop() == 0
 
 
 def test_socket_activation_fd3_from_python(ops, echo):
     _python_activation(ops, echo)
+
+
+def test_reload_leaving_an_activated_listener_open_is_refused_in_the_error_log(ops, echo):
+    """Protected mode checks an inherited listener beyond loopback at each
+    reload too; the refusal is told where failed reloads are, in the error
+    log, with its priority (before, this one reason went to stderr)."""
+    err = ops.path("error.log")
+    base = ["auth none", f"listen 127.0.0.1:{free_port()}", f"error-log {err}"]
+    conf = ops.conf(base + ["allow from 127.0.0.0/8", "deny"])
+    srv, port = _activated(ops, "0.0.0.0", ["-c", str(conf), *beyond_loopback_args()],
+                           ready_log=err)
+    ops.conf(base)
+    srv.signal(signal.SIGHUP)
+    srv.wait_log("reload failed", path=err)
+    assert f"error: reload: socks5d: refusing to run an open proxy on 0.0.0.0:{port}" in \
+        err.read_text(), err.read_text()
+    assert "open proxy" not in srv.log(), srv.log()
+    with open_tunnel(srv, *echo.addr) as s:
+        assert_echo(s, b"old rules")
 
 
 def test_listen_fds_for_another_pid_are_ignored(ops, echo):

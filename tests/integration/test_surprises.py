@@ -8,16 +8,12 @@ import signal
 import socket
 import subprocess
 import time
-import warnings
 
 from harness import (bind_socket, echo_roundtrip, greeting, open_tunnel, read_until_closed,
                      recv_exact, scaled, userpass, wait_until)
 from ops_support import ops  # noqa: F401  (the fixture)
 from ops_support import distinct_ports
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import crypt  # libxcrypt's crypt(3), the one socks5d uses
+from security_support import sha512
 
 RELOADED = "configuration reloaded"
 OK, FAILED = b"\x01\x00", b"\x01\x01"
@@ -214,10 +210,6 @@ def test_a_failed_start_removes_the_pid_file_it_wrote(ops):
 
 
 # ---------------------------------------------------------------- the login throttle across reloads
-
-
-def sha512(password):
-    return crypt.crypt(password, crypt.mksalt(crypt.METHOD_SHA512))
 
 
 def users_file(ops, hashes=None, **passwords):
