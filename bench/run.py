@@ -15,7 +15,7 @@ import sys
 import time
 
 from harness import plot, report, summary
-from harness.scenarios import SCENARIOS, run_idle, run_timed
+from harness.scenarios import SCENARIOS, run_idle, run_timed, run_trickle
 from harness.servers import SPECS, Running, ServerError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -115,17 +115,18 @@ def not_applicable(scn, spec):
 
 def run_one(bench, scn, spec):
     """One measured run of scn on spec; never raises for a server failure."""
+    run = run_trickle if scn.kind == "trickle" else run_timed
     if not_applicable(scn, spec):
         return {"na": not_applicable(scn, spec)}
     if bench.over_budget():
         return {"skipped": "time budget exhausted"}
     if spec.direct:
-        return run_timed(LOADGEN, scn, None, bench.timing)
+        return run(LOADGEN, scn, None, bench.timing)
     try:
         inst = bench.server(spec.name, scn.auth)
     except ServerError as e:
         return {"ok": False, "error": f"{spec.name} did not start: {e}"}
-    res = run_timed(LOADGEN, scn, inst, bench.timing)
+    res = run(LOADGEN, scn, inst, bench.timing)
     return check_after(res, inst)
 
 

@@ -7,7 +7,10 @@ from .summary import METRICS, SUBJECT
 SECTIONS = [
     ("Throughput", "tput", "Bulk streams through the proxy for a fixed time; "
      "MB = 10^6 bytes. CPU-s per GB is the proxy's user+system CPU over the whole "
-     "run divided by all bytes it forwarded."),
+     "run divided by all bytes it forwarded. With several streams, each stream's "
+     "bytes in the measured window (received by the client for downloads, sent for "
+     "uploads) against the fair share (all bytes / streams) show how evenly the proxy "
+     "shares; `direct` shows how evenly the load generator itself does."),
     ("Connection rate", "crr", "64 concurrent clients, each looping connect → greeting → "
      "CONNECT → 64 bytes to an echo target and back → close. Latency is one whole "
      "session. CPU-s per 1,000 sessions covers the whole run. crr-auth adds RFC 1929 "
@@ -16,6 +19,12 @@ SECTIONS = [
      "password hash: its sessions per CPU-second are the logins one core verifies per "
      "second. microsocks compares passwords in plaintext, so its two auth runs cost the "
      "same."),
+    ("Slow tunnels", "trickle", "2,000 tunnels to an echo target, each writing 16 bytes "
+     "every 500 ms (the writes staggered evenly, 4,000 a second in all) and waiting for "
+     "them to come back; a tunnel whose last message is not back by its next turn skips "
+     "it. A message is one such round trip (two relayed writes). Latency is send → whole "
+     "echo back. CPU-µs per message is the proxy's CPU while the tunnels trickle "
+     "(opening and closing them left out) divided by the messages that came back."),
     ("Latency", "lat", "rr: 64-byte ping-pong on one tunnel. fair: the same ping-pong "
      "while two bulk uploads share the proxy."),
     ("UDP", "udp", "Round trips through a UDP ASSOCIATE relay to an echo target, "
