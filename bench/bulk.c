@@ -19,6 +19,7 @@ struct stream {
     struct tunnel t;
     struct bulk *b;
     bool ready;
+    atomic_ullong bytes; /* sent (upload) or received (download) */
 };
 
 static char chunk[CHUNK];
@@ -39,8 +40,8 @@ static void pump(struct stream *s)
 {
     struct bulk *b = s->b;
     for (int i = 0; i < BURST; i++) {
-        ssize_t n = b->upload ? send(s->h.fd, chunk, CHUNK, MSG_NOSIGNAL)
-                              : recv(s->h.fd, chunk, CHUNK, 0);
+        ssize_t n =
+            b->upload ? send(s->h.fd, chunk, CHUNK, MSG_NOSIGNAL) : recv(s->h.fd, chunk, CHUNK, 0);
         if (n < 0 && errno == EAGAIN)
             return;
         if (n < 0) {
@@ -51,6 +52,7 @@ static void pump(struct stream *s)
             stream_fail(s, "proxy closed the stream", 0);
             return;
         }
+        atomic_fetch_add_explicit(&s->bytes, (unsigned long long)n, memory_order_relaxed);
         if (!b->upload)
             atomic_fetch_add_explicit(&b->rx_bytes, (unsigned long long)n, memory_order_relaxed);
     }
@@ -143,6 +145,12 @@ int bulk_start(struct bulk *b, const struct opts *o, const struct sockaddr_in *t
         return -1;
     }
     return 0;
+}
+
+void bulk_stream_bytes(const struct bulk *b, unsigned long long *out)
+{
+    for (int i = 0; i < b->n; i++)
+        out[i] = atomic_load_explicit(&b->streams[i].bytes, memory_order_relaxed);
 }
 
 void bulk_join(struct bulk *b)

@@ -29,6 +29,10 @@ struct bulk {
 int bulk_start(struct bulk *b, const struct opts *o, const struct sockaddr_in *target, bool upload,
                int n, double end);
 
+/* Bytes each stream has moved so far into out[b->n]: received for a
+ * download (what the proxy delivered), sent for an upload (what it took). */
+void bulk_stream_bytes(const struct bulk *b, unsigned long long *out);
+
 /* Wait for the thread, close every stream. */
 void bulk_join(struct bulk *b);
 

@@ -13,7 +13,7 @@
 
 static const char usage[] =
     "usage: loadgen SCENARIO [options]\n"
-    "scenarios: tput-up tput-down crr rr fair udp idle sink\n"
+    "scenarios: tput-up tput-down crr rr fair udp idle trickle sink\n"
     "  -x, --proxy IP:PORT    SOCKS5 proxy (default: direct to the target)\n"
     "  -a, --auth USER:PASS   username/password authentication (RFC 1929)\n"
     "  -D, --domain NAME      CONNECT by domain name instead of IPv4\n"
@@ -22,20 +22,21 @@ static const char usage[] =
     "  -n, --streams N        bulk streams: tput, fair (default 1)\n"
     "  -c, --clients N        concurrent clients: crr (default 64)\n"
     "  -s, --size B           message or datagram payload bytes (default 64)\n"
-    "  -k, --count K          idle: tunnels to open (default 1000)\n"
+    "  -k, --count K          idle, trickle: tunnels to open (default 1000)\n"
+    "  -i, --interval MS      trickle: each tunnel writes once per MS (default 100)\n"
     "  -t, --target IP:PORT   idle: sink address from `loadgen sink`\n"
     "  -W, --window W         udp: datagrams in flight (default 16)\n"
-    "  -H, --hold S           idle: hold tunnels at most S seconds until stdin\n"
-    "                         has a line; sink: lifetime (default 120)\n";
+    "  -H, --hold S           idle, trickle: wait at most S seconds for a line on\n"
+    "                         stdin at each step; sink: lifetime (default 120)\n";
 
 static const struct option longopts[] = {
-    {"proxy", required_argument, NULL, 'x'},   {"auth", required_argument, NULL, 'a'},
-    {"domain", required_argument, NULL, 'D'},  {"duration", required_argument, NULL, 'd'},
-    {"warmup", required_argument, NULL, 'w'},  {"streams", required_argument, NULL, 'n'},
-    {"clients", required_argument, NULL, 'c'}, {"size", required_argument, NULL, 's'},
-    {"count", required_argument, NULL, 'k'},   {"target", required_argument, NULL, 't'},
-    {"window", required_argument, NULL, 'W'},  {"hold", required_argument, NULL, 'H'},
-    {NULL, 0, NULL, 0}};
+    {"proxy", required_argument, NULL, 'x'},    {"auth", required_argument, NULL, 'a'},
+    {"domain", required_argument, NULL, 'D'},   {"duration", required_argument, NULL, 'd'},
+    {"warmup", required_argument, NULL, 'w'},   {"streams", required_argument, NULL, 'n'},
+    {"clients", required_argument, NULL, 'c'},  {"size", required_argument, NULL, 's'},
+    {"count", required_argument, NULL, 'k'},    {"target", required_argument, NULL, 't'},
+    {"window", required_argument, NULL, 'W'},   {"hold", required_argument, NULL, 'H'},
+    {"interval", required_argument, NULL, 'i'}, {NULL, 0, NULL, 0}};
 
 static int bad(const char *what, const char *arg)
 {
@@ -99,6 +100,8 @@ static int parse_opt(int c, char *arg, struct opts *o)
         return parse_int(arg, 1, 65000, &o->size) < 0 ? bad("size", arg) : 0;
     case 'k':
         return parse_int(arg, 1, 100000, &o->count) < 0 ? bad("count", arg) : 0;
+    case 'i':
+        return parse_int(arg, 1, 10000, &o->interval_ms) < 0 ? bad("interval", arg) : 0;
     case 'W':
         return parse_int(arg, 1, 4096, &o->window) < 0 ? bad("window", arg) : 0;
     case 't':
@@ -113,15 +116,23 @@ static int parse_opt(int c, char *arg, struct opts *o)
 static int parse_args(int argc, char **argv, struct opts *o)
 {
     int c;
-    *o = (struct opts){.proxy.direct = true, .duration = 3, .warmup = 0.5, .hold = 120,
-                       .streams = 1, .clients = 64, .size = 64, .count = 1000, .window = 16};
+    *o = (struct opts){.proxy.direct = true,
+                       .duration = 3,
+                       .warmup = 0.5,
+                       .hold = 120,
+                       .streams = 1,
+                       .clients = 64,
+                       .size = 64,
+                       .count = 1000,
+                       .window = 16,
+                       .interval_ms = 100};
     if (argc < 2 || argv[1][0] == '-') {
         fprintf(stderr, "%s", usage);
         return -1;
     }
     o->scenario = argv[1];
     optind = 2;
-    while ((c = getopt_long(argc, argv, "x:a:D:d:w:n:c:s:k:t:W:H:", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "x:a:D:d:w:n:c:s:k:t:W:H:i:", longopts, NULL)) != -1) {
         if (parse_opt(c, optarg, o) < 0)
             return -1;
     }
@@ -146,8 +157,9 @@ static int dispatch(const struct opts *o)
     static const struct {
         const char *name;
         int (*run)(const struct opts *o);
-    } table[] = {{"crr", scen_crr},   {"rr", scen_rr},     {"fair", scen_fair},
-                 {"udp", scen_udp},   {"idle", scen_idle}, {"sink", scen_sink}};
+    } table[] = {{"crr", scen_crr},        {"rr", scen_rr},     {"fair", scen_fair},
+                 {"udp", scen_udp},        {"idle", scen_idle}, {"sink", scen_sink},
+                 {"trickle", scen_trickle}};
     if (strcmp(o->scenario, "tput-up") == 0 || strcmp(o->scenario, "tput-down") == 0)
         return scen_tput(o, strcmp(o->scenario, "tput-up") == 0);
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {

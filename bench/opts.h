@@ -13,12 +13,13 @@ struct opts {
     const char *domain; /* CONNECT by this name instead of the target's IPv4 */
     double duration;    /* measured seconds */
     double warmup;      /* unmeasured seconds before the measurement */
-    double hold;        /* idle: longest wait for the driver; sink: lifetime */
+    double hold;        /* idle, trickle: longest wait for the driver; sink: lifetime */
     int streams;        /* tput: bulk streams */
     int clients;        /* crr: concurrent clients */
     int size;           /* message / datagram payload bytes */
-    int count;          /* idle: tunnels to open */
+    int count;          /* idle, trickle: tunnels to open */
     int window;         /* udp: datagrams in flight */
+    int interval_ms;    /* trickle: each tunnel writes once per interval */
     bool have_target;
     struct sockaddr_in target; /* idle: sink from `loadgen sink` */
 };

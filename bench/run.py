@@ -15,12 +15,13 @@ import sys
 import time
 
 from harness import plot, report, summary
-from harness.scenarios import SCENARIOS, run_idle, run_timed
+from harness.scenarios import SCENARIOS, run_idle, run_timed, run_trickle
 from harness.servers import SPECS, Running, ServerError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOADGEN = os.path.join(ROOT, "bench/loadgen")
 OUT = os.path.join(ROOT, "bench/out")
+README = os.path.join(ROOT, "README.md")
 
 FULL = {"tput_s": 3, "other_s": 2, "warmup_s": 0.5}
 QUICK = {"tput_s": 1, "other_s": 1, "warmup_s": 0.3}
@@ -40,6 +41,9 @@ def parse_args():
                    help="directory for benchmarks.md/.json/.png (default docs/)")
     p.add_argument("--budget", type=float, default=BUDGET_S,
                    help=f"seconds after which remaining runs are skipped (default {BUDGET_S})")
+    p.add_argument("--render", metavar="JSON",
+                   help="run nothing: write benchmarks.md (in --output) and, for a full run, "
+                   "README.md's figures from this benchmarks.json")
     args = p.parse_args()
     args.servers = pick(args.servers, list(SPECS), "server")
     names = [s.name for s in SCENARIOS]
@@ -115,17 +119,18 @@ def not_applicable(scn, spec):
 
 def run_one(bench, scn, spec):
     """One measured run of scn on spec; never raises for a server failure."""
+    run = run_trickle if scn.kind == "trickle" else run_timed
     if not_applicable(scn, spec):
         return {"na": not_applicable(scn, spec)}
     if bench.over_budget():
         return {"skipped": "time budget exhausted"}
     if spec.direct:
-        return run_timed(LOADGEN, scn, None, bench.timing)
+        return run(LOADGEN, scn, None, bench.timing)
     try:
         inst = bench.server(spec.name, scn.auth)
     except ServerError as e:
         return {"ok": False, "error": f"{spec.name} did not start: {e}"}
-    res = run_timed(LOADGEN, scn, inst, bench.timing)
+    res = run(LOADGEN, scn, inst, bench.timing)
     return check_after(res, inst)
 
 
@@ -271,12 +276,32 @@ def write_outputs(bench):
     err = plot.plot(paths["png"], table, bench.args.servers, OUT, bench.args.quick)
     if err:
         log(f"run.py: no plot: {err}")
-    report.write(paths, meta(bench), table, bench.raw, extrapolate(table))
+    doc = report.write(paths, meta(bench), table, bench.raw, extrapolate(table))
     log(f"run.py: wrote {paths['md']}, {paths['json']}" + ("" if err else f", {paths['png']}"))
+    publish(doc, bench.args.output)
+
+
+def publish(doc, output):
+    """README.md's figures come from a full run written to docs/ only: a
+    quick run or one written elsewhere never reaches them."""
+    if doc["meta"]["quick"] or os.path.realpath(output) != os.path.realpath(os.path.join(ROOT, "docs")):
+        return
+    report.update_readme(README, doc)
+    log(f"run.py: updated the figures in {README}")
+
+
+def render_only(args):
+    md = os.path.join(args.output, "benchmarks.md")
+    doc = report.render(args.render, md)
+    log(f"run.py: wrote {md} from {args.render}")
+    publish(doc, args.output)
 
 
 def main():
     args = parse_args()
+    if args.render:
+        render_only(args)
+        return
     if not os.access(LOADGEN, os.X_OK):
         sys.exit(f"run.py: {LOADGEN} missing: run `make -C bench` first")
     os.makedirs(OUT, exist_ok=True)

@@ -8,6 +8,7 @@
 #include "targets.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 int scen_fail(const struct opts *o, const char *what)
 {
@@ -31,8 +32,29 @@ static unsigned long long tput_counter(const struct target *t, const struct bulk
     return b->upload ? atomic_load(&t->bytes) : atomic_load(&b->rx_bytes);
 }
 
+/* How evenly the streams shared the window: each stream's bytes against
+ * the fair share (total / n), and Jain's index (1 = all equal, 1/n = one
+ * stream took everything). */
+static void report_shares(int n, const unsigned long long *c0, const unsigned long long *c1)
+{
+    double sum = 0, sq = 0, lo = 0, hi = 0;
+    for (int i = 0; i < n; i++) {
+        double x = (double)(c1[i] - c0[i]);
+        sum += x;
+        sq += x * x;
+        lo = i == 0 || x < lo ? x : lo;
+        hi = i == 0 || x > hi ? x : hi;
+    }
+    if (sum <= 0)
+        return;
+    report_num("min_share", lo / (sum / n));
+    report_num("max_share", hi / (sum / n));
+    report_num("jain", sum * sum / (n * sq));
+}
+
 static int report_tput(const struct opts *o, const struct bulk *b, unsigned long long window_bytes,
-                       unsigned long long total)
+                       unsigned long long total, const unsigned long long *c0,
+                       const unsigned long long *c1)
 {
     bool ok = b->failed == 0 && b->established == b->n && window_bytes > 0;
     report_begin(o->scenario, o->proxy.direct);
@@ -45,6 +67,8 @@ static int report_tput(const struct opts *o, const struct bulk *b, unsigned long
     report_int("bytes", (long long)window_bytes);
     report_int("bytes_total", (long long)total);
     report_num("mb_per_s", (double)window_bytes / o->duration / 1e6);
+    if (b->n > 1)
+        report_shares(b->n, c0, c1);
     report_end();
     return ok ? 0 : 1;
 }
@@ -55,20 +79,36 @@ int scen_tput(const struct opts *o, bool upload)
     struct bulk b;
     struct window w;
     unsigned long long c0, c1;
-    if (target_start(&t, upload ? TARGET_SINK : TARGET_SOURCE) < 0)
-        return scen_fail(o, t.err);
+    unsigned long long *s0 = calloc((size_t)o->streams, sizeof(*s0));
+    unsigned long long *s1 = calloc((size_t)o->streams, sizeof(*s1));
+    int rc;
+    if (!s0 || !s1) {
+        rc = scen_fail(o, "tput setup: out of memory");
+        goto out;
+    }
+    if (target_start(&t, upload ? TARGET_SINK : TARGET_SOURCE) < 0) {
+        rc = scen_fail(o, t.err);
+        goto out;
+    }
     w = window_from_now(o);
     if (bulk_start(&b, o, &t.addr, upload, o->streams, w.end) < 0) {
         target_stop(&t);
-        return scen_fail(o, b.err);
+        rc = scen_fail(o, b.err);
+        goto out;
     }
     sleep_until(w.start);
     c0 = tput_counter(&t, &b);
+    bulk_stream_bytes(&b, s0);
     sleep_until(w.end);
     c1 = tput_counter(&t, &b);
+    bulk_stream_bytes(&b, s1);
     bulk_join(&b);
     target_stop(&t);
-    return report_tput(o, &b, c1 - c0, tput_counter(&t, &b));
+    rc = report_tput(o, &b, c1 - c0, tput_counter(&t, &b), s0, s1);
+out:
+    free(s0);
+    free(s1);
+    return rc;
 }
 
 static void report_latency(const struct pingpong *p)
@@ -108,8 +148,7 @@ int scen_rr(const struct opts *o)
 static int report_fair(const struct opts *o, const struct pingpong *p, const struct bulk *b,
                        unsigned long long window_bytes)
 {
-    bool ok = p->err[0] == '\0' && p->hist.count > 0 && b->failed == 0 &&
-              b->established == b->n;
+    bool ok = p->err[0] == '\0' && p->hist.count > 0 && b->failed == 0 && b->established == b->n;
     report_begin(o->scenario, o->proxy.direct);
     report_bool("ok", ok);
     if (!ok)

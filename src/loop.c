@@ -1,10 +1,17 @@
-/* Event loop on epoll (edge-triggered) with a binary min-heap of timers. */
+/* Event loop on epoll (edge-triggered) with a binary min-heap of timers.
+ * The kernel's registrations carry the fd, and the loop finds its owner in
+ * an fd-indexed table: handing a connection to a new owner is a store, and
+ * an event for a closed fd finds no owner. */
 #include "loop.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,7 +25,43 @@ struct loop {
     struct loop_defer *deferred, *running; /* queued; being run this round */
     struct loop_timer **heap;              /* 1-based */
     uint32_t heap_len, heap_cap;
+    int replay; /* the event being dispatched moved to a new owner: give it to it too */
 };
+
+/* The owner of each registered fd, one table for every loop of the process:
+ * a descriptor number is registered in one loop at a time, and only that
+ * loop's thread reads or writes its slot (atomics, relaxed: a number one
+ * thread closed may come back in another). Reserved once for the hard
+ * descriptor limit; only the pages of numbers in use are touched, 8 bytes
+ * per descriptor. */
+#define OWNERS_MAX (1u << 24)
+static _Atomic(struct loop_io *) *owners;
+static uint32_t owners_cap;
+static pthread_once_t owners_once = PTHREAD_ONCE_INIT;
+
+static void owners_map(void)
+{
+    struct rlimit rl;
+    uint32_t n = OWNERS_MAX;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max < n)
+        n = (uint32_t)rl.rlim_max;
+    void *p = mmap(NULL, (size_t)n * sizeof *owners, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return;
+    owners = p;
+    owners_cap = n;
+}
+
+static struct loop_io *owner_of(int fd)
+{
+    return atomic_load_explicit(&owners[fd], memory_order_relaxed);
+}
+
+static void set_owner(int fd, struct loop_io *io)
+{
+    atomic_store_explicit(&owners[fd], io, memory_order_relaxed);
+}
 
 static uint64_t monotonic_ms(void)
 {
@@ -29,7 +72,12 @@ static uint64_t monotonic_ms(void)
 
 struct loop *loop_new(void)
 {
-    struct loop *l = calloc(1, sizeof *l);
+    struct loop *l;
+    if (pthread_once(&owners_once, owners_map) != 0 || !owners) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    l = calloc(1, sizeof *l);
     if (!l)
         return NULL;
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -67,57 +115,82 @@ static uint32_t to_epoll(unsigned mask)
 
 int loop_io_add(struct loop *l, struct loop_io *io, int fd, unsigned mask, loop_io_fn fn)
 {
-    struct epoll_event ev = {.events = to_epoll(mask), .data.ptr = io};
+    struct epoll_event ev = {.events = to_epoll(mask), .data.fd = fd};
     io->fn = fn;
     io->mask = mask;
+    if (fd < 0 || (uint32_t)fd >= owners_cap) {
+        io->fd = -1;
+        errno = EMFILE;
+        return -1;
+    }
     if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         io->fd = -1; /* never held: the caller closes fd */
         return -1;
     }
     io->fd = fd;
+    set_owner(fd, io);
     return 0;
 }
 
 int loop_io_set(struct loop *l, struct loop_io *io, unsigned mask)
 {
-    struct epoll_event ev = {.events = to_epoll(mask), .data.ptr = io};
+    struct epoll_event ev = {.events = to_epoll(mask), .data.fd = io->fd};
     if (io->mask == mask)
         return 0;
     io->mask = mask;
     return epoll_ctl(l->epfd, EPOLL_CTL_MOD, io->fd, &ev);
 }
 
-static void forget_pending(struct loop *l, struct loop_io *io)
+static int dispatching(const struct loop *l, int fd)
 {
-    for (int i = l->cur + 1; i < l->nevents; i++)
-        if (l->events[i].data.ptr == io)
-            l->events[i].data.ptr = NULL;
+    return l->cur < l->nevents && l->events[l->cur].data.fd == fd;
+}
+
+/* fd leaves the loop: neither an event for it still waiting in the current
+ * batch nor the one being handled may reach whoever registers the same
+ * number next. */
+static void forget(struct loop *l, int fd)
+{
+    if (dispatching(l, fd))
+        l->replay = 0;
+    for (int i = l->cur; i < l->nevents; i++)
+        if (l->events[i].data.fd == fd)
+            l->events[i].data.fd = -1;
+    if (fd >= 0 && (uint32_t)fd < owners_cap)
+        set_owner(fd, NULL);
 }
 
 int loop_io_move(struct loop *l, struct loop_io *from, struct loop_io *to, unsigned mask,
                  loop_io_fn fn)
 {
-    struct epoll_event ev = {.events = to_epoll(mask), .data.ptr = to};
-    forget_pending(l, from);
+    struct epoll_event ev = {.events = to_epoll(mask), .data.fd = from->fd};
+    int same = from->mask == mask;
     to->fn = fn;
     to->fd = from->fd;
     to->mask = mask;
     from->fd = -1;
+    set_owner(to->fd, to);
+    /* Moved while its event is being handled (a dial's winner handed to the
+     * session): the same event goes to the new owner when `from`'s handler
+     * returns, which tells it what the kernel would have on re-arming, one
+     * epoll_ctl per connection less. */
+    if (same && dispatching(l, to->fd)) {
+        l->replay = 1;
+        return 0;
+    }
     return epoll_ctl(l->epfd, EPOLL_CTL_MOD, to->fd, &ev);
 }
 
 void loop_io_close(struct loop *l, struct loop_io *io)
 {
-    forget_pending(l, io);
+    forget(l, io->fd);
     close(io->fd);
     io->fd = -1;
 }
 
 void loop_io_del(struct loop *l, struct loop_io *io)
 {
-    /* The owner may free io right after this returns; forget any event
-     * for it still waiting in the current batch. */
-    forget_pending(l, io);
+    forget(l, io->fd);
     epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
     io->fd = -1;
 }
@@ -271,6 +344,21 @@ static unsigned from_epoll(uint32_t ev)
     return m;
 }
 
+/* The owner of fd handles the event; so does each owner it moves to while
+ * handling it (bounded: every repeat needs another move). */
+static void dispatch(struct loop *l, int fd, unsigned events)
+{
+    struct loop_io *io;
+    if (fd < 0)
+        return;
+    l->replay = 1;
+    while (l->replay && (io = owner_of(fd)) != NULL) {
+        l->replay = 0;
+        io->fn(io, events);
+    }
+    l->replay = 0;
+}
+
 int loop_run_once(struct loop *l, int max_wait_ms)
 {
     int n = epoll_wait(l->epfd, l->events, LOOP_BATCH, next_timeout(l, max_wait_ms));
@@ -278,11 +366,8 @@ int loop_run_once(struct loop *l, int max_wait_ms)
         return -1;
     l->now = monotonic_ms();
     l->nevents = n > 0 ? n : 0;
-    for (l->cur = 0; l->cur < l->nevents; l->cur++) {
-        struct loop_io *io = l->events[l->cur].data.ptr;
-        if (io)
-            io->fn(io, from_epoll(l->events[l->cur].events));
-    }
+    for (l->cur = 0; l->cur < l->nevents; l->cur++)
+        dispatch(l, l->events[l->cur].data.fd, from_epoll(l->events[l->cur].events));
     l->nevents = 0;
     run_timers(l);
     run_deferred(l);

@@ -68,7 +68,9 @@ int loop_io_add(struct loop *l, struct loop_io *io, int fd, unsigned mask, loop_
 int loop_io_set(struct loop *l, struct loop_io *io, unsigned mask);
 /* Points fd's registration at `to` (a different owner) with a new mask and
  * handler; `from` is left unregistered. Returns 0 or -1 with errno set; in
- * both cases `to` owns the fd now (see above). */
+ * both cases `to` owns the fd now (see above). From `from`'s own handler
+ * with the mask unchanged it costs no syscall: `to` is then handed the same
+ * event once that handler returns, as the kernel would report on re-arming. */
 int loop_io_move(struct loop *l, struct loop_io *from, struct loop_io *to, unsigned mask,
                  loop_io_fn fn);
 /* Points the next events of io at fn (the fd and interest stay): how an

@@ -2,12 +2,20 @@
 import json
 import os
 
+from . import targets
 from .summary import METRICS, SUBJECT
+
+README_BEGIN = ("<!-- bench:headline:begin (written by bench/run.py from "
+                "docs/benchmarks.json: do not edit by hand) -->")
+README_END = "<!-- bench:headline:end -->"
 
 SECTIONS = [
     ("Throughput", "tput", "Bulk streams through the proxy for a fixed time; "
      "MB = 10^6 bytes. CPU-s per GB is the proxy's user+system CPU over the whole "
-     "run divided by all bytes it forwarded."),
+     "run divided by all bytes it forwarded. With several streams, each stream's "
+     "bytes in the measured window (received by the client for downloads, sent for "
+     "uploads) against the fair share (all bytes / streams) show how evenly the proxy "
+     "shares; `direct` shows how evenly the load generator itself does."),
     ("Connection rate", "crr", "64 concurrent clients, each looping connect → greeting → "
      "CONNECT → 64 bytes to an echo target and back → close. Latency is one whole "
      "session. CPU-s per 1,000 sessions covers the whole run. crr-auth adds RFC 1929 "
@@ -16,6 +24,12 @@ SECTIONS = [
      "password hash: its sessions per CPU-second are the logins one core verifies per "
      "second. microsocks compares passwords in plaintext, so its two auth runs cost the "
      "same."),
+    ("Slow tunnels", "trickle", "2,000 tunnels to an echo target, each writing 16 bytes "
+     "every 500 ms (the writes staggered evenly, 4,000 a second in all) and waiting for "
+     "them to come back; a tunnel whose last message is not back by its next turn skips "
+     "it. A message is one such round trip (two relayed writes). Latency is send → whole "
+     "echo back. CPU-µs per message is the proxy's CPU while the tunnels trickle "
+     "(opening and closing them left out) divided by the messages that came back."),
     ("Latency", "lat", "rr: 64-byte ping-pong on one tunnel. fair: the same ping-pong "
      "while two bulk uploads share the proxy."),
     ("UDP", "udp", "Round trips through a UDP ASSOCIATE relay to an echo target, "
@@ -167,16 +181,99 @@ def header(meta):
     return lines
 
 
-def markdown(meta, table, raw, extrapolate):
+def targets_section(table):
+    return ["## The targets, in this run", "",
+            "Computed from this run's medians (`bench/harness/targets.py`); where a "
+            "scenario or server was not run, the target reads \"not measured\". Why the "
+            "missed ones are missed is in the reading below.", ""] + \
+        targets.table_rows(table) + [""]
+
+
+def markdown(doc):
+    """docs/benchmarks.md from the run's JSON document: the figures, then
+    the hand-written reading (bench/analysis.md)."""
+    return "\n".join(figures(doc) + analysis())
+
+
+def figures(doc):
+    """Every line of docs/benchmarks.md that comes from the run's JSON."""
+    meta, table = doc["meta"], doc["summary"]
     servers = list(meta["servers"])
     lines = header(meta)
     for title, kind, text in SECTIONS:
         lines += section(title, kind, text, table, servers)
-    lines += idle_section(table, servers, extrapolate)
-    lines += failures(raw)
+    lines += idle_section(table, servers, doc["extrapolation"])
+    lines += failures(doc["runs"])
     lines += ["![throughput and sessions per second](benchmarks.png)", ""]
-    lines += analysis()
-    return "\n".join(lines)
+    return lines + targets_section(table)
+
+
+# README rows: label, scenario, key, unit after the number.
+HEADLINE = [
+    ("one stream up, MB/s", "tput-up-1", "mb_per_s", ""),
+    ("64 streams down: slowest stream's share of a fair share", "tput-down-64", "min_share",
+     ""),
+    ("sessions/s (64 clients, CONNECT + 64 B echo)", "crr", "sessions_per_s", ""),
+    ("proxy CPU-µs per message, 2,000 slow tunnels", "trickle-2000", "cpu_us_per_msg", ""),
+    ("RSS per idle tunnel at 9,000 tunnels", "idle-9000", "kb_per_tunnel", " kB"),
+    ("UDP round trips/s, 64 B", "udp-64", "datagrams_per_s", ""),
+]
+HEADLINE_SERVERS = [SUBJECT, "microsocks", "dante"]
+
+
+def headline_cell(table, scn, key, server, unit):
+    summ = table.get(scn, {}).get("servers", {}).get(server)
+    if summ is None:
+        return "–"
+    if summ["status"] != "ok":
+        return summ["status"]
+    return fmt(summ[key]["median"]) + unit if key in summ else "–"
+
+
+def cpu_range(table, server):
+    """min–max of the throughput scenarios' median CPU-s per GB."""
+    vals = [targets.median(table, scn, "cpu_s_per_gb", server) for scn in targets.TPUT]
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "–"
+    lo, hi = fmt(min(vals)), fmt(max(vals))
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+def headline(doc):
+    """The README's benchmark summary, between its markers."""
+    meta, table = doc["meta"], doc["summary"]
+    servers = [s for s in HEADLINE_SERVERS if s in meta["servers"]]
+    names = {"socks5d": "socks5d", "microsocks": "microsocks", "dante": "Dante"}
+    lines = [f"From the published run ({meta['date']}, {meta['nproc']} cores, everything on "
+             f"loopback, medians of {meta['reps']}, load average {meta['loadavg_start']} at "
+             "the start; compare ratios within the run, not absolute figures):", "",
+             "| | " + " | ".join(names.get(s, s) for s in servers) + " |",
+             "|---|" + "---|" * len(servers)]
+    for label, scn, key, unit in HEADLINE[:1]:
+        lines.append(f"| {label} | " + " | ".join(headline_cell(table, scn, key, s, unit)
+                                                 for s in servers) + " |")
+    lines.append("| proxy CPU-s per GB (throughput scenarios) | " +
+                 " | ".join(cpu_range(table, s) for s in servers) + " |")
+    for label, scn, key, unit in HEADLINE[1:]:
+        lines.append(f"| {label} | " + " | ".join(headline_cell(table, scn, key, s, unit)
+                                                 for s in servers) + " |")
+    return lines
+
+
+def update_readme(path, doc):
+    """Replace what lies between the README's markers with headline(doc).
+    Raises ValueError if the markers are missing or out of order."""
+    with open(path) as f:
+        text = f.read()
+    begin, end = text.find(README_BEGIN), text.find(README_END)
+    if begin < 0 or end < begin:
+        raise ValueError(f"{path}: benchmark markers missing or out of order")
+    body = "\n".join([README_BEGIN] + headline(doc)) + "\n"
+    new = text[:begin] + body + text[end:]
+    if new != text:
+        with open(path, "w") as f:
+            f.write(new)
 
 
 def analysis():
@@ -191,9 +288,18 @@ def analysis():
 
 
 def write(paths, meta, table, raw, extrapolate):
-    with open(paths["md"], "w") as f:
-        f.write(markdown(meta, table, raw, extrapolate))
+    """The JSON first; the Markdown is then rendered from what was written."""
     with open(paths["json"], "w") as f:
         json.dump({"meta": meta, "summary": table, "extrapolation": extrapolate, "runs": raw},
                   f, indent=1)
         f.write("\n")
+    return render(paths["json"], paths["md"])
+
+
+def render(json_path, md_path):
+    """docs/benchmarks.md from docs/benchmarks.json; returns the document."""
+    with open(json_path) as f:
+        doc = json.load(f)
+    with open(md_path, "w") as f:
+        f.write(markdown(doc))
+    return doc

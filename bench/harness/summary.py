@@ -5,7 +5,10 @@ SUBJECT = "socks5d"
 
 # Per scenario kind: (result key, label, True if higher is better).
 METRICS = {
-    "tput": [("mb_per_s", "MB/s", True), ("cpu_s_per_gb", "CPU-s per GB", False)],
+    "tput": [("mb_per_s", "MB/s", True), ("cpu_s_per_gb", "CPU-s per GB", False),
+             ("min_share", "slowest stream's share (1 = its fair share)", True),
+             ("max_share", "fastest stream's share", False),
+             ("jain", "Jain's fairness index (1 = all streams equal)", True)],
     "crr": [("sessions_per_s", "sessions/s", True), ("p50_us", "p50 µs", False),
             ("p99_us", "p99 µs", False), ("cpu_s_per_1k", "CPU-s per 1,000 sessions", False),
             ("sessions_per_cpu_s", "sessions per CPU-second (crr-auth-nocache: logins "
@@ -14,6 +17,10 @@ METRICS = {
             ("bulk_mb_per_s", "bulk MB/s beside it", True)],
     "udp": [("datagrams_per_s", "round trips/s", True), ("lost", "datagrams lost", False),
             ("stalls", "stalls (nothing back for 20 ms)", False)],
+    "trickle": [("messages_per_s", "messages/s", True), ("p50_us", "p50 µs", False),
+                ("p99_us", "p99 µs", False), ("p999_us", "p99.9 µs", False),
+                ("cpu_us_per_msg", "proxy CPU-µs per message", False),
+                ("late", "turns skipped (last message not back yet)", False)],
     "idle": [("established", "tunnels open", True),
              ("kb_per_tunnel", "kB RSS per tunnel", False),
              ("pss_kb_per_tunnel", "kB PSS per tunnel", False),

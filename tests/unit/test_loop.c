@@ -631,6 +631,100 @@ TEST(io_move_inside_handler_redelivers_current_readiness)
     loop_free(m.l);
 }
 
+/* The same move with the interest unchanged (a dial's winner handed to the
+ * session): no re-arming syscall, and the new owner gets the event being
+ * handled in the same round. */
+static void on_move_same_mask(struct loop_io *io, unsigned events)
+{
+    struct mover *m = container_of(io, struct mover, from.io);
+    m->from.calls++;
+    m->from.last = events;
+    assert_int_equal(loop_io_move(m->l, io, &m->to.io, LOOP_READ | LOOP_WRITE, on_rec_io), 0);
+    /* Whatever reaches `from` from now on jumps through garbage. */
+    memset(&m->from.io, 0xA5, sizeof m->from.io);
+}
+
+TEST(io_move_with_the_same_mask_hands_the_event_over_in_the_same_round)
+{
+    struct mover m;
+    int sv[2];
+    char buf[8];
+    memset(&m, 0, sizeof m);
+    m.l = loop_new();
+    assert_non_null(m.l);
+    nb_socketpair(sv);
+    assert_int_equal(loop_io_add(m.l, &m.from.io, sv[0], LOOP_READ | LOOP_WRITE, on_move_same_mask),
+                     0);
+    write_byte(sv[1]);
+    sleep_ms(1);
+    assert_int_equal(loop_run_once(m.l, WAIT_MS), 1);
+    assert_int_equal(m.from.calls, 1);
+    assert_int_equal(m.to.calls, 1);
+    assert_int_equal(m.to.last, m.from.last);
+    assert_true(m.to.last & LOOP_READ);
+    assert_int_equal(m.to.io.fd, sv[0]);
+    /* Later edges reach the new owner only. */
+    assert_int_equal(read(sv[0], buf, sizeof buf), 1);
+    m.to.calls = 0;
+    write_byte(sv[1]);
+    run_until(m.l, &m.to.calls);
+    assert_int_equal(m.to.calls, 1);
+    assert_true(m.to.last & LOOP_READ);
+    loop_io_del(m.l, &m.to.io);
+    close(sv[0]);
+    close(sv[1]);
+    loop_free(m.l);
+}
+
+/* Moved, then closed by its new owner within the same handler, its number
+ * taken at once by a new descriptor: the handed-over event is dropped, not
+ * given to the newcomer. */
+struct reuser {
+    struct mover m;
+    struct rec_io newcomer;
+    int pair[2];
+};
+
+static void on_move_close_reuse(struct loop_io *io, unsigned events)
+{
+    struct reuser *r = container_of(io, struct reuser, m.from.io);
+    int old = io->fd;
+    r->m.from.calls++;
+    (void)events;
+    assert_int_equal(loop_io_move(r->m.l, io, &r->m.to.io, LOOP_READ | LOOP_WRITE, on_rec_io), 0);
+    loop_io_close(r->m.l, &r->m.to.io);
+    nb_socketpair(r->pair);
+    assert_int_equal(r->pair[0], old); /* the lowest free number comes back */
+    assert_int_equal(loop_io_add(r->m.l, &r->newcomer.io, r->pair[0], LOOP_READ, on_rec_io), 0);
+}
+
+TEST(io_closed_after_a_move_in_the_same_handler_hands_nothing_to_a_reused_number)
+{
+    struct reuser r;
+    int sv[2];
+    memset(&r, 0, sizeof r);
+    r.m.l = loop_new();
+    assert_non_null(r.m.l);
+    nb_socketpair(sv);
+    assert_int_equal(
+        loop_io_add(r.m.l, &r.m.from.io, sv[0], LOOP_READ | LOOP_WRITE, on_move_close_reuse), 0);
+    write_byte(sv[1]);
+    sleep_ms(1);
+    assert_int_equal(loop_run_once(r.m.l, WAIT_MS), 1);
+    assert_int_equal(r.m.from.calls, 1);
+    assert_int_equal(r.m.to.calls, 0);
+    assert_int_equal(r.newcomer.calls, 0);
+    /* The newcomer hears about its own edges. */
+    write_byte(r.pair[1]);
+    run_until(r.m.l, &r.newcomer.calls);
+    assert_int_equal(r.newcomer.calls, 1);
+    loop_io_del(r.m.l, &r.newcomer.io);
+    close(r.pair[0]);
+    close(r.pair[1]);
+    close(sv[1]);
+    loop_free(r.m.l);
+}
+
 /* The ownership rule of loop.h: a failed add leaves the fd with the caller
  * and io->fd at -1, so the owner's close path cannot close it a second time. */
 TEST(failed_io_add_leaves_the_fd_with_the_caller)
@@ -959,6 +1053,9 @@ int main(void)
         cmocka_unit_test(io_del_of_itself_leaves_other_events_in_the_batch),
         cmocka_unit_test(io_move_hands_the_registration_to_the_new_owner),
         cmocka_unit_test(io_move_inside_handler_redelivers_current_readiness),
+        cmocka_unit_test(io_move_with_the_same_mask_hands_the_event_over_in_the_same_round),
+        cmocka_unit_test(
+            io_closed_after_a_move_in_the_same_handler_hands_nothing_to_a_reused_number),
         cmocka_unit_test(failed_io_add_leaves_the_fd_with_the_caller),
         cmocka_unit_test(peer_shutdown_wr_gives_rdhup_without_hup),
         cmocka_unit_test(peer_close_gives_hup),
