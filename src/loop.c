@@ -32,9 +32,8 @@ struct loop {
  * a descriptor number is registered in one loop at a time, and only that
  * loop's thread reads or writes its slot (atomics, relaxed: a number one
  * thread closed may come back in another). Reserved once for the hard
- * descriptor limit; only the pages of numbers in use are touched, 8 bytes
- * per descriptor. */
-#define OWNERS_MAX (1u << 24)
+ * descriptor limit, which the process never raises, whatever it is; only the
+ * pages of numbers in use are touched, 8 bytes per descriptor. */
 static _Atomic(struct loop_io *) *owners;
 static uint32_t owners_cap;
 static pthread_once_t owners_once = PTHREAD_ONCE_INIT;
@@ -42,7 +41,7 @@ static pthread_once_t owners_once = PTHREAD_ONCE_INIT;
 static void owners_map(void)
 {
     struct rlimit rl;
-    uint32_t n = OWNERS_MAX;
+    uint32_t n = INT_MAX; /* descriptor numbers are ints */
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max < n)
         n = (uint32_t)rl.rlim_max;
     void *p = mmap(NULL, (size_t)n * sizeof *owners, PROT_READ | PROT_WRITE,
