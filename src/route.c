@@ -278,16 +278,71 @@ static int parse_out(struct parser *p, struct route *r, const struct word *kw)
     return 0;
 }
 
+/* ------------------------------------------------------------ holds */
+
+struct route_hold {
+    struct route_hold *next;
+    size_t refs; /* under holds_lock */
+    atomic_llong down_until_ms;
+    char key[300]; /* route_hop_str: kind, host and port */
+};
+
+/* Every hop some snapshot names. Taken at parse and free time only (the
+ * main thread, or a worker freeing its last old snapshot), never per
+ * connection. */
+static pthread_mutex_t holds_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct route_hold *holds;
+
+/* The process's hold for hop h, with one more reference; NULL when out of
+ * memory. */
+static struct route_hold *hold_get(const struct upstream_hop *h)
+{
+    char key[sizeof holds->key];
+    struct route_hold *e;
+    route_hop_str(h, key, sizeof key);
+    pthread_mutex_lock(&holds_lock);
+    for (e = holds; e != NULL && strcmp(e->key, key) != 0; e = e->next)
+        ;
+    if (e == NULL && (e = calloc(1, sizeof *e)) != NULL) {
+        memcpy(e->key, key, sizeof key);
+        atomic_init(&e->down_until_ms, 0);
+        e->next = holds;
+        holds = e;
+    }
+    if (e != NULL)
+        e->refs++;
+    pthread_mutex_unlock(&holds_lock);
+    return e;
+}
+
+static void hold_put(struct route_hold *e)
+{
+    if (e == NULL)
+        return;
+    pthread_mutex_lock(&holds_lock);
+    if (--e->refs == 0) {
+        struct route_hold **p = &holds;
+        while (*p != e)
+            p = &(*p)->next;
+        *p = e->next;
+        free(e);
+    }
+    pthread_mutex_unlock(&holds_lock);
+}
+
 /* ------------------------------------------------------------ via */
 
 static void route_clear(struct route *r)
 {
     for (size_t i = 0; i < r->nalts; i++) {
         struct route_chain *c = &r->alts[i];
-        for (size_t j = 0; j < c->nhops; j++)
+        for (size_t j = 0; j < c->nhops; j++) {
             auth_wipe(c->hops[j].pass, sizeof c->hops[j].pass);
+            if (c->holds != NULL)
+                hold_put(c->holds[j]);
+        }
         free(c->hops);
-        free(c->down_until_ms);
+        free(c->holds);
     }
     free(r->alts);
     free(r->text);
@@ -309,10 +364,9 @@ static int new_chain(struct parser *p, struct route *r, const struct word *t)
         return words_fail(&p->w, t->col, "more than %d alternatives", ROUTE_MAX_ALTS);
     struct route_chain *c = &r->alts[r->nalts++];
     c->hops = calloc(ROUTE_MAX_HOPS, sizeof *c->hops);
-    c->down_until_ms = malloc(sizeof *c->down_until_ms);
-    if (c->hops == NULL || c->down_until_ms == NULL)
+    c->holds = calloc(ROUTE_MAX_HOPS, sizeof *c->holds);
+    if (c->hops == NULL || c->holds == NULL)
         return words_fail(&p->w, t->col, "out of memory");
-    atomic_init(c->down_until_ms, 0);
     return 0;
 }
 
@@ -349,7 +403,9 @@ static int parse_via(struct parser *p, struct route *r, const struct word *via, 
             return words_fail(&p->w, t.col, "more than %d hops in a chain", ROUTE_MAX_HOPS);
         if (parse_hop(p, &t, &c->hops[c->nhops]) < 0)
             return -1;
-        c->nhops++;
+        c->nhops++; /* counted first: route_clear puts what was got */
+        if ((c->holds[c->nhops - 1] = hold_get(&c->hops[c->nhops - 1])) == NULL)
+            return words_fail(&p->w, t.col, "out of memory");
     }
     t = (struct word){p->w.text + p->w.pos, 0, p->w.pos + 1};
     if (end_chain(p, r, &t, direct) < 0)
@@ -511,23 +567,34 @@ const struct route *routes_match(const struct routes *rs, const struct rules_req
     return v.allow && v.index >= 0 ? &rs->v[v.index] : NULL;
 }
 
+static int chain_up(const struct route_chain *c, int64_t now_ms)
+{
+    for (size_t i = 0; i < c->nhops; i++)
+        if (atomic_load_explicit(&c->holds[i]->down_until_ms, memory_order_relaxed) > now_ms)
+            return 0;
+    return 1;
+}
+
 size_t route_pick(const struct route *r, size_t from, int64_t now_ms)
 {
     for (size_t i = from; i < r->nalts; i++)
-        if (atomic_load_explicit(r->alts[i].down_until_ms, memory_order_relaxed) <= now_ms)
+        if (chain_up(&r->alts[i], now_ms))
             return i;
     return from < r->nalts ? from : r->nalts;
 }
 
-void route_chain_failed(const struct route_chain *c, int64_t now_ms)
+void route_hop_failed(const struct route_chain *c, size_t hop, int64_t now_ms)
 {
-    atomic_store_explicit(c->down_until_ms, now_ms + ROUTE_HOLDDOWN_MS, memory_order_relaxed);
+    if (hop < c->nhops)
+        atomic_store_explicit(&c->holds[hop]->down_until_ms, now_ms + ROUTE_HOLDDOWN_MS,
+                              memory_order_relaxed);
 }
 
 void route_chain_worked(const struct route_chain *c)
 {
-    if (atomic_load_explicit(c->down_until_ms, memory_order_relaxed) != 0)
-        atomic_store_explicit(c->down_until_ms, 0, memory_order_relaxed);
+    for (size_t i = 0; i < c->nhops; i++)
+        if (atomic_load_explicit(&c->holds[i]->down_until_ms, memory_order_relaxed) != 0)
+            atomic_store_explicit(&c->holds[i]->down_until_ms, 0, memory_order_relaxed);
 }
 
 static uint64_t sticky_key[2];

@@ -10,8 +10,9 @@
  *                | http://[USER:PASS@]HOST:PORT   (HTTP CONNECT)
  *                USER and PASS may use %XX escapes; IPv6 HOST in brackets
  *   ITEM         IP | random CIDR | sticky CIDR | dev IFNAME | mark N
- * First match wins; no match means direct. A failed alternative is skipped
- * for ROUTE_HOLDDOWN_MS while another one is up. */
+ * First match wins; no match means direct. A failed hop is held down for
+ * ROUTE_HOLDDOWN_MS: an alternative with a held-down hop is skipped while
+ * another one is up. */
 #ifndef SOCKS5D_ROUTE_H
 #define SOCKS5D_ROUTE_H
 
@@ -27,10 +28,15 @@
 #define ROUTE_MAX_HOPS 8
 #define ROUTE_MAX_ALTS 8
 
+/* A hop's failover state: one per hop (kind, host, port) in the process,
+ * shared by every route, worker and configuration snapshot naming the hop,
+ * so a reload keeps it; it goes with the last snapshot naming the hop. */
+struct route_hold;
+
 struct route_chain {
     size_t nhops; /* 0: direct */
     struct upstream_hop *hops;
-    atomic_llong *down_until_ms; /* failover state, shared by every worker */
+    struct route_hold **holds; /* [nhops] */
 };
 
 enum route_src_mode { ROUTE_SRC_NONE, ROUTE_SRC_FIXED, ROUTE_SRC_RANDOM, ROUTE_SRC_STICKY };
@@ -79,12 +85,13 @@ const struct route *routes_get(const struct routes *rs, size_t i);
 const struct route *routes_match(const struct routes *rs, const struct rules_request *rq,
                                  int *need_addr);
 
-/* The first alternative at or after `from` that is not held down, or when
- * all of those are, `from` itself; r->nalts when from is past the end. */
+/* The first alternative at or after `from` none of whose hops is held
+ * down, or when all of those have one, `from` itself; r->nalts when from is
+ * past the end. */
 size_t route_pick(const struct route *r, size_t from, int64_t now_ms);
-/* Holds an alternative down for ROUTE_HOLDDOWN_MS from now_ms. */
-void route_chain_failed(const struct route_chain *c, int64_t now_ms);
-/* Holds it up again after it worked. */
+/* Holds hop `hop` of c down for ROUTE_HOLDDOWN_MS from now_ms. */
+void route_hop_failed(const struct route_chain *c, size_t hop, int64_t now_ms);
+/* Holds every hop of c up again after the chain worked. */
 void route_chain_worked(const struct route_chain *c);
 
 /* The net_out for one connection of route r: fixed sources as given, a

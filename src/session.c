@@ -494,9 +494,21 @@ static void on_resolve_timeout(struct session *s)
     session_reply(s, SOCKS5_REP_HOST_UNREACHABLE, NULL, "resolve timeout");
 }
 
+static void chain_broke(struct session *s, size_t hop, uint8_t rep, const char *why);
+
+/* A hop that never answers (its connect or its handshake) fails over like
+ * one that refuses the connection. */
 static void on_dial_timeout(struct session *s)
 {
+    int dialing = s->pending.cancel == cancel_dial, talking = s->pending.cancel == cancel_hops;
+    size_t hop = talking ? hops_at(s->pending.op) : 0;
     pending_cancel(s);
+    if (s->route && (dialing || talking) && s->alt < s->route->nalts &&
+        s->route->alts[s->alt].nhops > 0) {
+        chain_broke(s, hop, SOCKS5_REP_TTL_EXPIRED,
+                    talking ? "upstream handshake timeout" : "connect timeout");
+        return;
+    }
     session_reply(s, SOCKS5_REP_TTL_EXPIRED, NULL, "connect timeout");
 }
 
@@ -819,9 +831,14 @@ static void on_hops(void *owner, enum hops_stage stage, struct loop_io *io, uint
             session_arm(s, s->cfg->timeout_bind_ms, on_bind_timeout);
         return;
     }
+    size_t at = hops_at(s->pending.op);
     pending_done(s);
     if (stage == HOPS_FAILED) {
         session_reply(s, rep, NULL, why);
+        return;
+    }
+    if (stage == HOPS_BROKEN) {
+        chain_broke(s, at, rep, why);
         return;
     }
     route_chain_worked(chain_of(s));
@@ -835,21 +852,37 @@ static void on_hops(void *owner, enum hops_stage stage, struct loop_io *io, uint
 
 static void try_route(struct session *s);
 
+/* Hop `hop` of the alternative being tried failed (down, dropped, silent,
+ * or an earlier hop could not reach it): hold it down and try the next
+ * alternative with a deadline of its own, or tell the client. */
+static void chain_broke(struct session *s, size_t hop, uint8_t rep, const char *why)
+{
+    route_hop_failed(chain_of(s), hop, (int64_t)loop_now(s->env->loop));
+    if (s->alt + 1 >= s->route->nalts) {
+        session_reply(s, rep, NULL, why);
+        return;
+    }
+    char client[ADDR_STRLEN], via[ROUTE_VIA_STRLEN];
+    log_warn("client=%s via=%s failing over: %s", addr_str(&s->client.sa, client, sizeof client),
+             route_via_str(s->route, s->alt, via, sizeof via), why);
+    s->alt++;
+    session_arm(s, s->cfg->timeout_connect_ms, on_dial_timeout);
+    try_route(s);
+}
+
 static void on_dialed(void *owner, int fd, struct loop_io *io, int err, const union addr_any *peer)
 {
     struct session *s = owner;
     struct proto_addr dst;
     uint64_t took = pending_done(s);
-    if (fd < 0 && via_hops(s) && s->alt + 1 < s->route->nalts) {
-        /* The first hop is down: hold it down and fail over. */
-        route_chain_failed(chain_of(s), (int64_t)loop_now(s->env->loop));
-        s->alt++;
-        try_route(s);
+    if (fd < 0 && via_hops(s)) {
+        char why[400], hop[300];
+        snprintf(why, sizeof why, "connect %s: %s",
+                 route_hop_str(&chain_of(s)->hops[0], hop, sizeof hop), strerror(err));
+        chain_broke(s, 0, rep_from_errno(err), why);
         return;
     }
     if (fd < 0) {
-        if (via_hops(s))
-            route_chain_failed(chain_of(s), (int64_t)loop_now(s->env->loop));
         session_reply(s, rep_from_errno(err), NULL, strerror(err));
         return;
     }

@@ -247,21 +247,47 @@ TEST(an_empty_set_matches_nothing)
 
 TEST(a_failed_alternative_is_held_down_then_tried_again)
 {
-    struct routes *rs = BUILD("via socks5://a:1 | socks5://b:1 | direct");
+    struct routes *rs = BUILD("via socks5://a:1 | socks5://b:1 | socks5://c:1");
     const struct route *r = routes_get(rs, 0);
     assert_int_equal(route_pick(r, 0, 1000), 0);
-    route_chain_failed(&r->alts[0], 1000);
+    route_hop_failed(&r->alts[0], 0, 1000);
     assert_int_equal(route_pick(r, 0, 1001), 1);
     assert_int_equal(route_pick(r, 0, 1000 + ROUTE_HOLDDOWN_MS), 0);
-    route_chain_failed(&r->alts[1], 1000);
+    route_hop_failed(&r->alts[1], 0, 1000);
     assert_int_equal(route_pick(r, 0, 1001), 2);
-    route_chain_failed(&r->alts[2], 1000);
+    route_hop_failed(&r->alts[2], 0, 1000);
     assert_int_equal(route_pick(r, 0, 1001), 0); /* all down: try anyway */
     assert_int_equal(route_pick(r, 1, 1001), 1);
     assert_int_equal(route_pick(r, 3, 1001), 3);
     route_chain_worked(&r->alts[0]);
     assert_int_equal(route_pick(r, 0, 1001), 0);
     routes_free(rs);
+}
+
+TEST(a_failed_later_hop_holds_down_every_chain_through_it)
+{
+    struct routes *rs = BUILD("via socks5://a:1 socks5://b:1 | socks5://c:1 socks5://b:1 | direct");
+    const struct route *r = routes_get(rs, 0);
+    route_hop_failed(&r->alts[0], 1, 1000);
+    assert_int_equal(route_pick(r, 0, 1001), 2);
+    route_chain_worked(&r->alts[1]);
+    assert_int_equal(route_pick(r, 0, 1001), 0);
+    routes_free(rs);
+}
+
+TEST(a_hold_outlives_a_reload_naming_the_hop_and_goes_with_the_last_one)
+{
+    struct routes *old = BUILD("via socks5://a:1 | direct");
+    route_hop_failed(&routes_get(old, 0)->alts[0], 0, 1000);
+    struct routes *same = BUILD("to x.example via http://z:2 | socks5://a:1 | direct");
+    routes_free(old); /* the reload's new snapshot took over */
+    assert_int_equal(route_pick(routes_get(same, 0), 1, 1001), 2);
+    struct routes *without = BUILD("via direct");
+    routes_free(same);
+    struct routes *back = BUILD("via socks5://a:1 | direct");
+    assert_int_equal(route_pick(routes_get(back, 0), 0, 1001), 0);
+    routes_free(without);
+    routes_free(back);
 }
 
 static const uint64_t KEY[2] = {1, 2};
@@ -381,6 +407,8 @@ int main(void)
         cmocka_unit_test(a_cidr_route_needs_the_address_of_a_name),
         cmocka_unit_test(an_empty_set_matches_nothing),
         cmocka_unit_test(a_failed_alternative_is_held_down_then_tried_again),
+        cmocka_unit_test(a_failed_later_hop_holds_down_every_chain_through_it),
+        cmocka_unit_test(a_hold_outlives_a_reload_naming_the_hop_and_goes_with_the_last_one),
         cmocka_unit_test(fixed_source_and_device_and_mark),
         cmocka_unit_test(random_source_stays_in_the_prefix_and_varies),
         cmocka_unit_test(random_ipv4_with_an_odd_prefix_keeps_the_network_bits),
