@@ -19,9 +19,9 @@ struct outcome {
     char early[64];
     size_t early_len;
     int kept_fd;
-    const char *why;     /* static strings, or why_buf: the hops' own is freed */
+    const char *why; /* static strings, or why_buf: the hops' own is freed */
     char why_buf[512];
-    struct hops *h;      /* set by the test: hops_at() from the callback */
+    struct hops *h; /* set by the test: hops_at() from the callback */
     size_t at;
 };
 
