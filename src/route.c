@@ -121,20 +121,22 @@ static int parse_hostport(struct parser *p, const struct word *t, const char *s,
     return 0;
 }
 
+/* USER:PASS (a password: only from a file), or USER alone: the password
+ * then comes from the upstream credentials file (routes_set_passwords). */
 static int parse_userinfo(struct parser *p, const struct word *t, const char *s, size_t len,
                           struct upstream_hop *h)
 {
     const char *colon = memchr(s, ':', len);
-    if (!(p->flags & ROUTES_SECRETS_OK))
+    size_t ulen = colon ? (size_t)(colon - s) : len, plen = colon ? len - ulen - 1 : 0;
+    if (colon != NULL && !(p->flags & ROUTES_SECRETS_OK))
         return words_fail(&p->w, t->col,
                           "upstream credentials only in the configuration file (a command line is "
                           "visible to every user)");
-    if (colon == NULL)
-        return words_fail(&p->w, t->col, "hop credentials need the form USER:PASS@");
-    size_t ulen = (size_t)(colon - s), plen = len - ulen - 1;
-    if (!unescape(h->user, s, ulen) || !unescape(h->pass, colon + 1, plen))
+    if (!unescape(h->user, s, ulen) || (colon != NULL && !unescape(h->pass, colon + 1, plen)))
         return words_fail(&p->w, t->col,
                           "hop user and password must be 1 to 255 bytes (%%XX escapes)");
+    if (colon == NULL)
+        return 0;
     p->secret_at[p->nsecrets] = (size_t)(colon + 1 - p->w.text);
     p->secret_len[p->nsecrets++] = plen;
     return 0;
@@ -664,12 +666,18 @@ void route_out_for(const struct route *r, const uint64_t key[2], const void *id,
     out->mark = r->out.mark;
 }
 
-const char *route_hop_str(const struct upstream_hop *h, char *buf, size_t len)
+/* "socks5://host:port", or with_user "socks5://alice@host:port". */
+static const char *hop_str(const struct upstream_hop *h, int with_user, char *buf, size_t len)
 {
     int v6 = strchr(h->host, ':') != NULL;
-    snprintf(buf, len, v6 ? "%s://[%s]:%u" : "%s://%s:%u", upstream_kind_str(h->kind), h->host,
-             h->port);
+    snprintf(buf, len, v6 ? "%s://%s%s[%s]:%u" : "%s://%s%s%s:%u", upstream_kind_str(h->kind),
+             with_user ? h->user : "", with_user ? "@" : "", h->host, h->port);
     return buf;
+}
+
+const char *route_hop_str(const struct upstream_hop *h, char *buf, size_t len)
+{
+    return hop_str(h, 0, buf, len);
 }
 
 const char *route_via_str(const struct route *r, size_t alt, char *buf, size_t len)
@@ -687,4 +695,35 @@ const char *route_via_str(const struct route *r, size_t alt, char *buf, size_t l
         o += (size_t)n;
     }
     return buf;
+}
+
+int route_hop_parse(const char *text, size_t len, struct upstream_hop *h, char *err, size_t errlen)
+{
+    struct parser p = {.w = {.text = text, .err = err, .errlen = errlen},
+                       .flags = ROUTES_SECRETS_OK};
+    struct word t = {text, len, 1};
+    return parse_hop(&p, &t, h);
+}
+
+int routes_set_passwords(struct routes *rs, route_pass_fn pass_for, void *arg, char *err,
+                         size_t errlen)
+{
+    char hop[300];
+    for (size_t i = 0; rs != NULL && i < rs->n; i++)
+        for (size_t a = 0; a < rs->v[i].nalts; a++)
+            for (size_t j = 0; j < rs->v[i].alts[a].nhops; j++) {
+                struct upstream_hop *h = &rs->v[i].alts[a].hops[j];
+                const char *pass = h->user[0] && !h->pass[0] ? pass_for(arg, h) : NULL;
+                if (pass != NULL) {
+                    snprintf(h->pass, sizeof h->pass, "%s", pass);
+                } else if (h->user[0] && !h->pass[0]) {
+                    char where[300];
+                    snprintf(where, sizeof where, rs->v[i].line ? "%s:%d" : "socks5d: --route",
+                             rs->v[i].file, rs->v[i].line);
+                    snprintf(err, errlen, "%s: route hop %s has no password", where,
+                             hop_str(h, 1, hop, sizeof hop));
+                    return -1;
+                }
+            }
+    return 0;
 }

@@ -6,9 +6,11 @@
  *   CLAUSES      from, user, cmd, to, port exactly as in access rules
  *                (parsed and matched by rules.c)
  *   ALTERNATIVE  direct | HOP [HOP ...]     (a chain: hops in order)
- *   HOP          socks5://[USER:PASS@]HOST:PORT | socks4a://HOST:PORT
- *                | http://[USER:PASS@]HOST:PORT   (HTTP CONNECT)
- *                USER and PASS may use %XX escapes; IPv6 HOST in brackets
+ *   HOP          socks5://[USER[:PASS]@]HOST:PORT | socks4a://HOST:PORT
+ *                | http://[USER[:PASS]@]HOST:PORT   (HTTP CONNECT)
+ *                USER and PASS may use %XX escapes; IPv6 HOST in brackets;
+ *                USER alone: the password is in the upstream credentials
+ *                file (upcreds.h)
  *   ITEM         IP | random CIDR | sticky CIDR | dev IFNAME | mark N
  * First match wins; no match means direct. A failed hop is held down for
  * ROUTE_HOLDDOWN_MS: an alternative with a held-down hop is skipped while
@@ -78,6 +80,17 @@ int routes_add(struct routes *rs, const char *text, const char *file, int line, 
                char *err, size_t errlen);
 size_t routes_count(const struct routes *rs);
 const struct route *routes_get(const struct routes *rs, size_t i);
+
+/* Parses one hop (socks5://[USER[:PASS]@]HOST:PORT, ...) into h. Returns 0,
+ * or -1 with a message in err ("column 1: ..."). */
+int route_hop_parse(const char *text, size_t len, struct upstream_hop *h, char *err, size_t errlen);
+
+/* Gives every hop named with a user and no password (socks5://alice@host:1080)
+ * the password pass_for returns for it. Returns 0, or -1 with "file:line:
+ * route hop ... has no password" in err when pass_for returns NULL. */
+typedef const char *(*route_pass_fn)(void *arg, const struct upstream_hop *h);
+int routes_set_passwords(struct routes *rs, route_pass_fn pass_for, void *arg, char *err,
+                         size_t errlen);
 
 /* The first route whose clauses match, or NULL for direct. When a route
  * with a CIDR `to` clause is reached with only a name known, returns NULL

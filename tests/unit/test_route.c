@@ -152,6 +152,28 @@ TEST(credentials_on_the_command_line_are_refused)
     routes_free(rs);
 }
 
+static const char *pass_of_alice(void *arg, const struct upstream_hop *h)
+{
+    (void)arg;
+    return strcmp(h->user, "alice") == 0 ? "from the file" : NULL;
+}
+
+TEST(a_hop_with_a_user_alone_takes_its_password_from_the_file)
+{
+    /* A user name is no secret: the command line may name it. */
+    struct routes *rs = routes_new();
+    char err[256];
+    assert_int_equal(
+        routes_add(rs, "via socks5://alice@h:1 | http://bob@h:2", NULL, 0, 0, err, sizeof err), 0);
+    const struct route *r = routes_get(rs, 0);
+    assert_string_equal(r->alts[0].hops[0].user, "alice");
+    assert_string_equal(r->alts[0].hops[0].pass, "");
+    assert_int_equal(routes_set_passwords(rs, pass_of_alice, NULL, err, sizeof err), -1);
+    assert_string_equal(err, "socks5d: --route: route hop http://bob@h:2 has no password");
+    assert_string_equal(r->alts[0].hops[0].pass, "from the file");
+    routes_free(rs);
+}
+
 TEST(errors_name_the_column)
 {
     expect_error("to x.example", ROUTES_SECRETS_OK, "column 13: route needs 'via'");
@@ -162,7 +184,6 @@ TEST(errors_name_the_column)
     expect_error("via socks5://2001:db8::1:1080", 0, "must be in brackets");
     expect_error("via socks5://[2001:db8::1]", 0, "[ADDR]:PORT");
     expect_error("via socks4a://u:p@h:1", ROUTES_SECRETS_OK, "SOCKS4a carries no password");
-    expect_error("via socks5://u@h:1", ROUTES_SECRETS_OK, "USER:PASS@");
     expect_error("via socks5://u:%zz@h:1", ROUTES_SECRETS_OK, "%XX");
     expect_error("via | direct", 0, "column 5: empty alternative");
     expect_error("via direct |", 0, "empty alternative");
@@ -400,6 +421,7 @@ int main(void)
         cmocka_unit_test(text_masks_every_password_and_its_length),
         cmocka_unit_test(credentials_on_the_command_line_are_refused),
         cmocka_unit_test(errors_name_the_column),
+        cmocka_unit_test(a_hop_with_a_user_alone_takes_its_password_from_the_file),
         cmocka_unit_test(clause_errors_come_from_rules_with_route_columns),
         cmocka_unit_test(too_many_hops_or_alternatives),
         cmocka_unit_test(first_matching_route_wins_and_no_match_is_direct),
