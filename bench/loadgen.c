@@ -26,7 +26,9 @@ static const char usage[] =
     "  -t, --target IP:PORT   idle: sink address from `loadgen sink`\n"
     "  -W, --window W         udp: datagrams in flight (default 16)\n"
     "  -H, --hold S           idle: hold tunnels at most S seconds until stdin\n"
-    "                         has a line; sink: lifetime (default 120)\n";
+    "                         has a line; sink: lifetime (default 120)\n"
+    "  -6, --listen6          TCP targets listen on [::] (IPv6 and IPv4), so a\n"
+    "                         -D name with an IPv6 address reaches them\n";
 
 static const struct option longopts[] = {
     {"proxy", required_argument, NULL, 'x'},   {"auth", required_argument, NULL, 'a'},
@@ -35,7 +37,7 @@ static const struct option longopts[] = {
     {"clients", required_argument, NULL, 'c'}, {"size", required_argument, NULL, 's'},
     {"count", required_argument, NULL, 'k'},   {"target", required_argument, NULL, 't'},
     {"window", required_argument, NULL, 'W'},  {"hold", required_argument, NULL, 'H'},
-    {NULL, 0, NULL, 0}};
+    {"listen6", no_argument, NULL, '6'},       {NULL, 0, NULL, 0}};
 
 static int bad(const char *what, const char *arg)
 {
@@ -101,6 +103,9 @@ static int parse_opt(int c, char *arg, struct opts *o)
         return parse_int(arg, 1, 100000, &o->count) < 0 ? bad("count", arg) : 0;
     case 'W':
         return parse_int(arg, 1, 4096, &o->window) < 0 ? bad("window", arg) : 0;
+    case '6':
+        net_listen6 = true;
+        return 0;
     case 't':
         o->have_target = true;
         return net_parse_addr(arg, &o->target) < 0 ? bad("target", arg) : 0;
@@ -121,7 +126,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
     }
     o->scenario = argv[1];
     optind = 2;
-    while ((c = getopt_long(argc, argv, "x:a:D:d:w:n:c:s:k:t:W:H:", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "x:a:D:d:w:n:c:s:k:t:W:H:6", longopts, NULL)) != -1) {
         if (parse_opt(c, optarg, o) < 0)
             return -1;
     }
@@ -146,8 +151,8 @@ static int dispatch(const struct opts *o)
     static const struct {
         const char *name;
         int (*run)(const struct opts *o);
-    } table[] = {{"crr", scen_crr},   {"rr", scen_rr},     {"fair", scen_fair},
-                 {"udp", scen_udp},   {"idle", scen_idle}, {"sink", scen_sink}};
+    } table[] = {{"crr", scen_crr}, {"rr", scen_rr},     {"fair", scen_fair},
+                 {"udp", scen_udp}, {"idle", scen_idle}, {"sink", scen_sink}};
     if (strcmp(o->scenario, "tput-up") == 0 || strcmp(o->scenario, "tput-down") == 0)
         return scen_tput(o, strcmp(o->scenario, "tput-up") == 0);
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
