@@ -32,6 +32,7 @@
 #include "rules.h"
 #include "stats.h"
 #include "udp.h"
+#include "udpchain.h"
 #include "userstats.h"
 #include "users.h"
 
@@ -776,8 +777,8 @@ static void upstream_dst(const struct session *s, struct proto_addr *out)
     }
 }
 
-static void start_udp(struct session *s, const struct proto_addr *hint,
-                      const union addr_any *relay);
+static void start_udp(struct session *s, const struct proto_addr *hint, struct udpchain *through);
+static void out_of(const struct session *s, struct net_out *out);
 
 /* The upstream's control connection of a chained association: nothing is
  * expected on it; its end ends the association. */
@@ -797,22 +798,45 @@ static void on_upstream_control(struct loop_io *io, unsigned events)
     }
 }
 
-/* The upstream's association is up (its relay at bnd; an unspecified
- * address means the hop's own): open ours, chained to it. */
+static void cancel_udpchain(void *op)
+{
+    udpchain_free(op);
+}
+
+static void on_udpchain(void *owner, struct udpchain *c, uint8_t rep, const char *why)
+{
+    struct session *s = owner;
+    struct proto_addr hint;
+    pending_done(s);
+    if (rep != SOCKS5_REP_SUCCEEDED) {
+        udpchain_free(c);
+        session_reply(s, rep, NULL, why);
+        return;
+    }
+    upstream_dst(s, &hint);
+    start_udp(s, &hint, c);
+}
+
+static void on_udpchain_ended(void *owner)
+{
+    session_fail(owner, "upstream ended a UDP association of the chain");
+}
+
+/* The last hop's association is up (its relay at bnd): the earlier hops'
+ * associations come next (udpchain.h), then ours, chained to them. */
 static void udp_chained(struct session *s, struct loop_io *io, const struct proto_addr *bnd)
 {
-    struct sockaddr_storage ss;
-    union addr_any relay = s->peer;
-    struct proto_addr hint;
-    if (proto_addr_to_sockaddr(bnd, &ss) && !addr_is_unspecified((struct sockaddr *)&ss))
-        addr_normalize((struct sockaddr *)&ss, &relay);
-    addr_set_port(&relay, bnd->port);
+    struct net_out out;
     if (loop_io_move(s->env->loop, io, &s->relay.target.io, LOOP_READ, on_upstream_control) < 0) {
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "epoll_ctl failed");
         return;
     }
-    upstream_dst(s, &hint);
-    start_udp(s, &hint, &relay);
+    out_of(s, &out);
+    pending_set(s, cancel_udpchain,
+                udpchain_start(s->env->loop, chain_of(s), &s->peer, &out,
+                               s->cfg->timeout_connect_ms, bnd, on_udpchain, on_udpchain_ended, s));
+    if (!s->pending.op)
+        session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "cannot start the upstream UDP chain");
 }
 
 static void on_hops(void *owner, enum hops_stage stage, struct loop_io *io, uint8_t rep,
@@ -991,11 +1015,11 @@ static void try_route(struct session *s)
     if (s->route)
         s->alt = route_pick(s->route, s->alt, (int64_t)loop_now(s->env->loop));
     const struct route_chain *c = chain_of(s);
-    if (c && c->nhops > 0 && s->cmd == SOCKS5_CMD_UDP &&
-        (c->nhops != 1 || c->hops[0].kind != UPSTREAM_SOCKS5)) {
-        session_reply(s, SOCKS5_REP_CMD_UNSUPPORTED, NULL, "UDP goes through one SOCKS5 hop only");
-        return;
-    }
+    for (size_t i = 0; c && s->cmd == SOCKS5_CMD_UDP && i < c->nhops; i++)
+        if (c->hops[i].kind != UPSTREAM_SOCKS5) {
+            session_reply(s, SOCKS5_REP_CMD_UNSUPPORTED, NULL, "UDP goes through SOCKS5 hops only");
+            return;
+        }
     if (c && c->nhops > 0) {
         /* The hop is the operator's choice: no access rule applies to it. */
         resolve_name(s, c->hops[0].host, c->hops[0].port, dial);
@@ -1310,8 +1334,9 @@ static int parse_auth(struct session *s)
     return step;
 }
 
-/* relay: the upstream association to chain to (udp_chain), or NULL. */
-static void start_udp(struct session *s, const struct proto_addr *hint, const union addr_any *relay)
+/* through: the upstream associations to chain to (udp_chain, which takes
+ * it), or NULL. */
+static void start_udp(struct session *s, const struct proto_addr *hint, struct udpchain *through)
 {
     union addr_any bnd;
     struct cmd_ctx ctx;
@@ -1321,11 +1346,12 @@ static void start_udp(struct session *s, const struct proto_addr *hint, const un
     struct udp_seal seal = {gss_relay_open_dgram, gss_relay_seal_dgram, s->gss_relay};
     s->udp = udp_open(cmd_ctx_of(s, &ctx), hint, &bnd, &rep, &why);
     if (!s->udp || (s->gss_relay && udp_protect(s->udp, &seal) < 0)) {
+        udpchain_free(through);
         session_reply(s, rep, NULL, s->udp ? "out of memory" : why);
         return;
     }
-    if (relay)
-        udp_chain(s->udp, relay);
+    if (through)
+        udp_chain(s->udp, through);
     phase_io(s, on_udp_control);
     if (session_reply(s, SOCKS5_REP_SUCCEEDED, &bnd.sa, NULL) == 0)
         session_arm(s, s->cfg->timeout_udp_ms, on_udp_idle);

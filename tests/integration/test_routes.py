@@ -414,10 +414,52 @@ def test_udp_through_an_upstream_socks5_with_npm_socks(socks5d, udp_echo, users_
         assert line.get("via") == via
 
 
-def test_udp_through_a_chain_of_two_is_refused(socks5d):
-    a, b = socks5d("--auth", "none"), socks5d("--auth", "none")
+def associate(near, udp_echo, count=3):
+    return bu.run_node("associate.js", {
+        "proxyHost": "127.0.0.1", "proxyPort": near.port, "family": 4,
+        "targetHost": udp_echo.addr[0], "targetPort": udp_echo.addr[1], "namePort": False,
+        "userId": None, "password": None, "count": count, "timeoutMs": int(scaled(15000)),
+    })
+
+
+def test_udp_through_a_chain_of_three_with_npm_socks(socks5d, udp_echo, users_file, tmp_path):
+    a, c = socks5d("--auth", "none"), socks5d("--auth", "none")
+    b = socks5d("--auth", "userpass", "--users", users_file)
+    chain = (f"socks5://127.0.0.1:{a.port} socks5://alice:{USERS['alice']}@127.0.0.1:{b.port} "
+             f"socks5://127.0.0.1:{c.port}")
+    near = socks5d("-c", write_conf(tmp_path, "udp3.conf", ["auth none", f"route via {chain}"]))
+    res = associate(near, udp_echo)
+    assert len(res["replies"]) == 3
+    for r in res["replies"]:
+        assert r["ok"], "echo payload differs"
+        assert r["host"] == udp_echo.addr[0] and r["port"] == udp_echo.addr[1]
+    assert len(udp_echo.received) == 3
+    # Every hop relayed each datagram once, each way, in an association of
+    # its own: nested headers, stripped one per relay.
+    for hop in (a, b, c):
+        (line,) = hop.wait_access(1, pred=lambda l: l["cmd"] == "udp")
+        assert line["rep"] == "0"
+        assert (line["dgrams_up"], line["dgrams_down"], line["dropped"]) == ("3", "3", "0")
+    (line,) = near.wait_access(1)
+    assert (line["dgrams_up"], line["dgrams_down"], line["dropped"]) == ("3", "3", "0")
+    assert line["via"] == chain.replace(f"alice:{USERS['alice']}@", "")
+
+
+@pytest.mark.parametrize("refuser", [0, 1], ids=["first-hop", "last-hop"])
+def test_udp_through_a_chain_with_a_hop_that_refuses_udp(socks5d, refuser):
+    hops = [socks5d("--auth", "none", *(["--no-udp"] if i == refuser else [])) for i in range(2)]
     near = socks5d("--auth", "none", "--route",
-                   f"via socks5://127.0.0.1:{a.port} socks5://127.0.0.1:{b.port}")
+                   " ".join(["via"] + [f"socks5://127.0.0.1:{h.port}" for h in hops]))
+    # The hop's own answer to a client, passed on as it is.
+    direct = ask_rep(hops[refuser], "0.0.0.0", 0, cmd=3)
+    assert direct != 0
+    assert ask_rep(near, "0.0.0.0", 0, cmd=3) == direct
+
+
+def test_udp_through_a_chain_with_an_http_hop_is_refused(socks5d):
+    a = socks5d("--auth", "none")
+    near = socks5d("--auth", "none", "--route",
+                   f"via socks5://127.0.0.1:{a.port} http://127.0.0.1:{free_port()}")
     assert ask_rep(near, "0.0.0.0", 0, cmd=3) == 7
 
 
