@@ -809,8 +809,8 @@ static void on_udpchain(void *owner, struct udpchain *c, uint8_t rep, const char
     struct proto_addr hint;
     pending_done(s);
     if (rep != SOCKS5_REP_SUCCEEDED) {
+        session_reply(s, rep, NULL, why); /* why lives in c */
         udpchain_free(c);
-        session_reply(s, rep, NULL, why);
         return;
     }
     upstream_dst(s, &hint);
