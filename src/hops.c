@@ -26,8 +26,9 @@ struct hops {
     size_t sent; /* bytes of up.out already written */
     size_t have; /* bytes in in[] */
     uint8_t in[UPSTREAM_HTTP_MAX];
-    char why[512]; /* a broken chain's reason, naming the hop */
-    int bound;     /* BIND's first reply went to the client: no failover now */
+    char why[512];    /* a broken chain's reason, naming the hop */
+    int bound;        /* BIND's first reply went to the client: no failover now */
+    const char *over; /* the connection ended (what came before it is in in[]) */
 };
 
 void hops_target(const struct upstream_hop *hop, struct proto_addr *out)
@@ -194,11 +195,10 @@ static void on_io(struct loop_io *io, unsigned events)
         return;
     if (!(events & (LOOP_READ | LOOP_RDHUP | LOOP_HUP)))
         return;
-    const char *over = fill(h);
-    if (advance(h) < 0)
-        return;
-    if (over)
-        broke(h, h->at, SOCKS5_REP_GENERAL_FAILURE, over);
+    if (h->over == NULL)
+        h->over = fill(h);
+    if (advance(h) == 0 && h->over)
+        broke(h, h->at, SOCKS5_REP_GENERAL_FAILURE, h->over);
 }
 
 /* The first message goes out from the loop, so fn never runs inside
@@ -210,10 +210,12 @@ static void on_start(struct loop_defer *d)
         (void)advance(h);
 }
 
+/* BIND's second reply, or the end, may have come with the first. */
 static void on_more_input(struct loop_defer *d)
 {
     struct hops *h = (struct hops *)((char *)d - offsetof(struct hops, later));
-    (void)advance(h);
+    if (advance(h) == 0 && h->over)
+        broke(h, h->at, SOCKS5_REP_GENERAL_FAILURE, h->over);
 }
 
 struct hops *hops_start(struct loop *l, struct loop_io *from, const struct route_chain *c,

@@ -3,6 +3,7 @@ addresses: real clients (curl, proxychains4, PySocks, raw sockets) and real
 upstreams (socks5d itself, Debian's danted and tinyproxy), each started by the
 test on a free port with its own configuration."""
 import ipaddress
+import json
 import socket
 import struct
 import subprocess
@@ -11,6 +12,7 @@ import threading
 import pytest
 
 import bindudp_support as bu
+from ops_support import curl
 from harness import (HTTP_BODY, UdpEcho, USERS, free_port, proxy_env, read_reply, read_until_closed,
                      recv_exact, request, scaled, wait_until)
 from security_support import (ALICE, BOB, ask, ask_rep, echo_ok, negotiate, udp_header,
@@ -443,6 +445,25 @@ def test_udp_through_a_chain_of_three_with_npm_socks(socks5d, udp_echo, users_fi
     (line,) = near.wait_access(1)
     assert (line["dgrams_up"], line["dgrams_down"], line["dropped"]) == ("3", "3", "0")
     assert line["via"] == chain.replace(f"alice:{USERS['alice']}@", "")
+
+
+def test_a_chained_udp_association_ends_with_an_earlier_hops_association(socks5d):
+    mport = free_port()
+    a = socks5d("--auth", "none", "--metrics", f"127.0.0.1:{mport}")
+    b = socks5d("--auth", "none")
+    near = socks5d("--auth", "none", "--route",
+                   f"via socks5://127.0.0.1:{a.port} socks5://127.0.0.1:{b.port}")
+    rep, _, _, s = ask(near, "0.0.0.0", 0, cmd=3)
+    with s:
+        assert rep == 0
+        code, body = curl(f"http://127.0.0.1:{mport}/sessions")
+        (udp,) = [x for x in json.loads(body)["sessions"] if x.get("cmd") == "udp"]
+        code, _ = curl(f"http://127.0.0.1:{mport}/sessions/close?id={udp['id']}", "-X", "POST")
+        assert code == 200
+        # The first hop's association is gone: so is the client's.
+        assert read_until_closed(s, scaled(5)) == b""
+    (line,) = near.wait_access(1)
+    assert line["error"] == "upstream ended a UDP association of the chain"
 
 
 @pytest.mark.parametrize("refuser", [0, 1], ids=["first-hop", "last-hop"])

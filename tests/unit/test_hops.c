@@ -253,6 +253,26 @@ TEST(a_hop_that_closes_mid_handshake_breaks_the_chain)
     rig_close(&g);
 }
 
+TEST(a_drop_after_binds_first_reply_is_no_failover)
+{
+    /* The client has its first reply: another alternative cannot start over. */
+    struct rig g;
+    struct upstream_hop hs[1] = {hop(UPSTREAM_SOCKS5, "10.0.0.1", 1080, "", "")};
+    struct route_chain c = chain_of(hs, 1);
+    struct proto_addr d = target();
+    rig_open(&g);
+    assert_non_null(hops_start(g.loop, &g.from, &c, SOCKS5_CMD_BIND, &d, on_hops, &g.r));
+    expect(&g, "\5\1\0", 3);
+    answer(&g, "\5\0", 2);
+    expect(&g, "\5\2\0\3\11t.example\0\120", 16);
+    answer(&g, OK5, sizeof OK5);
+    shutdown(g.peer, SHUT_WR);
+    wait_result(&g);
+    assert_int_equal(g.r.bound, 1);
+    assert_int_equal(g.r.stage, HOPS_FAILED);
+    rig_close(&g);
+}
+
 TEST(bind_through_a_hop_reports_both_replies)
 {
     struct rig g;
@@ -313,6 +333,7 @@ int main(void)
         cmocka_unit_test(a_hop_that_closes_mid_handshake_breaks_the_chain),
         cmocka_unit_test(an_inner_hop_that_cannot_reach_the_next_breaks_the_chain_at_the_next),
         cmocka_unit_test(bind_through_a_hop_reports_both_replies),
+        cmocka_unit_test(a_drop_after_binds_first_reply_is_no_failover),
         cmocka_unit_test(cancel_closes_the_connection_without_a_call),
         cmocka_unit_test(target_of_a_hop_is_ip_or_name),
     };
