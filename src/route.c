@@ -618,6 +618,26 @@ const uint64_t *route_sticky_key(void)
     return sticky_key;
 }
 
+/* Per thread: a random key, and a counter it hashes. */
+static _Thread_local uint64_t random_key[2], random_count;
+static _Thread_local int random_keyed;
+
+void route_random(uint64_t rnd[2])
+{
+    if (!random_keyed) {
+        if (hash_random_key(random_key) < 0) {
+            /* No randomness at all: still a different source per connection. */
+            random_key[0] = (uint64_t)(uintptr_t)&random_count;
+            random_key[1] = 0x72616e646f6dull;
+        }
+        random_keyed = 1;
+    }
+    random_count++;
+    rnd[0] = hash_sip(random_key, &random_count, sizeof random_count);
+    random_count++;
+    rnd[1] = hash_sip(random_key, &random_count, sizeof random_count);
+}
+
 /* addr with its host bits (after plen) replaced by those of bits[]. */
 static void fill_host(uint8_t *addr, size_t alen, unsigned plen, const uint8_t *bits)
 {

@@ -113,6 +113,11 @@ void route_chain_worked(const struct route_chain *c);
 void route_out_for(const struct route *r, const uint64_t key[2], const void *id, size_t idlen,
                    const uint64_t rnd[2], struct net_out *out);
 
+/* 128 unpredictable bits for a random source: SipHash of a per-thread
+ * counter under a per-thread random key, so a connection costs no system
+ * call (getrandom once per thread). */
+void route_random(uint64_t rnd[2]);
+
 /* The process's random key for sticky sources (made on first use), so a
  * user keeps an address across reloads but nobody can compute it. */
 const uint64_t *route_sticky_key(void);

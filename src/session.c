@@ -6,7 +6,6 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -931,7 +930,7 @@ static void on_dialed(void *owner, int fd, struct loop_io *io, int err, const un
 /* How connections of this session leave the host (the route's `out`). */
 static void out_of(const struct session *s, struct net_out *out)
 {
-    uint64_t rnd[2] = {0, 0};
+    uint64_t rnd[2];
     const void *id = s->user;
     size_t idlen = s->user ? strlen(s->user) : 0;
     if (!s->route || !s->route->has_out) {
@@ -946,8 +945,7 @@ static void out_of(const struct session *s, struct net_out *out)
             idlen = 4;
         }
     }
-    if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != sizeof rnd)
-        rnd[0] = loop_now(s->env->loop) ^ (uintptr_t)s; /* still varies per connection */
+    route_random(rnd);
     route_out_for(s->route, route_sticky_key(), id, idlen, rnd, out);
 }
 

@@ -174,6 +174,16 @@ TEST(a_hop_with_a_user_alone_takes_its_password_from_the_file)
     routes_free(rs);
 }
 
+TEST(random_bits_differ_every_time)
+{
+    uint64_t seen[512][2];
+    for (size_t i = 0; i < 512; i++) {
+        route_random(seen[i]);
+        for (size_t j = 0; j < i; j++)
+            assert_false(seen[i][0] == seen[j][0] && seen[i][1] == seen[j][1]);
+    }
+}
+
 TEST(errors_name_the_column)
 {
     expect_error("to x.example", ROUTES_SECRETS_OK, "column 13: route needs 'via'");
@@ -421,6 +431,7 @@ int main(void)
         cmocka_unit_test(text_masks_every_password_and_its_length),
         cmocka_unit_test(credentials_on_the_command_line_are_refused),
         cmocka_unit_test(errors_name_the_column),
+        cmocka_unit_test(random_bits_differ_every_time),
         cmocka_unit_test(a_hop_with_a_user_alone_takes_its_password_from_the_file),
         cmocka_unit_test(clause_errors_come_from_rules_with_route_columns),
         cmocka_unit_test(too_many_hops_or_alternatives),
