@@ -783,18 +783,10 @@ static void out_of(const struct session *s, struct net_out *out);
  * expected on it; its end ends the association. */
 static void on_upstream_control(struct loop_io *io, unsigned events)
 {
-    struct session *s = container_of(io, struct session, relay.target.io);
-    uint8_t sink[256];
     (void)events;
-    for (;;) {
-        ssize_t n = read(io->fd, sink, sizeof sink);
-        if (n > 0 || (n < 0 && errno == EINTR))
-            continue;
-        if (n < 0 && errno == EAGAIN)
-            return;
-        session_fail(s, "upstream ended the UDP association");
-        return;
-    }
+    if (net_discard(io->fd))
+        session_fail(container_of(io, struct session, relay.target.io),
+                     "upstream ended the UDP association");
 }
 
 static void cancel_udpchain(void *op)

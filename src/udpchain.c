@@ -1,11 +1,9 @@
 /* UDP associations through a chain of SOCKS5 hops. See udpchain.h. */
 #include "udpchain.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "dial.h"
 #include "fdbudget.h"
@@ -129,23 +127,14 @@ static void on_ready(struct loop_defer *d)
 /* Nothing is expected on a control connection; its end ends the chain. */
 static void on_control(struct loop_io *io, unsigned events)
 {
-    struct leg *g = container_of(io, struct leg, io);
-    struct udpchain *c = g->c;
-    uint8_t sink[256];
+    struct udpchain *c = container_of(io, struct leg, io)->c;
     (void)events;
-    for (;;) {
-        ssize_t n = read(io->fd, sink, sizeof sink);
-        if (n > 0 || (n < 0 && errno == EINTR))
-            continue;
-        if (n < 0 && errno == EAGAIN)
-            return;
-        if (!c->over) {
-            fail(c, SOCKS5_REP_GENERAL_FAILURE, "upstream ended a UDP association of the chain");
-            return;
-        }
-        c->ended(c->owner); /* last: c may be gone */
+    if (!net_discard(io->fd))
         return;
-    }
+    if (!c->over)
+        fail(c, SOCKS5_REP_GENERAL_FAILURE, "upstream ended a UDP association of the chain");
+    else
+        c->ended(c->owner); /* last: c may be gone */
 }
 
 static void on_leg_hops(void *owner, enum hops_stage stage, struct loop_io *io, uint8_t rep,
