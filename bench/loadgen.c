@@ -27,16 +27,25 @@ static const char usage[] =
     "  -t, --target IP:PORT   idle: sink address from `loadgen sink`\n"
     "  -W, --window W         udp: datagrams in flight (default 16)\n"
     "  -H, --hold S           idle, trickle: wait at most S seconds for a line on\n"
-    "                         stdin at each step; sink: lifetime (default 120)\n";
+    "                         stdin at each step; sink: lifetime (default 120)\n"
+    "  -6, --listen6          TCP targets listen on [::] (IPv6 and IPv4), so a\n"
+    "                         -D name with an IPv6 address reaches them\n";
 
-static const struct option longopts[] = {
-    {"proxy", required_argument, NULL, 'x'},    {"auth", required_argument, NULL, 'a'},
-    {"domain", required_argument, NULL, 'D'},   {"duration", required_argument, NULL, 'd'},
-    {"warmup", required_argument, NULL, 'w'},   {"streams", required_argument, NULL, 'n'},
-    {"clients", required_argument, NULL, 'c'},  {"size", required_argument, NULL, 's'},
-    {"count", required_argument, NULL, 'k'},    {"target", required_argument, NULL, 't'},
-    {"window", required_argument, NULL, 'W'},   {"hold", required_argument, NULL, 'H'},
-    {"interval", required_argument, NULL, 'i'}, {NULL, 0, NULL, 0}};
+static const struct option longopts[] = {{"proxy", required_argument, NULL, 'x'},
+                                         {"auth", required_argument, NULL, 'a'},
+                                         {"domain", required_argument, NULL, 'D'},
+                                         {"duration", required_argument, NULL, 'd'},
+                                         {"warmup", required_argument, NULL, 'w'},
+                                         {"streams", required_argument, NULL, 'n'},
+                                         {"clients", required_argument, NULL, 'c'},
+                                         {"size", required_argument, NULL, 's'},
+                                         {"count", required_argument, NULL, 'k'},
+                                         {"target", required_argument, NULL, 't'},
+                                         {"window", required_argument, NULL, 'W'},
+                                         {"hold", required_argument, NULL, 'H'},
+                                         {"interval", required_argument, NULL, 'i'},
+                                         {"listen6", no_argument, NULL, '6'},
+                                         {NULL, 0, NULL, 0}};
 
 static int bad(const char *what, const char *arg)
 {
@@ -104,6 +113,9 @@ static int parse_opt(int c, char *arg, struct opts *o)
         return parse_int(arg, 1, 10000, &o->interval_ms) < 0 ? bad("interval", arg) : 0;
     case 'W':
         return parse_int(arg, 1, 4096, &o->window) < 0 ? bad("window", arg) : 0;
+    case '6':
+        net_listen6 = true;
+        return 0;
     case 't':
         o->have_target = true;
         return net_parse_addr(arg, &o->target) < 0 ? bad("target", arg) : 0;
@@ -132,7 +144,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
     }
     o->scenario = argv[1];
     optind = 2;
-    while ((c = getopt_long(argc, argv, "x:a:D:d:w:n:c:s:k:t:W:H:i:", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "x:a:D:d:w:n:c:s:k:t:W:H:i:6", longopts, NULL)) != -1) {
         if (parse_opt(c, optarg, o) < 0)
             return -1;
     }

@@ -23,6 +23,24 @@ int net_blocking(int fd, int timeout_s)
     return setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
+bool net_listen6;
+
+/* [::]:port for a dual-stack listener; addr says 127.0.0.1 and the port. */
+static int bind_any6(int fd, struct sockaddr_in *addr, uint16_t port)
+{
+    struct sockaddr_in6 a6 = {
+        .sin6_family = AF_INET6, .sin6_addr = in6addr_any, .sin6_port = htons(port)};
+    socklen_t len = sizeof(a6);
+    if (bind(fd, (struct sockaddr *)&a6, sizeof(a6)) < 0 ||
+        getsockname(fd, (struct sockaddr *)&a6, &len) < 0)
+        return -1;
+    memset(addr, 0, sizeof(*addr));
+    addr->sin_family = AF_INET;
+    addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr->sin_port = a6.sin6_port;
+    return 0;
+}
+
 static int bind_loopback(int fd, struct sockaddr_in *addr, uint16_t port)
 {
     socklen_t len = sizeof(*addr);
@@ -55,17 +73,18 @@ static unsigned ephemeral_low(void)
 static int bind_listener(int fd, struct sockaddr_in *addr)
 {
     static unsigned seed;
+    int (*bind_at)(int, struct sockaddr_in *, uint16_t) = net_listen6 ? bind_any6 : bind_loopback;
     unsigned lo = 10000, hi = ephemeral_low();
     if (seed == 0)
         seed = (unsigned)getpid() ^ (unsigned)time(NULL);
     for (int i = 0; hi > lo + 1000 && i < 64; i++) {
         uint16_t port = (uint16_t)(lo + (unsigned)rand_r(&seed) % (hi - lo));
-        if (bind_loopback(fd, addr, port) == 0)
+        if (bind_at(fd, addr, port) == 0)
             return 0;
         if (errno != EADDRINUSE)
             return -1;
     }
-    return bind_loopback(fd, addr, 0);
+    return bind_at(fd, addr, 0);
 }
 
 static int close_keep_errno(int fd)
@@ -78,10 +97,13 @@ static int close_keep_errno(int fd)
 
 int net_listen_tcp(struct sockaddr_in *addr)
 {
-    int one = 1;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1, zero = 0;
+    int fd =
+        socket(net_listen6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
+    if (net_listen6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0)
+        return close_keep_errno(fd);
     /* A port whose earlier connections sit in TIME_WAIT is still usable. */
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
         return close_keep_errno(fd);

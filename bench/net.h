@@ -6,8 +6,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Listen on 127.0.0.1 with an ephemeral port; *addr receives the address. */
+/* Listen on 127.0.0.1 with an ephemeral port; *addr receives the address.
+ * With net_listen6 (loadgen -6), on [::] (IPv4 too) with such a port: *addr
+ * is then 127.0.0.1 and that port. */
 int net_listen_tcp(struct sockaddr_in *addr);
+extern bool net_listen6;
 
 /* Make fd blocking, with send and receive timeouts of timeout_s seconds so
  * that no single call can hang. Returns 0 or -1 with errno set. */

@@ -15,7 +15,7 @@ import sys
 import time
 
 from harness import plot, report, summary
-from harness.scenarios import SCENARIOS, run_idle, run_timed, run_trickle
+from harness.scenarios import ROUTE6_PREFIX, SCENARIOS, run_idle, run_timed, run_trickle
 from harness.servers import SPECS, Running, ServerError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,15 +85,15 @@ class Bench:
         self.results.setdefault(scn.name, {}).setdefault(server, []).append(res)
         log(f"rep {rep + 1} {scn.name:12} {server:10} {brief(scn, res)}")
 
-    def server(self, name, auth):
-        """The running instance for (name, auth), restarted if it died."""
-        key = (name, auth)
+    def server(self, name, auth, extra=()):
+        """The running instance for (name, auth, extra), restarted if it died."""
+        key = (name, auth, tuple(extra))
         inst = self.pool.get(key)
         if inst and not inst.alive():
             inst.stop()
             inst = None
         if inst is None:
-            inst = Running(name, auth, ROOT, OUT)
+            inst = Running(name, auth, ROOT, OUT, extra)
             self.pool[key] = inst
         return inst
 
@@ -110,11 +110,20 @@ def not_applicable(scn, spec):
     """Why scn cannot run on spec, or ''."""
     if spec.direct and scn.kind == "idle":
         return "no proxy memory to measure"
-    if spec.direct and scn.needs in ("auth", "domain"):
+    if spec.direct and scn.needs in ("auth", "domain", "route6"):
         return "same as crr without a proxy"
     if scn.needs and not spec.direct and scn.needs not in spec.features:
         return f"{spec.name} has no {scn.needs} support here"
+    if scn.needs == "route6" and not route6_ready():
+        return f"no local route for {ROUTE6_PREFIX} (run in a network namespace: bench/README.md)"
     return ""
+
+
+def route6_ready():
+    """Whether this network namespace routes ROUTE6_PREFIX to itself."""
+    r = subprocess.run(["ip", "-6", "route", "show", "table", "local", ROUTE6_PREFIX],
+                       capture_output=True, text=True)
+    return r.returncode == 0 and r.stdout.strip() != ""
 
 
 def run_one(bench, scn, spec):
@@ -127,7 +136,7 @@ def run_one(bench, scn, spec):
     if spec.direct:
         return run(LOADGEN, scn, None, bench.timing)
     try:
-        inst = bench.server(spec.name, scn.auth)
+        inst = bench.server(spec.name, scn.auth, getattr(scn, "server_args", ()))
     except ServerError as e:
         return {"ok": False, "error": f"{spec.name} did not start: {e}"}
     res = run(LOADGEN, scn, inst, bench.timing)

@@ -75,7 +75,7 @@ def strace_totals(text):
 
 def measure(binary, scn, args):
     servers.BEFORE = binary  # "before" runs the binary BEFORE names, like socks5d
-    inst = servers.Running("before", scn.auth, ROOT, OUT)
+    inst = servers.Running("before", scn.auth, ROOT, OUT, getattr(scn, "server_args", ()))
     try:
         check_binary(inst, binary)
         counter = subprocess.Popen(counter_argv(inst.pid, args.strace), stdout=subprocess.PIPE,

@@ -10,6 +10,7 @@
 #include "proto.h"
 #include "route.h"
 #include "rules.h"
+#include "upcreds.h"
 #include "users.h"
 
 /* Where problems are reported: stderr at start, a buffer during reload.
@@ -131,6 +132,33 @@ static int check_users(struct config *c)
     return 0;
 }
 
+static const char *hop_password(void *arg, const struct upstream_hop *h)
+{
+    return upcreds_find(arg, h);
+}
+
+/* Route hops named with a user and no password get it from the upstream
+ * credentials file, read again at every reload. */
+static int check_upstream_credentials(struct config *c)
+{
+    char err[ERRLEN];
+    struct upcreds *uc = NULL;
+    if (c->upstream_credentials && !(uc = upcreds_load(c->upstream_credentials, err, sizeof err))) {
+        fprintf(errout, "%s: upstream-credentials %s\n", at(c->upstream_credentials_at), err);
+        return -1;
+    }
+    int rc = routes_set_passwords(c->routes, hop_password, uc, err, sizeof err);
+    upcreds_free(uc);
+    if (rc < 0) {
+        if (c->upstream_credentials)
+            fprintf(errout, "%s in upstream-credentials %s\n", err, c->upstream_credentials);
+        else
+            fprintf(errout, "%s (USER:PASS@ in the file, or an upstream-credentials file)\n", err);
+        return -1;
+    }
+    return 0;
+}
+
 /* The keys of the service are read now: at start that is before the
  * privilege drop, and `-t` finds a keytab without them. */
 static int check_gss(struct config *c)
@@ -177,7 +205,8 @@ static int validate(struct config *c)
     if (c->auth_fail_address_limit == 0)
         c->auth_fail_address_limit =
             c->auth_fail_limit > UINT32_MAX / 10 ? UINT32_MAX : c->auth_fail_limit * 10;
-    if (check_users(c) < 0 || check_gss(c) < 0 || check_log_formats(c) < 0)
+    if (check_users(c) < 0 || check_upstream_credentials(c) < 0 || check_gss(c) < 0 ||
+        check_log_formats(c) < 0)
         return -1;
     return config_check_open_proxy(c, c->listen, c->nlisten, errout);
 }
@@ -211,6 +240,8 @@ void config_unref(struct config *c)
     rules_free(c->pp_from);
     free(c->pp_from_text);
     routes_free(c->routes);
+    free(c->upstream_credentials);
+    free(c->upstream_credentials_at);
     rules_free(c->auth_fail_exempt);
     free(c->auth_fail_exempt_text);
     free(c->pid_file);

@@ -50,8 +50,10 @@ struct config {
     size_t nrules;
     struct rules *pp_from; /* trusted PROXY protocol sources; required by PROXY listeners */
     char *pp_from_text;
-    struct routes *routes; /* upstream routes (route.h), NULL if none */
-    int socks4;            /* serve SOCKS4/4a clients on the same port */
+    struct routes *routes;         /* upstream routes (route.h), NULL if none */
+    char *upstream_credentials;    /* passwords of route hops (upcreds.h); NULL: none */
+    char *upstream_credentials_at; /* "file:line:column" naming it; NULL: command line */
+    int socks4;                    /* serve SOCKS4/4a clients on the same port */
     uint32_t timeout_handshake_ms, timeout_connect_ms, timeout_idle_ms;
     uint32_t timeout_bind_ms, timeout_udp_ms, shutdown_grace_ms, drain_delay_ms;
     uint32_t auth_cache_ttl_ms;

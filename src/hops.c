@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -25,6 +26,9 @@ struct hops {
     size_t sent; /* bytes of up.out already written */
     size_t have; /* bytes in in[] */
     uint8_t in[UPSTREAM_HTTP_MAX];
+    char why[512];    /* a broken chain's reason, naming the hop */
+    int bound;        /* BIND's first reply went to the client: no failover now */
+    const char *over; /* the connection ended (what came before it is in in[]) */
 };
 
 void hops_target(const struct upstream_hop *hop, struct proto_addr *out)
@@ -59,6 +63,32 @@ static void end(struct hops *h, enum hops_stage stage, uint8_t rep, const char *
     hops_free(h);
 }
 
+/* The chain broke at hop `at`: the log line names it. */
+static void broke(struct hops *h, size_t at, uint8_t rep, const char *why)
+{
+    char hop[300];
+    h->at = at;
+    snprintf(h->why, sizeof h->why, "%s: %s", route_hop_str(&h->chain->hops[at], hop, sizeof hop),
+             why);
+    end(h, h->bound ? HOPS_FAILED : HOPS_BROKEN, rep, h->why);
+}
+
+/* A hop said no. The last hop's answer is about the destination and goes to
+ * the client; an earlier hop's is about the next hop, which it could not
+ * reach (a network REP: the next hop is the one held down) or was refused
+ * (the hop itself is). */
+static void refused(struct hops *h)
+{
+    uint8_t rep = h->up.rep;
+    if (h->up.answered && h->at + 1 == h->chain->nhops) {
+        end(h, HOPS_FAILED, rep, h->up.why);
+        return;
+    }
+    int unreachable = h->up.answered && rep >= SOCKS5_REP_NET_UNREACHABLE &&
+                      rep <= SOCKS5_REP_TTL_EXPIRED && h->at + 1 < h->chain->nhops;
+    broke(h, h->at + (size_t)unreachable, rep, h->up.why);
+}
+
 /* Writes what the machine has to say. Returns 0, or -1 after failing h. */
 static int flush(struct hops *h)
 {
@@ -69,7 +99,7 @@ static int flush(struct hops *h)
         if (n < 0 && errno == EAGAIN)
             return 0; /* the next writable event comes back here */
         if (n <= 0) {
-            end(h, HOPS_FAILED, SOCKS5_REP_GENERAL_FAILURE, "send to upstream failed");
+            broke(h, h->at, SOCKS5_REP_GENERAL_FAILURE, "send to upstream failed");
             return -1;
         }
         h->sent += (size_t)n;
@@ -107,7 +137,7 @@ static int advance(struct hops *h)
         memmove(h->in, h->in + used, h->have - used);
         h->have -= used;
         if (rc == UPSTREAM_FAIL) {
-            end(h, HOPS_FAILED, h->up.rep, h->up.why);
+            refused(h);
             return -1;
         }
         if (rc == UPSTREAM_BOUND) {
@@ -115,6 +145,7 @@ static int advance(struct hops *h)
              * (the second reply may be there already) is read from the
              * loop, a cancel undoing that. */
             loop_defer(h->loop, &h->later, on_more_input);
+            h->bound = 1;
             h->fn(h->owner, HOPS_BOUND, &h->io, 0, &h->up.bnd, NULL, 0, NULL);
             return -1;
         }
@@ -164,11 +195,10 @@ static void on_io(struct loop_io *io, unsigned events)
         return;
     if (!(events & (LOOP_READ | LOOP_RDHUP | LOOP_HUP)))
         return;
-    const char *over = fill(h);
-    if (advance(h) < 0)
-        return;
-    if (over)
-        end(h, HOPS_FAILED, SOCKS5_REP_GENERAL_FAILURE, over);
+    if (h->over == NULL)
+        h->over = fill(h);
+    if (advance(h) == 0 && h->over)
+        broke(h, h->at, SOCKS5_REP_GENERAL_FAILURE, h->over);
 }
 
 /* The first message goes out from the loop, so fn never runs inside
@@ -180,10 +210,12 @@ static void on_start(struct loop_defer *d)
         (void)advance(h);
 }
 
+/* BIND's second reply, or the end, may have come with the first. */
 static void on_more_input(struct loop_defer *d)
 {
     struct hops *h = (struct hops *)((char *)d - offsetof(struct hops, later));
-    (void)advance(h);
+    if (advance(h) == 0 && h->over)
+        broke(h, h->at, SOCKS5_REP_GENERAL_FAILURE, h->over);
 }
 
 struct hops *hops_start(struct loop *l, struct loop_io *from, const struct route_chain *c,

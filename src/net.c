@@ -283,6 +283,17 @@ int net_accept(int fd, union addr_any *peer)
     }
 }
 
+int net_discard(int fd)
+{
+    uint8_t sink[256];
+    for (;;) {
+        ssize_t n = read(fd, sink, sizeof sink);
+        if (n > 0 || (n < 0 && errno == EINTR))
+            continue;
+        return !(n < 0 && errno == EAGAIN);
+    }
+}
+
 int net_set_nonblock(int fd, char *err, size_t errlen)
 {
     char ctx[32];

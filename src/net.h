@@ -88,6 +88,11 @@ int net_connect_nb(const union addr_any *to, const struct net_out *out, unsigned
  * the queue is empty. Nothing is charged: the caller decides the kind. */
 int net_accept(int fd, union addr_any *peer);
 
+/* Reads and drops what a non-blocking connection holds, for connections on
+ * which nothing is expected (upstream UDP control connections). Returns 1
+ * when the peer ended it (EOF or an error), 0 while it stays open. */
+int net_discard(int fd);
+
 /* Sets O_NONBLOCK on a descriptor made elsewhere (socket activation). */
 int net_set_nonblock(int fd, char *err, size_t errlen);
 

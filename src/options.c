@@ -259,20 +259,33 @@ static int set_string(struct config *c, const struct options_def *d, const char 
     return (*dst = strdup(arg)) ? 0 : out_of_memory(err, errlen);
 }
 
-/* The users file, and where it was named for the messages about it. */
+/* A file, and where it was named for the messages about it. */
+static int set_file_at(char **path, char **at, const char *arg, struct options_origin *o, char *err,
+                       size_t errlen)
+{
+    free(*path);
+    free(*at);
+    *at = NULL;
+    if (!(*path = resolve_path(o, arg)) ||
+        (o->file && asprintf(at, "%s:%d:%d", o->file, o->line, o->column) < 0)) {
+        *at = NULL;
+        return out_of_memory(err, errlen);
+    }
+    return 0;
+}
+
 static int set_users(struct config *c, const struct options_def *d, const char *arg,
                      struct options_origin *o, char *err, size_t errlen)
 {
     (void)d;
-    free(c->users_path);
-    free(c->users_at);
-    c->users_at = NULL;
-    if (!(c->users_path = resolve_path(o, arg)) ||
-        (o->file && asprintf(&c->users_at, "%s:%d:%d", o->file, o->line, o->column) < 0)) {
-        c->users_at = NULL;
-        return out_of_memory(err, errlen);
-    }
-    return 0;
+    return set_file_at(&c->users_path, &c->users_at, arg, o, err, errlen);
+}
+
+static int set_upstream_credentials(struct config *c, const struct options_def *d, const char *arg,
+                                    struct options_origin *o, char *err, size_t errlen)
+{
+    (void)d;
+    return set_file_at(&c->upstream_credentials, &c->upstream_credentials_at, arg, o, err, errlen);
 }
 
 /* A file named in a config file is relative to that file. */
@@ -963,6 +976,9 @@ const struct options_def options_table[] = {
      "where traffic leaves, repeatable: '[CLAUSES] via\nHOPS|direct [| ...] [out ...]' "
      "(docs/routes.md;\ncredentials only in the config file)",
      NULL, set_route, show_routes, 0, 0, 0, 0},
+    {"upstream-credentials", 0, OPTIONS_BOTH, "FILE",
+     "passwords of route hops named USER@HOST:PORT\n(one 'HOP PASSWORD' a line; mode o-rwx)", NULL,
+     set_upstream_credentials, show_string, OFF(upstream_credentials), 0, 0, 0},
     FLAG("socks4", "serve SOCKS4/4a on the same port (no login)", socks4),
     {"user", 0, OPTIONS_BOTH, "NAME", "drop privileges to NAME after binding", NULL, set_string,
      show_string, OFF(run_user), 0, 0, 0},

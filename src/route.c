@@ -121,20 +121,22 @@ static int parse_hostport(struct parser *p, const struct word *t, const char *s,
     return 0;
 }
 
+/* USER:PASS (a password: only from a file), or USER alone: the password
+ * then comes from the upstream credentials file (routes_set_passwords). */
 static int parse_userinfo(struct parser *p, const struct word *t, const char *s, size_t len,
                           struct upstream_hop *h)
 {
     const char *colon = memchr(s, ':', len);
-    if (!(p->flags & ROUTES_SECRETS_OK))
+    size_t ulen = colon ? (size_t)(colon - s) : len, plen = colon ? len - ulen - 1 : 0;
+    if (colon != NULL && !(p->flags & ROUTES_SECRETS_OK))
         return words_fail(&p->w, t->col,
                           "upstream credentials only in the configuration file (a command line is "
                           "visible to every user)");
-    if (colon == NULL)
-        return words_fail(&p->w, t->col, "hop credentials need the form USER:PASS@");
-    size_t ulen = (size_t)(colon - s), plen = len - ulen - 1;
-    if (!unescape(h->user, s, ulen) || !unescape(h->pass, colon + 1, plen))
+    if (!unescape(h->user, s, ulen) || (colon != NULL && !unescape(h->pass, colon + 1, plen)))
         return words_fail(&p->w, t->col,
                           "hop user and password must be 1 to 255 bytes (%%XX escapes)");
+    if (colon == NULL)
+        return 0;
     p->secret_at[p->nsecrets] = (size_t)(colon + 1 - p->w.text);
     p->secret_len[p->nsecrets++] = plen;
     return 0;
@@ -278,16 +280,71 @@ static int parse_out(struct parser *p, struct route *r, const struct word *kw)
     return 0;
 }
 
+/* ------------------------------------------------------------ holds */
+
+struct route_hold {
+    struct route_hold *next;
+    size_t refs; /* under holds_lock */
+    atomic_llong down_until_ms;
+    char key[300]; /* route_hop_str: kind, host and port */
+};
+
+/* Every hop some snapshot names. Taken at parse and free time only (the
+ * main thread, or a worker freeing its last old snapshot), never per
+ * connection. */
+static pthread_mutex_t holds_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct route_hold *holds;
+
+/* The process's hold for hop h, with one more reference; NULL when out of
+ * memory. */
+static struct route_hold *hold_get(const struct upstream_hop *h)
+{
+    char key[sizeof holds->key];
+    struct route_hold *e;
+    route_hop_str(h, key, sizeof key);
+    pthread_mutex_lock(&holds_lock);
+    for (e = holds; e != NULL && strcmp(e->key, key) != 0; e = e->next)
+        ;
+    if (e == NULL && (e = calloc(1, sizeof *e)) != NULL) {
+        memcpy(e->key, key, sizeof key);
+        atomic_init(&e->down_until_ms, 0);
+        e->next = holds;
+        holds = e;
+    }
+    if (e != NULL)
+        e->refs++;
+    pthread_mutex_unlock(&holds_lock);
+    return e;
+}
+
+static void hold_put(struct route_hold *e)
+{
+    if (e == NULL)
+        return;
+    pthread_mutex_lock(&holds_lock);
+    if (--e->refs == 0) {
+        struct route_hold **p = &holds;
+        while (*p != e)
+            p = &(*p)->next;
+        *p = e->next;
+        free(e);
+    }
+    pthread_mutex_unlock(&holds_lock);
+}
+
 /* ------------------------------------------------------------ via */
 
 static void route_clear(struct route *r)
 {
     for (size_t i = 0; i < r->nalts; i++) {
         struct route_chain *c = &r->alts[i];
-        for (size_t j = 0; j < c->nhops; j++)
+        for (size_t j = 0; j < c->nhops; j++) {
             auth_wipe(c->hops[j].pass, sizeof c->hops[j].pass);
+            if (c->holds != NULL)
+                hold_put(c->holds[j]);
+        }
         free(c->hops);
-        free(c->down_until_ms);
+        free(c->holds);
     }
     free(r->alts);
     free(r->text);
@@ -309,10 +366,9 @@ static int new_chain(struct parser *p, struct route *r, const struct word *t)
         return words_fail(&p->w, t->col, "more than %d alternatives", ROUTE_MAX_ALTS);
     struct route_chain *c = &r->alts[r->nalts++];
     c->hops = calloc(ROUTE_MAX_HOPS, sizeof *c->hops);
-    c->down_until_ms = malloc(sizeof *c->down_until_ms);
-    if (c->hops == NULL || c->down_until_ms == NULL)
+    c->holds = calloc(ROUTE_MAX_HOPS, sizeof *c->holds);
+    if (c->hops == NULL || c->holds == NULL)
         return words_fail(&p->w, t->col, "out of memory");
-    atomic_init(c->down_until_ms, 0);
     return 0;
 }
 
@@ -349,7 +405,9 @@ static int parse_via(struct parser *p, struct route *r, const struct word *via, 
             return words_fail(&p->w, t.col, "more than %d hops in a chain", ROUTE_MAX_HOPS);
         if (parse_hop(p, &t, &c->hops[c->nhops]) < 0)
             return -1;
-        c->nhops++;
+        c->nhops++; /* counted first: route_clear puts what was got */
+        if ((c->holds[c->nhops - 1] = hold_get(&c->hops[c->nhops - 1])) == NULL)
+            return words_fail(&p->w, t.col, "out of memory");
     }
     t = (struct word){p->w.text + p->w.pos, 0, p->w.pos + 1};
     if (end_chain(p, r, &t, direct) < 0)
@@ -511,23 +569,34 @@ const struct route *routes_match(const struct routes *rs, const struct rules_req
     return v.allow && v.index >= 0 ? &rs->v[v.index] : NULL;
 }
 
+static int chain_up(const struct route_chain *c, int64_t now_ms)
+{
+    for (size_t i = 0; i < c->nhops; i++)
+        if (atomic_load_explicit(&c->holds[i]->down_until_ms, memory_order_relaxed) > now_ms)
+            return 0;
+    return 1;
+}
+
 size_t route_pick(const struct route *r, size_t from, int64_t now_ms)
 {
     for (size_t i = from; i < r->nalts; i++)
-        if (atomic_load_explicit(r->alts[i].down_until_ms, memory_order_relaxed) <= now_ms)
+        if (chain_up(&r->alts[i], now_ms))
             return i;
     return from < r->nalts ? from : r->nalts;
 }
 
-void route_chain_failed(const struct route_chain *c, int64_t now_ms)
+void route_hop_failed(const struct route_chain *c, size_t hop, int64_t now_ms)
 {
-    atomic_store_explicit(c->down_until_ms, now_ms + ROUTE_HOLDDOWN_MS, memory_order_relaxed);
+    if (hop < c->nhops)
+        atomic_store_explicit(&c->holds[hop]->down_until_ms, now_ms + ROUTE_HOLDDOWN_MS,
+                              memory_order_relaxed);
 }
 
 void route_chain_worked(const struct route_chain *c)
 {
-    if (atomic_load_explicit(c->down_until_ms, memory_order_relaxed) != 0)
-        atomic_store_explicit(c->down_until_ms, 0, memory_order_relaxed);
+    for (size_t i = 0; i < c->nhops; i++)
+        if (atomic_load_explicit(&c->holds[i]->down_until_ms, memory_order_relaxed) != 0)
+            atomic_store_explicit(&c->holds[i]->down_until_ms, 0, memory_order_relaxed);
 }
 
 static uint64_t sticky_key[2];
@@ -547,6 +616,26 @@ const uint64_t *route_sticky_key(void)
 {
     pthread_once(&sticky_once, make_sticky_key);
     return sticky_key;
+}
+
+/* Per thread: a random key, and a counter it hashes. */
+static _Thread_local uint64_t random_key[2], random_count;
+static _Thread_local int random_keyed;
+
+void route_random(uint64_t rnd[2])
+{
+    if (!random_keyed) {
+        if (hash_random_key(random_key) < 0) {
+            /* No randomness at all: still a different source per connection. */
+            random_key[0] = (uint64_t)(uintptr_t)&random_count;
+            random_key[1] = 0x72616e646f6dull;
+        }
+        random_keyed = 1;
+    }
+    random_count++;
+    rnd[0] = hash_sip(random_key, &random_count, sizeof random_count);
+    random_count++;
+    rnd[1] = hash_sip(random_key, &random_count, sizeof random_count);
 }
 
 /* addr with its host bits (after plen) replaced by those of bits[]. */
@@ -597,12 +686,18 @@ void route_out_for(const struct route *r, const uint64_t key[2], const void *id,
     out->mark = r->out.mark;
 }
 
-const char *route_hop_str(const struct upstream_hop *h, char *buf, size_t len)
+/* "socks5://host:port", or with_user "socks5://alice@host:port". */
+static const char *hop_str(const struct upstream_hop *h, int with_user, char *buf, size_t len)
 {
     int v6 = strchr(h->host, ':') != NULL;
-    snprintf(buf, len, v6 ? "%s://[%s]:%u" : "%s://%s:%u", upstream_kind_str(h->kind), h->host,
-             h->port);
+    snprintf(buf, len, v6 ? "%s://%s%s[%s]:%u" : "%s://%s%s%s:%u", upstream_kind_str(h->kind),
+             with_user ? h->user : "", with_user ? "@" : "", h->host, h->port);
     return buf;
+}
+
+const char *route_hop_str(const struct upstream_hop *h, char *buf, size_t len)
+{
+    return hop_str(h, 0, buf, len);
 }
 
 const char *route_via_str(const struct route *r, size_t alt, char *buf, size_t len)
@@ -620,4 +715,35 @@ const char *route_via_str(const struct route *r, size_t alt, char *buf, size_t l
         o += (size_t)n;
     }
     return buf;
+}
+
+int route_hop_parse(const char *text, size_t len, struct upstream_hop *h, char *err, size_t errlen)
+{
+    struct parser p = {.w = {.text = text, .err = err, .errlen = errlen},
+                       .flags = ROUTES_SECRETS_OK};
+    struct word t = {text, len, 1};
+    return parse_hop(&p, &t, h);
+}
+
+int routes_set_passwords(struct routes *rs, route_pass_fn pass_for, void *arg, char *err,
+                         size_t errlen)
+{
+    char hop[300];
+    for (size_t i = 0; rs != NULL && i < rs->n; i++)
+        for (size_t a = 0; a < rs->v[i].nalts; a++)
+            for (size_t j = 0; j < rs->v[i].alts[a].nhops; j++) {
+                struct upstream_hop *h = &rs->v[i].alts[a].hops[j];
+                const char *pass = h->user[0] && !h->pass[0] ? pass_for(arg, h) : NULL;
+                if (pass != NULL) {
+                    snprintf(h->pass, sizeof h->pass, "%s", pass);
+                } else if (h->user[0] && !h->pass[0]) {
+                    char where[300];
+                    snprintf(where, sizeof where, rs->v[i].line ? "%s:%d" : "socks5d: --route",
+                             rs->v[i].file, rs->v[i].line);
+                    snprintf(err, errlen, "%s: route hop %s has no password", where,
+                             hop_str(h, 1, hop, sizeof hop));
+                    return -1;
+                }
+            }
+    return 0;
 }

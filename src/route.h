@@ -6,12 +6,15 @@
  *   CLAUSES      from, user, cmd, to, port exactly as in access rules
  *                (parsed and matched by rules.c)
  *   ALTERNATIVE  direct | HOP [HOP ...]     (a chain: hops in order)
- *   HOP          socks5://[USER:PASS@]HOST:PORT | socks4a://HOST:PORT
- *                | http://[USER:PASS@]HOST:PORT   (HTTP CONNECT)
- *                USER and PASS may use %XX escapes; IPv6 HOST in brackets
+ *   HOP          socks5://[USER[:PASS]@]HOST:PORT | socks4a://HOST:PORT
+ *                | http://[USER[:PASS]@]HOST:PORT   (HTTP CONNECT)
+ *                USER and PASS may use %XX escapes; IPv6 HOST in brackets;
+ *                USER alone: the password is in the upstream credentials
+ *                file (upcreds.h)
  *   ITEM         IP | random CIDR | sticky CIDR | dev IFNAME | mark N
- * First match wins; no match means direct. A failed alternative is skipped
- * for ROUTE_HOLDDOWN_MS while another one is up. */
+ * First match wins; no match means direct. A failed hop is held down for
+ * ROUTE_HOLDDOWN_MS: an alternative with a held-down hop is skipped while
+ * another one is up. */
 #ifndef SOCKS5D_ROUTE_H
 #define SOCKS5D_ROUTE_H
 
@@ -27,10 +30,15 @@
 #define ROUTE_MAX_HOPS 8
 #define ROUTE_MAX_ALTS 8
 
+/* A hop's failover state: one per hop (kind, host, port) in the process,
+ * shared by every route, worker and configuration snapshot naming the hop,
+ * so a reload keeps it; it goes with the last snapshot naming the hop. */
+struct route_hold;
+
 struct route_chain {
     size_t nhops; /* 0: direct */
     struct upstream_hop *hops;
-    atomic_llong *down_until_ms; /* failover state, shared by every worker */
+    struct route_hold **holds; /* [nhops] */
 };
 
 enum route_src_mode { ROUTE_SRC_NONE, ROUTE_SRC_FIXED, ROUTE_SRC_RANDOM, ROUTE_SRC_STICKY };
@@ -73,18 +81,30 @@ int routes_add(struct routes *rs, const char *text, const char *file, int line, 
 size_t routes_count(const struct routes *rs);
 const struct route *routes_get(const struct routes *rs, size_t i);
 
+/* Parses one hop (socks5://[USER[:PASS]@]HOST:PORT, ...) into h. Returns 0,
+ * or -1 with a message in err ("column 1: ..."). */
+int route_hop_parse(const char *text, size_t len, struct upstream_hop *h, char *err, size_t errlen);
+
+/* Gives every hop named with a user and no password (socks5://alice@host:1080)
+ * the password pass_for returns for it. Returns 0, or -1 with "file:line:
+ * route hop ... has no password" in err when pass_for returns NULL. */
+typedef const char *(*route_pass_fn)(void *arg, const struct upstream_hop *h);
+int routes_set_passwords(struct routes *rs, route_pass_fn pass_for, void *arg, char *err,
+                         size_t errlen);
+
 /* The first route whose clauses match, or NULL for direct. When a route
  * with a CIDR `to` clause is reached with only a name known, returns NULL
  * with *need_addr 1: resolve and ask again with rq->dst set. */
 const struct route *routes_match(const struct routes *rs, const struct rules_request *rq,
                                  int *need_addr);
 
-/* The first alternative at or after `from` that is not held down, or when
- * all of those are, `from` itself; r->nalts when from is past the end. */
+/* The first alternative at or after `from` none of whose hops is held
+ * down, or when all of those have one, `from` itself; r->nalts when from is
+ * past the end. */
 size_t route_pick(const struct route *r, size_t from, int64_t now_ms);
-/* Holds an alternative down for ROUTE_HOLDDOWN_MS from now_ms. */
-void route_chain_failed(const struct route_chain *c, int64_t now_ms);
-/* Holds it up again after it worked. */
+/* Holds hop `hop` of c down for ROUTE_HOLDDOWN_MS from now_ms. */
+void route_hop_failed(const struct route_chain *c, size_t hop, int64_t now_ms);
+/* Holds every hop of c up again after the chain worked. */
 void route_chain_worked(const struct route_chain *c);
 
 /* The net_out for one connection of route r: fixed sources as given, a
@@ -92,6 +112,11 @@ void route_chain_worked(const struct route_chain *c);
  * name, or the client address for a client without one). */
 void route_out_for(const struct route *r, const uint64_t key[2], const void *id, size_t idlen,
                    const uint64_t rnd[2], struct net_out *out);
+
+/* 128 unpredictable bits for a random source: SipHash of a per-thread
+ * counter under a per-thread random key, so a connection costs no system
+ * call (getrandom once per thread). */
+void route_random(uint64_t rnd[2]);
 
 /* The process's random key for sticky sources (made on first use), so a
  * user keeps an address across reloads but nobody can compute it. */

@@ -6,7 +6,6 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -32,6 +31,7 @@
 #include "rules.h"
 #include "stats.h"
 #include "udp.h"
+#include "udpchain.h"
 #include "userstats.h"
 #include "users.h"
 
@@ -567,9 +567,22 @@ static void on_resolve_timeout(struct session *s)
     session_reply(s, SOCKS5_REP_HOST_UNREACHABLE, NULL, "resolve timeout");
 }
 
+static void chain_broke(struct session *s, size_t hop, uint8_t rep, const char *why);
+
+/* A hop that never answers (its connect or its handshake) fails over like
+ * one that refuses the connection. */
 static void on_dial_timeout(struct session *s)
 {
+    int dialing = s->hs->pending.cancel == cancel_dial,
+        talking = s->hs->pending.cancel == cancel_hops;
+    size_t hop = talking ? hops_at(s->hs->pending.op) : 0;
     pending_cancel(s);
+    if (route_of(s) && (dialing || talking) && s->ext->alt < s->ext->route->nalts &&
+        s->ext->route->alts[s->ext->alt].nhops > 0) {
+        chain_broke(s, hop, SOCKS5_REP_TTL_EXPIRED,
+                    talking ? "upstream handshake timeout" : "connect timeout");
+        return;
+    }
     session_reply(s, SOCKS5_REP_TTL_EXPIRED, NULL, "connect timeout");
 }
 
@@ -844,43 +857,58 @@ static void upstream_dst(const struct session *s, struct proto_addr *out)
     }
 }
 
-static void start_udp(struct session *s, const struct proto_addr *hint,
-                      const union addr_any *relay);
+static void start_udp(struct session *s, const struct proto_addr *hint, struct udpchain *through);
+static void out_of(const struct session *s, struct net_out *out);
 
 /* The upstream's control connection of a chained association: nothing is
  * expected on it; its end ends the association. */
 static void on_upstream_control(struct loop_io *io, unsigned events)
 {
-    struct session *s = container_of(io, struct session, relay.target.io);
-    uint8_t sink[256];
     (void)events;
-    for (;;) {
-        ssize_t n = read(io->fd, sink, sizeof sink);
-        if (n > 0 || (n < 0 && errno == EINTR))
-            continue;
-        if (n < 0 && errno == EAGAIN)
-            return;
-        session_fail(s, "upstream ended the UDP association");
-        return;
-    }
+    if (net_discard(io->fd))
+        session_fail(container_of(io, struct session, relay.target.io),
+                     "upstream ended the UDP association");
 }
 
-/* The upstream's association is up (its relay at bnd; an unspecified
- * address means the hop's own): open ours, chained to it. */
+static void cancel_udpchain(void *op)
+{
+    udpchain_free(op);
+}
+
+static void on_udpchain(void *owner, struct udpchain *c, uint8_t rep, const char *why)
+{
+    struct session *s = owner;
+    struct proto_addr hint;
+    pending_done(s);
+    if (rep != SOCKS5_REP_SUCCEEDED) {
+        session_reply(s, rep, NULL, why); /* why lives in c */
+        udpchain_free(c);
+        return;
+    }
+    upstream_dst(s, &hint);
+    start_udp(s, &hint, c);
+}
+
+static void on_udpchain_ended(void *owner)
+{
+    session_fail(owner, "upstream ended a UDP association of the chain");
+}
+
+/* The last hop's association is up (its relay at bnd): the earlier hops'
+ * associations come next (udpchain.h), then ours, chained to them. */
 static void udp_chained(struct session *s, struct loop_io *io, const struct proto_addr *bnd)
 {
-    struct sockaddr_storage ss;
-    union addr_any relay = s->peer;
-    struct proto_addr hint;
-    if (proto_addr_to_sockaddr(bnd, &ss) && !addr_is_unspecified((struct sockaddr *)&ss))
-        addr_normalize((struct sockaddr *)&ss, &relay);
-    addr_set_port(&relay, bnd->port);
+    struct net_out out;
     if (loop_io_move(s->env->loop, io, &s->relay.target.io, LOOP_READ, on_upstream_control) < 0) {
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "epoll_ctl failed");
         return;
     }
-    upstream_dst(s, &hint);
-    start_udp(s, &hint, &relay);
+    out_of(s, &out);
+    pending_set(s, cancel_udpchain,
+                udpchain_start(s->env->loop, chain_of(s), &s->peer, &out,
+                               s->cfg->timeout_connect_ms, bnd, on_udpchain, on_udpchain_ended, s));
+    if (!s->hs->pending.op)
+        session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "cannot start the upstream UDP chain");
 }
 
 static void on_hops(void *owner, enum hops_stage stage, struct loop_io *io, uint8_t rep,
@@ -899,9 +927,14 @@ static void on_hops(void *owner, enum hops_stage stage, struct loop_io *io, uint
             session_arm(s, s->cfg->timeout_bind_ms, on_bind_timeout);
         return;
     }
+    size_t at = hops_at(s->hs->pending.op);
     pending_done(s);
     if (stage == HOPS_FAILED) {
         session_reply(s, rep, NULL, why);
+        return;
+    }
+    if (stage == HOPS_BROKEN) {
+        chain_broke(s, at, rep, why);
         return;
     }
     route_chain_worked(chain_of(s));
@@ -915,21 +948,38 @@ static void on_hops(void *owner, enum hops_stage stage, struct loop_io *io, uint
 
 static void try_route(struct session *s);
 
+/* Hop `hop` of the alternative being tried failed (down, dropped, silent,
+ * or an earlier hop could not reach it): hold it down and try the next
+ * alternative with a deadline of its own, or tell the client. */
+static void chain_broke(struct session *s, size_t hop, uint8_t rep, const char *why)
+{
+    route_hop_failed(chain_of(s), hop, (int64_t)loop_now(s->env->loop));
+    if (s->ext->alt + 1 >= s->ext->route->nalts) {
+        session_reply(s, rep, NULL, why);
+        return;
+    }
+    char client[ADDR_STRLEN], via[ROUTE_VIA_STRLEN];
+    log_warn("client=%s via=%s failing over: %s",
+             addr_str(&s->pol.client.sa, client, sizeof client),
+             route_via_str(s->ext->route, s->ext->alt, via, sizeof via), why);
+    s->ext->alt++;
+    session_arm(s, s->cfg->timeout_connect_ms, on_dial_timeout);
+    try_route(s);
+}
+
 static void on_dialed(void *owner, int fd, struct loop_io *io, int err, const union addr_any *peer)
 {
     struct session *s = owner;
     struct proto_addr dst;
     uint64_t took = pending_done(s);
-    if (fd < 0 && via_hops(s) && s->ext->alt + 1 < s->ext->route->nalts) {
-        /* The first hop is down: hold it down and fail over. */
-        route_chain_failed(chain_of(s), (int64_t)loop_now(s->env->loop));
-        s->ext->alt++;
-        try_route(s);
+    if (fd < 0 && via_hops(s)) {
+        char why[400], hop[300];
+        snprintf(why, sizeof why, "connect %s: %s",
+                 route_hop_str(&chain_of(s)->hops[0], hop, sizeof hop), strerror(err));
+        chain_broke(s, 0, rep_from_errno(err), why);
         return;
     }
     if (fd < 0) {
-        if (via_hops(s))
-            route_chain_failed(chain_of(s), (int64_t)loop_now(s->env->loop));
         session_reply(s, rep_from_errno(err), NULL, strerror(err));
         return;
     }
@@ -954,7 +1004,7 @@ static void on_dialed(void *owner, int fd, struct loop_io *io, int err, const un
 /* How connections of this session leave the host (the route's `out`). */
 static void out_of(const struct session *s, struct net_out *out)
 {
-    uint64_t rnd[2] = {0, 0};
+    uint64_t rnd[2];
     const void *id = s->user;
     size_t idlen = s->user ? strlen(s->user) : 0;
     if (!route_of(s) || !s->ext->route->has_out) {
@@ -969,8 +1019,7 @@ static void out_of(const struct session *s, struct net_out *out)
             idlen = 4;
         }
     }
-    if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != sizeof rnd)
-        rnd[0] = loop_now(s->env->loop) ^ (uintptr_t)s; /* still varies per connection */
+    route_random(rnd);
     route_out_for(s->ext->route, route_sticky_key(), id, idlen, rnd, out);
 }
 
@@ -1042,11 +1091,11 @@ static void try_route(struct session *s)
     if (route_of(s))
         s->ext->alt = route_pick(s->ext->route, s->ext->alt, (int64_t)loop_now(s->env->loop));
     const struct route_chain *c = chain_of(s);
-    if (c && c->nhops > 0 && s->cmd == SOCKS5_CMD_UDP &&
-        (c->nhops != 1 || c->hops[0].kind != UPSTREAM_SOCKS5)) {
-        session_reply(s, SOCKS5_REP_CMD_UNSUPPORTED, NULL, "UDP goes through one SOCKS5 hop only");
-        return;
-    }
+    for (size_t i = 0; c && s->cmd == SOCKS5_CMD_UDP && i < c->nhops; i++)
+        if (c->hops[i].kind != UPSTREAM_SOCKS5) {
+            session_reply(s, SOCKS5_REP_CMD_UNSUPPORTED, NULL, "UDP goes through SOCKS5 hops only");
+            return;
+        }
     if (c && c->nhops > 0) {
         /* The hop is the operator's choice: no access rule applies to it. */
         resolve_name(s, c->hops[0].host, c->hops[0].port, dial);
@@ -1375,8 +1424,9 @@ static int parse_auth(struct session *s)
     return await_pool(s, auth_refuse, "password verification queue full");
 }
 
-/* relay: the upstream association to chain to (udp_chain), or NULL. */
-static void start_udp(struct session *s, const struct proto_addr *hint, const union addr_any *relay)
+/* through: the upstream associations to chain to (udp_chain, which takes
+ * it), or NULL. */
+static void start_udp(struct session *s, const struct proto_addr *hint, struct udpchain *through)
 {
     union addr_any bnd;
     struct cmd_ctx ctx;
@@ -1385,16 +1435,18 @@ static void start_udp(struct session *s, const struct proto_addr *hint, const un
     /* Under GSS-API protection each datagram is encapsulated too. */
     struct udp_seal seal = {gss_relay_open_dgram, gss_relay_seal_dgram, gss_relay_of(s)};
     if (!ext_of(s)) {
+        udpchain_free(through);
         session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL, "out of memory");
         return;
     }
     s->ext->udp = udp_open(cmd_ctx_of(s, &ctx), hint, &bnd, &rep, &why);
     if (!s->ext->udp || (s->ext->gss_relay && udp_protect(s->ext->udp, &seal) < 0)) {
+        udpchain_free(through);
         session_reply(s, rep, NULL, s->ext->udp ? "out of memory" : why);
         return;
     }
-    if (relay)
-        udp_chain(s->ext->udp, relay);
+    if (through)
+        udp_chain(s->ext->udp, through);
     phase_io(s, on_udp_control);
     if (session_reply(s, SOCKS5_REP_SUCCEEDED, &bnd.sa, NULL) < 0)
         return;

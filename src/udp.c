@@ -15,6 +15,7 @@
 #include "policy.h"
 #include "loop.h"
 #include "resolve.h"
+#include "udpchain.h"
 #include "wenv.h"
 
 #define UDP_PEERS 32    /* targets remembered for the answer filter */
@@ -52,8 +53,12 @@ struct udp_assoc {
     struct udp_seal seal;
     uint8_t *sealed; /* protected: each datagram's other form */
     struct udp_counts counts;
-    int chained;          /* through an upstream SOCKS5 association: */
-    union addr_any relay; /* its relay, where every datagram goes (udp_chain) */
+    /* Through upstream SOCKS5 associations (udp_chain), or NULL: the first
+     * hop's relay, where every datagram goes, and the headers in front. */
+    struct udpchain *chained;
+    union addr_any relay;
+    const uint8_t *prefix;
+    size_t prefix_len, nouter;
 };
 
 /* One buffer per worker thread for every datagram it relays. */
@@ -156,12 +161,13 @@ static ssize_t send_out(struct udp_assoc *u, int fd, const union addr_any *to, c
     uint8_t hdr[PROTO_UDP_HEADER_MAX];
     if (!u->chained)
         return sendto(fd, data, len, 0, &to->sa, addr_len(&to->sa));
-    struct iovec iov[2] = {{hdr, proto_encode_udp_header(hdr, sizeof hdr, &to->sa)},
+    struct iovec iov[3] = {{(void *)u->prefix, u->prefix_len},
+                           {hdr, proto_encode_udp_header(hdr, sizeof hdr, &to->sa)},
                            {(void *)data, len}};
     struct msghdr m = {.msg_name = &u->relay.sa,
                        .msg_namelen = addr_len(&u->relay.sa),
                        .msg_iov = iov,
-                       .msg_iovlen = 2};
+                       .msg_iovlen = 3};
     return sendmsg(fd, &m, 0);
 }
 
@@ -359,8 +365,24 @@ static void to_client(struct udp_assoc *u, const uint8_t *dgram, size_t len, siz
     stat_add(&u->ctx.env->stats.bytes_down, payload);
 }
 
-/* From the upstream's relay: already framed with the real source, which
- * must be one the association sent to (or any, in full cone). */
+/* Strips the later relays' headers from a datagram of the first hop's
+ * relay. Returns how many bytes they took, or -1 when malformed. */
+static long outer_headers(const struct udp_assoc *u, const uint8_t *data, size_t len)
+{
+    struct proto_addr a;
+    size_t off = 0, hlen;
+    enum proto_err err;
+    for (size_t i = 0; i < u->nouter; i++) {
+        if (proto_parse_udp_header(data + off, len - off, &a, &hlen, &err) != RES_DONE)
+            return -1;
+        off += hlen;
+    }
+    return (long)off;
+}
+
+/* From the upstream's relay: already framed with the real source (behind
+ * one header per later relay), which must be one the association sent to
+ * (or any, in full cone). */
 static void relay_dgram(struct udp_assoc *u, const uint8_t *data, size_t len,
                         const union addr_any *from)
 {
@@ -369,8 +391,14 @@ static void relay_dgram(struct udp_assoc *u, const uint8_t *data, size_t len,
     union addr_any src;
     size_t hlen;
     enum proto_err err;
+    long outer = outer_headers(u, data, len);
+    if (outer >= 0) {
+        data += outer;
+        len -= (size_t)outer;
+    }
     if (!addr_same_ip(&from->sa, &u->relay.sa) || addr_port(&from->sa) != addr_port(&u->relay.sa) ||
-        !u->client_port_known || proto_parse_udp_header(data, len, &a, &hlen, &err) != RES_DONE) {
+        !u->client_port_known || outer < 0 ||
+        proto_parse_udp_header(data, len, &a, &hlen, &err) != RES_DONE) {
         dropped(u);
         return;
     }
@@ -498,11 +526,13 @@ void udp_close(struct udp_assoc *u)
     close_io(u, &u->tio4);
     close_io(u, &u->tio6);
     fdbudget_give(UDP_FDS);
+    udpchain_free(u->chained);
     free(u);
 }
 
-void udp_chain(struct udp_assoc *u, const union addr_any *relay)
+void udp_chain(struct udp_assoc *u, struct udpchain *through)
 {
-    u->chained = 1;
-    addr_normalize(&relay->sa, &u->relay);
+    u->chained = through;
+    addr_normalize(&udpchain_relay(through)->sa, &u->relay);
+    u->prefix = udpchain_prefix(through, &u->prefix_len, &u->nouter);
 }

@@ -18,6 +18,7 @@
 
 struct cmd_ctx;
 struct udp_assoc;
+struct udpchain;
 
 struct udp_counts {
     uint64_t dgrams_up, dgrams_down, dropped;
@@ -46,11 +47,13 @@ struct udp_seal {
 /* From now on every datagram of the association goes through `seal`
  * (copied). Returns 0, or -1 when out of memory. */
 int udp_protect(struct udp_assoc *u, const struct udp_seal *seal);
-/* Chains the association to an upstream SOCKS5 one whose relay is at
- * `relay`: every datagram the client sends (judged by the rules as usual,
- * names resolved here) goes there framed with its destination, and what
- * the relay sends back, framed with its source, goes to the client. */
-void udp_chain(struct udp_assoc *u, const union addr_any *relay);
+/* Chains the association to upstream SOCKS5 ones (udpchain.h; takes
+ * ownership of `through`): every datagram the client sends (judged by the
+ * rules as usual, names resolved here) goes to the first hop's relay framed
+ * with the later relays' headers and its destination, and what comes back,
+ * stripped of the relays' headers and framed with its source, goes to the
+ * client. */
+void udp_chain(struct udp_assoc *u, struct udpchain *through);
 const struct udp_counts *udp_counts(const struct udp_assoc *u);
 
 #endif

@@ -27,6 +27,13 @@ static int fail(struct upstream *u, uint8_t rep, const char *why)
     return UPSTREAM_FAIL;
 }
 
+/* A well-formed refusal: the hop works and said no. */
+static int refuse(struct upstream *u, uint8_t rep, const char *why)
+{
+    u->answered = 1;
+    return fail(u, rep, why);
+}
+
 static int has_creds(const struct upstream_hop *h)
 {
     return h->user[0] != '\0';
@@ -187,7 +194,7 @@ static int feed_method(struct upstream *u, const uint8_t *in, size_t len, size_t
     if (in[1] == SOCKS5_METHOD_USERPASS && has_creds(u->hop))
         return send_userpass(u);
     if (in[1] == SOCKS5_METHOD_UNACCEPTABLE)
-        return fail(u, SOCKS5_REP_NOT_ALLOWED, "upstream accepts none of our methods");
+        return refuse(u, SOCKS5_REP_NOT_ALLOWED, "upstream accepts none of our methods");
     return fail(u, SOCKS5_REP_GENERAL_FAILURE, "upstream chose a method not offered");
 }
 
@@ -199,7 +206,7 @@ static int feed_auth(struct upstream *u, const uint8_t *in, size_t len, size_t *
     if (in[0] != SOCKS5_USERPASS_VERSION)
         return fail(u, SOCKS5_REP_GENERAL_FAILURE, "bad user/pass reply from upstream");
     if (in[1] != 0)
-        return fail(u, SOCKS5_REP_NOT_ALLOWED, "upstream refused the credentials");
+        return refuse(u, SOCKS5_REP_NOT_ALLOWED, "upstream refused the credentials");
     return send_request(u);
 }
 
@@ -212,7 +219,7 @@ static int feed_reply(struct upstream *u, const uint8_t *in, size_t len, size_t 
     if (rc == RES_ERROR)
         return fail(u, SOCKS5_REP_GENERAL_FAILURE, "malformed reply from upstream");
     if (u->rep != SOCKS5_REP_SUCCEEDED)
-        return fail(u, u->rep, "upstream refused the request");
+        return refuse(u, u->rep, "upstream refused the request");
     if (u->cmd == SOCKS5_CMD_BIND && u->step == S5_REPLY) {
         u->step = S5_SECOND;
         return UPSTREAM_BOUND;
@@ -230,7 +237,7 @@ static int feed_socks4(struct upstream *u, const uint8_t *in, size_t len, size_t
         return fail(u, SOCKS5_REP_GENERAL_FAILURE, "upstream is not a SOCKS4 server");
     u->rep = proto4_rep_from_cd(in[1]);
     if (u->rep != SOCKS5_REP_SUCCEEDED)
-        return fail(u, u->rep, "upstream refused the request");
+        return refuse(u, u->rep, "upstream refused the request");
     u->bnd.atyp = SOCKS5_ATYP_IPV4;
     u->bnd.port = (uint16_t)(in[2] << 8 | in[3]);
     memcpy(u->bnd.u.ip4, in + 4, 4);
@@ -276,7 +283,7 @@ static int feed_http(struct upstream *u, const uint8_t *in, size_t len, size_t *
         return fail(u, SOCKS5_REP_GENERAL_FAILURE, "HTTP proxy sent no status line");
     int status = (in[9] - '0') * 100 + (in[10] - '0') * 10 + (in[11] - '0');
     if (status < 200 || status > 299)
-        return fail(u, rep_from_http(status), "HTTP proxy refused CONNECT");
+        return refuse(u, rep_from_http(status), "HTTP proxy refused CONNECT");
     u->rep = SOCKS5_REP_SUCCEEDED;
     u->step = END;
     return UPSTREAM_DONE;

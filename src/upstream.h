@@ -10,7 +10,10 @@
  *     UPSTREAM_BOUND  BIND only: the first reply (u.bnd); wait for the second
  *     UPSTREAM_DONE   success, u.bnd is the hop's BND; bytes after `used` are
  *                     already tunnel data
- *     UPSTREAM_FAIL   u.rep is the REP to give the client, u.why says why */
+ *     UPSTREAM_FAIL   u.rep is the REP to give the client, u.why says why;
+ *                     u.answered when the hop answered a well-formed
+ *                     refusal (of our login or of the request), 0 when it
+ *                     broke the protocol */
 #ifndef SOCKS5D_UPSTREAM_H
 #define SOCKS5D_UPSTREAM_H
 
@@ -53,6 +56,7 @@ struct upstream {
     uint8_t out[UPSTREAM_OUT_MAX];
     size_t out_len;
     uint8_t rep;
+    int answered;
     struct proto_addr bnd;
     const char *why;
 };

@@ -236,3 +236,27 @@ def idle_memory(res, before, after):
         res["kb_per_tunnel"] = (after["rss"] - before["rss"]) / res["established"]
         res["pss_kb_per_tunnel"] = (after["pss"] - before["pss"]) / res["established"]
     return res
+
+
+# Outbound addresses (issue 13): crr to the target by an IPv6 name, once
+# through `route via direct` and once through `route via direct out random
+# PREFIX` (a random source per connection), both socks5d in the same run.
+# Needs the network namespace of bench/README.md (a local route for PREFIX);
+# other servers have no routes: n/a.
+ROUTE6_PREFIX = "2001:db8:1::/64"
+ROUTE6_NAME, ROUTE6_TARGET = "crr6.bench", "2001:db8:1::1"  # socks5d's hosts file
+
+
+class RouteScenario(Scenario):
+    """A crr whose socks5d runs with server_args added to its command line."""
+
+    def __init__(self, name, route):
+        super().__init__(name, "crr", ["crr", "-c", "64", "-s", "64", "-D", ROUTE6_NAME, "-6"],
+                         needs="route6")
+        self.server_args = ["--route", route]
+
+
+SCENARIOS += [
+    RouteScenario("crr-v6-direct", "via direct"),
+    RouteScenario("crr-v6-out-random", f"via direct out random {ROUTE6_PREFIX}"),
+]

@@ -33,7 +33,7 @@ class Spec:
 
 SPECS = {
     "direct": Spec("direct", {"udp"}, "no proxy: the loopback limit of the load generator"),
-    "socks5d": Spec("socks5d", {"auth", "domain", "udp", "idle"}, "bin/socks5d -w 2 -q"),
+    "socks5d": Spec("socks5d", {"auth", "domain", "udp", "idle", "route6"}, "bin/socks5d -w 2 -q"),
     "microsocks": Spec("microsocks", {"auth", "domain", "idle"},
                        "Debian microsocks, one thread per connection; no UDP; compares "
                        "passwords in plaintext (no hash, so crr-auth-nocache costs it "
@@ -99,7 +99,7 @@ def users_file(root, out):
     return path
 
 
-def command(name, port, auth, root, out):
+def command(name, port, auth, root, out, extra=()):
     """argv for server name on port, with or without user/password auth.
     microsocks compares the password in plaintext and caches nothing, so its
     "uncached" run is its only auth run."""
@@ -110,7 +110,7 @@ def command(name, port, auth, root, out):
             argv += ["--auth", "userpass", "--users", users_file(root, out)]
         if auth == "uncached":
             argv += ["--auth-cache-ttl", "0"]
-        return argv
+        return argv + list(extra)
     if name == "microsocks":
         argv = ["microsocks", "-i", "127.0.0.1", "-p", str(port)]
         return argv + (["-u", USER, "-P", PASSWORD] if auth else [])
@@ -143,19 +143,31 @@ def wait_listening(proc, port):
     raise ServerError(f"not listening on port {port} after {START_TIMEOUT_S} s")
 
 
-class Running:
-    """A started server process; stop() ends it and every process it forked."""
+def route6_env(out):
+    """socks5d's environment for the route scenarios: a hosts file (c-ares
+    reads $CARES_HOSTS) giving the IPv6 target's name its address."""
+    from .scenarios import ROUTE6_NAME, ROUTE6_TARGET
+    path = os.path.join(out, "hosts6")
+    with open(path, "w") as f:
+        f.write(f"{ROUTE6_TARGET} {ROUTE6_NAME}\n")
+    return dict(os.environ, CARES_HOSTS=path)
 
-    def __init__(self, name, auth, root, out):
+
+class Running:
+    """A started server process; stop() ends it and every process it forked.
+    extra: arguments added to socks5d's command line (route scenarios)."""
+
+    def __init__(self, name, auth, root, out, extra=()):
         self.name, self.auth = name, auth
         self.port = free_port()
-        argv = command(name, self.port, auth, root, out)
+        argv = command(name, self.port, auth, root, out, extra)
         tag = f"-auth-{auth}" if auth else ""
         self.log_path = os.path.join(out, f"{name}{tag}-{self.port}.log")
         with open(self.log_path, "w") as log:
             try:
                 self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                             stderr=subprocess.STDOUT)
+                                             stderr=subprocess.STDOUT,
+                                             env=route6_env(out) if extra else None)
             except OSError as e:
                 raise ServerError(f"cannot run {argv[0]}: {e.strerror}") from e
         try:

@@ -57,7 +57,7 @@ static void check_route(const struct route *r, const char *line, int secrets_ok)
         for (size_t j = 0; j < r->alts[i].nhops; j++) {
             const struct upstream_hop *h = &r->alts[i].hops[j];
             CHECK(h->port != 0 && h->host[0] != '\0');
-            CHECK(secrets_ok || h->user[0] == '\0');
+            CHECK(secrets_ok || h->pass[0] == '\0'); /* a user alone is no secret */
             /* Masking takes away at least the password's own ":PASS@"
              * (when written without %XX, and not made of '*' itself). */
             if (h->pass[0] != 0 && strchr(h->pass, '*') == NULL) {

@@ -3,6 +3,7 @@ addresses: real clients (curl, proxychains4, PySocks, raw sockets) and real
 upstreams (socks5d itself, Debian's danted and tinyproxy), each started by the
 test on a free port with its own configuration."""
 import ipaddress
+import json
 import socket
 import struct
 import subprocess
@@ -11,6 +12,7 @@ import threading
 import pytest
 
 import bindudp_support as bu
+from ops_support import curl
 from harness import (HTTP_BODY, UdpEcho, USERS, free_port, proxy_env, read_reply, read_until_closed,
                      recv_exact, request, scaled, wait_until)
 from security_support import (ALICE, BOB, ask, ask_rep, echo_ok, negotiate, udp_header,
@@ -414,10 +416,71 @@ def test_udp_through_an_upstream_socks5_with_npm_socks(socks5d, udp_echo, users_
         assert line.get("via") == via
 
 
-def test_udp_through_a_chain_of_two_is_refused(socks5d):
-    a, b = socks5d("--auth", "none"), socks5d("--auth", "none")
+def associate(near, udp_echo, count=3):
+    return bu.run_node("associate.js", {
+        "proxyHost": "127.0.0.1", "proxyPort": near.port, "family": 4,
+        "targetHost": udp_echo.addr[0], "targetPort": udp_echo.addr[1], "namePort": False,
+        "userId": None, "password": None, "count": count, "timeoutMs": int(scaled(15000)),
+    })
+
+
+def test_udp_through_a_chain_of_three_with_npm_socks(socks5d, udp_echo, users_file, tmp_path):
+    a, c = socks5d("--auth", "none"), socks5d("--auth", "none")
+    b = socks5d("--auth", "userpass", "--users", users_file)
+    chain = (f"socks5://127.0.0.1:{a.port} socks5://alice:{USERS['alice']}@127.0.0.1:{b.port} "
+             f"socks5://127.0.0.1:{c.port}")
+    near = socks5d("-c", write_conf(tmp_path, "udp3.conf", ["auth none", f"route via {chain}"]))
+    res = associate(near, udp_echo)
+    assert len(res["replies"]) == 3
+    for r in res["replies"]:
+        assert r["ok"], "echo payload differs"
+        assert r["host"] == udp_echo.addr[0] and r["port"] == udp_echo.addr[1]
+    assert len(udp_echo.received) == 3
+    # Every hop relayed each datagram once, each way, in an association of
+    # its own: nested headers, stripped one per relay.
+    for hop in (a, b, c):
+        (line,) = hop.wait_access(1, pred=lambda l: l["cmd"] == "udp")
+        assert line["rep"] == "0"
+        assert (line["dgrams_up"], line["dgrams_down"], line["dropped"]) == ("3", "3", "0")
+    (line,) = near.wait_access(1)
+    assert (line["dgrams_up"], line["dgrams_down"], line["dropped"]) == ("3", "3", "0")
+    assert line["via"] == chain.replace(f"alice:{USERS['alice']}@", "")
+
+
+def test_a_chained_udp_association_ends_with_an_earlier_hops_association(socks5d):
+    mport = free_port()
+    a = socks5d("--auth", "none", "--metrics", f"127.0.0.1:{mport}")
+    b = socks5d("--auth", "none")
     near = socks5d("--auth", "none", "--route",
                    f"via socks5://127.0.0.1:{a.port} socks5://127.0.0.1:{b.port}")
+    rep, _, _, s = ask(near, "0.0.0.0", 0, cmd=3)
+    with s:
+        assert rep == 0
+        code, body = curl(f"http://127.0.0.1:{mport}/sessions")
+        (udp,) = [x for x in json.loads(body)["sessions"] if x.get("cmd") == "udp"]
+        code, _ = curl(f"http://127.0.0.1:{mport}/sessions/close?id={udp['id']}", "-X", "POST")
+        assert code == 200
+        # The first hop's association is gone: so is the client's.
+        assert read_until_closed(s, scaled(5)) == b""
+    (line,) = near.wait_access(1)
+    assert line["error"] == "upstream ended a UDP association of the chain"
+
+
+@pytest.mark.parametrize("refuser", [0, 1], ids=["first-hop", "last-hop"])
+def test_udp_through_a_chain_with_a_hop_that_refuses_udp(socks5d, refuser):
+    hops = [socks5d("--auth", "none", *(["--no-udp"] if i == refuser else [])) for i in range(2)]
+    near = socks5d("--auth", "none", "--route",
+                   " ".join(["via"] + [f"socks5://127.0.0.1:{h.port}" for h in hops]))
+    # The hop's own answer to a client, passed on as it is.
+    direct = ask_rep(hops[refuser], "0.0.0.0", 0, cmd=3)
+    assert direct != 0
+    assert ask_rep(near, "0.0.0.0", 0, cmd=3) == direct
+
+
+def test_udp_through_a_chain_with_an_http_hop_is_refused(socks5d):
+    a = socks5d("--auth", "none")
+    near = socks5d("--auth", "none", "--route",
+                   f"via socks5://127.0.0.1:{a.port} http://127.0.0.1:{free_port()}")
     assert ask_rep(near, "0.0.0.0", 0, cmd=3) == 7
 
 

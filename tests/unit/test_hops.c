@@ -5,6 +5,7 @@
 #include "unit_support.h"
 
 #include <poll.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 #include "fdbudget.h"
@@ -18,7 +19,10 @@ struct outcome {
     char early[64];
     size_t early_len;
     int kept_fd;
-    const char *why;
+    const char *why; /* static strings, or why_buf: the hops' own is freed */
+    char why_buf[512];
+    struct hops *h; /* set by the test: hops_at() from the callback */
+    size_t at;
 };
 
 static void on_hops(void *owner, enum hops_stage stage, struct loop_io *io, uint8_t rep,
@@ -35,6 +39,12 @@ static void on_hops(void *owner, enum hops_stage stage, struct loop_io *io, uint
     r->stage = stage;
     r->rep = rep;
     r->why = why;
+    if (why) {
+        snprintf(r->why_buf, sizeof r->why_buf, "%s", why);
+        r->why = r->why_buf;
+    }
+    if (r->h)
+        r->at = hops_at(r->h);
     memcpy(r->early, early, early_len < sizeof r->early ? early_len : sizeof r->early);
     r->early_len = early_len;
     if (stage == HOPS_DONE) {
@@ -113,8 +123,7 @@ static void wait_result(struct rig *g)
 
 static struct route_chain chain_of(struct upstream_hop *hops, size_t n)
 {
-    static atomic_llong down;
-    struct route_chain c = {n, hops, &down};
+    struct route_chain c = {n, hops, NULL}; /* the hops keep no hold */
     return c;
 }
 
@@ -203,7 +212,31 @@ TEST(a_refusal_of_the_last_hop_is_passed_on)
     rig_close(&g);
 }
 
-TEST(a_hop_that_closes_mid_handshake_is_a_general_failure)
+TEST(an_inner_hop_that_cannot_reach_the_next_breaks_the_chain_at_the_next)
+{
+    struct rig g;
+    struct upstream_hop hs[2] = {hop(UPSTREAM_SOCKS5, "10.0.0.1", 1080, "", ""),
+                                 hop(UPSTREAM_SOCKS5, "10.0.0.2", 1081, "", "")};
+    struct route_chain c = chain_of(hs, 2);
+    struct proto_addr d = target();
+    rig_open(&g);
+    g.r.h = hops_start(g.loop, &g.from, &c, SOCKS5_CMD_CONNECT, &d, on_hops, &g.r);
+    assert_non_null(g.r.h);
+    expect(&g, "\5\1\0", 3);
+    answer(&g, "\5\0", 2);
+    expect(&g, "\5\1\0\1\12\0\0\2\4\71", 10);
+    uint8_t refused[sizeof OK5];
+    memcpy(refused, OK5, sizeof refused);
+    refused[1] = SOCKS5_REP_CONN_REFUSED;
+    answer(&g, refused, sizeof refused);
+    wait_result(&g);
+    assert_int_equal(g.r.stage, HOPS_BROKEN);
+    assert_int_equal(g.r.at, 1);
+    assert_non_null(strstr(g.r.why, "socks5://10.0.0.2:1081: "));
+    rig_close(&g);
+}
+
+TEST(a_hop_that_closes_mid_handshake_breaks_the_chain)
 {
     struct rig g;
     struct upstream_hop hs[1] = {hop(UPSTREAM_SOCKS4A, "10.0.0.1", 1080, "", "")};
@@ -214,12 +247,15 @@ TEST(a_hop_that_closes_mid_handshake_is_a_general_failure)
     expect(&g, "\4\1\0\120\0\0\0\1\0t.example\0", 19);
     shutdown(g.peer, SHUT_WR);
     wait_result(&g);
-    assert_int_equal(g.r.stage, HOPS_FAILED);
+    assert_int_equal(g.r.stage, HOPS_BROKEN);
     assert_int_equal(g.r.rep, SOCKS5_REP_GENERAL_FAILURE);
+    assert_non_null(strstr(g.r.why, "socks4a://10.0.0.1:1080: "));
     rig_close(&g);
 }
 
-TEST(bind_through_a_hop_reports_both_replies)
+/* BIND through one hop: its first reply, then its second or (drop) the end
+ * of the connection. Returns how the hops ended. */
+static enum hops_stage bind_then(int drop)
 {
     struct rig g;
     struct upstream_hop hs[1] = {hop(UPSTREAM_SOCKS5, "10.0.0.1", 1080, "", "")};
@@ -231,11 +267,26 @@ TEST(bind_through_a_hop_reports_both_replies)
     answer(&g, "\5\0", 2);
     expect(&g, "\5\2\0\3\11t.example\0\120", 16);
     answer(&g, OK5, sizeof OK5);
-    answer(&g, OK5, sizeof OK5);
+    if (drop)
+        shutdown(g.peer, SHUT_WR);
+    else
+        answer(&g, OK5, sizeof OK5);
     wait_result(&g);
     assert_int_equal(g.r.bound, 1);
-    assert_int_equal(g.r.stage, HOPS_DONE);
+    enum hops_stage stage = g.r.stage;
     rig_close(&g);
+    return stage;
+}
+
+TEST(bind_through_a_hop_reports_both_replies)
+{
+    assert_int_equal(bind_then(0), HOPS_DONE);
+}
+
+TEST(a_drop_after_binds_first_reply_is_no_failover)
+{
+    /* The client has its first reply: another alternative cannot start over. */
+    assert_int_equal(bind_then(1), HOPS_FAILED);
 }
 
 TEST(cancel_closes_the_connection_without_a_call)
@@ -276,8 +327,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_chain_of_three_asks_each_hop_for_the_next),
         cmocka_unit_test(a_refusal_of_the_last_hop_is_passed_on),
-        cmocka_unit_test(a_hop_that_closes_mid_handshake_is_a_general_failure),
+        cmocka_unit_test(a_hop_that_closes_mid_handshake_breaks_the_chain),
+        cmocka_unit_test(an_inner_hop_that_cannot_reach_the_next_breaks_the_chain_at_the_next),
         cmocka_unit_test(bind_through_a_hop_reports_both_replies),
+        cmocka_unit_test(a_drop_after_binds_first_reply_is_no_failover),
         cmocka_unit_test(cancel_closes_the_connection_without_a_call),
         cmocka_unit_test(target_of_a_hop_is_ip_or_name),
     };

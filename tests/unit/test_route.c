@@ -152,6 +152,38 @@ TEST(credentials_on_the_command_line_are_refused)
     routes_free(rs);
 }
 
+static const char *pass_of_alice(void *arg, const struct upstream_hop *h)
+{
+    (void)arg;
+    return strcmp(h->user, "alice") == 0 ? "from the file" : NULL;
+}
+
+TEST(a_hop_with_a_user_alone_takes_its_password_from_the_file)
+{
+    /* A user name is no secret: the command line may name it. */
+    struct routes *rs = routes_new();
+    char err[256];
+    assert_int_equal(
+        routes_add(rs, "via socks5://alice@h:1 | http://bob@h:2", NULL, 0, 0, err, sizeof err), 0);
+    const struct route *r = routes_get(rs, 0);
+    assert_string_equal(r->alts[0].hops[0].user, "alice");
+    assert_string_equal(r->alts[0].hops[0].pass, "");
+    assert_int_equal(routes_set_passwords(rs, pass_of_alice, NULL, err, sizeof err), -1);
+    assert_string_equal(err, "socks5d: --route: route hop http://bob@h:2 has no password");
+    assert_string_equal(r->alts[0].hops[0].pass, "from the file");
+    routes_free(rs);
+}
+
+TEST(random_bits_differ_every_time)
+{
+    uint64_t seen[512][2];
+    for (size_t i = 0; i < 512; i++) {
+        route_random(seen[i]);
+        for (size_t j = 0; j < i; j++)
+            assert_false(seen[i][0] == seen[j][0] && seen[i][1] == seen[j][1]);
+    }
+}
+
 TEST(errors_name_the_column)
 {
     expect_error("to x.example", ROUTES_SECRETS_OK, "column 13: route needs 'via'");
@@ -162,7 +194,6 @@ TEST(errors_name_the_column)
     expect_error("via socks5://2001:db8::1:1080", 0, "must be in brackets");
     expect_error("via socks5://[2001:db8::1]", 0, "[ADDR]:PORT");
     expect_error("via socks4a://u:p@h:1", ROUTES_SECRETS_OK, "SOCKS4a carries no password");
-    expect_error("via socks5://u@h:1", ROUTES_SECRETS_OK, "USER:PASS@");
     expect_error("via socks5://u:%zz@h:1", ROUTES_SECRETS_OK, "%XX");
     expect_error("via | direct", 0, "column 5: empty alternative");
     expect_error("via direct |", 0, "empty alternative");
@@ -247,21 +278,47 @@ TEST(an_empty_set_matches_nothing)
 
 TEST(a_failed_alternative_is_held_down_then_tried_again)
 {
-    struct routes *rs = BUILD("via socks5://a:1 | socks5://b:1 | direct");
+    struct routes *rs = BUILD("via socks5://a:1 | socks5://b:1 | socks5://c:1");
     const struct route *r = routes_get(rs, 0);
     assert_int_equal(route_pick(r, 0, 1000), 0);
-    route_chain_failed(&r->alts[0], 1000);
+    route_hop_failed(&r->alts[0], 0, 1000);
     assert_int_equal(route_pick(r, 0, 1001), 1);
     assert_int_equal(route_pick(r, 0, 1000 + ROUTE_HOLDDOWN_MS), 0);
-    route_chain_failed(&r->alts[1], 1000);
+    route_hop_failed(&r->alts[1], 0, 1000);
     assert_int_equal(route_pick(r, 0, 1001), 2);
-    route_chain_failed(&r->alts[2], 1000);
+    route_hop_failed(&r->alts[2], 0, 1000);
     assert_int_equal(route_pick(r, 0, 1001), 0); /* all down: try anyway */
     assert_int_equal(route_pick(r, 1, 1001), 1);
     assert_int_equal(route_pick(r, 3, 1001), 3);
     route_chain_worked(&r->alts[0]);
     assert_int_equal(route_pick(r, 0, 1001), 0);
     routes_free(rs);
+}
+
+TEST(a_failed_later_hop_holds_down_every_chain_through_it)
+{
+    struct routes *rs = BUILD("via socks5://a:1 socks5://b:1 | socks5://c:1 socks5://b:1 | direct");
+    const struct route *r = routes_get(rs, 0);
+    route_hop_failed(&r->alts[0], 1, 1000);
+    assert_int_equal(route_pick(r, 0, 1001), 2);
+    route_chain_worked(&r->alts[1]);
+    assert_int_equal(route_pick(r, 0, 1001), 0);
+    routes_free(rs);
+}
+
+TEST(a_hold_outlives_a_reload_naming_the_hop_and_goes_with_the_last_one)
+{
+    struct routes *old = BUILD("via socks5://a:1 | direct");
+    route_hop_failed(&routes_get(old, 0)->alts[0], 0, 1000);
+    struct routes *same = BUILD("to x.example via http://z:2 | socks5://a:1 | direct");
+    routes_free(old); /* the reload's new snapshot took over */
+    assert_int_equal(route_pick(routes_get(same, 0), 1, 1001), 2);
+    struct routes *without = BUILD("via direct");
+    routes_free(same);
+    struct routes *back = BUILD("via socks5://a:1 | direct");
+    assert_int_equal(route_pick(routes_get(back, 0), 0, 1001), 0);
+    routes_free(without);
+    routes_free(back);
 }
 
 static const uint64_t KEY[2] = {1, 2};
@@ -374,6 +431,8 @@ int main(void)
         cmocka_unit_test(text_masks_every_password_and_its_length),
         cmocka_unit_test(credentials_on_the_command_line_are_refused),
         cmocka_unit_test(errors_name_the_column),
+        cmocka_unit_test(random_bits_differ_every_time),
+        cmocka_unit_test(a_hop_with_a_user_alone_takes_its_password_from_the_file),
         cmocka_unit_test(clause_errors_come_from_rules_with_route_columns),
         cmocka_unit_test(too_many_hops_or_alternatives),
         cmocka_unit_test(first_matching_route_wins_and_no_match_is_direct),
@@ -381,6 +440,8 @@ int main(void)
         cmocka_unit_test(a_cidr_route_needs_the_address_of_a_name),
         cmocka_unit_test(an_empty_set_matches_nothing),
         cmocka_unit_test(a_failed_alternative_is_held_down_then_tried_again),
+        cmocka_unit_test(a_failed_later_hop_holds_down_every_chain_through_it),
+        cmocka_unit_test(a_hold_outlives_a_reload_naming_the_hop_and_goes_with_the_last_one),
         cmocka_unit_test(fixed_source_and_device_and_mark),
         cmocka_unit_test(random_source_stays_in_the_prefix_and_varies),
         cmocka_unit_test(random_ipv4_with_an_odd_prefix_keeps_the_network_bits),

@@ -1,0 +1,53 @@
+/* UDP ASSOCIATE through a route's chain of SOCKS5 hops (RFC 1928 section 7,
+ * nested). The last hop's association is asked for over the route's tunnel
+ * through the earlier hops (hops.c), as for a single hop; this module then
+ * asks every earlier hop i for an association of its own, over a control
+ * connection of its own through hops 0..i-1. A datagram goes to hop 0's
+ * relay carrying one SOCKS5 UDP header per later hop's relay in front of
+ * the destination's: each relay strips the first header and sends the rest
+ * to the relay it names; answers come back with one header per relay in
+ * front (udp.c strips them). The control connections live as long as the
+ * association. */
+#ifndef SOCKS5D_UDPCHAIN_H
+#define SOCKS5D_UDPCHAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "loop.h"
+#include "net.h"
+#include "proto.h"
+#include "route.h"
+
+struct udpchain;
+
+/* rep 0: the path is ready (udpchain_relay, udpchain_prefix); else the
+ * chain failed with the REP for the client and why. Either way the owner
+ * frees c (udpchain_free) or hands it on (udp_chain). Runs on the loop,
+ * never inside udpchain_start. */
+typedef void (*udpchain_fn)(void *owner, struct udpchain *c, uint8_t rep, const char *why);
+/* A control connection of a ready chain ended: the association is over.
+ * Called last from the event: the owner may free c. */
+typedef void (*udpchain_end_fn)(void *owner);
+
+/* Starts the associations of hops 0..nhops-2 of `chain` (c must outlive
+ * the udpchain), each over a new connection to hop 0 at `hop0`, leaving as
+ * `out` says, each dial bounded by timeout_ms. `last` is the last hop's
+ * relay (its reply's BND). Returns NULL when out of memory or when no
+ * connection could be started. */
+struct udpchain *udpchain_start(struct loop *l, const struct route_chain *chain,
+                                const union addr_any *hop0, const struct net_out *out,
+                                uint32_t timeout_ms, const struct proto_addr *last,
+                                udpchain_fn done, udpchain_end_fn ended, void *owner);
+/* Closes the control connections, stops what is in flight, frees c (NULL:
+ * nothing). No callback runs afterwards. */
+void udpchain_free(struct udpchain *c);
+/* Where datagrams go: hop 0's relay. */
+const union addr_any *udpchain_relay(const struct udpchain *c);
+/* The headers naming hops 1..n-1's relays, to put in front of each
+ * datagram's own header; *nouter = how many (and how many come back in
+ * front of the source's header). */
+const uint8_t *udpchain_prefix(const struct udpchain *c, size_t *len, size_t *nouter);
+
+#endif
