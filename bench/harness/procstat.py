@@ -82,3 +82,21 @@ def pss_kb(pid):
 def count(pid):
     """Number of processes in the tree."""
     return len(tree(pid))
+
+
+def kworker_seconds():
+    """utime+stime of every kernel worker thread: work the kernel queues
+    (a sockmap redirect's send to the destination socket) runs there, on
+    no process's account. Machine-wide, so other load counts too."""
+    ticks = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                text = f.read()
+        except OSError:
+            continue
+        if "(kworker" in text:
+            ticks += sum(int(v) for v in text[text.rindex(")") + 2:].split()[11:13])
+    return ticks / TICK
