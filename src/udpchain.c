@@ -187,9 +187,15 @@ static void on_leg_hops(void *owner, enum hops_stage stage, struct loop_io *io, 
     /* Every hop of a leg is an earlier hop of the route: its refusal of the
      * association breaks the chain at it, as a drop or a silence does. */
     size_t at = stage == HOPS_BROKEN ? hops_at(g->hops) : g->view.nhops - 1;
+    char named[sizeof c->why], hop[300];
     (void)early;
     (void)early_len;
-    g->hops = NULL; /* it frees itself when this returns */
+    g->hops = NULL;             /* it frees itself when this returns */
+    if (stage == HOPS_FAILED) { /* a broken chain's why names its hop already */
+        snprintf(named, sizeof named, "%s: %s", route_hop_str(&c->chain->hops[at], hop, sizeof hop),
+                 why);
+        why = named;
+    }
     if (stage != HOPS_DONE) {
         fail(c, at, rep, why);
         return;
