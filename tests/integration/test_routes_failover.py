@@ -204,6 +204,37 @@ def test_hold_down_survives_a_reload_for_hops_still_configured(socks5d, echo, fa
     assert via_of(near, 4) == [hop(spare.port)] * 4
 
 
+def test_parallel_failovers_on_both_workers_during_reloads(socks5d, echo, fake, tmp_path):
+    # The hold-down table is one for the process: both workers hold hops
+    # down and read them while the main thread's reloads add and drop them
+    # (run under ThreadSanitizer by scripts/test.sh).
+    drop = fake("close")
+    spare = socks5d("--auth", "none")
+    conf = tmp_path / "near.conf"
+    both = f"auth none\nroute via {hop(drop.port)} | {hop(spare.port)}\n"
+    conf.write_text(both)
+    near = socks5d("-c", str(conf), "-w", "2")
+    errors = []
+
+    def client():
+        try:
+            for _ in range(4):
+                connect_ok(near, echo)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    for text in (f"auth none\nroute via {hop(spare.port)}\n", both) * 2:
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for t in threads:
+            t.start()
+        reload(near, conf, text)
+        for t in threads:
+            t.join(scaled(30))
+        assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    assert set(via_of(near, 4 * 8 * 4)) == {hop(spare.port)}
+
+
 # ---------------------------------------------------------------- hop names
 
 # The names of the first hop, and how each fails: the DNS server answers
