@@ -190,8 +190,9 @@ static void on_leg_hops(void *owner, enum hops_stage stage, struct loop_io *io, 
     char named[sizeof c->why], hop[300];
     (void)early;
     (void)early_len;
-    g->hops = NULL;             /* it frees itself when this returns */
-    if (stage == HOPS_FAILED) { /* a broken chain's why names its hop already */
+    g->hops = NULL; /* it frees itself when this returns */
+    /* A broken chain's why names its hop already; a refusal's does not. */
+    if (stage == HOPS_FAILED) {
         snprintf(named, sizeof named, "%s: %s", route_hop_str(&c->chain->hops[at], hop, sizeof hop),
                  why);
         why = named;
