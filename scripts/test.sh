@@ -5,7 +5,7 @@
 #   3. the same under ASan+UBSan (clang), failing on any report, with the
 #      coverage run of step 6 beside it;
 #   4. a ThreadSanitizer build through the tests that cross threads (reload,
-#      auth pool, metrics, shared limits);
+#      auth pool, metrics, shared limits, the route hold-down table);
 #   5. formatting (clang-format), no include cycle in src/ and the clang
 #      static analyzer, zero reports;
 #   6. line and branch coverage of unit + integration tests against floors;
@@ -56,7 +56,7 @@ echo "== ThreadSanitizer build: cross-thread integration tests"
 export TSAN_OPTIONS="halt_on_error=1 report_thread_leaks=0"
 make -s tsan
 SOCKS5D_BIN="$PWD/build/tsan/socks5d" /usr/bin/python3 -m pytest -q tests/integration/test_reload.py tests/integration/test_limits.py \
-  tests/integration/test_ops.py
+  tests/integration/test_ops.py tests/integration/test_routes_failover.py
 
 echo "== formatting and static analysis"
 make -s format-check

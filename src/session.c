@@ -561,26 +561,40 @@ static void on_handshake_timeout(struct session *s)
     hs_fail(s, HSF_TIMEOUT, "handshake timeout");
 }
 
+static void chain_broke(struct session *s, size_t hop, uint8_t rep, const char *why);
+static int resolving_hop(const struct session *s);
+static void first_hop_failed(struct session *s, uint8_t rep, const char *what, const char *detail);
+
 static void on_resolve_timeout(struct session *s)
 {
     pending_cancel(s);
+    if (resolving_hop(s)) {
+        first_hop_failed(s, SOCKS5_REP_HOST_UNREACHABLE, "resolve", "timeout");
+        return;
+    }
     session_reply(s, SOCKS5_REP_HOST_UNREACHABLE, NULL, "resolve timeout");
 }
 
-static void chain_broke(struct session *s, size_t hop, uint8_t rep, const char *why);
+static void cancel_udpchain(void *op);
 
-/* A hop that never answers (its connect or its handshake) fails over like
- * one that refuses the connection. */
+/* A hop that never answers (its connect, its handshake or, for UDP, an
+ * earlier hop's association) fails over like one that refuses the
+ * connection. */
 static void on_dial_timeout(struct session *s)
 {
     int dialing = s->hs->pending.cancel == cancel_dial,
-        talking = s->hs->pending.cancel == cancel_hops;
+        talking = s->hs->pending.cancel == cancel_hops,
+        chaining = s->hs->pending.cancel == cancel_udpchain;
     size_t hop = talking ? hops_at(s->hs->pending.op) : 0;
+    if (chaining)
+        hop = udpchain_at(s->hs->pending.op);
     pending_cancel(s);
-    if (route_of(s) && (dialing || talking) && s->ext->alt < s->ext->route->nalts &&
+    if (route_of(s) && (dialing || talking || chaining) && s->ext->alt < s->ext->route->nalts &&
         s->ext->route->alts[s->ext->alt].nhops > 0) {
         chain_broke(s, hop, SOCKS5_REP_TTL_EXPIRED,
-                    talking ? "upstream handshake timeout" : "connect timeout");
+                    chaining  ? "upstream UDP association timeout"
+                    : talking ? "upstream handshake timeout"
+                              : "connect timeout");
         return;
     }
     session_reply(s, SOCKS5_REP_TTL_EXPIRED, NULL, "connect timeout");
@@ -875,13 +889,16 @@ static void cancel_udpchain(void *op)
     udpchain_free(op);
 }
 
-static void on_udpchain(void *owner, struct udpchain *c, uint8_t rep, const char *why)
+static void on_udpchain(void *owner, struct udpchain *c, uint8_t rep, size_t hop, const char *why)
 {
     struct session *s = owner;
     struct proto_addr hint;
     pending_done(s);
     if (rep != SOCKS5_REP_SUCCEEDED) {
-        session_reply(s, rep, NULL, why); /* why lives in c */
+        if (hop == UDPCHAIN_NO_HOP)
+            session_reply(s, rep, NULL, why); /* why lives in c */
+        else
+            chain_broke(s, hop, rep, why);
         udpchain_free(c);
         return;
     }
@@ -954,6 +971,7 @@ static void try_route(struct session *s);
 static void chain_broke(struct session *s, size_t hop, uint8_t rep, const char *why)
 {
     route_hop_failed(chain_of(s), hop, (int64_t)loop_now(s->env->loop));
+    close_side(s, &s->relay.target); /* UDP: the last hop's association */
     if (s->ext->alt + 1 >= s->ext->route->nalts) {
         session_reply(s, rep, NULL, why);
         return;
@@ -967,20 +985,33 @@ static void chain_broke(struct session *s, size_t hop, uint8_t rep, const char *
     try_route(s);
 }
 
+/* The first hop could not be looked up or reached: `what` failed
+ * (detail says why). */
+static void first_hop_failed(struct session *s, uint8_t rep, const char *what, const char *detail)
+{
+    char why[400], hop[300];
+    snprintf(why, sizeof why, "%s %s: %s", what,
+             route_hop_str(&chain_of(s)->hops[0], hop, sizeof hop), detail);
+    chain_broke(s, 0, rep, why);
+}
+
+/* A connect that failed with err: through a hop, a failover, unless we are
+ * short of memory or descriptors (not the hop's fault). */
+static void dial_failed(struct session *s, int err)
+{
+    if (via_hops(s) && err != ENOMEM && err != EMFILE)
+        first_hop_failed(s, rep_from_errno(err), "connect", strerror(err));
+    else
+        session_reply(s, rep_from_errno(err), NULL, strerror(err));
+}
+
 static void on_dialed(void *owner, int fd, struct loop_io *io, int err, const union addr_any *peer)
 {
     struct session *s = owner;
     struct proto_addr dst;
     uint64_t took = pending_done(s);
-    if (fd < 0 && via_hops(s)) {
-        char why[400], hop[300];
-        snprintf(why, sizeof why, "connect %s: %s",
-                 route_hop_str(&chain_of(s)->hops[0], hop, sizeof hop), strerror(err));
-        chain_broke(s, 0, rep_from_errno(err), why);
-        return;
-    }
     if (fd < 0) {
-        session_reply(s, rep_from_errno(err), NULL, strerror(err));
+        dial_failed(s, err);
         return;
     }
     stats_observe(&s->env->stats.connect, took);
@@ -1035,7 +1066,7 @@ static void dial(struct session *s, const union addr_any *addrs, size_t n)
         s, cancel_dial,
         dial_start(s->env->loop, addrs, n, &out, s->cfg->timeout_connect_ms, on_dialed, s, &err));
     if (!s->hs->pending.op)
-        session_reply(s, rep_from_errno(err), NULL, strerror(err));
+        dial_failed(s, err);
 }
 
 /* Keeps the addresses the rules allow for the command; a name that resolves
@@ -1056,6 +1087,13 @@ static size_t allowed_addrs(struct session *s, const union addr_any *all, size_t
 
 static void resolve_name(struct session *s, const char *name, uint16_t port,
                          void (*then)(struct session *, const union addr_any *, size_t));
+
+/* Whether the name being looked up is the first hop's (try_route): a
+ * failed lookup then fails over like a failed connect. */
+static int resolving_hop(const struct session *s)
+{
+    return via_hops(s) && s->hs->resolved == dial;
+}
 
 /* Dials the addresses the rules allow, or, when a route needed the address
  * to decide, routes by the first of them. */
@@ -1138,9 +1176,12 @@ static void on_resolved(void *owner, int status, const union addr_any *addrs, si
     struct session *s = owner;
     stats_observe(&s->env->stats.dns, pending_done(s));
     if (status != RESOLVE_OK) {
+        const char *why = status == RESOLVE_NOTFOUND ? "name not found" : "resolver failed";
         stat_inc(&s->env->stats.dns_failures);
-        session_reply(s, SOCKS5_REP_HOST_UNREACHABLE, NULL,
-                      status == RESOLVE_NOTFOUND ? "name not found" : "resolver failed");
+        if (resolving_hop(s))
+            first_hop_failed(s, SOCKS5_REP_HOST_UNREACHABLE, "resolve", why);
+        else
+            session_reply(s, SOCKS5_REP_HOST_UNREACHABLE, NULL, why);
         return;
     }
     s->hs->resolved(s, addrs, n);

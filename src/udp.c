@@ -58,7 +58,7 @@ struct udp_assoc {
     struct udpchain *chained;
     union addr_any relay;
     const uint8_t *prefix;
-    size_t prefix_len, nouter;
+    size_t prefix_len;
 };
 
 /* One buffer per worker thread for every datagram it relays. */
@@ -365,24 +365,9 @@ static void to_client(struct udp_assoc *u, const uint8_t *dgram, size_t len, siz
     stat_add(&u->ctx.env->stats.bytes_down, payload);
 }
 
-/* Strips the later relays' headers from a datagram of the first hop's
- * relay. Returns how many bytes they took, or -1 when malformed. */
-static long outer_headers(const struct udp_assoc *u, const uint8_t *data, size_t len)
-{
-    struct proto_addr a;
-    size_t off = 0, hlen;
-    enum proto_err err;
-    for (size_t i = 0; i < u->nouter; i++) {
-        if (proto_parse_udp_header(data + off, len - off, &a, &hlen, &err) != RES_DONE)
-            return -1;
-        off += hlen;
-    }
-    return (long)off;
-}
-
-/* From the upstream's relay: already framed with the real source (behind
- * one header per later relay), which must be one the association sent to
- * (or any, in full cone). */
+/* From the upstream's relay: already framed with the real source, which
+ * must be one the association sent to (or any, in full cone), behind one
+ * header per later relay, each naming the relay after it (udpchain_strip). */
 static void relay_dgram(struct udp_assoc *u, const uint8_t *data, size_t len,
                         const union addr_any *from)
 {
@@ -391,7 +376,7 @@ static void relay_dgram(struct udp_assoc *u, const uint8_t *data, size_t len,
     union addr_any src;
     size_t hlen;
     enum proto_err err;
-    long outer = outer_headers(u, data, len);
+    long outer = udpchain_strip(u->prefix, u->prefix_len, data, len);
     if (outer >= 0) {
         data += outer;
         len -= (size_t)outer;
@@ -534,5 +519,5 @@ void udp_chain(struct udp_assoc *u, struct udpchain *through)
 {
     u->chained = through;
     addr_normalize(&udpchain_relay(through)->sa, &u->relay);
-    u->prefix = udpchain_prefix(through, &u->prefix_len, &u->nouter);
+    u->prefix = udpchain_prefix(through, &u->prefix_len);
 }

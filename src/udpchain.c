@@ -63,20 +63,59 @@ const union addr_any *udpchain_relay(const struct udpchain *c)
     return &c->relay;
 }
 
-const uint8_t *udpchain_prefix(const struct udpchain *c, size_t *len, size_t *nouter)
+const uint8_t *udpchain_prefix(const struct udpchain *c, size_t *len)
 {
     *len = c->prefix_len;
-    *nouter = c->nlegs;
     return c->prefix;
 }
 
-static void fail(struct udpchain *c, uint8_t rep, const char *why)
+size_t udpchain_at(const struct udpchain *c)
+{
+    size_t at = c->chain->nhops;
+    for (size_t i = 0; i < c->nlegs; i++) {
+        const struct leg *g = &c->legs[i];
+        size_t here = g->hops ? hops_at(g->hops) : 0;
+        if (g->io.fd < 0 && here < at)
+            at = here;
+    }
+    return at < c->chain->nhops ? at : 0;
+}
+
+/* Whether header `got` of an answer names the relay `sent` named. */
+static int same_relay(const struct proto_addr *sent, const struct proto_addr *got)
+{
+    struct sockaddr_storage a, b;
+    if (got->port != sent->port || !proto_addr_to_sockaddr(got, &b))
+        return 0;
+    /* A relay named by its hop's name has the address the hop before it
+     * resolved: only its port is known here. */
+    return !proto_addr_to_sockaddr(sent, &a) ||
+           addr_same_ip((struct sockaddr *)&a, (struct sockaddr *)&b);
+}
+
+long udpchain_strip(const uint8_t *prefix, size_t prefix_len, const uint8_t *data, size_t len)
+{
+    struct proto_addr sent, got;
+    size_t at = 0, off = 0, plen, hlen;
+    enum proto_err err;
+    while (at < prefix_len) {
+        if (proto_parse_udp_header(prefix + at, prefix_len - at, &sent, &plen, &err) != RES_DONE ||
+            proto_parse_udp_header(data + off, len - off, &got, &hlen, &err) != RES_DONE ||
+            !same_relay(&sent, &got))
+            return -1;
+        at += plen;
+        off += hlen;
+    }
+    return (long)off;
+}
+
+static void fail(struct udpchain *c, size_t hop, uint8_t rep, const char *why)
 {
     if (c->over)
         return;
     c->over = 1;
     snprintf(c->why, sizeof c->why, "%s", why);
-    c->done(c->owner, c, rep, c->why);
+    c->done(c->owner, c, rep, hop, c->why);
 }
 
 /* A UDP header naming relay `bnd` of hop i, or the hop itself when the
@@ -112,11 +151,11 @@ static void ready(struct udpchain *c)
     addr_set_port(&c->relay, first->port);
     for (size_t i = 1; i <= c->nlegs; i++)
         if (add_header(c, i, i < c->nlegs ? &c->legs[i].bnd : &c->last) < 0) {
-            fail(c, SOCKS5_REP_GENERAL_FAILURE, "cannot encode an upstream relay's address");
+            fail(c, i, SOCKS5_REP_GENERAL_FAILURE, "cannot encode an upstream relay's address");
             return;
         }
     c->over = 1;
-    c->done(c->owner, c, SOCKS5_REP_SUCCEEDED, NULL);
+    c->done(c->owner, c, SOCKS5_REP_SUCCEEDED, 0, NULL);
 }
 
 static void on_ready(struct loop_defer *d)
@@ -127,12 +166,14 @@ static void on_ready(struct loop_defer *d)
 /* Nothing is expected on a control connection; its end ends the chain. */
 static void on_control(struct loop_io *io, unsigned events)
 {
-    struct udpchain *c = container_of(io, struct leg, io)->c;
+    struct leg *g = container_of(io, struct leg, io);
+    struct udpchain *c = g->c;
     (void)events;
     if (!net_discard(io->fd))
         return;
-    if (!c->over)
-        fail(c, SOCKS5_REP_GENERAL_FAILURE, "upstream ended a UDP association of the chain");
+    if (!c->over) /* before the chain was ready: its hop broke */
+        fail(c, g->view.nhops - 1, SOCKS5_REP_GENERAL_FAILURE,
+             "upstream ended a UDP association of the chain");
     else
         c->ended(c->owner); /* last: c may be gone */
 }
@@ -143,16 +184,26 @@ static void on_leg_hops(void *owner, enum hops_stage stage, struct loop_io *io, 
 {
     struct leg *g = owner;
     struct udpchain *c = g->c;
+    /* Every hop of a leg is an earlier hop of the route: its refusal of the
+     * association breaks the chain at it, as a drop or a silence does. */
+    size_t at = stage == HOPS_BROKEN ? hops_at(g->hops) : g->view.nhops - 1;
+    char named[sizeof c->why], hop[300];
     (void)early;
     (void)early_len;
     g->hops = NULL; /* it frees itself when this returns */
+    /* A broken chain's why names its hop already; a refusal's does not. */
+    if (stage == HOPS_FAILED) {
+        snprintf(named, sizeof named, "%s: %s", route_hop_str(&c->chain->hops[at], hop, sizeof hop),
+                 why);
+        why = named;
+    }
     if (stage != HOPS_DONE) {
-        fail(c, rep, why);
+        fail(c, at, rep, why);
         return;
     }
     g->bnd = *bnd;
     if (loop_io_move(c->loop, io, &g->io, LOOP_READ, on_control) < 0) {
-        fail(c, SOCKS5_REP_GENERAL_FAILURE, "epoll_ctl failed");
+        fail(c, UDPCHAIN_NO_HOP, SOCKS5_REP_GENERAL_FAILURE, "epoll_ctl failed");
         return;
     }
     if (--c->waiting == 0)
@@ -171,12 +222,12 @@ static void on_leg_dialed(void *owner, int fd, struct loop_io *io, int err,
     if (fd < 0) {
         snprintf(why, sizeof why, "connect %s: %s",
                  route_hop_str(&c->chain->hops[0], hop, sizeof hop), strerror(err));
-        fail(c, SOCKS5_REP_GENERAL_FAILURE, why);
+        fail(c, 0, SOCKS5_REP_GENERAL_FAILURE, why);
         return;
     }
     g->hops = hops_start(c->loop, io, &g->view, SOCKS5_CMD_UDP, &any, on_leg_hops, g);
     if (g->hops == NULL)
-        fail(c, SOCKS5_REP_GENERAL_FAILURE, "out of memory");
+        fail(c, UDPCHAIN_NO_HOP, SOCKS5_REP_GENERAL_FAILURE, "out of memory");
 }
 
 struct udpchain *udpchain_start(struct loop *l, const struct route_chain *chain,

@@ -22,11 +22,17 @@
 
 struct udpchain;
 
+/* A failure that is no hop's (out of memory, epoll): no hop to hold down. */
+#define UDPCHAIN_NO_HOP ((size_t)-1)
+
 /* rep 0: the path is ready (udpchain_relay, udpchain_prefix); else the
- * chain failed with the REP for the client and why. Either way the owner
- * frees c (udpchain_free) or hands it on (udp_chain). Runs on the loop,
- * never inside udpchain_start. */
-typedef void (*udpchain_fn)(void *owner, struct udpchain *c, uint8_t rep, const char *why);
+ * chain failed with the REP for the client and why: hop `hop` of the chain
+ * broke (it could not be reached, dropped its connection, refused or never
+ * answered the association), or UDPCHAIN_NO_HOP. Either way the owner frees
+ * c (udpchain_free) or hands it on (udp_chain). Runs on the loop, never
+ * inside udpchain_start. */
+typedef void (*udpchain_fn)(void *owner, struct udpchain *c, uint8_t rep, size_t hop,
+                            const char *why);
 /* A control connection of a ready chain ended: the association is over.
  * Called last from the event: the owner may free c. */
 typedef void (*udpchain_end_fn)(void *owner);
@@ -46,8 +52,18 @@ void udpchain_free(struct udpchain *c);
 /* Where datagrams go: hop 0's relay. */
 const union addr_any *udpchain_relay(const struct udpchain *c);
 /* The headers naming hops 1..n-1's relays, to put in front of each
- * datagram's own header; *nouter = how many (and how many come back in
- * front of the source's header). */
-const uint8_t *udpchain_prefix(const struct udpchain *c, size_t *len, size_t *nouter);
+ * datagram's own header. */
+const uint8_t *udpchain_prefix(const struct udpchain *c, size_t *len);
+/* While the chain is not ready: the earliest hop an association still
+ * waits for (the one to blame when the wait times out). */
+size_t udpchain_at(const struct udpchain *c);
+
+/* Strips the relays' headers from an answer of hop 0's relay. Relay i puts
+ * in front the address it got the datagram from, which must be the relay
+ * header i of `prefix` (udpchain_prefix) names: the same IP and port; for a
+ * relay named by its hop's host name (it answered an unspecified address),
+ * the same port. Returns how many bytes the headers take, or -1 when one is
+ * malformed or names another sender (the datagram is then dropped). Pure. */
+long udpchain_strip(const uint8_t *prefix, size_t prefix_len, const uint8_t *data, size_t len);
 
 #endif

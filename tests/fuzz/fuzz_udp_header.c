@@ -6,7 +6,12 @@
  * Traps on: an answer that differs from a reference reading of the header
  * (status, error, hdr_len, decoded fields); hdr_len > size; and, for an IP
  * address, any failure to round-trip it through proto_addr_to_sockaddr,
- * proto_encode_udp_header and the parser again. */
+ * proto_encode_udp_header and the parser again.
+ *
+ * The same input also goes through udpchain_strip (the relays' headers in
+ * front of an answer from a chain of hops), split after its first byte's
+ * worth into the prefix we send and the answer: it must return -1 or a
+ * length within the answer, and 0 for an empty prefix. */
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,6 +19,7 @@
 
 #include "proto.h"
 #include "spec_name.h"
+#include "udpchain.h"
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
@@ -130,6 +136,17 @@ static void check_round_trip(const struct proto_addr *a, const uint8_t *hdr, siz
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static void check_strip(const uint8_t *data, size_t size)
+{
+    size_t split = size ? 1 + data[0] % size : 0;
+    const uint8_t *prefix = data + (size ? 1 : 0);
+    size_t plen = split ? split - 1 : 0;
+    long got = udpchain_strip(prefix, plen, data + split, size - split);
+
+    CHECK(got == -1 || (got >= 0 && (size_t)got <= size - split));
+    CHECK(plen > 0 || got == 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct proto_addr a;
@@ -137,6 +154,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     enum proto_err err = PROTO_E_NONE, want_err = PROTO_E_NONE;
     int want = spec_udp(data, size, &want_len, &want_err);
 
+    check_strip(data, size);
     memset(&a, 0xA5, sizeof a); /* unset fields show up as garbage */
     CHECK(proto_parse_udp_header(data, size, &a, &hdr_len, &err) == want);
     if (want == RES_ERROR) {

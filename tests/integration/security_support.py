@@ -100,11 +100,12 @@ def sha512(password, rounds=None):
 
 
 def connect_from(srv, source=None, timeout=None):
-    """A TCP connection to the server, from `source` (an address on this host,
-    e.g. 127.0.0.2) when given."""
+    """A TCP connection to the server (in its network namespace, if it runs
+    in one), from `source` (an address on this host, e.g. 127.0.0.2) when
+    given."""
     host = srv.addr[0]
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    s = socket.socket(family, socket.SOCK_STREAM)
+    s = srv.socket(family)
     try:
         s.settimeout(timeout or scaled(5))
         if source:

@@ -12,13 +12,11 @@ connection and no datagram, and the DNS server must never be asked for it.
 """
 import select
 import socket
-import struct
-import subprocess
-import threading
 
 import pytest
 
-from harness import NetNS, read_reply, read_until_closed, recv_exact, request, scaled, wait_until
+from dns_support import dns_namespace
+from harness import read_reply, read_until_closed, recv_exact, request, scaled, wait_until
 from security_support import (CMD_BIND, CMD_CONNECT, CMD_UDP, REP_NOT_ALLOWED, REP_SUCCEEDED,
                               negotiate, udp_header)
 
@@ -36,65 +34,6 @@ SPELLINGS = ["secret", "SECRET.corp.example.", "secret.corp.exampl\\e", "secret.
 RULES = ["--rule", "deny to *.corp.example", "--rule", "allow"]
 
 
-class DnsServer:
-    """Answers A queries from ZONE (NXDOMAIN for other names) on a UDP socket
-    made inside the namespace; remembers every name it was asked."""
-
-    def __init__(self, ns, addr):
-        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
-        self.sock = ns.socket(family, socket.SOCK_DGRAM)
-        self.sock.bind((addr, 53))
-        self.asked = []
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while not self.stopping.is_set():
-            r, _, _ = select.select([self.sock], [], [], 0.1)
-            if r:
-                data, peer = self.sock.recvfrom(512)
-                self.sock.sendto(self._answer(data), peer)
-
-    def _answer(self, query):
-        qid, = struct.unpack(">H", query[:2])
-        off, labels = 12, []
-        while query[off]:
-            labels.append(query[off + 1:off + 1 + query[off]])
-            off += 1 + query[off]
-        qtype, = struct.unpack(">H", query[off + 1:off + 3])
-        question = query[12:off + 5]
-        name = b".".join(labels).decode("latin-1")
-        self.asked.append(name)
-        ip = ZONE.get(name.lower())
-        if ip is None:
-            return struct.pack(">HHHHHH", qid, 0x8183, 1, 0, 0, 0) + question
-        answers = b""
-        if qtype == 1:
-            answers = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + socket.inet_aton(ip)
-        count = 1 if answers else 0
-        return struct.pack(">HHHHHH", qid, 0x8180, 1, count, 0, 0) + question + answers
-
-    def close(self):
-        self.stopping.set()
-        self.thread.join(scaled(5))
-        self.sock.close()
-
-
-def system_nameserver():
-    """The first name server of /etc/resolv.conf (what the resolver asks
-    first), or 127.0.0.1 when it names none."""
-    try:
-        with open("/etc/resolv.conf") as f:
-            for line in f:
-                words = line.split()
-                if len(words) >= 2 and words[0] == "nameserver":
-                    return words[1].split("%")[0]
-    except OSError:
-        pass
-    return "127.0.0.1"
-
-
 @pytest.fixture
 def dns_ns(tmp_path):
     """(namespace, DNS server): a search list and ndots:5, a hosts file with
@@ -102,14 +41,8 @@ def dns_ns(tmp_path):
     address, which exists only inside the namespace."""
     hosts = tmp_path / "hosts"
     hosts.write_text("127.0.0.1 localhost\n::1 localhost\n")
-    ns = NetNS(env={"LOCALDOMAIN": "corp.example", "RES_OPTIONS": "ndots:5 timeout:1",
-                    "CARES_HOSTS": str(hosts)})
-    server = system_nameserver()
-    if not server.startswith("127.") and server != "::1":
-        prefix = "/128" if ":" in server else "/32"
-        subprocess.run(ns.exec_prefix + ["ip", "addr", "add", server + prefix, "dev", "lo"],
-                       check=True, capture_output=True)
-    dns = DnsServer(ns, server)
+    ns, dns = dns_namespace(hosts, ZONE, env={"LOCALDOMAIN": "corp.example",
+                                              "RES_OPTIONS": "ndots:5 timeout:1"})
     yield ns, dns
     dns.close()
     ns.close()

@@ -4,6 +4,7 @@ upstreams (socks5d itself, Debian's danted and tinyproxy), each started by the
 test on a free port with its own configuration."""
 import ipaddress
 import json
+import os
 import socket
 import struct
 import subprocess
@@ -482,6 +483,166 @@ def test_udp_through_a_chain_with_an_http_hop_is_refused(socks5d):
     near = socks5d("--auth", "none", "--route",
                    f"via socks5://127.0.0.1:{a.port} http://127.0.0.1:{free_port()}")
     assert ask_rep(near, "0.0.0.0", 0, cmd=3) == 7
+
+
+def echoed_through(near, udp_echo, via, n=1):
+    """npm socks: three datagrams echoed through near's n-th association,
+    whose access line names `via`."""
+    res = associate(near, udp_echo)
+    assert [r["ok"] for r in res["replies"]] == [True] * 3
+    line = near.wait_access(n, pred=lambda l: l["rep"] == "0")[n - 1]
+    assert line["cmd"] == "udp" and line["via"] == via
+    assert (line["dgrams_up"], line["dgrams_down"], line["dropped"]) == ("3", "3", "0")
+
+
+def test_udp_fails_over_when_an_earlier_hop_refuses_its_association(socks5d, udp_echo):
+    # A carries the stream to B (B grants the association), then refuses one
+    # of its own: the chain through A is broken, not answered.
+    a = socks5d("--auth", "none", "--no-udp")
+    b, spare = socks5d("--auth", "none"), socks5d("--auth", "none")
+    near = socks5d("--auth", "none", "--route",
+                   f"via socks5://127.0.0.1:{a.port} socks5://127.0.0.1:{b.port} | "
+                   f"socks5://127.0.0.1:{spare.port}")
+    for n in (1, 2):
+        echoed_through(near, udp_echo, f"socks5://127.0.0.1:{spare.port}", n)
+    assert f"failing over: socks5://127.0.0.1:{a.port}: " in near.log()
+    # Held down: the second association did not go through A.
+    assert len(a.wait_access(2)) == 2  # the stream to B, the refused association
+    assert sorted(l["cmd"] for l in a.access_lines()) == ["connect", "udp"]
+
+
+def test_udp_fails_over_when_an_earlier_hop_is_down(socks5d, udp_echo):
+    b, spare = socks5d("--auth", "none"), socks5d("--auth", "none")
+    near = socks5d("--auth", "none", "--route",
+                   f"via socks5://127.0.0.1:{free_port()} socks5://127.0.0.1:{b.port} | "
+                   f"socks5://127.0.0.1:{spare.port}")
+    echoed_through(near, udp_echo, f"socks5://127.0.0.1:{spare.port}")
+    assert b.access_lines() == []
+
+
+class StreamOnlyHop:
+    """A SOCKS5 hop (no auth) that carries CONNECT and never answers UDP
+    ASSOCIATE: an earlier hop whose association stays silent."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.held, self.done = [], threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.done.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        try:
+            c.settimeout(scaled(10))
+            recv_exact(c, 3)
+            c.sendall(b"\x05\x00")
+            ver, cmd, _, atyp = recv_exact(c, 4)
+            n = {1: 4, 4: 16}.get(atyp) or recv_exact(c, 1)[0]
+            host = recv_exact(c, n)
+            port = struct.unpack(">H", recv_exact(c, 2))[0]
+            if cmd != 1:
+                return  # silent: held open until the test ends
+            host = socket.inet_ntop(socket.AF_INET6 if atyp == 4 else socket.AF_INET, host) \
+                if atyp != 3 else host.decode()
+            up = socket.create_connection((host, port), scaled(5))
+            self.held.append(up)
+            c.sendall(b"\x05\x00\x00\x01" + bytes(6))
+            self._pipe(c, up)
+        except OSError:
+            pass
+
+    def _pipe(self, c, up):
+        import select
+        c.settimeout(None)
+        while not self.done.is_set():
+            r, _, _ = select.select([c, up], [], [], 0.1)
+            for x in r:
+                data = x.recv(65536)
+                if not data:
+                    return
+                (up if x is c else c).sendall(data)
+
+    def close(self):
+        self.done.set()
+        self.sock.close()
+        for c in self.held:
+            c.close()
+
+
+def test_udp_fails_over_when_an_earlier_hops_association_never_answers(socks5d, udp_echo):
+    quiet = StreamOnlyHop()
+    try:
+        b, spare = socks5d("--auth", "none"), socks5d("--auth", "none")
+        near = socks5d("--auth", "none", "--timeout-connect", "1s", "--route",
+                       f"via socks5://127.0.0.1:{quiet.port} socks5://127.0.0.1:{b.port} | "
+                       f"socks5://127.0.0.1:{spare.port}")
+        echoed_through(near, udp_echo, f"socks5://127.0.0.1:{spare.port}")
+        assert "failing over: upstream UDP association timeout" in near.log()
+    finally:
+        quiet.close()
+
+
+def wildcard_udp_ports(pid):
+    """The ports of the UDP sockets process pid has bound to 0.0.0.0."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    ports = []
+    with open(f"/proc/{pid}/net/udp") as f:
+        for line in f.readlines()[1:]:
+            w = line.split()
+            ip, port = w[1].split(":")
+            if w[9] in inodes and ip == "00000000":
+                ports.append(int(port, 16))
+    return ports
+
+
+@pytest.mark.parametrize("source", ["127.0.0.2", "127.0.0.1"], ids=["other-ip", "other-port"])
+def test_a_forged_answer_behind_a_full_cone_first_hop_is_dropped(socks5d, udp_echo, source):
+    # The first hop relays answers from anyone (full cone). Somebody who is
+    # not the second hop's relay sends it a datagram whose own header names
+    # our target: the first hop frames it with the sender's address, and
+    # socks5d must see that it did not come from the second hop's relay.
+    a = socks5d("--auth", "none", "--udp-full-cone")
+    b = socks5d("--auth", "none")
+    near = socks5d("--auth", "none", "--route",
+                   f"via socks5://127.0.0.1:{a.port} socks5://127.0.0.1:{b.port}")
+    rep, host, port, ctl = ask(near, "0.0.0.0", 0, cmd=3)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    forger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with ctl, client, forger:
+        assert rep == 0
+        client.bind(("127.0.0.1", 0))
+        client.settimeout(scaled(5))
+        forger.bind((source, 0))
+        target = udp_header(*udp_echo.addr)
+        client.sendto(target + b"real 0", (host, port))
+        assert udp_unwrap(client.recv(4096))[2] == b"real 0"
+        # A's socket towards B: the one it bound to the wildcard address.
+        (a_out,) = wildcard_udp_ports(a.pid)
+        forger.sendto(target + b"forged", ("127.0.0.1", a_out))
+        client.sendto(target + b"real 1", (host, port))
+        # In order: the forged datagram reached socks5d before this answer.
+        assert udp_unwrap(client.recv(4096))[2] == b"real 1"
+    (line,) = near.wait_access(1)
+    assert (line["dgrams_up"], line["dgrams_down"], line["dropped"]) == ("2", "2", "1")
+    (aline,) = a.wait_access(1, pred=lambda l: l["cmd"] == "udp")
+    assert aline["dgrams_down"] == "3"  # A passed the forged datagram on
 
 
 # ---------------------------------------------------------------- outbound addresses

@@ -3,8 +3,11 @@ hop: a later hop of a chain that cannot be reached, an upstream that closes
 mid-handshake or never answers. REP codes an upstream answers (the last
 hop's refusal of the request or of our login) are passed on and do not fail
 over. Hold-down state is kept per hop across a reload (SIGHUP) for hops
-still configured and forgotten for hops removed. Upstreams are real socks5d
-processes, and a raw-socket fake upstream for the drops."""
+still configured and forgotten for hops removed. A first hop whose name
+does not resolve (not found, no address, no usable address, a lookup that
+times out: asked of a DNS server of the test in a network namespace) fails
+over too. Upstreams are real socks5d processes, and a raw-socket fake
+upstream for the drops."""
 import signal
 import socket
 import threading
@@ -12,11 +15,13 @@ import time
 
 import pytest
 
-from harness import USERS, bind_socket, free_port, scaled, wait_until
+from dns_support import NODATA, dns_namespace
+from harness import USERS, bind_socket, free_port, recv_exact, scaled, wait_until
 from security_support import ask, ask_rep, echo_ok
 
 REP_GENERAL_FAILURE = 1
 REP_NOT_ALLOWED = 2
+REP_HOST_UNREACHABLE = 4
 REP_TTL_EXPIRED = 6
 RELOADED = "configuration reloaded"
 
@@ -197,3 +202,101 @@ def test_hold_down_survives_a_reload_for_hops_still_configured(socks5d, echo, fa
     connect_ok(near, echo)
     assert drop.accepts == 2
     assert via_of(near, 4) == [hop(spare.port)] * 4
+
+
+def test_parallel_failovers_on_both_workers_during_reloads(socks5d, echo, fake, tmp_path):
+    # The hold-down table is one for the process: both workers hold hops
+    # down and read them while the main thread's reloads add and drop them
+    # (run under ThreadSanitizer by scripts/test.sh).
+    drop = fake("close")
+    spare = socks5d("--auth", "none")
+    conf = tmp_path / "near.conf"
+    both = f"auth none\nroute via {hop(drop.port)} | {hop(spare.port)}\n"
+    conf.write_text(both)
+    near = socks5d("-c", str(conf), "-w", "2")
+    errors = []
+
+    def client():
+        try:
+            for _ in range(4):
+                connect_ok(near, echo)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    for text in (f"auth none\nroute via {hop(spare.port)}\n", both) * 2:
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for t in threads:
+            t.start()
+        reload(near, conf, text)
+        for t in threads:
+            t.join(scaled(30))
+        assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    assert set(via_of(near, 4 * 8 * 4)) == {hop(spare.port)}
+
+
+# ---------------------------------------------------------------- hop names
+
+# The names of the first hop, and how each fails: the DNS server answers
+# NXDOMAIN for nosuch.invalid, no address for empty.example, an address the
+# namespace has no route to for unusable.example, and nothing at all for
+# silent.example (the lookup outlasts the 1 s connect timeout).
+HOP_NAMES = {"nosuch.invalid": "name not found", "empty.example": "name not found",
+             "unusable.example": "Network is unreachable", "silent.example": "timeout"}
+
+
+@pytest.fixture
+def hop_dns(tmp_path):
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n")
+    ns, dns = dns_namespace(hosts, {"empty.example": NODATA, "unusable.example": "192.0.2.1"},
+                            silent=["silent.example"])
+    yield ns, dns
+    dns.close()
+    ns.close()
+
+
+def tunnel_ok(srv, target):
+    """A CONNECT through srv to the listening socket target (both in the
+    namespace), with bytes both ways."""
+    rep, _, _, s = ask(srv, "127.0.0.1", target.getsockname()[1])
+    with s:
+        assert rep == 0
+        c, _ = target.accept()
+        with c:
+            s.sendall(b"ping")
+            assert recv_exact(c, 4) == b"ping"
+            c.sendall(b"pong")
+            assert recv_exact(s, 4) == b"pong"
+
+
+@pytest.mark.parametrize("name", sorted(HOP_NAMES))
+def test_a_first_hop_whose_name_fails_fails_over_and_is_held_down(socks5d, hop_dns, name):
+    ns, dns = hop_dns
+    target = ns.socket()
+    target.bind(("127.0.0.1", 0))
+    target.listen(4)
+    target.settimeout(scaled(5))
+    with target:
+        spare = socks5d("--auth", "none", netns=ns)
+        near = socks5d("--auth", "none", "--timeout-connect", "1s", "--route",
+                       f"via socks5://{name}:1080 | {hop(spare.port)}", netns=ns)
+        tunnel_ok(near, target)
+        logged(near, f"failing over: resolve socks5://{name}:1080: {HOP_NAMES[name]}"
+               if name != "unusable.example" else
+               f"failing over: connect socks5://{name}:1080: {HOP_NAMES[name]}")
+        asked = len(dns.asked)
+        tunnel_ok(near, target)
+        assert via_of(near, 2) == [hop(spare.port)] * 2
+    # Held down: the second request did not look the name up again.
+    assert len(dns.asked) == asked
+    assert near.log().count("failing over") == 1
+
+
+def test_a_first_hop_whose_name_fails_with_no_alternative_left_is_host_unreachable(socks5d,
+                                                                                     hop_dns):
+    ns, _ = hop_dns
+    near = socks5d("--auth", "none", "--route", "via socks5://nosuch.invalid:1080", netns=ns)
+    assert ask_rep(near, "127.0.0.1", 9) == REP_HOST_UNREACHABLE
+    (line,) = near.wait_access(1)
+    assert line["error"] == "resolve socks5://nosuch.invalid:1080: name not found"
