@@ -497,6 +497,26 @@ TEST(set_nonblock_turns_a_blocking_socket_nonblocking)
     assert_string_equal(err, want);
 }
 
+TEST(discard_drops_what_is_waiting_and_tells_an_end_from_an_open_connection)
+{
+    int sv[2];
+    char blob[4096];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    memset(blob, 'x', sizeof blob);
+    /* More than one read's worth: the loop must go on until EAGAIN. */
+    assert_int_equal(write(sv[1], blob, sizeof blob), (ssize_t)sizeof blob);
+    assert_int_equal(net_discard(sv[0]), 0);
+    assert_int_equal(read(sv[0], blob, 1), -1);
+    assert_int_equal(errno, EAGAIN);
+    /* Data then the end: both are consumed, and the end is reported. */
+    assert_int_equal(write(sv[1], blob, 100), 100);
+    close(sv[1]);
+    assert_int_equal(net_discard(sv[0]), 1);
+    close(sv[0]);
+    /* A descriptor that cannot be read is an end too. */
+    assert_int_equal(net_discard(sv[0]), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -536,6 +556,8 @@ int main(void)
         cmocka_unit_test_setup(freebind_accepts_a_source_the_host_does_not_have, setup),
         cmocka_unit_test_setup(an_unknown_device_is_an_error_naming_it, setup),
         cmocka_unit_test_setup(a_udp_socket_binds_a_foreign_source_with_freebind, setup),
+        cmocka_unit_test_setup(
+            discard_drops_what_is_waiting_and_tells_an_end_from_an_open_connection, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
