@@ -205,7 +205,7 @@ static void on_io(struct loop_io *io, unsigned events)
  * hops_start. */
 static void on_start(struct loop_defer *d)
 {
-    struct hops *h = (struct hops *)((char *)d - offsetof(struct hops, later));
+    struct hops *h = container_of(d, struct hops, later);
     if (begin_hop(h) == 0 && h->have > 0)
         (void)advance(h);
 }
@@ -213,7 +213,7 @@ static void on_start(struct loop_defer *d)
 /* BIND's second reply, or the end, may have come with the first. */
 static void on_more_input(struct loop_defer *d)
 {
-    struct hops *h = (struct hops *)((char *)d - offsetof(struct hops, later));
+    struct hops *h = container_of(d, struct hops, later);
     if (advance(h) == 0 && h->over)
         broke(h, h->at, SOCKS5_REP_GENERAL_FAILURE, h->over);
 }

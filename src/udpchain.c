@@ -160,7 +160,7 @@ static void ready(struct udpchain *c)
 
 static void on_ready(struct loop_defer *d)
 {
-    ready((struct udpchain *)((char *)d - offsetof(struct udpchain, later)));
+    ready(container_of(d, struct udpchain, later));
 }
 
 /* Nothing is expected on a control connection; its end ends the chain. */
