@@ -56,7 +56,7 @@ echo "== ThreadSanitizer build: cross-thread integration tests"
 export TSAN_OPTIONS="halt_on_error=1 report_thread_leaks=0"
 make -s tsan
 SOCKS5D_BIN="$PWD/build/tsan/socks5d" /usr/bin/python3 -m pytest -q tests/integration/test_reload.py tests/integration/test_limits.py \
-  tests/integration/test_ops.py tests/integration/test_routes_failover.py
+  tests/integration/test_ops.py tests/integration/test_routes_failover.py tests/integration/test_balance.py
 
 echo "== formatting and static analysis"
 make -s format-check

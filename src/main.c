@@ -225,6 +225,8 @@ static int start_workers(struct server *sv)
     /* What is open now (listeners, loops, logs, metrics) is not charged. */
     fdbudget_init(raise_nofile(), fdbudget_count_open(), sv->nworkers);
     for (int k = 0; k < sv->nworkers; k++)
+        worker_group(sv->w[k], sv->w, sv->nworkers);
+    for (int k = 0; k < sv->nworkers; k++)
         if (worker_start(sv->w[k]) < 0) {
             log_error("worker %d: pthread_create: %s", k, strerror(errno));
             return -1;

@@ -272,6 +272,21 @@ static void listeners(FILE *f, const struct stats *t)
                  t->listener_hs_fail);
 }
 
+/* How evenly sessions are spread over the workers (worker.c balances
+ * where they start). */
+static void workers(FILE *f, const struct stats *t)
+{
+    int n = atomic_load(&m.nworkers);
+    single(f, "socks5d_workers", "gauge", "Worker threads.", (uint64_t)n);
+    metric(f, "socks5d_worker_sessions_active", "gauge", "Sessions open now, by worker thread.");
+    for (int k = 0; k < n; k++)
+        fprintf(f, "socks5d_worker_sessions_active{worker=\"%d\"} %llu\n", k,
+                (unsigned long long)stat_get(&worker_env(m.w[k])->stats.active));
+    single(f, "socks5d_connections_handed_off_total", "counter",
+           "Connections accepted by one worker and started by a less busy one.",
+           stat_get(&t->handed_off));
+}
+
 static char *render(size_t *len)
 {
     struct stats t;
@@ -283,7 +298,7 @@ static char *render(size_t *len)
     process_metrics(f);
     metric(f, "socks5d_build_info", "gauge", "Build information.");
     fprintf(f, "socks5d_build_info{version=\"%s\"} 1\n", SOCKS5D_VERSION);
-    single(f, "socks5d_workers", "gauge", "Worker threads.", (uint64_t)atomic_load(&m.nworkers));
+    workers(f, &t);
     single(f, "socks5d_sessions_active", "gauge", "Sessions open now.", stat_get(&t.active));
     sessions(f, &t);
     listeners(f, &t);

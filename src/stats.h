@@ -41,6 +41,7 @@ struct stats {
     stat_t gss_ok, gss_fail; /* GSS-API context establishments */
     stat_t gss_bad;          /* GSS-API sessions ended by a message that failed its check */
     stat_t refused_rule, refused_limit;
+    stat_t handed_off; /* accepted here, started by a less busy worker */
     stat_t bytes_up, bytes_down;
     stat_t dgrams_up, dgrams_down, dgrams_dropped;
     stat_t dns_failures;

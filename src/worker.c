@@ -1,4 +1,5 @@
-/* Worker threads: accept on own SO_REUSEPORT sockets, run sessions. */
+/* Worker threads: accept on own SO_REUSEPORT sockets, even out where new
+ * sessions start, run sessions. */
 #include "worker.h"
 
 #include <errno.h>
@@ -63,13 +64,27 @@ struct worker {
     struct listener listeners[CONFIG_MAX_LISTEN];
     struct loop_timer accept_pause; /* out of fds: retry accept later */
     struct loop_timer drain_deadline;
-    int draining;
+    atomic_int draining; /* written on this worker's thread, read by any */
     int emfile_logged;
     atomic_uint reloads_posted;  /* reload messages sent by the main thread */
     atomic_uint reloads_applied; /* reload messages taken in (main waits on it) */
     struct snap *snaps;          /* env.cfg first, then older ones sessions still use */
     struct lease admit_lease;
-    stat_t admitted; /* sessions admitted and not ended: read by any thread */
+    stat_t admitted;             /* sessions admitted and not ended: read by any thread */
+    struct worker *const *group; /* every worker, this one included */
+    int ngroup;
+    unsigned turn;        /* which other worker to compare with next */
+    atomic_uint incoming; /* connections handed to this worker, not started yet */
+};
+
+/* A connection accepted by one worker, to be started by another. */
+struct handoff {
+    struct mail mail;
+    struct worker *to;
+    int fd;
+    unsigned slot;
+    union addr_any peer;
+    struct listen_spec spec;
 };
 
 struct worker_msg {
@@ -157,6 +172,85 @@ static void on_session_ended(struct wenv *env, struct config *cfg)
 
 static void on_accept(struct loop_io *io, unsigned events);
 
+/* Starts a connection this worker accepted or was handed, holding one
+ * descriptor of the budget, if --max-sessions lets it. */
+static void start_here(struct worker *w, int fd, const union addr_any *peer,
+                       const struct listen_spec *spec, unsigned slot)
+{
+    if (!worker_admit(w)) {
+        stat_inc(&w->env.stats.refused_limit);
+        log_debug("worker %d: session limit %llu reached, closing new connection", w->env.id,
+                  (unsigned long long)w->env.cfg->max_sessions);
+        close(fd);
+        fdbudget_give(1);
+        return;
+    }
+    stat_inc(&w->env.stats.listener_conns[slot]);
+    session_start(&w->env, fd, peer, spec, slot);
+}
+
+static uint64_t load_of(struct worker *w)
+{
+    return stat_get(&w->admitted) + atomic_load_explicit(&w->incoming, memory_order_relaxed);
+}
+
+/* Where a new connection should start. The kernel's SO_REUSEPORT hash
+ * spreads connections evenly only on average: 8 long downloads often split
+ * 6/2, and the 6 then share one worker's time while the other idles. A
+ * session never moves once started, so the balance is kept where sessions
+ * start: a worker running more sessions than the next of the others in
+ * turn, by more than an eighth of its own (a busy server's counts wobble;
+ * evening out every wobble would cost a hand-off per accept), hands the new
+ * connection over. Comparing with one other worker, not all, keeps this
+ * O(1) at any worker count and still evens the load out. */
+static struct worker *lighter(struct worker *w)
+{
+    if (w->ngroup < 2)
+        return w;
+    struct worker *o = w->group[w->turn++ % (unsigned)w->ngroup];
+    if (o == w)
+        o = w->group[w->turn++ % (unsigned)w->ngroup];
+    uint64_t mine = load_of(w);
+    if (mine <= load_of(o) + mine / 8 || atomic_load(&o->draining))
+        return w;
+    return o;
+}
+
+static void on_handoff(struct mail *m)
+{
+    struct handoff *h = container_of(m, struct handoff, mail);
+    struct worker *w = h->to;
+    /* Draining began after the hand-off: like a connection still queued
+     * on a listener that closes. */
+    if (atomic_load(&w->draining)) {
+        close(h->fd);
+        fdbudget_give(1);
+    } else {
+        start_here(w, h->fd, &h->peer, &h->spec, h->slot);
+    }
+    atomic_fetch_sub(&w->incoming, 1);
+    free(h);
+}
+
+/* Posts the connection to worker to. Returns 0, or -1 when it stays here. */
+static int hand_off(struct worker *to, int fd, const union addr_any *peer,
+                    const struct listener *ln)
+{
+    struct handoff *h = malloc(sizeof *h);
+    if (!h)
+        return -1;
+    h->to = to;
+    h->fd = fd;
+    h->slot = ln->slot;
+    h->peer = *peer;
+    h->spec = ln->spec;
+    /* Counted before posting: a worker that begins to drain now keeps its
+     * loop running until this connection has been taken and closed. */
+    atomic_fetch_add(&to->incoming, 1);
+    mailbox_post(&to->mbox, &h->mail, on_handoff);
+    return 0;
+}
+
 static void on_accept_pause_end(struct loop_timer *t)
 {
     struct worker *w = container_of(t, struct worker, accept_pause);
@@ -208,16 +302,11 @@ static void on_accept(struct loop_io *io, unsigned events)
             close(fd);
             continue;
         }
-        if (!worker_admit(w)) {
-            stat_inc(&w->env.stats.refused_limit);
-            log_debug("worker %d: session limit %llu reached, closing new connection", w->env.id,
-                      (unsigned long long)w->env.cfg->max_sessions);
-            close(fd);
-            fdbudget_give(1);
-            continue;
-        }
-        stat_inc(&w->env.stats.listener_conns[ln->slot]);
-        session_start(&w->env, fd, &peer, &ln->spec, ln->slot);
+        struct worker *to = lighter(w);
+        if (to == w || hand_off(to, fd, &peer, ln) < 0)
+            start_here(w, fd, &peer, &ln->spec, ln->slot);
+        else
+            stat_inc(&w->env.stats.handed_off);
     }
     /* The batch ended with connections possibly still queued: no new edge
      * will come for them, so look again after this round. */
@@ -467,7 +556,7 @@ void worker_sessq(struct worker *w, struct sessq_part *p)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
-    while (!w->draining || w->env.sessions.n > 0) {
+    while (!atomic_load(&w->draining) || w->env.sessions.n > 0 || atomic_load(&w->incoming)) {
         if (loop_run_once(w->env.loop, -1) < 0) {
             log_error("worker %d: epoll_wait: %s", w->env.id, strerror(errno));
             break;
@@ -475,6 +564,12 @@ static void *worker_main(void *arg)
     }
     atomic_fetch_sub(&g_workers_running, 1);
     return NULL;
+}
+
+void worker_group(struct worker *w, struct worker *const *all, int n)
+{
+    w->group = all;
+    w->ngroup = n;
 }
 
 int worker_start(struct worker *w)

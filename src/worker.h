@@ -41,6 +41,10 @@ int worker_reload_pending(struct worker *w);
  * taken); sessions check against it from then on. Thread-safe; applied on
  * the worker's loop. Returns 0 or -1 (ENOMEM). */
 int worker_set_self(struct worker *w, struct addr_list *self);
+/* Tells w the workers (all[0..n), w among them, alive as long as w) it may
+ * hand new connections to, so that sessions start evenly spread. Call
+ * before worker_start; without it w starts every connection it accepts. */
+void worker_group(struct worker *w, struct worker *const *all, int n);
 int worker_start(struct worker *w);
 /* Asks the worker to stop accepting and end once its sessions are done or
  * grace_ms has passed. Thread-safe. */
