@@ -124,8 +124,10 @@ static int refuse_root(const struct config *c, const struct listen_spec *ls, siz
     for (size_t i = 0; uid == 0 && !c->allow_root && i < n; i++)
         if (!addr_is_loopback(&ls[i].addr.sa)) {
             snprintf(err, errlen,
-                     "refusing to run as root with a listener on %s: set 'user NAME' to drop "
-                     "privileges after binding, or allow-root if you must",
+                     "refusing to run as root with a listener on %s: start socks5d as an "
+                     "unprivileged user (the packaged unit does: User=socks5d; check a file as "
+                     "that user), set 'user NAME' to drop privileges after binding, or "
+                     "allow-root if you must",
                      addr_str(&ls[i].addr.sa, name, sizeof name));
             return -1;
         }

@@ -93,6 +93,9 @@ def test_root_beyond_loopback_is_refused_as_the_start_refuses_it(socks5d_bin, us
     conf.write_text(f"listen 0.0.0.0:{free_port()}\nusers {users_file}\n")
     r = refused(check(socks5d_bin, conf, prefix=as_root()), "refusing to run as root with a "
                 "listener on 0.0.0.0")
+    # The first way out named is the one the packaged unit takes, so `-t`
+    # run by root against the unit's file does not send anyone to add `user`.
+    assert "start socks5d as an unprivileged user (the packaged unit does" in r.stderr
     ok(check(socks5d_bin, conf, "--allow-root", prefix=as_root()))
     ok(check(socks5d_bin, conf, "--user", "nobody", prefix=as_root()))
     ok(check(socks5d_bin, conf, "-l", "127.0.0.1:1", prefix=as_root()))  # loopback is fine
