@@ -2,7 +2,7 @@
 import json
 import os
 
-from . import targets
+from . import budget, targets
 from .summary import METRICS, SUBJECT
 
 README_BEGIN = ("<!-- bench:headline:begin (written by bench/run.py from "
@@ -205,7 +205,7 @@ def figures(doc):
     lines += idle_section(table, servers, doc["extrapolation"])
     lines += failures(doc["runs"])
     lines += ["![throughput and sessions per second](benchmarks.png)", ""]
-    return lines + targets_section(table)
+    return lines + targets_section(table) + budget.section(table, meta["nproc"], servers)
 
 
 # README rows: label, scenario, key, unit after the number.

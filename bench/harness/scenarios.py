@@ -104,9 +104,18 @@ def run_timed(loadgen, scn, server, timing):
 
 
 def derive(scn, res):
-    """CPU cost per unit of work, from loadgen's totals over the whole run."""
+    """CPU cost per unit of work, from loadgen's totals over the whole run:
+    the load generator's (its targets and kernel workers included, for
+    every server and direct), and the proxy's."""
+    if not res.get("ok"):
+        return
+    gen = res.get("loadgen_cpu_s", 0) + res.get("kworker_cpu_s", 0)
+    if scn.kind == "tput" and res.get("bytes_total"):
+        res["gen_cpu_s_per_gb"] = gen / (res["bytes_total"] / 1e9)
+    if scn.kind == "crr" and res.get("sessions_total"):
+        res["gen_cpu_s_per_1k"] = gen / (res["sessions_total"] / 1000)
     cpu = res.get("cpu_s")
-    if cpu is None or not res.get("ok"):
+    if cpu is None:
         return
     if scn.kind == "tput" and res.get("bytes_total"):
         res["cpu_s_per_gb"] = cpu / (res["bytes_total"] / 1e9)

@@ -6,11 +6,15 @@ SUBJECT = "socks5d"
 # Per scenario kind: (result key, label, True if higher is better).
 METRICS = {
     "tput": [("mb_per_s", "MB/s", True), ("cpu_s_per_gb", "CPU-s per GB", False),
+             ("gen_cpu_s_per_gb", "load generator's CPU-s per GB (its targets and kernel "
+              "workers included)", False),
              ("min_share", "slowest stream's share (1 = its fair share)", True),
              ("max_share", "fastest stream's share", False),
              ("jain", "Jain's fairness index (1 = all streams equal)", True)],
     "crr": [("sessions_per_s", "sessions/s", True), ("p50_us", "p50 µs", False),
             ("p99_us", "p99 µs", False), ("cpu_s_per_1k", "CPU-s per 1,000 sessions", False),
+            ("gen_cpu_s_per_1k", "load generator's CPU-s per 1,000 sessions (its targets "
+             "and kernel workers included)", False),
             ("sessions_per_cpu_s", "sessions per CPU-second (crr-auth-nocache: logins "
              "verified per second per core)", True)],
     "lat": [("p50_us", "p50 µs", False), ("p99_us", "p99 µs", False),

@@ -51,7 +51,8 @@ def fixed_results():
                       "microsocks": runs(mb_per_s=200, cpu_s_per_gb=6.0),
                       "dante": runs(mb_per_s=1000, cpu_s_per_gb=0.7)},
         "tput-up-8": {"direct": runs(mb_per_s=4000), "socks5d": runs(mb_per_s=3840,
-                                                                     cpu_s_per_gb=0.3),
+                                                                     cpu_s_per_gb=0.3,
+                                                                     gen_cpu_s_per_gb=0.6),
                       "microsocks": runs(mb_per_s=300, cpu_s_per_gb=5.0),
                       "dante": runs(mb_per_s=1200, cpu_s_per_gb=0.8)},
         "tput-down-64": {"direct": runs(mb_per_s=4500, min_share=0.8, max_share=1.2, jain=0.99),
@@ -60,7 +61,8 @@ def fixed_results():
                          "microsocks": [{"ok": False, "error": "stream: proxy closed it"}],
                          "dante": [{"na": "not run"}]},
         "crr": {"direct": runs(sessions_per_s=10000, p50_us=100, p99_us=900),
-                "socks5d": runs(sessions_per_s=5000, p50_us=200, p99_us=1500, cpu_s_per_1k=0.05),
+                "socks5d": runs(sessions_per_s=5000, p50_us=200, p99_us=1500, cpu_s_per_1k=0.05,
+                                gen_cpu_s_per_1k=0.2),
                 "microsocks": runs(sessions_per_s=3000, p50_us=300, p99_us=3000,
                                    cpu_s_per_1k=0.2),
                 "dante": runs(sessions_per_s=2000, p50_us=500, p99_us=5000, cpu_s_per_1k=0.3)},
@@ -129,6 +131,20 @@ def test_the_targets_are_judged_from_the_medians(doc, tmp_path):
         "(tput-up-8), – (tput-down-1), – (tput-down-8), 0.20 (tput-down-64) | " \
         "2 of 5 (2 not measured) |" in md
     assert "| download ×1 ≥ 0.55 × direct | – vs – = – × | not measured |" in md
+
+
+def test_the_budget_the_targets_leave_the_proxy_is_computed_from_the_medians(doc, tmp_path):
+    _, md = render(doc, tmp_path)
+    # crr at 0.55 × 10,000/s on 2 cores: 2 / 5.5 = 0.36 CPU-s per 1,000
+    # sessions; the load generator takes 0.20, 0.16 is left; the load
+    # generator alone allows 2 / 0.2 × 1,000 / 10,000 = 1.00 × direct; the
+    # run kept 5 × (0.2 + 0.05) = 1.25 cores busy.
+    assert "| crr | 0.55 × | 0.36 | 0.20 | 0.16 | 0.050 | – | 1.00 × | 1.25 |" in md
+    # tput-up-8 at 0.95 × 4,000 MB/s: 2 / 3.8 = 0.53 CPU-s per GB, less than
+    # the load generator's 0.60: nothing is left for any proxy.
+    assert "| tput-up-8 | 0.95 × | 0.53 | 0.60 | none | 0.30 | – | 0.83 × |" in md
+    # Scenarios without the load generator's CPU have no row.
+    assert "| tput-up-1 | 0.80 × |" not in md
 
 
 def readme_with_stale_figures(tmp_path):
