@@ -47,6 +47,7 @@ void bufpool_init(struct bufpool *p, size_t max_free)
     p->in_use = 0;
     p->free_pipes = NULL;
     p->npipes = 0;
+    p->pipe_off = 0;
 }
 
 static void pipe_close(struct relay_pipe *pp)
@@ -112,6 +113,10 @@ struct relay_pipe *bufpool_get_pipe(struct bufpool *p)
         p->npipes--;
         return pp;
     }
+    if (p->pipe_off) {
+        p->pipe_off--;
+        return NULL;
+    }
     if (!fdbudget_take(2, FDB_EXTRA))
         return NULL;
     if (!(pp = malloc(sizeof *pp)) || pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) {
@@ -128,8 +133,13 @@ struct relay_pipe *bufpool_get_pipe(struct bufpool *p)
         size = fcntl(pp->w, F_SETPIPE_SZ, BUFPOOL_PIPE_FALLBACK);
     if (size < 0)
         size = fcntl(pp->w, F_GETPIPE_SZ);
-    if (size <= 0) {
+    /* An unprivileged user whose pipes hold fs.pipe-user-pages-soft
+     * (16,384 pages: 128 pipes of 512 KiB) gets 2-page pipes, which move
+     * less per splice than read/write with a buffer does: 10 times the
+     * syscalls per MB (docs/benchmarks.md). Buffers until pipes fit again. */
+    if (size < BUFPOOL_SIZE) {
         pipe_close(pp);
+        p->pipe_off = BUFPOOL_PIPE_RETRY;
         return NULL;
     }
     pp->size = (uint32_t)size;

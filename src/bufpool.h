@@ -28,7 +28,8 @@ struct bufpool {
     size_t max_free;
     size_t in_use; /* big buffers handed out */
     struct relay_pipe *free_pipes;
-    size_t npipes; /* idle pipes kept */
+    size_t npipes;     /* idle pipes kept */
+    unsigned pipe_off; /* get_pipe calls left that make no new pipe */
 };
 
 void bufpool_init(struct bufpool *p, size_t max_free);
@@ -43,8 +44,10 @@ uint8_t *bufpool_get_small(struct bufpool *p);
 void bufpool_put_small(struct bufpool *p, uint8_t *buf);
 /* Returns an empty non-blocking pipe of BUFPOOL_PIPE_SIZE, or of
  * BUFPOOL_PIPE_FALLBACK or the kernel's default where the kernel refuses
- * more (see pipe->size), or NULL (no memory, or its two descriptors do not
- * fit the budget: use buffers). */
+ * more (see pipe->size), or NULL: no memory, its two descriptors do not fit
+ * the budget, or the kernel grants less than BUFPOOL_SIZE. Use buffers
+ * then. After a pipe too small, the next BUFPOOL_PIPE_RETRY calls that
+ * find no idle pipe return NULL without trying. */
 struct relay_pipe *bufpool_get_pipe(struct bufpool *p);
 /* Takes back a pipe; one still holding bytes (`dirty`) is closed. */
 void bufpool_put_pipe(struct bufpool *p, struct relay_pipe *pipe, int dirty);
@@ -56,5 +59,6 @@ void bufpool_put_pipe(struct bufpool *p, struct relay_pipe *pipe, int dirty);
 #define BUFPOOL_PIPE_SIZE (512 * 1024)
 #endif
 #define BUFPOOL_PIPE_FALLBACK (256 * 1024)
+#define BUFPOOL_PIPE_RETRY 64
 
 #endif
