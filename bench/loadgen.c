@@ -15,6 +15,12 @@ static const char usage[] =
     "usage: loadgen SCENARIO [options]\n"
     "scenarios: tput-up tput-down crr rr fair udp idle trickle sink\n"
     "  -x, --proxy IP:PORT    SOCKS5 proxy (default: direct to the target)\n"
+    "  -F, --forward IP:PORT  plain TCP forwarder instead of a proxy: connect to\n"
+    "                         it and send no SOCKS handshake; it listens on PORT\n"
+    "                         for the target on -T's port, PORT+1 for the next\n"
+    "                         (fair's echo). Needs -T; tput, crr, rr, fair, trickle\n"
+    "  -T, --target-port P    TCP targets listen on P, P+1, ... in the order the\n"
+    "                         scenario starts them (default: random free ports)\n"
     "  -a, --auth USER:PASS   username/password authentication (RFC 1929)\n"
     "  -D, --domain NAME      CONNECT by domain name instead of IPv4\n"
     "  -d, --duration S       measured seconds (default 3)\n"
@@ -32,6 +38,8 @@ static const char usage[] =
     "                         -D name with an IPv6 address reaches them\n";
 
 static const struct option longopts[] = {{"proxy", required_argument, NULL, 'x'},
+                                         {"forward", required_argument, NULL, 'F'},
+                                         {"target-port", required_argument, NULL, 'T'},
                                          {"auth", required_argument, NULL, 'a'},
                                          {"domain", required_argument, NULL, 'D'},
                                          {"duration", required_argument, NULL, 'd'},
@@ -88,8 +96,15 @@ static int parse_opt(int c, char *arg, struct opts *o)
 {
     switch (c) {
     case 'x':
+    case 'F':
+        if (!o->proxy.direct)
+            return bad("option", "-x and -F name one proxy between them");
         o->proxy.direct = false;
-        return net_parse_addr(arg, &o->proxy.addr) < 0 ? bad("proxy", arg) : 0;
+        o->proxy.forward = c == 'F';
+        return net_parse_addr(arg, &o->proxy.addr) < 0 ? bad(c == 'F' ? "forward" : "proxy", arg)
+                                                       : 0;
+    case 'T':
+        return parse_int(arg, 1, 65000, &o->target_port) < 0 ? bad("target port", arg) : 0;
     case 'a':
         return parse_auth(arg, &o->proxy) < 0 ? bad("auth", arg) : 0;
     case 'D':
@@ -125,6 +140,23 @@ static int parse_opt(int c, char *arg, struct opts *o)
     }
 }
 
+/* A forwarder relays bytes to a fixed target: nothing to authenticate or
+ * name, no UDP, and idle's sink (-t) is not among its ports. */
+static int check_forward(struct opts *o)
+{
+    net_listen_port = (unsigned)o->target_port;
+    if (!o->proxy.forward)
+        return 0;
+    if (!o->target_port)
+        return bad("forward", "-F needs -T (the port its first target listens on)");
+    if (o->proxy.user || o->domain)
+        return bad("forward", "-a and -D need a SOCKS proxy, not a plain forwarder");
+    if (strcmp(o->scenario, "udp") == 0 || strcmp(o->scenario, "idle") == 0)
+        return bad("forward", "udp and idle need a SOCKS proxy, not a plain forwarder");
+    o->proxy.port_shift = ntohs(o->proxy.addr.sin_port) - o->target_port;
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, struct opts *o)
 {
     int c;
@@ -144,13 +176,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
     }
     o->scenario = argv[1];
     optind = 2;
-    while ((c = getopt_long(argc, argv, "x:a:D:d:w:n:c:s:k:t:W:H:i:6", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "x:F:T:a:D:d:w:n:c:s:k:t:W:H:i:6", longopts, NULL)) != -1) {
         if (parse_opt(c, optarg, o) < 0)
             return -1;
     }
     if (optind != argc)
         return bad("argument", argv[optind]);
-    return 0;
+    return check_forward(o);
 }
 
 /* 9,000 idle tunnels need 9,000 descriptors here: use the whole hard limit. */

@@ -24,6 +24,7 @@ int net_blocking(int fd, int timeout_s)
 }
 
 bool net_listen6;
+unsigned net_listen_port;
 
 /* [::]:port for a dual-stack listener; addr says 127.0.0.1 and the port. */
 static int bind_any6(int fd, struct sockaddr_in *addr, uint16_t port)
@@ -69,12 +70,15 @@ static unsigned ephemeral_low(void)
 /* Bind a listening socket below the ephemeral range. After a crr run tens
  * of thousands of TIME_WAIT sockets of the proxies' outgoing connections
  * hold ephemeral ports of 127.0.0.1, and bind() to port 0 then fails with
- * EADDRINUSE. Random candidates, then port 0 as a last resort. */
+ * EADDRINUSE. Random candidates, then port 0 as a last resort; with
+ * net_listen_port, that port and nothing else. */
 static int bind_listener(int fd, struct sockaddr_in *addr)
 {
     static unsigned seed;
     int (*bind_at)(int, struct sockaddr_in *, uint16_t) = net_listen6 ? bind_any6 : bind_loopback;
     unsigned lo = 10000, hi = ephemeral_low();
+    if (net_listen_port)
+        return bind_at(fd, addr, (uint16_t)net_listen_port++);
     if (seed == 0)
         seed = (unsigned)getpid() ^ (unsigned)time(NULL);
     for (int i = 0; hi > lo + 1000 && i < 64; i++) {

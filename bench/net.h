@@ -11,6 +11,10 @@
  * is then 127.0.0.1 and that port. */
 int net_listen_tcp(struct sockaddr_in *addr);
 extern bool net_listen6;
+/* Nonzero (loadgen -T): the next TCP listener takes exactly this port, the
+ * one after it this port + 1, and so on, so that a forwarder configured
+ * before the run can name them. */
+extern unsigned net_listen_port;
 
 /* Make fd blocking, with send and receive timeouts of timeout_s seconds so
  * that no single call can hang. Returns 0 or -1 with errno set. */

@@ -20,6 +20,7 @@ struct opts {
     int count;          /* idle, trickle: tunnels to open */
     int window;         /* udp: datagrams in flight */
     int interval_ms;    /* trickle: each tunnel writes once per interval */
+    int target_port;    /* -T: first TCP target's port, 0 = random */
     bool have_target;
     struct sockaddr_in target; /* idle: sink from `loadgen sink` */
 };

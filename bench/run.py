@@ -16,7 +16,7 @@ import time
 
 from harness import plot, report, summary
 from harness.scenarios import ROUTE6_PREFIX, SCENARIOS, run_idle, run_timed, run_trickle
-from harness.servers import SPECS, Running, ServerError
+from harness.servers import SPECS, TARGET_PORTS, Running, ServerError, free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOADGEN = os.path.join(ROOT, "bench/loadgen")
@@ -33,8 +33,9 @@ def parse_args():
     p.add_argument("--quick", action="store_true",
                    help="one repetition, short durations (development only)")
     p.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
-    p.add_argument("--servers", default=",".join(SPECS),
-                   help=f"comma-separated subset of {','.join(SPECS)}")
+    p.add_argument("--servers", default=",".join(n for n, s in SPECS.items() if s.default),
+                   help=f"comma-separated subset of {','.join(SPECS)} (default: all but "
+                   f"{','.join(n for n, s in SPECS.items() if not s.default)})")
     p.add_argument("--scenarios", default="",
                    help="comma-separated subset of " + ",".join(s.name for s in SCENARIOS))
     p.add_argument("--output", default=os.path.join(ROOT, "docs"),
@@ -79,6 +80,9 @@ class Bench:
         self.start = time.monotonic()
         self.loadavg_start = loadavg()
         self.pool = {}
+        # Every loadgen of the run puts its TCP targets here (-T), the port
+        # haproxy's configuration names; the others ignore where they are.
+        self.target_port = free_port(2, *TARGET_PORTS)
 
     def record(self, rep, scn, server, res):
         self.raw.append({"rep": rep, "scenario": scn.name, "server": server, "result": res})
@@ -93,7 +97,7 @@ class Bench:
             inst.stop()
             inst = None
         if inst is None:
-            inst = Running(name, auth, ROOT, OUT, extra)
+            inst = Running(name, auth, ROOT, OUT, extra, self.target_port)
             self.pool[key] = inst
         return inst
 
@@ -108,6 +112,8 @@ class Bench:
 
 def not_applicable(scn, spec):
     """Why scn cannot run on spec, or ''."""
+    if spec.forward:
+        return forward_na(scn)
     if spec.direct and scn.kind == "idle":
         return "no proxy memory to measure"
     if spec.direct and scn.needs in ("auth", "domain", "route6"):
@@ -116,6 +122,18 @@ def not_applicable(scn, spec):
         return f"{spec.name} has no {scn.needs} support here"
     if scn.needs == "route6" and not route6_ready():
         return f"no local route for {ROUTE6_PREFIX} (run in a network namespace: bench/README.md)"
+    return ""
+
+
+def forward_na(scn):
+    """Why a plain TCP forwarder (haproxy) does not run scn, or ''."""
+    if scn.kind == "udp":
+        return "a plain TCP forwarder: no UDP ASSOCIATE"
+    if scn.kind in ("idle", "trickle"):
+        return "a plain TCP forwarder is the floor for throughput and connection rate only"
+    if scn.needs:
+        what = {"auth": "authentication", "domain": "CONNECT by name", "route6": "routes"}
+        return f"a plain TCP forwarder: no SOCKS handshake, so no {what[scn.needs]}"
     return ""
 
 
@@ -134,12 +152,12 @@ def run_one(bench, scn, spec):
     if bench.over_budget():
         return {"skipped": "time budget exhausted"}
     if spec.direct:
-        return run(LOADGEN, scn, None, bench.timing)
+        return run(LOADGEN, scn, None, bench.timing, bench.target_port)
     try:
         inst = bench.server(spec.name, scn.auth, getattr(scn, "server_args", ()))
     except ServerError as e:
         return {"ok": False, "error": f"{spec.name} did not start: {e}"}
-    res = run(LOADGEN, scn, inst, bench.timing)
+    res = run(LOADGEN, scn, inst, bench.timing, bench.target_port)
     return check_after(res, inst)
 
 
@@ -212,10 +230,10 @@ def loadavg():
 
 
 def clean_out():
-    """Drop the server logs, Dante configurations and plot data of earlier
-    runs from bench/out; nothing else there is ours to remove."""
-    ours = (tuple(f"{s}-" for s in SPECS), ("danted-",), ("plot-",))
-    ends = (".log", ".conf", ".dat")
+    """Drop the server logs, Dante and HAProxy configurations and plot data
+    of earlier runs from bench/out; nothing else there is ours to remove."""
+    ours = (tuple(f"{s}-" for s in SPECS), ("danted-",), ("haproxy-",), ("plot-",))
+    ends = (".log", ".conf", ".cfg", ".dat")
     for name in os.listdir(OUT):
         if any(name.startswith(pre) and name.endswith(end) for pre, end in zip(ours, ends)):
             os.remove(os.path.join(OUT, name))
@@ -231,7 +249,8 @@ def cpu_model():
 
 def versions():
     out = {"direct": "-"}
-    for name, pkg in (("microsocks", "microsocks"), ("dante", "dante-server")):
+    for name, pkg in (("microsocks", "microsocks"), ("dante", "dante-server"),
+                      ("haproxy", "haproxy")):
         r = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True,
                            text=True)
         out[name] = r.stdout.strip() if r.returncode == 0 else "not installed"

@@ -77,6 +77,12 @@ static void on_echo(struct client *c)
         session_error(c, n == 0 ? "echo: closed early" : "echo: recv", n == 0 ? 0 : errno);
         return;
     }
+    /* Every byte must be the one sent: a tunnel that reached another target
+     * (a source's bytes, a sink's silence) fails here instead of counting. */
+    if (memcmp(r->reply, r->msg + c->got, (size_t)n) != 0) {
+        session_error(c, "echo: bytes differ from those sent", 0);
+        return;
+    }
     c->got += (size_t)n;
     if (c->got == size)
         session_done(c);
@@ -194,7 +200,8 @@ static int crr_run(struct crr *r, const struct sockaddr_in *echo)
     int rc;
     r->dest.addr = *echo;
     r->dest.domain = r->o->domain;
-    memset(r->msg, 'c', sizeof(r->msg));
+    for (size_t i = 0; i < sizeof(r->msg); i++)
+        r->msg[i] = (char)('a' + i % 26);
     r->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (!cl || r->epfd < 0 || hist_init(&r->hist) < 0) {
         free(cl);

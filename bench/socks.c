@@ -146,7 +146,7 @@ static enum tun_status on_connected(struct tunnel *t)
     int err = net_connect_error(t->fd);
     if (err)
         return fail(t, "connect failed", err);
-    if (t->proxy->direct) {
+    if (t->proxy->direct || t->proxy->forward) {
         t->state = ST_DONE;
         return TUN_DONE;
     }
@@ -212,15 +212,26 @@ enum tun_status tunnel_step(struct tunnel *t)
     return t->state == ST_DONE ? TUN_DONE : TUN_WANT_READ;
 }
 
+/* Where the client connects: the destination itself, the SOCKS proxy, or
+ * the forwarder's port that leads to the destination. */
+static struct sockaddr_in first_hop(const struct proxy_cfg *p, const struct dest *d)
+{
+    struct sockaddr_in a = p->direct ? d->addr : p->addr;
+    if (p->forward)
+        a.sin_port = htons((uint16_t)(ntohs(d->addr.sin_port) + p->port_shift));
+    return a;
+}
+
 int tunnel_open(struct tunnel *t, const struct proxy_cfg *p, const struct dest *d, uint8_t cmd,
                 const struct in_addr *src)
 {
+    struct sockaddr_in hop = first_hop(p, d);
     memset(t, 0, sizeof(*t));
     t->proxy = p;
     t->dest = d;
     t->cmd = cmd;
     t->state = ST_CONNECTING;
-    t->fd = net_connect(p->direct ? &d->addr : &p->addr, src);
+    t->fd = net_connect(&hop, src);
     if (t->fd < 0) {
         fail(t, "socket/connect", errno);
         return -1;
@@ -228,8 +239,8 @@ int tunnel_open(struct tunnel *t, const struct proxy_cfg *p, const struct dest *
     return 0;
 }
 
-int tunnel_open_wait(struct tunnel *t, const struct proxy_cfg *p, const struct dest *d,
-                     uint8_t cmd, const struct in_addr *src, double deadline)
+int tunnel_open_wait(struct tunnel *t, const struct proxy_cfg *p, const struct dest *d, uint8_t cmd,
+                     const struct in_addr *src, double deadline)
 {
     enum tun_status st = TUN_WANT_WRITE;
     if (tunnel_open(t, p, d, cmd, src) < 0)

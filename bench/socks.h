@@ -10,8 +10,11 @@
 enum { SOCKS_CMD_CONNECT = 1, SOCKS_CMD_UDP_ASSOCIATE = 3 };
 
 struct proxy_cfg {
-    bool direct; /* no proxy: connect straight to the destination */
+    bool direct;  /* no proxy: connect straight to the destination */
+    bool forward; /* a plain TCP forwarder at addr: no SOCKS handshake */
     struct sockaddr_in addr;
+    int port_shift;   /* forward: its port for a destination is the destination's
+                       * port plus this (one listening port per target) */
     const char *user; /* NULL: offer "no authentication" only */
     const char *pass;
 };
@@ -37,8 +40,9 @@ struct tunnel {
     char err[160];
 };
 
-/* Start connecting (to the proxy, or straight to dest in direct mode),
- * optionally from source address src. Returns 0, or -1 with t->err set. */
+/* Start connecting (to the proxy, to the forwarder's port for dest, or
+ * straight to dest in direct mode), optionally from source address src. Returns 0, or -1 with
+ * t->err set. */
 int tunnel_open(struct tunnel *t, const struct proxy_cfg *p, const struct dest *d, uint8_t cmd,
                 const struct in_addr *src);
 
@@ -48,7 +52,7 @@ enum tun_status tunnel_step(struct tunnel *t);
 
 /* Open and finish a tunnel on a blocking wait, giving up at deadline
  * (monotonic seconds). Returns 0, or -1 with t->err set and t->fd closed. */
-int tunnel_open_wait(struct tunnel *t, const struct proxy_cfg *p, const struct dest *d,
-                     uint8_t cmd, const struct in_addr *src, double deadline);
+int tunnel_open_wait(struct tunnel *t, const struct proxy_cfg *p, const struct dest *d, uint8_t cmd,
+                     const struct in_addr *src, double deadline);
 
 #endif

@@ -8,7 +8,7 @@ test="$build clang clang-format clang-tools lcov libclang-rt-14-dev libcmocka-de
       iproute2 procps krb5-kdc krb5-admin-server krb5-user python3-gssapi
       build-essential debhelper dpkg-dev lintian mmdebstrap fakeroot prometheus logrotate binutils dante-server
       tinyproxy"
-bench="$build python3 microsocks dante-server gnuplot-nox procps"
+bench="$build python3 microsocks dante-server haproxy gnuplot-nox procps"
 case "${1:-build}" in
   build) want=$build ;;
   test) want=$test ;;

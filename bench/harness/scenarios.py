@@ -51,13 +51,17 @@ SCENARIOS = [
 ]
 
 
-def loadgen_argv(loadgen, scn, server, timing):
-    """Command line for a timed scenario; server is None for direct mode."""
+def loadgen_argv(loadgen, scn, server, timing, target_port=None):
+    """Command line for a timed scenario; server is None for direct mode.
+    target_port: the run's port for loadgen's TCP targets (-T), which a
+    forwarder's configuration names."""
     argv = [loadgen] + scn.args
     argv += ["-d", str(timing["tput_s" if scn.kind == "tput" else "other_s"])]
     argv += ["-w", str(timing["warmup_s"])]
+    if target_port is not None:
+        argv += ["-T", str(target_port)]
     if server is not None:
-        argv += ["-x", f"127.0.0.1:{server.port}"]
+        argv += ["-F" if server.forward else "-x", f"127.0.0.1:{server.port}"]
         if scn.auth:
             argv += ["-a", "bench:benchpw"]
     return argv
@@ -81,9 +85,9 @@ def children_cpu():
     return ru.ru_utime + ru.ru_stime
 
 
-def run_timed(loadgen, scn, server, timing):
+def run_timed(loadgen, scn, server, timing, target_port=None):
     """Run one timed scenario; the proxy's CPU is read around the run."""
-    argv = loadgen_argv(loadgen, scn, server, timing)
+    argv = loadgen_argv(loadgen, scn, server, timing, target_port)
     limit = timing["tput_s"] + timing["other_s"] + timing["warmup_s"] + 30
     cpu0 = procstat.cpu_seconds(server.pid) if server else 0.0
     gen0, kw0 = children_cpu(), procstat.kworker_seconds()
@@ -217,10 +221,11 @@ def hold_tunnels(loadgen, scn, server, sink_port, before):
     return idle_memory(res, before, after)
 
 
-def run_trickle(loadgen, scn, server, timing):
+def run_trickle(loadgen, scn, server, timing, target_port=None):
     """Open the slow tunnels, then read the proxy's CPU around the trickling
     only: loadgen waits for a line on stdin after 'ready' and after 'done'."""
-    argv = loadgen_argv(loadgen, scn, server, timing) + ["-k", str(scn.count), "-H", "60"]
+    argv = loadgen_argv(loadgen, scn, server, timing, target_port) + \
+        ["-k", str(scn.count), "-H", "60"]
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     cpu = []

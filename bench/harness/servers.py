@@ -19,12 +19,16 @@ class ServerError(Exception):
 
 
 class Spec:
-    """A server under test. features: what it supports beyond CONNECT."""
+    """A server under test. features: what it supports beyond CONNECT.
+    forward: a plain TCP forwarder (no SOCKS) to the scenario's target.
+    default: in run.py's server list unless --servers names others."""
 
-    def __init__(self, name, features, note):
+    def __init__(self, name, features, note, forward=False, default=True):
         self.name = name
         self.features = features
         self.note = note
+        self.forward = forward
+        self.default = default
 
     @property
     def direct(self):
@@ -43,6 +47,12 @@ SPECS = {
     "dante": Spec("dante", {"domain", "udp", "idle"},
                   "Debian dante-server, danted -N 2 (two main processes that fork "
                   "negotiate/request/io children as needed); auth needs system users: n/a"),
+    # Opt-in (--servers ...,haproxy): it would push `make bench` past its
+    # 15 minutes (bench/README.md).
+    "haproxy": Spec("haproxy", set(),
+                    "HAProxy 2.6, mode tcp, nbthread 2, a plain forwarder to the scenario's "
+                    "target: no SOCKS handshake; the floor for relaying on this machine, not a "
+                    "SOCKS server", forward=True, default=False),
 }
 
 
@@ -59,20 +69,40 @@ def ephemeral_low():
         return int(f.read().split()[0])
 
 
-def free_port():
-    """A loopback port that is free right now, picked at random below the
-    ephemeral range: after crr runs, TIME_WAIT sockets of the proxies'
-    outgoing connections hold most ephemeral ports of 127.0.0.1."""
-    hi = ephemeral_low()
+# loadgen's targets (loadgen -T) take their ports from below the servers'
+# range, so that a server started later never takes a target's port.
+TARGET_PORTS = (4000, 10000)
+
+
+def free_port(count=1, lo=10000, hi=None):
+    """The first of count consecutive loopback ports that are free right
+    now, picked at random in [lo, hi) (hi: the ephemeral range's start):
+    after crr runs, TIME_WAIT sockets of the proxies' outgoing connections
+    hold most ephemeral ports of 127.0.0.1."""
+    hi = hi or ephemeral_low()
     for _ in range(200):
-        port = random.randrange(10000, hi) if hi > 11000 else 0
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return s.getsockname()[1]
-    raise ServerError("no free loopback port")
+        port = bind_all(random.randrange(lo, hi - count) if hi > lo + 1000 else 0, count)
+        if port:
+            return port
+    raise ServerError(f"no {count} consecutive free loopback ports")
+
+
+def bind_all(port, count):
+    """port (0: any) and the count - 1 after it if all are free now: the
+    first one's number, else None."""
+    socks = []
+    try:
+        for i in range(count):
+            s = socket.socket()
+            socks.append(s)
+            s.bind(("127.0.0.1", port + i))
+            port = port or s.getsockname()[1]
+        return port
+    except OSError:
+        return None
+    finally:
+        for s in socks:
+            s.close()
 
 
 def users_file(root, out):
@@ -99,10 +129,11 @@ def users_file(root, out):
     return path
 
 
-def command(name, port, auth, root, out, extra=()):
+def command(name, port, auth, root, out, extra=(), target_port=None):
     """argv for server name on port, with or without user/password auth.
     microsocks compares the password in plaintext and caches nothing, so its
-    "uncached" run is its only auth run."""
+    "uncached" run is its only auth run. haproxy forwards port and port + 1
+    to target_port and target_port + 1."""
     if name in ("socks5d", "before"):
         binary = BEFORE if name == "before" else os.path.join(root, "bin/socks5d")
         argv = [binary, "-l", f"127.0.0.1:{port}", "-w", "2", "-q"]
@@ -116,6 +147,9 @@ def command(name, port, auth, root, out, extra=()):
         return argv + (["-u", USER, "-P", PASSWORD] if auth else [])
     if name == "dante":
         return ["/usr/sbin/danted", "-f", dante_config(port, root, out), "-N", "2"]
+    if name == "haproxy":
+        # -db: stay in the foreground, so that stop() ends it by its PID.
+        return ["/usr/sbin/haproxy", "-db", "-f", haproxy_config(port, target_port, root, out)]
     raise ValueError(f"unknown server {name}")
 
 
@@ -126,6 +160,19 @@ def dante_config(port, root, out):
     path = os.path.join(out, f"danted-{port}.conf")
     with open(path, "w") as f:
         f.write(text)
+    return path
+
+
+def haproxy_config(port, target_port, root, out):
+    """bench/haproxy.cfg.in with the ports filled in, written to out/."""
+    if target_port is None:
+        raise ServerError("haproxy needs the run's target port")
+    shift = target_port - port
+    with open(os.path.join(root, "bench/haproxy.cfg.in")) as f:
+        text = f.read().replace("@PORT@", str(port)).replace("@PORT2@", str(port + 1))
+    path = os.path.join(out, f"haproxy-{port}.cfg")
+    with open(path, "w") as f:
+        f.write(text.replace("@SHIFT@", f"{shift:+d}"))
     return path
 
 
@@ -155,12 +202,16 @@ def route6_env(out):
 
 class Running:
     """A started server process; stop() ends it and every process it forked.
-    extra: arguments added to socks5d's command line (route scenarios)."""
+    extra: arguments added to socks5d's command line (route scenarios).
+    target_port: where loadgen's targets listen (loadgen -T), for haproxy."""
 
-    def __init__(self, name, auth, root, out, extra=()):
+    def __init__(self, name, auth, root, out, extra=(), target_port=None):
         self.name, self.auth = name, auth
-        self.port = free_port()
-        argv = command(name, self.port, auth, root, out, extra)
+        # syscounts.py runs "before" without its SPECS entry.
+        self.forward = name in SPECS and SPECS[name].forward
+        # A forwarder has a port per target: fair has two.
+        self.port = free_port(2 if self.forward else 1)
+        argv = command(name, self.port, auth, root, out, extra, target_port)
         tag = f"-auth-{auth}" if auth else ""
         self.log_path = os.path.join(out, f"{name}{tag}-{self.port}.log")
         with open(self.log_path, "w") as log:

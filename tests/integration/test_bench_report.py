@@ -80,13 +80,17 @@ def fixed_results():
 @pytest.fixture
 def doc(tmp_path):
     """A fixed benchmarks.json written to tmp_path, and its document."""
-    results = fixed_results()
+    return write_doc(tmp_path, fixed_results(), {s: f"{s} note" for s in SERVERS})
+
+
+def write_doc(tmp_path, results, notes):
+    """results and the servers' notes as a benchmarks.json in tmp_path."""
     scns = [s for s in SCENARIOS if s.name in results]
     meta = {"quick": False, "reps": 3, "timing": {"tput_s": 3, "other_s": 2, "warmup_s": 0.5},
             "date": "2026-12-07 11:00 UTC", "nproc": 2, "cpu_model": "test CPU",
             "kernel": "6.1", "elapsed_s": 600, "loadavg_start": "1.00 1.00 1.00",
-            "loadavg_end": "2.00 2.00 2.00", "servers": {s: f"{s} note" for s in SERVERS},
-            "versions": {s: "1" for s in SERVERS}}
+            "loadavg_end": "2.00 2.00 2.00", "servers": notes,
+            "versions": {s: "1" for s in notes}}
     raw = [{"rep": 0, "scenario": n, "server": s, "result": r[0]}
            for n, per in results.items() for s, r in per.items()]
     path = tmp_path / "benchmarks.json"
@@ -117,6 +121,38 @@ def test_the_markdown_tables_come_from_the_json(doc, tmp_path):
     assert "## Slow tunnels" in md
     assert "| trickle-2000 | – | 30 (15–45) | 90 (45–135) | 200 (100–300) | – | 0.33 | 0.15 |" in md
     assert "- rep 1, tput-down-64, microsocks, failed: stream: proxy closed it" in md
+
+
+def test_the_forwarder_floor_is_a_column_beside_the_proxies(tmp_path):
+    """haproxy (a plain TCP forwarder, opt-in) gets its column and a
+    socks5d/haproxy ratio where it runs, and n/a, from run.py's own
+    verdict, where a forwarder cannot run the scenario (trickle)."""
+    spec = run.SPECS["haproxy"]
+    assert not spec.default
+    results = fixed_results()
+    haproxy = {"tput-up-1": runs(mb_per_s=2000, cpu_s_per_gb=0.25),
+               "tput-up-8": runs(mb_per_s=3200, cpu_s_per_gb=0.2),
+               "tput-down-64": runs(mb_per_s=3000, cpu_s_per_gb=0.25, min_share=0.5,
+                                    max_share=1.4, jain=0.95),
+               "crr": runs(sessions_per_s=6250, p50_us=150, p99_us=1200, cpu_s_per_1k=0.04)}
+    for scn in SCENARIOS:
+        if scn.name in results:
+            na = run.not_applicable(scn, spec)
+            assert bool(na) == (scn.name not in haproxy)
+            results[scn.name]["haproxy"] = [{"na": na}] if na else haproxy[scn.name]
+    notes = {s: f"{s} note" for s in SERVERS}
+    notes["haproxy"] = spec.note
+    _, md = render(write_doc(tmp_path, results, notes), tmp_path)
+    assert "- **haproxy** (1): HAProxy 2.6, mode tcp, nbthread 2, a plain forwarder" in md
+    assert "| scenario | direct | socks5d | microsocks | dante | haproxy | socks5d/direct | " \
+        "socks5d/microsocks | socks5d/dante | socks5d/haproxy |" in md
+    # 2,500 / 2,000 = 1.25; 5,000 / 6,250 = 0.80.
+    assert "| tput-up-1 | 3,000 (1,500–4,500) | 2,500 (1,250–3,750) | 200 (100–300) | " \
+        "1,000 (500–1,500) | 2,000 (1,000–3,000) | 0.83 | 12.5 | 2.50 | 1.25 |" in md
+    assert "| crr | 10,000 (5,000–15,000) | 5,000 (2,500–7,500) | 3,000 (1,500–4,500) | " \
+        "2,000 (1,000–3,000) | 6,250 (3,125–9,375) | 0.50 | 1.67 | 2.50 | 0.80 |" in md
+    assert "| trickle-2000 | 4,000 (2,000–6,000) | 4,000 (2,000–6,000) | " \
+        "3,900 (1,950–5,850) | 3,000 (1,500–4,500) | n/a | 1 | 1.03 | 1.33 | – |" in md
 
 
 def test_the_targets_are_judged_from_the_medians(doc, tmp_path):
