@@ -218,7 +218,7 @@ HEADLINE = [
     ("RSS per idle tunnel at 9,000 tunnels", "idle-9000", "kb_per_tunnel", " kB"),
     ("UDP round trips/s, 64 B", "udp-64", "datagrams_per_s", ""),
 ]
-HEADLINE_SERVERS = [SUBJECT, "microsocks", "dante"]
+HEADLINE_SERVERS = [SUBJECT, "microsocks", "dante", "haproxy"]
 
 
 def headline_cell(table, scn, key, server, unit):
@@ -244,7 +244,8 @@ def headline(doc):
     """The README's benchmark summary, between its markers."""
     meta, table = doc["meta"], doc["summary"]
     servers = [s for s in HEADLINE_SERVERS if s in meta["servers"]]
-    names = {"socks5d": "socks5d", "microsocks": "microsocks", "dante": "Dante"}
+    names = {"socks5d": "socks5d", "microsocks": "microsocks", "dante": "Dante",
+             "haproxy": "HAProxy (plain TCP forwarder, no SOCKS: the floor)"}
     lines = [f"From the published run ({meta['date']}, {meta['nproc']} cores, everything on "
              f"loopback, medians of {meta['reps']}, load average {meta['loadavg_start']} at "
              "the start; compare ratios within the run, not absolute figures):", "",

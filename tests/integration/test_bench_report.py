@@ -142,8 +142,18 @@ def test_the_forwarder_floor_is_a_column_beside_the_proxies(tmp_path):
             results[scn.name]["haproxy"] = [{"na": na}] if na else haproxy[scn.name]
     notes = {s: f"{s} note" for s in SERVERS}
     notes["haproxy"] = spec.note
-    _, md = render(write_doc(tmp_path, results, notes), tmp_path)
+    parsed, md = render(write_doc(tmp_path, results, notes), tmp_path)
     assert "- **haproxy** (1): HAProxy 2.6, mode tcp, nbthread 2, a plain forwarder" in md
+    # Beside what the targets leave socks5d, the forwarder's own cost.
+    assert "| crr | 0.55 × | 0.36 | 0.20 | 0.16 | 0.050 | 0.040 | 1.00 × | 1.25 |" in md
+    # The README's headline shows the floor too, n/a where it cannot run.
+    headline = "\n".join(report.headline(parsed))
+    assert "| | socks5d | microsocks | Dante | HAProxy (plain TCP forwarder, no SOCKS: the " \
+        "floor) |" in headline
+    assert "| sessions/s (64 clients, CONNECT + 64 B echo) | 5,000 | 3,000 | 2,000 | 6,250 |" \
+        in headline
+    assert "| proxy CPU-µs per message, 2,000 slow tunnels | 30 | 90 | 200 | n/a |" \
+        in headline
     assert "| scenario | direct | socks5d | microsocks | dante | haproxy | socks5d/direct | " \
         "socks5d/microsocks | socks5d/dante | socks5d/haproxy |" in md
     # 2,500 / 2,000 = 1.25; 5,000 / 6,250 = 0.80.
