@@ -577,12 +577,28 @@ static int chain_up(const struct route_chain *c, int64_t now_ms)
     return 1;
 }
 
-size_t route_pick(const struct route *r, size_t from, int64_t now_ms)
+int route_chain_carries(const struct route_chain *c, uint8_t cmd)
 {
-    for (size_t i = from; i < r->nalts; i++)
+    if (c->nhops > 0 && cmd == SOCKS5_CMD_BIND)
+        return c->hops[c->nhops - 1].kind != UPSTREAM_HTTP;
+    for (size_t i = 0; cmd == SOCKS5_CMD_UDP && i < c->nhops; i++)
+        if (c->hops[i].kind != UPSTREAM_SOCKS5)
+            return 0;
+    return 1;
+}
+
+size_t route_pick(const struct route *r, size_t from, int64_t now_ms, uint8_t cmd)
+{
+    size_t first = r->nalts;
+    for (size_t i = from; i < r->nalts; i++) {
+        if (!route_chain_carries(&r->alts[i], cmd))
+            continue;
         if (chain_up(&r->alts[i], now_ms))
             return i;
-    return from < r->nalts ? from : r->nalts;
+        if (first == r->nalts)
+            first = i;
+    }
+    return first;
 }
 
 void route_hop_failed(const struct route_chain *c, size_t hop, int64_t now_ms)

@@ -98,10 +98,14 @@ int routes_set_passwords(struct routes *rs, route_pass_fn pass_for, void *arg, c
 const struct route *routes_match(const struct routes *rs, const struct rules_request *rq,
                                  int *need_addr);
 
-/* The first alternative at or after `from` none of whose hops is held
- * down, or when all of those have one, `from` itself; r->nalts when from is
- * past the end. */
-size_t route_pick(const struct route *r, size_t from, int64_t now_ms);
+/* Whether chain c can carry a request for cmd (SOCKS5_CMD_*): UDP goes
+ * through SOCKS5 hops only, each relaying the next one's datagrams; BIND
+ * needs a last hop that can listen, which an HTTP proxy cannot. */
+int route_chain_carries(const struct route_chain *c, uint8_t cmd);
+/* Among the alternatives at or after `from` that carry cmd: the first none
+ * of whose hops is held down, or when all of those have one, the first;
+ * r->nalts when none carries cmd. */
+size_t route_pick(const struct route *r, size_t from, int64_t now_ms, uint8_t cmd);
 /* Holds hop `hop` of c down for ROUTE_HOLDDOWN_MS from now_ms. */
 void route_hop_failed(const struct route_chain *c, size_t hop, int64_t now_ms);
 /* Holds every hop of c up again after the chain worked. */

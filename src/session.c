@@ -965,6 +965,12 @@ static void on_hops(void *owner, enum hops_stage stage, struct loop_io *io, uint
 
 static void try_route(struct session *s);
 
+/* The alternative to try from `from` on for the session's command. */
+static size_t next_alt(const struct session *s, size_t from)
+{
+    return route_pick(s->ext->route, from, (int64_t)loop_now(s->env->loop), s->cmd);
+}
+
 /* Hop `hop` of the alternative being tried failed (down, dropped, silent,
  * or an earlier hop could not reach it): hold it down and try the next
  * alternative with a deadline of its own, or tell the client. */
@@ -972,7 +978,7 @@ static void chain_broke(struct session *s, size_t hop, uint8_t rep, const char *
 {
     route_hop_failed(chain_of(s), hop, (int64_t)loop_now(s->env->loop));
     close_side(s, &s->relay.target); /* UDP: the last hop's association */
-    if (s->ext->alt + 1 >= s->ext->route->nalts) {
+    if (next_alt(s, s->ext->alt + 1) >= s->ext->route->nalts) {
         session_reply(s, rep, NULL, why);
         return;
     }
@@ -1112,7 +1118,7 @@ static void dial_addrs(struct session *s, const union addr_any *all, size_t coun
             return;
         }
         if (route_of(s))
-            s->ext->alt = route_pick(s->ext->route, 0, (int64_t)loop_now(s->env->loop));
+            s->ext->alt = next_alt(s, 0);
     }
     if (via_hops(s)) {
         s->dst = addrs[0]; /* the address the rules judged goes to the hops */
@@ -1126,14 +1132,18 @@ static void dial_addrs(struct session *s, const union addr_any *all, size_t coun
  * from its alt on, or directly without a route. */
 static void try_route(struct session *s)
 {
-    if (route_of(s))
-        s->ext->alt = route_pick(s->ext->route, s->ext->alt, (int64_t)loop_now(s->env->loop));
-    const struct route_chain *c = chain_of(s);
-    for (size_t i = 0; c && s->cmd == SOCKS5_CMD_UDP && i < c->nhops; i++)
-        if (c->hops[i].kind != UPSTREAM_SOCKS5) {
-            session_reply(s, SOCKS5_REP_CMD_UNSUPPORTED, NULL, "UDP goes through SOCKS5 hops only");
+    if (route_of(s)) {
+        s->ext->alt = next_alt(s, s->ext->alt);
+        if (s->ext->alt >= s->ext->route->nalts) {
+            session_reply(s, SOCKS5_REP_CMD_UNSUPPORTED, NULL,
+                          s->cmd == SOCKS5_CMD_UDP ? "no alternative of the route carries UDP "
+                                                     "(SOCKS5 hops only)"
+                                                   : "no alternative of the route carries BIND "
+                                                     "(its last hop is an HTTP proxy)");
             return;
         }
+    }
+    const struct route_chain *c = chain_of(s);
     if (c && c->nhops > 0) {
         /* The hop is the operator's choice: no access rule applies to it. */
         resolve_name(s, c->hops[0].host, c->hops[0].port, dial);

@@ -483,6 +483,22 @@ def test_udp_through_a_chain_with_an_http_hop_is_refused(socks5d):
     near = socks5d("--auth", "none", "--route",
                    f"via socks5://127.0.0.1:{a.port} http://127.0.0.1:{free_port()}")
     assert ask_rep(near, "0.0.0.0", 0, cmd=3) == 7
+    assert "no alternative of the route carries UDP" in near.log()
+
+
+def test_udp_skips_alternatives_that_cannot_carry_it(socks5d, udp_echo):
+    """An HTTP or SOCKS4a alternative cannot carry UDP: the association goes
+    through the first alternative that can, and no hop is held down for it
+    (a CONNECT still takes the first alternative)."""
+    a = socks5d("--auth", "none")
+    http_hop = f"http://127.0.0.1:{free_port()}"
+    route = f"via {http_hop} | socks4a://127.0.0.1:{a.port} | socks5://127.0.0.1:{a.port}"
+    near = socks5d("--auth", "none", "--route", route)
+    echoed_through(near, udp_echo, f"socks5://127.0.0.1:{a.port}")
+    assert "failing over" not in near.log()
+    # The CONNECT tries the HTTP hop first (nothing listens there).
+    assert ask_rep(near, "127.0.0.1", 9, cmd=1) != 0
+    assert f"via={http_hop}" in near.log()
 
 
 def echoed_through(near, udp_echo, via, n=1):
