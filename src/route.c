@@ -286,7 +286,8 @@ struct route_hold {
     struct route_hold *next;
     size_t refs; /* under holds_lock */
     atomic_llong down_until_ms;
-    char key[300]; /* route_hop_str: kind, host and port */
+    atomic_llong udp_down_until_ms; /* it refused a UDP association */
+    char key[300];                  /* route_hop_str: kind, host and port */
 };
 
 /* Every hop some snapshot names. Taken at parse and free time only (the
@@ -569,10 +570,16 @@ const struct route *routes_match(const struct routes *rs, const struct rules_req
     return v.allow && v.index >= 0 ? &rs->v[v.index] : NULL;
 }
 
-static int chain_up(const struct route_chain *c, int64_t now_ms)
+static int held(const atomic_llong *until, int64_t now_ms)
+{
+    return atomic_load_explicit(until, memory_order_relaxed) > now_ms;
+}
+
+static int chain_up(const struct route_chain *c, int64_t now_ms, uint8_t cmd)
 {
     for (size_t i = 0; i < c->nhops; i++)
-        if (atomic_load_explicit(&c->holds[i]->down_until_ms, memory_order_relaxed) > now_ms)
+        if (held(&c->holds[i]->down_until_ms, now_ms) ||
+            (cmd == SOCKS5_CMD_UDP && held(&c->holds[i]->udp_down_until_ms, now_ms)))
             return 0;
     return 1;
 }
@@ -593,7 +600,7 @@ size_t route_pick(const struct route *r, size_t from, int64_t now_ms, uint8_t cm
     for (size_t i = from; i < r->nalts; i++) {
         if (!route_chain_carries(&r->alts[i], cmd))
             continue;
-        if (chain_up(&r->alts[i], now_ms))
+        if (chain_up(&r->alts[i], now_ms, cmd))
             return i;
         if (first == r->nalts)
             first = i;
@@ -601,11 +608,12 @@ size_t route_pick(const struct route *r, size_t from, int64_t now_ms, uint8_t cm
     return first;
 }
 
-void route_hop_failed(const struct route_chain *c, size_t hop, int64_t now_ms)
+void route_hop_failed(const struct route_chain *c, size_t hop, int64_t now_ms, int udp_only)
 {
     if (hop < c->nhops)
-        atomic_store_explicit(&c->holds[hop]->down_until_ms, now_ms + ROUTE_HOLDDOWN_MS,
-                              memory_order_relaxed);
+        atomic_store_explicit(udp_only ? &c->holds[hop]->udp_down_until_ms
+                                       : &c->holds[hop]->down_until_ms,
+                              now_ms + ROUTE_HOLDDOWN_MS, memory_order_relaxed);
 }
 
 void route_chain_worked(const struct route_chain *c)

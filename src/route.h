@@ -106,9 +106,12 @@ int route_chain_carries(const struct route_chain *c, uint8_t cmd);
  * of whose hops is held down, or when all of those have one, the first;
  * r->nalts when none carries cmd. */
 size_t route_pick(const struct route *r, size_t from, int64_t now_ms, uint8_t cmd);
-/* Holds hop `hop` of c down for ROUTE_HOLDDOWN_MS from now_ms. */
-void route_hop_failed(const struct route_chain *c, size_t hop, int64_t now_ms);
-/* Holds every hop of c up again after the chain worked. */
+/* Holds hop `hop` of c down for ROUTE_HOLDDOWN_MS from now_ms: for every
+ * command, or with udp_only for UDP ASSOCIATE only (the hop answered, and
+ * refused only its association: it still carries streams). */
+void route_hop_failed(const struct route_chain *c, size_t hop, int64_t now_ms, int udp_only);
+/* Holds every hop of c up again after the chain worked (a hold for UDP
+ * only runs its course: a stream through the hop says nothing of UDP). */
 void route_chain_worked(const struct route_chain *c);
 
 /* The net_out for one connection of route r: fixed sources as given, a

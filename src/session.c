@@ -561,7 +561,7 @@ static void on_handshake_timeout(struct session *s)
     hs_fail(s, HSF_TIMEOUT, "handshake timeout");
 }
 
-static void chain_broke(struct session *s, size_t hop, uint8_t rep, const char *why);
+static void chain_broke(struct session *s, size_t hop, uint8_t rep, const char *why, int udp_only);
 static int resolving_hop(const struct session *s);
 static void first_hop_failed(struct session *s, uint8_t rep, const char *what, const char *detail);
 
@@ -594,7 +594,8 @@ static void on_dial_timeout(struct session *s)
         chain_broke(s, hop, SOCKS5_REP_TTL_EXPIRED,
                     chaining  ? "upstream UDP association timeout"
                     : talking ? "upstream handshake timeout"
-                              : "connect timeout");
+                              : "connect timeout",
+                    0);
         return;
     }
     session_reply(s, SOCKS5_REP_TTL_EXPIRED, NULL, "connect timeout");
@@ -898,7 +899,7 @@ static void on_udpchain(void *owner, struct udpchain *c, uint8_t rep, size_t hop
         if (hop == UDPCHAIN_NO_HOP)
             session_reply(s, rep, NULL, why); /* why lives in c */
         else
-            chain_broke(s, hop, rep, why);
+            chain_broke(s, hop, rep, why, udpchain_refused(c));
         udpchain_free(c);
         return;
     }
@@ -951,7 +952,7 @@ static void on_hops(void *owner, enum hops_stage stage, struct loop_io *io, uint
         return;
     }
     if (stage == HOPS_BROKEN) {
-        chain_broke(s, at, rep, why);
+        chain_broke(s, at, rep, why, 0);
         return;
     }
     route_chain_worked(chain_of(s));
@@ -972,11 +973,12 @@ static size_t next_alt(const struct session *s, size_t from)
 }
 
 /* Hop `hop` of the alternative being tried failed (down, dropped, silent,
- * or an earlier hop could not reach it): hold it down and try the next
- * alternative with a deadline of its own, or tell the client. */
-static void chain_broke(struct session *s, size_t hop, uint8_t rep, const char *why)
+ * or an earlier hop could not reach it; udp_only: it refused a UDP
+ * association): hold it down and try the next alternative with a deadline
+ * of its own, or tell the client. */
+static void chain_broke(struct session *s, size_t hop, uint8_t rep, const char *why, int udp_only)
 {
-    route_hop_failed(chain_of(s), hop, (int64_t)loop_now(s->env->loop));
+    route_hop_failed(chain_of(s), hop, (int64_t)loop_now(s->env->loop), udp_only);
     close_side(s, &s->relay.target); /* UDP: the last hop's association */
     if (next_alt(s, s->ext->alt + 1) >= s->ext->route->nalts) {
         session_reply(s, rep, NULL, why);
@@ -998,7 +1000,7 @@ static void first_hop_failed(struct session *s, uint8_t rep, const char *what, c
     char why[400], hop[300];
     snprintf(why, sizeof why, "%s %s: %s", what,
              route_hop_str(&chain_of(s)->hops[0], hop, sizeof hop), detail);
-    chain_broke(s, 0, rep, why);
+    chain_broke(s, 0, rep, why, 0);
 }
 
 /* A connect that failed with err: through a hop, a failover, unless we are

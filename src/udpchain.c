@@ -32,12 +32,18 @@ struct udpchain {
     void *owner;
     struct loop_defer later; /* a one-hop chain is ready at once */
     size_t nlegs, waiting;
-    int over; /* done was called */
+    int over;    /* done was called */
+    int refused; /* the hop that broke it answered with a refusal */
     struct leg legs[ROUTE_MAX_HOPS - 1];
     size_t prefix_len;
     uint8_t prefix[(ROUTE_MAX_HOPS - 1) * HEADER_MAX];
     char why[512];
 };
+
+int udpchain_refused(const struct udpchain *c)
+{
+    return c->refused;
+}
 
 void udpchain_free(struct udpchain *c)
 {
@@ -196,6 +202,7 @@ static void on_leg_hops(void *owner, enum hops_stage stage, struct loop_io *io, 
         snprintf(named, sizeof named, "%s: %s", route_hop_str(&c->chain->hops[at], hop, sizeof hop),
                  why);
         why = named;
+        c->refused = 1;
     }
     if (stage != HOPS_DONE) {
         fail(c, at, rep, why);

@@ -28,7 +28,8 @@ struct udpchain;
 /* rep 0: the path is ready (udpchain_relay, udpchain_prefix); else the
  * chain failed with the REP for the client and why: hop `hop` of the chain
  * broke (it could not be reached, dropped its connection, refused or never
- * answered the association), or UDPCHAIN_NO_HOP. Either way the owner frees
+ * answered the association; udpchain_refused tells a refusal), or
+ * UDPCHAIN_NO_HOP. Either way the owner frees
  * c (udpchain_free) or hands it on (udp_chain). Runs on the loop, never
  * inside udpchain_start. */
 typedef void (*udpchain_fn)(void *owner, struct udpchain *c, uint8_t rep, size_t hop,
@@ -46,6 +47,9 @@ struct udpchain *udpchain_start(struct loop *l, const struct route_chain *chain,
                                 const union addr_any *hop0, const struct net_out *out,
                                 uint32_t timeout_ms, const struct proto_addr *last,
                                 udpchain_fn done, udpchain_end_fn ended, void *owner);
+/* 1 when the hop that broke the chain answered its association with a
+ * refusal: it is up and carries streams, only not this UDP. */
+int udpchain_refused(const struct udpchain *c);
 /* Closes the control connections, stops what is in flight, frees c (NULL:
  * nothing). No callback runs afterwards. */
 void udpchain_free(struct udpchain *c);

@@ -14,8 +14,9 @@ import pytest
 
 import bindudp_support as bu
 from ops_support import curl
-from harness import (HTTP_BODY, UdpEcho, USERS, free_port, proxy_env, read_reply, read_until_closed,
-                     recv_exact, request, scaled, wait_until)
+from harness import (HTTP_BODY, UdpEcho, USERS, echo_roundtrip, free_port, open_tunnel,
+                     proxy_env, read_reply, read_until_closed, recv_exact, request, scaled,
+                     wait_until)
 from security_support import (ALICE, BOB, ask, ask_rep, echo_ok, negotiate, udp_header,
                               udp_unwrap)
 
@@ -511,7 +512,7 @@ def echoed_through(near, udp_echo, via, n=1):
     assert (line["dgrams_up"], line["dgrams_down"], line["dropped"]) == ("3", "3", "0")
 
 
-def test_udp_fails_over_when_an_earlier_hop_refuses_its_association(socks5d, udp_echo):
+def test_udp_fails_over_when_an_earlier_hop_refuses_its_association(socks5d, udp_echo, echo):
     # A carries the stream to B (B grants the association), then refuses one
     # of its own: the chain through A is broken, not answered.
     a = socks5d("--auth", "none", "--no-udp")
@@ -525,6 +526,11 @@ def test_udp_fails_over_when_an_earlier_hop_refuses_its_association(socks5d, udp
     # Held down: the second association did not go through A.
     assert len(a.wait_access(2)) == 2  # the stream to B, the refused association
     assert sorted(l["cmd"] for l in a.access_lines()) == ["connect", "udp"]
+    # A refused UDP only: it is up, and a stream still goes through it.
+    with open_tunnel(near, *echo.addr) as t:
+        assert echo_roundtrip(t, b"a stream through A") == b"a stream through A"
+    (line,) = near.wait_access(1, pred=lambda l: l["cmd"] == "connect")
+    assert line["via"] == f"socks5://127.0.0.1:{a.port} socks5://127.0.0.1:{b.port}"
 
 
 def test_udp_fails_over_when_an_earlier_hop_is_down(socks5d, udp_echo):

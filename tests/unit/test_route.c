@@ -282,12 +282,12 @@ TEST(a_failed_alternative_is_held_down_then_tried_again)
     struct routes *rs = BUILD("via socks5://a:1 | socks5://b:1 | socks5://c:1");
     const struct route *r = routes_get(rs, 0);
     assert_int_equal(route_pick(r, 0, 1000, C), 0);
-    route_hop_failed(&r->alts[0], 0, 1000);
+    route_hop_failed(&r->alts[0], 0, 1000, 0);
     assert_int_equal(route_pick(r, 0, 1001, C), 1);
     assert_int_equal(route_pick(r, 0, 1000 + ROUTE_HOLDDOWN_MS, C), 0);
-    route_hop_failed(&r->alts[1], 0, 1000);
+    route_hop_failed(&r->alts[1], 0, 1000, 0);
     assert_int_equal(route_pick(r, 0, 1001, C), 2);
-    route_hop_failed(&r->alts[2], 0, 1000);
+    route_hop_failed(&r->alts[2], 0, 1000, 0);
     assert_int_equal(route_pick(r, 0, 1001, C), 0); /* all down: try anyway */
     assert_int_equal(route_pick(r, 1, 1001, C), 1);
     assert_int_equal(route_pick(r, 3, 1001, C), 3);
@@ -304,9 +304,9 @@ TEST(udp_and_bind_skip_alternatives_that_cannot_carry_them)
     assert_int_equal(route_pick(r, 0, 1000, C), 0);
     assert_int_equal(route_pick(r, 0, 1000, SOCKS5_CMD_UDP), 2);
     assert_int_equal(route_pick(r, 0, 1000, SOCKS5_CMD_BIND), 1); /* an SOCKS4a last hop binds */
-    route_hop_failed(&r->alts[2], 0, 1000);
+    route_hop_failed(&r->alts[2], 0, 1000, 0);
     assert_int_equal(route_pick(r, 0, 1001, SOCKS5_CMD_UDP), 3);
-    route_hop_failed(&r->alts[1], 0, 1000);
+    route_hop_failed(&r->alts[1], 0, 1000, 0);
     assert_int_equal(route_pick(r, 0, 1001, SOCKS5_CMD_BIND), 3); /* c:1 is down too */
     routes_free(rs);
     /* Nothing carries UDP: none to pick. All that carry are down: the first. */
@@ -314,10 +314,25 @@ TEST(udp_and_bind_skip_alternatives_that_cannot_carry_them)
     r = routes_get(rs, 0);
     assert_int_equal(route_pick(r, 0, 1000, SOCKS5_CMD_UDP), 2);
     assert_int_equal(route_pick(r, 0, 1000, SOCKS5_CMD_BIND), 1);
-    route_hop_failed(&r->alts[1], 0, 1000);
+    route_hop_failed(&r->alts[1], 0, 1000, 0);
     assert_int_equal(route_pick(r, 0, 1001, SOCKS5_CMD_BIND), 1);
     assert_false(route_chain_carries(&r->alts[0], SOCKS5_CMD_BIND));
     assert_true(route_chain_carries(&r->alts[0], C));
+    routes_free(rs);
+}
+
+TEST(a_hop_that_refused_udp_is_held_down_for_udp_only)
+{
+    struct routes *rs = BUILD("via socks5://a:1 | socks5://b:1");
+    const struct route *r = routes_get(rs, 0);
+    route_hop_failed(&r->alts[0], 0, 1000, 1);
+    assert_int_equal(route_pick(r, 0, 1001, C), 0);
+    assert_int_equal(route_pick(r, 0, 1001, SOCKS5_CMD_BIND), 0);
+    assert_int_equal(route_pick(r, 0, 1001, SOCKS5_CMD_UDP), 1);
+    /* A stream through it says nothing of UDP: the hold runs its course. */
+    route_chain_worked(&r->alts[0]);
+    assert_int_equal(route_pick(r, 0, 1001, SOCKS5_CMD_UDP), 1);
+    assert_int_equal(route_pick(r, 0, 1000 + ROUTE_HOLDDOWN_MS, SOCKS5_CMD_UDP), 0);
     routes_free(rs);
 }
 
@@ -325,7 +340,7 @@ TEST(a_failed_later_hop_holds_down_every_chain_through_it)
 {
     struct routes *rs = BUILD("via socks5://a:1 socks5://b:1 | socks5://c:1 socks5://b:1 | direct");
     const struct route *r = routes_get(rs, 0);
-    route_hop_failed(&r->alts[0], 1, 1000);
+    route_hop_failed(&r->alts[0], 1, 1000, 0);
     assert_int_equal(route_pick(r, 0, 1001, C), 2);
     route_chain_worked(&r->alts[1]);
     assert_int_equal(route_pick(r, 0, 1001, C), 0);
@@ -335,7 +350,7 @@ TEST(a_failed_later_hop_holds_down_every_chain_through_it)
 TEST(a_hold_outlives_a_reload_naming_the_hop_and_goes_with_the_last_one)
 {
     struct routes *old = BUILD("via socks5://a:1 | direct");
-    route_hop_failed(&routes_get(old, 0)->alts[0], 0, 1000);
+    route_hop_failed(&routes_get(old, 0)->alts[0], 0, 1000, 0);
     struct routes *same = BUILD("to x.example via http://z:2 | socks5://a:1 | direct");
     routes_free(old); /* the reload's new snapshot took over */
     assert_int_equal(route_pick(routes_get(same, 0), 1, 1001, C), 2);
@@ -467,6 +482,7 @@ int main(void)
         cmocka_unit_test(an_empty_set_matches_nothing),
         cmocka_unit_test(a_failed_alternative_is_held_down_then_tried_again),
         cmocka_unit_test(udp_and_bind_skip_alternatives_that_cannot_carry_them),
+        cmocka_unit_test(a_hop_that_refused_udp_is_held_down_for_udp_only),
         cmocka_unit_test(a_failed_later_hop_holds_down_every_chain_through_it),
         cmocka_unit_test(a_hold_outlives_a_reload_naming_the_hop_and_goes_with_the_last_one),
         cmocka_unit_test(fixed_source_and_device_and_mark),
