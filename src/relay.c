@@ -16,6 +16,18 @@ void relay_note(struct relay_side *s, unsigned events)
         s->writable = 1;
 }
 
+unsigned relay_interest(const struct relay *r, const struct relay_side *s)
+{
+    const struct relay_dir *d = s == &r->client ? &r->up : &r->down;
+    const struct relay_side *dst = s == &r->client ? &r->target : &r->client;
+    /* Until the destination drains, each arrival at the source would wake
+     * the loop for a write that fails again: against a fast sender that
+     * was a wake-up, an epoll_wait and a failed splice per segment. */
+    if (d->off < d->len && !dst->writable)
+        return LOOP_WRITE;
+    return LOOP_READ | LOOP_WRITE;
+}
+
 /* Thousandths of a byte per byte. */
 #define MILLI 1000
 /* A refill never covers more than this: longer pauses only fill the burst. */

@@ -65,6 +65,10 @@ enum { RELAY_MOVED = 1, RELAY_MORE = 2, RELAY_THROTTLED = 4 };
 
 /* Records the events of one side (LOOP_* bits). */
 void relay_note(struct relay_side *s, unsigned events);
+/* The events worth watching on side `s` of r now (LOOP_* bits): always
+ * writability, and readability unless what was read from s waits for a
+ * full destination. */
+unsigned relay_interest(const struct relay *r, const struct relay_side *s);
 /* Moves what can be moved in both directions, up to RELAY_BUDGET bytes
  * each. Returns RES_DONE when both directions have ended, RES_ERROR on a
  * socket error (errno in *err), RES_AGAIN otherwise; *flags as above. */

@@ -724,6 +724,13 @@ static void pump(struct session *s)
         session_fail(s, NULL);
         return;
     }
+    if (!gr && (loop_io_set(s->env->loop, &s->relay.client.io,
+                            relay_interest(&s->relay, &s->relay.client)) < 0 ||
+                loop_io_set(s->env->loop, &s->relay.target.io,
+                            relay_interest(&s->relay, &s->relay.target)) < 0)) {
+        session_fail(s, "epoll_ctl failed");
+        return;
+    }
     if (flags & RELAY_MOVED)
         s->active_ms = loop_now(s->env->loop);
     if (flags & RELAY_MORE) {

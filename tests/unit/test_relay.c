@@ -357,9 +357,16 @@ TEST(backpressure_stops_reading_the_source_while_the_destination_is_full)
     assert_true(g.r.up.bytes < RELAY_SPLICE_AFTER);
     assert_non_null(g.r.up.buf);
     assert_int_equal(g.pool.in_use, 1); /* exactly one buffer: the stalled direction's */
+    /* The source's arrivals would only wake the loop: not watched now. */
+    assert_int_equal(relay_interest(&g.r, &g.r.client), LOOP_WRITE);
+    assert_int_equal(relay_interest(&g.r, &g.r.target), LOOP_READ | LOOP_WRITE);
     assert_holds_still(&g);
     assert_int_equal(g.pool.in_use, 1);
+    /* The destination's writability is what ends the wait. */
+    relay_note(&g.r.target, LOOP_WRITE);
+    assert_int_equal(relay_interest(&g.r, &g.r.client), LOOP_READ | LOOP_WRITE);
     release_stall(&g, &rseq, wseq, 0);
+    assert_int_equal(relay_interest(&g.r, &g.r.client), LOOP_READ | LOOP_WRITE);
     rig_free(&g);
 }
 
@@ -385,6 +392,7 @@ TEST(backpressure_in_splice_mode_holds_one_pipe_and_stops_reading)
     assert_non_null(g.r.up.pipe);
     assert_null(g.r.up.buf);
     assert_int_equal(g.pool.in_use, 0);
+    assert_int_equal(relay_interest(&g.r, &g.r.client), LOOP_WRITE);
     assert_holds_still(&g);
     release_stall(&g, &rseq, wseq, got);
     rig_free(&g);
@@ -402,6 +410,8 @@ TEST(backpressure_in_one_direction_does_not_stop_the_other)
     recv_str(g.c[1], "still here");
     assert_int_equal(held(&g.r.up), 1);   /* still stalled */
     assert_int_equal(held(&g.r.down), 0); /* idle again */
+    assert_int_equal(relay_interest(&g.r, &g.r.client), LOOP_WRITE);
+    assert_int_equal(relay_interest(&g.r, &g.r.target), LOOP_READ | LOOP_WRITE);
     rig_free(&g);
 }
 
