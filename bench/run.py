@@ -33,9 +33,8 @@ def parse_args():
     p.add_argument("--quick", action="store_true",
                    help="one repetition, short durations (development only)")
     p.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
-    p.add_argument("--servers", default=",".join(n for n, s in SPECS.items() if s.default),
-                   help=f"comma-separated subset of {','.join(SPECS)} (default: all but "
-                   f"{','.join(n for n, s in SPECS.items() if not s.default)})")
+    p.add_argument("--servers", default=",".join(SPECS),
+                   help=f"comma-separated subset of {','.join(SPECS)}")
     p.add_argument("--scenarios", default="",
                    help="comma-separated subset of " + ",".join(s.name for s in SCENARIOS))
     p.add_argument("--output", default=os.path.join(ROOT, "docs"),

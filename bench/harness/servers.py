@@ -20,15 +20,13 @@ class ServerError(Exception):
 
 class Spec:
     """A server under test. features: what it supports beyond CONNECT.
-    forward: a plain TCP forwarder (no SOCKS) to the scenario's target.
-    default: in run.py's server list unless --servers names others."""
+    forward: a plain TCP forwarder (no SOCKS) to the scenario's target."""
 
-    def __init__(self, name, features, note, forward=False, default=True):
+    def __init__(self, name, features, note, forward=False):
         self.name = name
         self.features = features
         self.note = note
         self.forward = forward
-        self.default = default
 
     @property
     def direct(self):
@@ -47,12 +45,10 @@ SPECS = {
     "dante": Spec("dante", {"domain", "udp", "idle"},
                   "Debian dante-server, danted -N 2 (two main processes that fork "
                   "negotiate/request/io children as needed); auth needs system users: n/a"),
-    # Opt-in (--servers ...,haproxy): it would push `make bench` past its
-    # 15 minutes (bench/README.md).
     "haproxy": Spec("haproxy", set(),
                     "HAProxy 2.6, mode tcp, nbthread 2, a plain forwarder to the scenario's "
                     "target: no SOCKS handshake; the floor for relaying on this machine, not a "
-                    "SOCKS server", forward=True, default=False),
+                    "SOCKS server", forward=True),
 }
 
 
