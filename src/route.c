@@ -266,6 +266,12 @@ static int parse_out(struct parser *p, struct route *r, const struct word *kw)
             if (arg.len >= sizeof r->out.dev)
                 return words_fail(&p->w, arg.col, "interface name longer than %zu bytes",
                                   sizeof r->out.dev - 1);
+            /* The kernel's own rule (dev_valid_name): SO_BINDTODEVICE
+             * would fail on every connection instead of here. */
+            if (memchr(arg.s, '/', arg.len) || memchr(arg.s, ':', arg.len) ||
+                (arg.s[0] == '.' && (arg.len == 1 || (arg.len == 2 && arg.s[1] == '.'))))
+                return words_fail(&p->w, arg.col, "'%.*s' is not an interface name", (int)arg.len,
+                                  arg.s);
             memcpy(r->out.dev, arg.s, arg.len);
             r->out.dev[arg.len] = '\0';
         } else {
@@ -441,11 +447,14 @@ static int add_clauses(struct routes *rs, struct parser *p, size_t via_pos, cons
     return words_fail(&p->w, 1, "%s", err);
 }
 
-/* The text with every password replaced by "***", which says nothing of
- * its length. NULL when out of memory. */
+/* The text up to its comment, with every password replaced by "***",
+ * which says nothing of its length. A comment is not part of the route and
+ * may say anything, a password too. NULL when out of memory. */
 static char *masked_text(const struct parser *p)
 {
-    size_t len = strlen(p->w.text), o = 0, from = 0;
+    size_t len = p->w.pos, o = 0, from = 0; /* parsed to the end: at '#' or NUL */
+    while (len > 0 && strchr(" \t\r\n", p->w.text[len - 1]))
+        len--;
     char *m = malloc(len + 3 * p->nsecrets + 1);
     if (m == NULL)
         return NULL;
@@ -456,7 +465,8 @@ static char *masked_text(const struct parser *p)
         o += 3;
         from = p->secret_at[i] + p->secret_len[i];
     }
-    memcpy(m + o, p->w.text + from, len - from + 1);
+    memcpy(m + o, p->w.text + from, len - from);
+    m[o + len - from] = '\0';
     return m;
 }
 
